@@ -1,0 +1,5 @@
+//! Backends: where the bytes live.
+
+mod memory;
+
+pub use memory::MemoryBackend;

@@ -1,0 +1,70 @@
+//! AnyFS: a virtual filesystem with `std::fs`-shaped traits, pluggable
+//! backends and composable security middleware, so that untrusted code (an
+//! AI agent, a tenant) can read and write files without reaching anything
+//! outside what it was given.
+//!
+//! ```
+//! use anyfs::{FileStorage, MemoryBackend};
+//!
+//! let fs = FileStorage::new(MemoryBackend::new());
+//! fs.create_dir_all("/workspace")?;
+//! fs.write("/workspace/plan.md", "1. read the issue\n")?;
+//! fs.append("/workspace/plan.md", "2. write the code\n")?;
+//! assert_eq!(fs.read_to_string("/workspace/plan.md")?.lines().count(), 2);
+//!
+//! // Paths are untrusted input: they can never leave the backend.
+//! fs.create_dir("/etc")?;
+//! fs.write("/../../etc/passwd", "not the host's")?;
+//! assert_eq!(fs.read_to_string("/etc/passwd")?, "not the host's");
+//! # Ok::<(), anyfs::FsError>(())
+//! ```
+//!
+//! # The pieces
+//!
+//! - **Traits** ([`FsRead`], [`FsWrite`], [`FsDir`], [`FsLink`],
+//!   [`FsPermissions`], [`FsSync`], [`FsStats`], [`FsInode`], [`FsHandles`],
+//!   and the combinations [`Fs`], [`FsFull`], [`FsFuse`]): what a backend can
+//!   do. A backend without [`FsLink`] cannot hold symlinks, and code that
+//!   would create one does not compile:
+//!
+//! ```compile_fail
+//! use anyfs::{FileStorage, Fs};
+//! fn make_link<B: Fs>(fs: FileStorage<B>) {
+//!     fs.symlink("/target", "/link"); // no `FsLink`, no `symlink`
+//! }
+//! ```
+//!
+//! - **[`FileStorage`]**: the front door. It validates and resolves every
+//!   path (see [`path`]) and offers the methods of `std::fs`.
+//! - **Backends**: [`MemoryBackend`] here; SQLite and host directories in
+//!   their own crates and modules.
+//! - **Middleware** ([`Layer`]): policy wrapped around a backend.
+//! - **Errors**: one [`FsError`], naming the virtual path, with an
+//!   [`errno`](FsError::errno) and a stable [`kind`](FsError::kind).
+
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod backend;
+mod error;
+mod layer;
+pub mod middleware;
+pub mod path;
+mod storage;
+mod traits;
+mod types;
+
+pub use backend::MemoryBackend;
+pub use error::{FsError, FsErrorKind, FsResult};
+pub use layer::{Layer, LayerExt};
+pub use storage::FileStorage;
+pub use traits::{
+    Fs, FsDir, FsFull, FsFuse, FsHandles, FsInode, FsLink, FsPermissions, FsRead, FsReader,
+    FsStats, FsSync, FsWrite, FsWriter, resolve_with_links,
+};
+pub use types::{DirEntry, FileType, Handle, Metadata, OpenFlags, Permissions, ReadDir, StatFs};
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

@@ -1,0 +1,1 @@
+//! Middleware: layers that wrap a backend and are backends themselves.

@@ -1,0 +1,347 @@
+//! The trait family every backend and middleware implements.
+//!
+//! Every method takes `&self` and returns [`FsResult`]; every trait is
+//! `Send + Sync` and object safe, so `Box<dyn Fs>` and `Arc<dyn FsFull>` are
+//! backends too. `&T`, `Box<T>` and `Arc<T>` implement each trait `T` does.
+//!
+//! Paths given to these traits directly are *resolved* paths (see
+//! [`crate::path`]): absolute, without `..`, and with no symlink in a middle
+//! component. Backends never follow a symlink outside of
+//! [`FsRead::resolve`]; [`FileStorage`](crate::FileStorage) resolves caller
+//! paths first, in one call.
+
+use std::ffi::OsStr;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crate::error::{FsError, FsResult};
+use crate::path::{self, PathWalker, Step};
+use crate::types::{FileType, Handle, Metadata, OpenFlags, Permissions, ReadDir, StatFs};
+
+/// A streaming reader returned by [`FsRead::open_read`].
+pub type FsReader = Box<dyn Read + Send>;
+/// A streaming writer returned by [`FsWrite::open_write`].
+pub type FsWriter = Box<dyn Write + Send>;
+
+/// Reading files and metadata.
+pub trait FsRead: Send + Sync {
+    /// The whole content of a file.
+    fn read(&self, path: &Path) -> FsResult<Vec<u8>>;
+
+    /// The whole content of a file as UTF-8 text.
+    fn read_to_string(&self, path: &Path) -> FsResult<String> {
+        let bytes = self.read(path)?;
+        String::from_utf8(bytes).map_err(|_| FsError::Io {
+            path: path.into(),
+            op: "read_to_string",
+            source: io::Error::new(io::ErrorKind::InvalidData, "the file is not valid UTF-8"),
+        })
+    }
+
+    /// Up to `len` bytes starting at `offset`; fewer at the end of the file.
+    fn read_range(&self, path: &Path, offset: u64, len: usize) -> FsResult<Vec<u8>>;
+
+    /// Whether something exists at the path (a symlink counts, whatever it
+    /// points to).
+    fn exists(&self, path: &Path) -> FsResult<bool> {
+        match self.metadata(path) {
+            Ok(_) => Ok(true),
+            Err(FsError::NotFound { .. } | FsError::NotADirectory { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Metadata of the node at the path. A backend does not follow a symlink
+    /// here: it describes the link itself. [`FileStorage`](crate::FileStorage)
+    /// resolves first, so through it this follows links like `std::fs::metadata`.
+    fn metadata(&self, path: &Path) -> FsResult<Metadata>;
+
+    /// A streaming reader over a file's content.
+    fn open_read(&self, path: &Path) -> FsResult<FsReader> {
+        Ok(Box::new(io::Cursor::new(self.read(path)?)))
+    }
+
+    /// Resolves a caller path (see [`path::resolve`]) in one call.
+    ///
+    /// Middleware pass this down unchanged and do not count it as an
+    /// operation. The default walks with [`FsRead::metadata`], which is right
+    /// for a backend without symlinks; a backend with [`FsLink`] resolves in
+    /// one pass of its own (or with [`resolve_with_links`]).
+    fn resolve(&self, path: &Path, follow_last: bool) -> FsResult<PathBuf> {
+        struct ByMetadata<'a, F: ?Sized>(&'a F);
+        impl<F: FsRead + ?Sized> PathWalker for ByMetadata<'_, F> {
+            type Node = PathBuf;
+            fn root(&mut self) -> FsResult<PathBuf> {
+                Ok(PathBuf::from("/"))
+            }
+            fn child(&mut self, dir: &PathBuf, name: &OsStr) -> FsResult<Option<Step<PathBuf>>> {
+                let p = path::join(dir, name);
+                match self.0.metadata(&p) {
+                    Ok(m) if m.is_dir() => Ok(Some(Step::Dir(p))),
+                    Ok(_) => Ok(Some(Step::Other(p))),
+                    Err(FsError::NotFound { .. }) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            }
+        }
+        path::resolve(path, follow_last, &mut ByMetadata(self))
+    }
+}
+
+/// Resolution for a backend with symlinks that has no faster way: one
+/// `symlink_metadata` per component and one `read_link` per link.
+pub fn resolve_with_links<F: FsRead + FsLink + ?Sized>(
+    fs: &F,
+    path: &Path,
+    follow_last: bool,
+) -> FsResult<PathBuf> {
+    struct ByLinks<'a, F: ?Sized>(&'a F);
+    impl<F: FsRead + FsLink + ?Sized> PathWalker for ByLinks<'_, F> {
+        type Node = PathBuf;
+        fn root(&mut self) -> FsResult<PathBuf> {
+            Ok(PathBuf::from("/"))
+        }
+        fn child(&mut self, dir: &PathBuf, name: &OsStr) -> FsResult<Option<Step<PathBuf>>> {
+            let p = path::join(dir, name);
+            match self.0.symlink_metadata(&p) {
+                Ok(m) => Ok(Some(match m.file_type {
+                    FileType::Directory => Step::Dir(p),
+                    FileType::File => Step::Other(p),
+                    FileType::Symlink => Step::Symlink(self.0.read_link(&p)?),
+                })),
+                Err(FsError::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        }
+    }
+    path::resolve(path, follow_last, &mut ByLinks(fs))
+}
+
+/// Writing, removing, renaming and copying files.
+pub trait FsWrite: Send + Sync {
+    /// Creates the file or replaces its content.
+    fn write(&self, path: &Path, data: &[u8]) -> FsResult<()>;
+
+    /// Appends to the file, creating it if needed.
+    fn append(&self, path: &Path, data: &[u8]) -> FsResult<()>;
+
+    /// Removes a file or symlink (not a directory).
+    fn remove_file(&self, path: &Path) -> FsResult<()>;
+
+    /// Renames a node, replacing what is at `to` as POSIX `rename(2)` does: a
+    /// file may replace a file, a directory an empty directory; a directory
+    /// cannot move into its own subtree.
+    fn rename(&self, from: &Path, to: &Path) -> FsResult<()>;
+
+    /// Copies a file's content (and permissions) to `to`, replacing it.
+    fn copy(&self, from: &Path, to: &Path) -> FsResult<()>;
+
+    /// Cuts or extends (with zeros) the file to `size` bytes.
+    fn truncate(&self, path: &Path, size: u64) -> FsResult<()>;
+
+    /// A streaming writer: the file is created or cut to zero length at once,
+    /// and every write appends to it.
+    fn open_write(&self, path: &Path) -> FsResult<FsWriter>;
+}
+
+/// Directories.
+pub trait FsDir: Send + Sync {
+    /// The entries of a directory, in no particular order, without `.` and `..`.
+    fn read_dir(&self, path: &Path) -> FsResult<ReadDir>;
+
+    /// Creates one directory; its parent must exist.
+    fn create_dir(&self, path: &Path) -> FsResult<()>;
+
+    /// Creates a directory and any missing parents; fine if it exists.
+    fn create_dir_all(&self, path: &Path) -> FsResult<()>;
+
+    /// Removes an empty directory.
+    fn remove_dir(&self, path: &Path) -> FsResult<()>;
+
+    /// Removes a directory and everything under it (symlinks inside are
+    /// removed, never followed).
+    fn remove_dir_all(&self, path: &Path) -> FsResult<()>;
+}
+
+/// Symbolic and hard links. A backend without this trait cannot hold links:
+/// [`FileStorage::symlink`](crate::FileStorage::symlink) does not compile
+/// for it.
+pub trait FsLink: Send + Sync {
+    /// Creates `link` as a symbolic link pointing to `target` (stored as given).
+    fn symlink(&self, target: &Path, link: &Path) -> FsResult<()>;
+
+    /// Creates `link` as another name for the file at `original`.
+    fn hard_link(&self, original: &Path, link: &Path) -> FsResult<()>;
+
+    /// The target of a symbolic link.
+    fn read_link(&self, path: &Path) -> FsResult<PathBuf>;
+
+    /// Metadata of the node itself, never following a link.
+    fn symlink_metadata(&self, path: &Path) -> FsResult<Metadata>;
+}
+
+/// Permission bits, ownership and times.
+pub trait FsPermissions: Send + Sync {
+    /// Sets the permission bits.
+    fn set_permissions(&self, path: &Path, perm: Permissions) -> FsResult<()>;
+
+    /// Sets access and/or modification time (`None` leaves it).
+    fn set_times(
+        &self,
+        path: &Path,
+        accessed: Option<SystemTime>,
+        modified: Option<SystemTime>,
+    ) -> FsResult<()> {
+        let _ = (accessed, modified);
+        Err(FsError::NotSupported {
+            path: path.into(),
+            op: "set_times",
+        })
+    }
+
+    /// Sets owner and/or group (`None` leaves it).
+    fn set_owner(&self, path: &Path, uid: Option<u32>, gid: Option<u32>) -> FsResult<()> {
+        let _ = (uid, gid);
+        Err(FsError::NotSupported {
+            path: path.into(),
+            op: "set_owner",
+        })
+    }
+}
+
+/// Durability.
+pub trait FsSync: Send + Sync {
+    /// Makes every completed operation durable.
+    fn sync(&self) -> FsResult<()>;
+    /// Makes one file's completed writes durable.
+    fn fsync(&self, path: &Path) -> FsResult<()>;
+}
+
+/// Capacity and usage.
+pub trait FsStats: Send + Sync {
+    /// Capacity and usage of the whole store.
+    fn statfs(&self) -> FsResult<StatFs>;
+}
+
+/// Inode-level access, as FUSE needs it.
+pub trait FsInode: Send + Sync {
+    /// The inode number of the node at a resolved path.
+    fn path_to_inode(&self, path: &Path) -> FsResult<u64>;
+    /// One path of the node (a hard-linked file has several).
+    fn inode_to_path(&self, inode: u64) -> FsResult<PathBuf>;
+    /// The inode of `name` inside the directory `parent`.
+    fn lookup(&self, parent: u64, name: &OsStr) -> FsResult<u64>;
+    /// Metadata by inode number.
+    fn metadata_by_inode(&self, inode: u64) -> FsResult<Metadata>;
+}
+
+/// Open files with positional I/O.
+pub trait FsHandles: Send + Sync {
+    /// Opens a file. `create_new` fails with `AlreadyExists` atomically.
+    fn open(&self, path: &Path, flags: OpenFlags) -> FsResult<Handle>;
+    /// Reads into `buf` from `offset`; returns the bytes read (0 at the end).
+    fn read_at(&self, handle: Handle, buf: &mut [u8], offset: u64) -> FsResult<usize>;
+    /// Writes at `offset` (at the end for an append handle); returns the bytes written.
+    fn write_at(&self, handle: Handle, data: &[u8], offset: u64) -> FsResult<usize>;
+    /// Closes the handle.
+    fn close(&self, handle: Handle) -> FsResult<()>;
+}
+
+/// The basic filesystem: read, write, directories.
+pub trait Fs: FsRead + FsWrite + FsDir {}
+impl<T: FsRead + FsWrite + FsDir + ?Sized> Fs for T {}
+
+/// A full POSIX-like filesystem: links, permissions, sync and statistics.
+pub trait FsFull: Fs + FsLink + FsPermissions + FsSync + FsStats {}
+impl<T: Fs + FsLink + FsPermissions + FsSync + FsStats + ?Sized> FsFull for T {}
+
+/// What a FUSE mount needs: [`FsFull`] plus inode lookups.
+pub trait FsFuse: FsFull + FsInode {}
+impl<T: FsFull + FsInode + ?Sized> FsFuse for T {}
+
+/// Implements a trait for `&T`, `Box<T>` and `Arc<T>` by forwarding every
+/// method, so that references and smart pointers (and `Box<dyn Fs>`) are
+/// backends too.
+macro_rules! forward_to_pointee {
+    ($trait:ident { $( fn $name:ident(&self $(, $arg:ident : $ty:ty)* ) -> $ret:ty; )* }) => {
+        forward_to_pointee!(@one $trait, &T, { $( fn $name(&self $(, $arg: $ty)*) -> $ret; )* });
+        forward_to_pointee!(@one $trait, Box<T>, { $( fn $name(&self $(, $arg: $ty)*) -> $ret; )* });
+        forward_to_pointee!(@one $trait, Arc<T>, { $( fn $name(&self $(, $arg: $ty)*) -> $ret; )* });
+    };
+    (@one $trait:ident, $ptr:ty, { $( fn $name:ident(&self $(, $arg:ident : $ty:ty)* ) -> $ret:ty; )* }) => {
+        impl<T: $trait + ?Sized> $trait for $ptr {
+            $(
+                #[inline]
+                fn $name(&self $(, $arg: $ty)*) -> $ret {
+                    (**self).$name($($arg),*)
+                }
+            )*
+        }
+    };
+}
+
+forward_to_pointee!(FsRead {
+    fn read(&self, path: &Path) -> FsResult<Vec<u8>>;
+    fn read_to_string(&self, path: &Path) -> FsResult<String>;
+    fn read_range(&self, path: &Path, offset: u64, len: usize) -> FsResult<Vec<u8>>;
+    fn exists(&self, path: &Path) -> FsResult<bool>;
+    fn metadata(&self, path: &Path) -> FsResult<Metadata>;
+    fn open_read(&self, path: &Path) -> FsResult<FsReader>;
+    fn resolve(&self, path: &Path, follow_last: bool) -> FsResult<PathBuf>;
+});
+
+forward_to_pointee!(FsWrite {
+    fn write(&self, path: &Path, data: &[u8]) -> FsResult<()>;
+    fn append(&self, path: &Path, data: &[u8]) -> FsResult<()>;
+    fn remove_file(&self, path: &Path) -> FsResult<()>;
+    fn rename(&self, from: &Path, to: &Path) -> FsResult<()>;
+    fn copy(&self, from: &Path, to: &Path) -> FsResult<()>;
+    fn truncate(&self, path: &Path, size: u64) -> FsResult<()>;
+    fn open_write(&self, path: &Path) -> FsResult<FsWriter>;
+});
+
+forward_to_pointee!(FsDir {
+    fn read_dir(&self, path: &Path) -> FsResult<ReadDir>;
+    fn create_dir(&self, path: &Path) -> FsResult<()>;
+    fn create_dir_all(&self, path: &Path) -> FsResult<()>;
+    fn remove_dir(&self, path: &Path) -> FsResult<()>;
+    fn remove_dir_all(&self, path: &Path) -> FsResult<()>;
+});
+
+forward_to_pointee!(FsLink {
+    fn symlink(&self, target: &Path, link: &Path) -> FsResult<()>;
+    fn hard_link(&self, original: &Path, link: &Path) -> FsResult<()>;
+    fn read_link(&self, path: &Path) -> FsResult<PathBuf>;
+    fn symlink_metadata(&self, path: &Path) -> FsResult<Metadata>;
+});
+
+forward_to_pointee!(FsPermissions {
+    fn set_permissions(&self, path: &Path, perm: Permissions) -> FsResult<()>;
+    fn set_times(&self, path: &Path, accessed: Option<SystemTime>, modified: Option<SystemTime>) -> FsResult<()>;
+    fn set_owner(&self, path: &Path, uid: Option<u32>, gid: Option<u32>) -> FsResult<()>;
+});
+
+forward_to_pointee!(FsSync {
+    fn sync(&self) -> FsResult<()>;
+    fn fsync(&self, path: &Path) -> FsResult<()>;
+});
+
+forward_to_pointee!(FsStats {
+    fn statfs(&self) -> FsResult<StatFs>;
+});
+
+forward_to_pointee!(FsInode {
+    fn path_to_inode(&self, path: &Path) -> FsResult<u64>;
+    fn inode_to_path(&self, inode: u64) -> FsResult<PathBuf>;
+    fn lookup(&self, parent: u64, name: &OsStr) -> FsResult<u64>;
+    fn metadata_by_inode(&self, inode: u64) -> FsResult<Metadata>;
+});
+
+forward_to_pointee!(FsHandles {
+    fn open(&self, path: &Path, flags: OpenFlags) -> FsResult<Handle>;
+    fn read_at(&self, handle: Handle, buf: &mut [u8], offset: u64) -> FsResult<usize>;
+    fn write_at(&self, handle: Handle, data: &[u8], offset: u64) -> FsResult<usize>;
+    fn close(&self, handle: Handle) -> FsResult<()>;
+});
