@@ -76,11 +76,17 @@ pub fn assert_err<T: Debug>(result: FsResult<T>, kind: FsErrorKind) {
 }
 
 /// Generates the conformance tests for a backend type; see the crate docs.
+///
+/// `conformance!(mod name, Type => make; caps)` names the generated module,
+/// so that one test file can hold several subjects.
 #[macro_export]
 macro_rules! conformance {
     ($ty:ty => $make:expr $(; $($cap:ident),* $(,)?)?) => {
+        $crate::conformance!(mod conformance, $ty => $make $(; $($cap),*)?);
+    };
+    (mod $module:ident, $ty:ty => $make:expr $(; $($cap:ident),* $(,)?)?) => {
         #[allow(unused_imports, clippy::module_inception)]
-        mod conformance {
+        mod $module {
             use super::*;
 
             fn make_backend() -> $ty {

@@ -57,6 +57,11 @@ mod types;
 pub use backend::MemoryBackend;
 pub use error::{FsError, FsErrorKind, FsResult};
 pub use layer::{Layer, LayerExt};
+pub use middleware::{
+    AuditRecord, AuditSink, MemoryAuditSink, PathFilter, PathFilterLayer, Quota, QuotaLayer,
+    RateLimit, RateLimitLayer, ReadOnly, ReadOnlyLayer, Restrictions, RestrictionsLayer, Tracing,
+    TracingLayer,
+};
 pub use storage::FileStorage;
 pub use traits::{
     Fs, FsDir, FsFull, FsFuse, FsHandles, FsInode, FsLink, FsPermissions, FsRead, FsReader,

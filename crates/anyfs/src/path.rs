@@ -117,6 +117,32 @@ pub fn check_resolved(path: &Path) -> FsResult<()> {
     resolved_components(path).map(drop)
 }
 
+/// A resolved path in its one normal spelling: `/` followed by the names
+/// joined with single slashes. Checks it as [`check_resolved`] does, and
+/// borrows when it is already normal, so that policies match exactly the
+/// path the backend will act on (`//a/./b/` and `/a/b` are one path).
+pub fn resolved_normal_form(path: &Path) -> FsResult<std::borrow::Cow<'_, Path>> {
+    let names = resolved_components(path)?;
+    let bytes = path.as_os_str().as_bytes();
+    let normal_len = names.iter().map(|n| n.len() + 1).sum::<usize>().max(1);
+    if bytes.len() == normal_len {
+        // Same length as the normal form, absolute, and every name kept:
+        // there is no room for an extra slash or `.`.
+        return Ok(std::borrow::Cow::Borrowed(path));
+    }
+    let mut out = Vec::with_capacity(normal_len);
+    for name in &names {
+        out.push(b'/');
+        out.extend_from_slice(name.as_bytes());
+    }
+    if out.is_empty() {
+        out.push(b'/');
+    }
+    Ok(std::borrow::Cow::Owned(PathBuf::from(OsString::from_vec(
+        out,
+    ))))
+}
+
 /// Lexical normal form of a caller path: absolute, `.` and repeated slashes
 /// removed, `..` kept where it stands (it can only be applied by
 /// [`resolve`], which knows about symlinks).
@@ -402,6 +428,30 @@ mod tests {
             resolved_components(Path::new("//a/./b")).unwrap(),
             vec![OsStr::new("a"), OsStr::new("b")]
         );
+    }
+
+    #[test]
+    fn resolved_normal_form_has_one_spelling() {
+        for (given, normal) in [
+            ("/a/b", "/a/b"),
+            ("//a//b/", "/a/b"),
+            ("/a/./b", "/a/b"),
+            ("/", "/"),
+            ("//", "/"),
+            ("/./.", "/"),
+        ] {
+            assert_eq!(
+                resolved_normal_form(Path::new(given)).unwrap(),
+                Path::new(normal),
+                "{given}"
+            );
+        }
+        assert!(matches!(
+            resolved_normal_form(Path::new("/a/b")).unwrap(),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert!(resolved_normal_form(Path::new("/a/../b")).is_err());
+        assert!(resolved_normal_form(Path::new("a/b")).is_err());
     }
 
     #[test]

@@ -261,11 +261,90 @@ impl<T: Fs + FsLink + FsPermissions + FsSync + FsStats + ?Sized> FsFull for T {}
 pub trait FsFuse: FsFull + FsInode {}
 impl<T: FsFull + FsInode + ?Sized> FsFuse for T {}
 
+/// The method signatures of each trait, handed to a callback macro: the one
+/// list from which pointer forwarding and middleware delegation are built.
+macro_rules! fs_methods {
+    (FsRead, $cb:ident, $($args:tt)*) => {
+        $cb!($($args)* ; FsRead {
+            fn read(&self, path: &::std::path::Path) -> $crate::FsResult<Vec<u8>>;
+            fn read_to_string(&self, path: &::std::path::Path) -> $crate::FsResult<String>;
+            fn read_range(&self, path: &::std::path::Path, offset: u64, len: usize) -> $crate::FsResult<Vec<u8>>;
+            fn exists(&self, path: &::std::path::Path) -> $crate::FsResult<bool>;
+            fn metadata(&self, path: &::std::path::Path) -> $crate::FsResult<$crate::Metadata>;
+            fn open_read(&self, path: &::std::path::Path) -> $crate::FsResult<$crate::FsReader>;
+            fn resolve(&self, path: &::std::path::Path, follow_last: bool) -> $crate::FsResult<::std::path::PathBuf>;
+        });
+    };
+    (FsWrite, $cb:ident, $($args:tt)*) => {
+        $cb!($($args)* ; FsWrite {
+            fn write(&self, path: &::std::path::Path, data: &[u8]) -> $crate::FsResult<()>;
+            fn append(&self, path: &::std::path::Path, data: &[u8]) -> $crate::FsResult<()>;
+            fn remove_file(&self, path: &::std::path::Path) -> $crate::FsResult<()>;
+            fn rename(&self, from: &::std::path::Path, to: &::std::path::Path) -> $crate::FsResult<()>;
+            fn copy(&self, from: &::std::path::Path, to: &::std::path::Path) -> $crate::FsResult<()>;
+            fn truncate(&self, path: &::std::path::Path, size: u64) -> $crate::FsResult<()>;
+            fn open_write(&self, path: &::std::path::Path) -> $crate::FsResult<$crate::FsWriter>;
+        });
+    };
+    (FsDir, $cb:ident, $($args:tt)*) => {
+        $cb!($($args)* ; FsDir {
+            fn read_dir(&self, path: &::std::path::Path) -> $crate::FsResult<$crate::ReadDir>;
+            fn create_dir(&self, path: &::std::path::Path) -> $crate::FsResult<()>;
+            fn create_dir_all(&self, path: &::std::path::Path) -> $crate::FsResult<()>;
+            fn remove_dir(&self, path: &::std::path::Path) -> $crate::FsResult<()>;
+            fn remove_dir_all(&self, path: &::std::path::Path) -> $crate::FsResult<()>;
+        });
+    };
+    (FsLink, $cb:ident, $($args:tt)*) => {
+        $cb!($($args)* ; FsLink {
+            fn symlink(&self, target: &::std::path::Path, link: &::std::path::Path) -> $crate::FsResult<()>;
+            fn hard_link(&self, original: &::std::path::Path, link: &::std::path::Path) -> $crate::FsResult<()>;
+            fn read_link(&self, path: &::std::path::Path) -> $crate::FsResult<::std::path::PathBuf>;
+            fn symlink_metadata(&self, path: &::std::path::Path) -> $crate::FsResult<$crate::Metadata>;
+        });
+    };
+    (FsPermissions, $cb:ident, $($args:tt)*) => {
+        $cb!($($args)* ; FsPermissions {
+            fn set_permissions(&self, path: &::std::path::Path, perm: $crate::Permissions) -> $crate::FsResult<()>;
+            fn set_times(&self, path: &::std::path::Path, accessed: Option<::std::time::SystemTime>, modified: Option<::std::time::SystemTime>) -> $crate::FsResult<()>;
+            fn set_owner(&self, path: &::std::path::Path, uid: Option<u32>, gid: Option<u32>) -> $crate::FsResult<()>;
+        });
+    };
+    (FsSync, $cb:ident, $($args:tt)*) => {
+        $cb!($($args)* ; FsSync {
+            fn sync(&self) -> $crate::FsResult<()>;
+            fn fsync(&self, path: &::std::path::Path) -> $crate::FsResult<()>;
+        });
+    };
+    (FsStats, $cb:ident, $($args:tt)*) => {
+        $cb!($($args)* ; FsStats {
+            fn statfs(&self) -> $crate::FsResult<$crate::StatFs>;
+        });
+    };
+    (FsInode, $cb:ident, $($args:tt)*) => {
+        $cb!($($args)* ; FsInode {
+            fn path_to_inode(&self, path: &::std::path::Path) -> $crate::FsResult<u64>;
+            fn inode_to_path(&self, inode: u64) -> $crate::FsResult<::std::path::PathBuf>;
+            fn lookup(&self, parent: u64, name: &::std::ffi::OsStr) -> $crate::FsResult<u64>;
+            fn metadata_by_inode(&self, inode: u64) -> $crate::FsResult<$crate::Metadata>;
+        });
+    };
+    (FsHandles, $cb:ident, $($args:tt)*) => {
+        $cb!($($args)* ; FsHandles {
+            fn open(&self, path: &::std::path::Path, flags: $crate::OpenFlags) -> $crate::FsResult<$crate::Handle>;
+            fn read_at(&self, handle: $crate::Handle, buf: &mut [u8], offset: u64) -> $crate::FsResult<usize>;
+            fn write_at(&self, handle: $crate::Handle, data: &[u8], offset: u64) -> $crate::FsResult<usize>;
+            fn close(&self, handle: $crate::Handle) -> $crate::FsResult<()>;
+        });
+    };
+}
+pub(crate) use fs_methods;
+
 /// Implements a trait for `&T`, `Box<T>` and `Arc<T>` by forwarding every
 /// method, so that references and smart pointers (and `Box<dyn Fs>`) are
 /// backends too.
 macro_rules! forward_to_pointee {
-    ($trait:ident { $( fn $name:ident(&self $(, $arg:ident : $ty:ty)* ) -> $ret:ty; )* }) => {
+    (; $trait:ident { $( fn $name:ident(&self $(, $arg:ident : $ty:ty)* ) -> $ret:ty; )* }) => {
         forward_to_pointee!(@one $trait, &T, { $( fn $name(&self $(, $arg: $ty)*) -> $ret; )* });
         forward_to_pointee!(@one $trait, Box<T>, { $( fn $name(&self $(, $arg: $ty)*) -> $ret; )* });
         forward_to_pointee!(@one $trait, Arc<T>, { $( fn $name(&self $(, $arg: $ty)*) -> $ret; )* });
@@ -282,66 +361,32 @@ macro_rules! forward_to_pointee {
     };
 }
 
-forward_to_pointee!(FsRead {
-    fn read(&self, path: &Path) -> FsResult<Vec<u8>>;
-    fn read_to_string(&self, path: &Path) -> FsResult<String>;
-    fn read_range(&self, path: &Path, offset: u64, len: usize) -> FsResult<Vec<u8>>;
-    fn exists(&self, path: &Path) -> FsResult<bool>;
-    fn metadata(&self, path: &Path) -> FsResult<Metadata>;
-    fn open_read(&self, path: &Path) -> FsResult<FsReader>;
-    fn resolve(&self, path: &Path, follow_last: bool) -> FsResult<PathBuf>;
-});
+fs_methods!(FsRead, forward_to_pointee,);
+fs_methods!(FsWrite, forward_to_pointee,);
+fs_methods!(FsDir, forward_to_pointee,);
+fs_methods!(FsLink, forward_to_pointee,);
+fs_methods!(FsPermissions, forward_to_pointee,);
+fs_methods!(FsSync, forward_to_pointee,);
+fs_methods!(FsStats, forward_to_pointee,);
+fs_methods!(FsInode, forward_to_pointee,);
+fs_methods!(FsHandles, forward_to_pointee,);
 
-forward_to_pointee!(FsWrite {
-    fn write(&self, path: &Path, data: &[u8]) -> FsResult<()>;
-    fn append(&self, path: &Path, data: &[u8]) -> FsResult<()>;
-    fn remove_file(&self, path: &Path) -> FsResult<()>;
-    fn rename(&self, from: &Path, to: &Path) -> FsResult<()>;
-    fn copy(&self, from: &Path, to: &Path) -> FsResult<()>;
-    fn truncate(&self, path: &Path, size: u64) -> FsResult<()>;
-    fn open_write(&self, path: &Path) -> FsResult<FsWriter>;
-});
-
-forward_to_pointee!(FsDir {
-    fn read_dir(&self, path: &Path) -> FsResult<ReadDir>;
-    fn create_dir(&self, path: &Path) -> FsResult<()>;
-    fn create_dir_all(&self, path: &Path) -> FsResult<()>;
-    fn remove_dir(&self, path: &Path) -> FsResult<()>;
-    fn remove_dir_all(&self, path: &Path) -> FsResult<()>;
-});
-
-forward_to_pointee!(FsLink {
-    fn symlink(&self, target: &Path, link: &Path) -> FsResult<()>;
-    fn hard_link(&self, original: &Path, link: &Path) -> FsResult<()>;
-    fn read_link(&self, path: &Path) -> FsResult<PathBuf>;
-    fn symlink_metadata(&self, path: &Path) -> FsResult<Metadata>;
-});
-
-forward_to_pointee!(FsPermissions {
-    fn set_permissions(&self, path: &Path, perm: Permissions) -> FsResult<()>;
-    fn set_times(&self, path: &Path, accessed: Option<SystemTime>, modified: Option<SystemTime>) -> FsResult<()>;
-    fn set_owner(&self, path: &Path, uid: Option<u32>, gid: Option<u32>) -> FsResult<()>;
-});
-
-forward_to_pointee!(FsSync {
-    fn sync(&self) -> FsResult<()>;
-    fn fsync(&self, path: &Path) -> FsResult<()>;
-});
-
-forward_to_pointee!(FsStats {
-    fn statfs(&self) -> FsResult<StatFs>;
-});
-
-forward_to_pointee!(FsInode {
-    fn path_to_inode(&self, path: &Path) -> FsResult<u64>;
-    fn inode_to_path(&self, inode: u64) -> FsResult<PathBuf>;
-    fn lookup(&self, parent: u64, name: &OsStr) -> FsResult<u64>;
-    fn metadata_by_inode(&self, inode: u64) -> FsResult<Metadata>;
-});
-
-forward_to_pointee!(FsHandles {
-    fn open(&self, path: &Path, flags: OpenFlags) -> FsResult<Handle>;
-    fn read_at(&self, handle: Handle, buf: &mut [u8], offset: u64) -> FsResult<usize>;
-    fn write_at(&self, handle: Handle, data: &[u8], offset: u64) -> FsResult<usize>;
-    fn close(&self, handle: Handle) -> FsResult<()>;
-});
+/// Implements traits for a middleware `Wrapper<B>` by handing every method
+/// to its inner backend: `delegate!(Quota, inner; FsPermissions, FsSync);`.
+/// A middleware uses it for the traits it leaves alone.
+macro_rules! delegate {
+    ($wrapper:ident, $field:ident; $($trait:ident),+ $(,)?) => {
+        $( $crate::traits::fs_methods!($trait, delegate, @impl $wrapper, $field); )+
+    };
+    (@impl $wrapper:ident, $field:ident ; $trait:ident { $( fn $name:ident(&self $(, $arg:ident : $ty:ty)* ) -> $ret:ty; )* }) => {
+        impl<B: $crate::traits::$trait> $crate::traits::$trait for $wrapper<B> {
+            $(
+                #[inline]
+                fn $name(&self $(, $arg: $ty)*) -> $ret {
+                    self.$field.$name($($arg),*)
+                }
+            )*
+        }
+    };
+}
+pub(crate) use delegate;

@@ -1,1 +1,650 @@
 //! Middleware: layers that wrap a backend and are backends themselves.
+//!
+//! ```
+//! use anyfs::{FileStorage, MemoryBackend, PathFilterLayer, QuotaLayer, RateLimitLayer, TracingLayer};
+//!
+//! let sandbox = MemoryBackend::new()
+//!     .layer(QuotaLayer::builder().max_total_size(50 * 1024 * 1024).build())
+//!     .layer(PathFilterLayer::builder().allow("/workspace/**").deny("**/.env").build())
+//!     .layer(RateLimitLayer::builder().max_ops(1000).per_second().build())
+//!     .layer(TracingLayer::new());
+//! let fs = FileStorage::new(sandbox);
+//! fs.create_dir("/workspace")?;
+//! fs.write("/workspace/notes.md", "allowed")?;
+//! assert!(fs.write("/workspace/.env", "SECRET=1").is_err());
+//! # Ok::<(), anyfs::FsError>(())
+//! ```
+//!
+//! # Order
+//!
+//! The layer added last is outermost and sees each call first. A refusal
+//! by an inner layer is seen by every outer one, so put [`TracingLayer`]
+//! outermost to audit every denial, [`RateLimitLayer`] outside the layers
+//! whose work it should bound, and [`QuotaLayer`] innermost among the
+//! policies so that only operations every other policy allowed use quota.
+//!
+//! # Shape
+//!
+//! The policy layers ([`PathFilterLayer`], [`ReadOnlyLayer`],
+//! [`RestrictionsLayer`], [`RateLimitLayer`], [`TracingLayer`]) are each a
+//! [`Policy`]: one decision over a [`Request`] that names the operation and
+//! every path it touches. [`Guarded`] turns a policy into middleware by
+//! asking it before every method of every trait, so no operation can slip
+//! past a policy by being one it forgot. [`QuotaLayer`] measures sizes and
+//! is written out in full.
+//!
+//! Every middleware re-checks that the paths it is given are resolved
+//! (absolute, no `..`, no NUL), because it can be called without
+//! [`FileStorage`](crate::FileStorage) in front of it.
+
+mod path_filter;
+mod quota;
+mod rate_limit;
+mod read_only;
+mod restrictions;
+mod tracing;
+
+pub use path_filter::{PathFilter, PathFilterBuilder, PathFilterError, PathFilterLayer};
+pub use quota::{Quota, QuotaBuilder, QuotaLayer, QuotaLimits, QuotaUsage};
+pub use rate_limit::{RateLimit, RateLimitBuilder, RateLimitLayer};
+pub use read_only::{ReadOnly, ReadOnlyLayer};
+pub use restrictions::{Restrictions, RestrictionsBuilder, RestrictionsLayer};
+pub use tracing::{AuditRecord, AuditSink, MemoryAuditSink, Tracing, TracingLayer};
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use parking_lot::Mutex;
+
+use crate::error::{FsError, FsResult};
+use crate::layer::Layer;
+use crate::path;
+use crate::traits::{
+    FsDir, FsHandles, FsInode, FsLink, FsPermissions, FsRead, FsReader, FsStats, FsSync, FsWrite,
+    FsWriter,
+};
+use crate::types::{Handle, Metadata, OpenFlags, Permissions, ReadDir, StatFs};
+
+/// Every operation of the trait family, as a policy sees it.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(missing_docs)] // each is the trait method of the same name
+pub enum Operation {
+    Read,
+    ReadRange,
+    Exists,
+    Metadata,
+    OpenRead,
+    Write,
+    Append,
+    RemoveFile,
+    Rename,
+    Copy,
+    Truncate,
+    OpenWrite,
+    ReadDir,
+    CreateDir,
+    CreateDirAll,
+    RemoveDir,
+    RemoveDirAll,
+    Symlink,
+    HardLink,
+    ReadLink,
+    SymlinkMetadata,
+    SetPermissions,
+    SetTimes,
+    SetOwner,
+    Sync,
+    Fsync,
+    Statfs,
+    PathToInode,
+    InodeToPath,
+    Lookup,
+    MetadataByInode,
+    Open(OpenFlags),
+    ReadAt,
+    WriteAt,
+    Close,
+}
+
+impl Operation {
+    /// The method name, as written in logs and errors.
+    pub fn name(self) -> &'static str {
+        match self {
+            Operation::Read => "read",
+            Operation::ReadRange => "read_range",
+            Operation::Exists => "exists",
+            Operation::Metadata => "metadata",
+            Operation::OpenRead => "open_read",
+            Operation::Write => "write",
+            Operation::Append => "append",
+            Operation::RemoveFile => "remove_file",
+            Operation::Rename => "rename",
+            Operation::Copy => "copy",
+            Operation::Truncate => "truncate",
+            Operation::OpenWrite => "open_write",
+            Operation::ReadDir => "read_dir",
+            Operation::CreateDir => "create_dir",
+            Operation::CreateDirAll => "create_dir_all",
+            Operation::RemoveDir => "remove_dir",
+            Operation::RemoveDirAll => "remove_dir_all",
+            Operation::Symlink => "symlink",
+            Operation::HardLink => "hard_link",
+            Operation::ReadLink => "read_link",
+            Operation::SymlinkMetadata => "symlink_metadata",
+            Operation::SetPermissions => "set_permissions",
+            Operation::SetTimes => "set_times",
+            Operation::SetOwner => "set_owner",
+            Operation::Sync => "sync",
+            Operation::Fsync => "fsync",
+            Operation::Statfs => "statfs",
+            Operation::PathToInode => "path_to_inode",
+            Operation::InodeToPath => "inode_to_path",
+            Operation::Lookup => "lookup",
+            Operation::MetadataByInode => "metadata_by_inode",
+            Operation::Open(_) => "open",
+            Operation::ReadAt => "read_at",
+            Operation::WriteAt => "write_at",
+            Operation::Close => "close",
+        }
+    }
+
+    /// Whether the operation can change what is stored.
+    pub fn is_mutation(self) -> bool {
+        match self {
+            Operation::Write
+            | Operation::Append
+            | Operation::RemoveFile
+            | Operation::Rename
+            | Operation::Copy
+            | Operation::Truncate
+            | Operation::OpenWrite
+            | Operation::CreateDir
+            | Operation::CreateDirAll
+            | Operation::RemoveDir
+            | Operation::RemoveDirAll
+            | Operation::Symlink
+            | Operation::HardLink
+            | Operation::SetPermissions
+            | Operation::SetTimes
+            | Operation::SetOwner
+            | Operation::WriteAt => true,
+            Operation::Open(flags) => flags.mutates(),
+            _ => false,
+        }
+    }
+}
+
+/// One call, as a [`Policy`] judges it.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// What is being done.
+    pub op: Operation,
+    /// The path acted on; `None` for operations on the whole store (`sync`,
+    /// `statfs`) and on handles whose path is unknown.
+    pub path: Option<&'a Path>,
+    /// The second path, for operations that have one: the destination of
+    /// `rename` and `copy`, the new name of `hard_link`.
+    pub to: Option<&'a Path>,
+    /// The stored target of a `symlink` being created (never followed or
+    /// checked: it is data).
+    pub link_target: Option<&'a Path>,
+}
+
+impl<'a> Request<'a> {
+    fn new(op: Operation, path: &'a Path) -> Self {
+        Self {
+            op,
+            path: Some(path),
+            to: None,
+            link_target: None,
+        }
+    }
+    fn store(op: Operation) -> Self {
+        Self {
+            op,
+            path: None,
+            to: None,
+            link_target: None,
+        }
+    }
+    fn with_to(mut self, to: &'a Path) -> Self {
+        self.to = Some(to);
+        self
+    }
+    /// Every path the operation touches.
+    pub fn paths(&self) -> impl Iterator<Item = &'a Path> {
+        self.path.into_iter().chain(self.to)
+    }
+    /// The path to name in an error: the first path, or the root.
+    pub fn error_path(&self) -> PathBuf {
+        self.path.unwrap_or(Path::new("/")).to_path_buf()
+    }
+}
+
+/// How a request ended, for policies that observe.
+#[derive(Debug, Clone, Copy)]
+pub struct Outcome<'a> {
+    /// `Ok`, or the error the caller received.
+    pub result: Result<(), &'a FsError>,
+    /// Bytes read or written.
+    pub bytes: u64,
+    /// Time from the policy's check to the end of the operation.
+    pub elapsed: Duration,
+}
+
+/// A decision over every operation, made into middleware by [`Guarded`].
+pub trait Policy: Send + Sync + 'static {
+    /// Allows the request (`Ok`) or refuses it with the error the caller
+    /// gets. Called before the operation, for every operation.
+    fn check(&self, request: &Request<'_>) -> FsResult<()>;
+
+    /// Whether a directory entry at `path` is shown by `read_dir`.
+    fn shows(&self, path: &Path) -> bool {
+        let _ = path;
+        true
+    }
+
+    /// Whether [`Policy::observe`] wants to be called (timing costs a little).
+    fn observes(&self) -> bool {
+        false
+    }
+
+    /// Called after every request, allowed or refused, when
+    /// [`Policy::observes`] is true.
+    fn observe(&self, request: &Request<'_>, outcome: &Outcome<'_>) {
+        let _ = (request, outcome);
+    }
+}
+
+/// A backend `B` with every operation first put to the policy `P`.
+///
+/// This is the middleware type behind [`PathFilter`], [`ReadOnly`],
+/// [`Restrictions`], [`RateLimit`] and [`Tracing`]; it implements each trait
+/// `B` implements. Open handles are remembered with their path, so that
+/// `read_at`/`write_at` are judged and logged with it.
+pub struct Guarded<B, P> {
+    inner: B,
+    policy: Arc<P>,
+    handles: Mutex<HashMap<Handle, PathBuf>>,
+}
+
+impl<B: Clone, P> Clone for Guarded<B, P> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            policy: self.policy.clone(),
+            handles: Mutex::new(self.handles.lock().clone()),
+        }
+    }
+}
+
+impl<B: std::fmt::Debug, P: std::fmt::Debug> std::fmt::Debug for Guarded<B, P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guarded")
+            .field("policy", &self.policy)
+            .field("inner", &self.inner)
+            .finish()
+    }
+}
+
+impl<B, P: Policy> Guarded<B, P> {
+    /// Wraps `inner` so that `policy` judges every operation.
+    pub fn with_policy(inner: B, policy: P) -> Self {
+        Self {
+            inner,
+            policy: Arc::new(policy),
+            handles: Mutex::new(HashMap::new()),
+        }
+    }
+    /// The policy.
+    pub fn policy(&self) -> &P {
+        &self.policy
+    }
+    /// The wrapped backend.
+    pub fn inner(&self) -> &B {
+        &self.inner
+    }
+    /// Gives the wrapped backend back.
+    pub fn into_inner(self) -> B {
+        self.inner
+    }
+    /// Wraps this middleware in another layer.
+    pub fn layer<L: Layer<Self>>(self, layer: L) -> L::Backend {
+        layer.layer(self)
+    }
+
+    /// Checks, runs, and reports one request.
+    fn run<T>(
+        &self,
+        request: Request<'_>,
+        bytes: impl FnOnce(&T) -> u64,
+        op: impl FnOnce(&B) -> FsResult<T>,
+    ) -> FsResult<T> {
+        if !self.policy.observes() {
+            self.policy.check(&request)?;
+            return op(&self.inner);
+        }
+        let start = Instant::now();
+        let result = self.policy.check(&request).and_then(|()| op(&self.inner));
+        let outcome = Outcome {
+            result: result.as_ref().map(|_| ()),
+            bytes: result.as_ref().map(bytes).unwrap_or(0),
+            elapsed: start.elapsed(),
+        };
+        self.policy.observe(&request, &outcome);
+        result
+    }
+
+    fn handle_path(&self, handle: Handle) -> Option<PathBuf> {
+        self.handles.lock().get(&handle).cloned()
+    }
+}
+
+fn none<T>(_: &T) -> u64 {
+    0
+}
+
+impl<B: FsRead, P: Policy> FsRead for Guarded<B, P> {
+    fn read(&self, path: &Path) -> FsResult<Vec<u8>> {
+        let path = &path::resolved_normal_form(path)?;
+        self.run(
+            Request::new(Operation::Read, path),
+            |d: &Vec<u8>| d.len() as u64,
+            |b| b.read(path),
+        )
+    }
+    fn read_to_string(&self, path: &Path) -> FsResult<String> {
+        let path = &path::resolved_normal_form(path)?;
+        self.run(
+            Request::new(Operation::Read, path),
+            |s: &String| s.len() as u64,
+            |b| b.read_to_string(path),
+        )
+    }
+    fn read_range(&self, path: &Path, offset: u64, len: usize) -> FsResult<Vec<u8>> {
+        let path = &path::resolved_normal_form(path)?;
+        self.run(
+            Request::new(Operation::ReadRange, path),
+            |d: &Vec<u8>| d.len() as u64,
+            |b| b.read_range(path, offset, len),
+        )
+    }
+    fn exists(&self, path: &Path) -> FsResult<bool> {
+        let path = &path::resolved_normal_form(path)?;
+        self.run(Request::new(Operation::Exists, path), none, |b| {
+            b.exists(path)
+        })
+    }
+    fn metadata(&self, path: &Path) -> FsResult<Metadata> {
+        let path = &path::resolved_normal_form(path)?;
+        self.run(Request::new(Operation::Metadata, path), none, |b| {
+            b.metadata(path)
+        })
+    }
+    fn open_read(&self, path: &Path) -> FsResult<FsReader> {
+        let path = &path::resolved_normal_form(path)?;
+        self.run(Request::new(Operation::OpenRead, path), none, |b| {
+            b.open_read(path)
+        })
+    }
+    fn resolve(&self, path: &Path, follow_last: bool) -> FsResult<PathBuf> {
+        // Resolution is not an operation of its own: it is passed down
+        // unjudged and uncounted (see ARCHITECTURE: one call, no per-component
+        // lookups through the stack).
+        self.inner.resolve(path, follow_last)
+    }
+}
+
+impl<B: FsWrite, P: Policy> FsWrite for Guarded<B, P> {
+    fn write(&self, path: &Path, data: &[u8]) -> FsResult<()> {
+        let path = &path::resolved_normal_form(path)?;
+        self.run(
+            Request::new(Operation::Write, path),
+            |_| data.len() as u64,
+            |b| b.write(path, data),
+        )
+    }
+    fn append(&self, path: &Path, data: &[u8]) -> FsResult<()> {
+        let path = &path::resolved_normal_form(path)?;
+        self.run(
+            Request::new(Operation::Append, path),
+            |_| data.len() as u64,
+            |b| b.append(path, data),
+        )
+    }
+    fn remove_file(&self, path: &Path) -> FsResult<()> {
+        let path = &path::resolved_normal_form(path)?;
+        self.run(Request::new(Operation::RemoveFile, path), none, |b| {
+            b.remove_file(path)
+        })
+    }
+    fn rename(&self, from: &Path, to: &Path) -> FsResult<()> {
+        let from = &path::resolved_normal_form(from)?;
+        let to = &path::resolved_normal_form(to)?;
+        self.run(
+            Request::new(Operation::Rename, from).with_to(to),
+            none,
+            |b| b.rename(from, to),
+        )
+    }
+    fn copy(&self, from: &Path, to: &Path) -> FsResult<()> {
+        let from = &path::resolved_normal_form(from)?;
+        let to = &path::resolved_normal_form(to)?;
+        self.run(Request::new(Operation::Copy, from).with_to(to), none, |b| {
+            b.copy(from, to)
+        })
+    }
+    fn truncate(&self, path: &Path, size: u64) -> FsResult<()> {
+        let path = &path::resolved_normal_form(path)?;
+        self.run(Request::new(Operation::Truncate, path), none, |b| {
+            b.truncate(path, size)
+        })
+    }
+    fn open_write(&self, path: &Path) -> FsResult<FsWriter> {
+        let path = &path::resolved_normal_form(path)?;
+        self.run(Request::new(Operation::OpenWrite, path), none, |b| {
+            b.open_write(path)
+        })
+    }
+}
+
+impl<B: FsDir, P: Policy> FsDir for Guarded<B, P> {
+    fn read_dir(&self, path: &Path) -> FsResult<ReadDir> {
+        let path = &path::resolved_normal_form(path)?;
+        let listing = self.run(Request::new(Operation::ReadDir, path), none, |b| {
+            b.read_dir(path)
+        })?;
+        let policy = self.policy.clone();
+        Ok(ReadDir::new(listing.filter(move |entry| match entry {
+            Ok(e) => policy.shows(&e.path),
+            Err(_) => true,
+        })))
+    }
+    fn create_dir(&self, path: &Path) -> FsResult<()> {
+        let path = &path::resolved_normal_form(path)?;
+        self.run(Request::new(Operation::CreateDir, path), none, |b| {
+            b.create_dir(path)
+        })
+    }
+    fn create_dir_all(&self, path: &Path) -> FsResult<()> {
+        let path = &path::resolved_normal_form(path)?;
+        self.run(Request::new(Operation::CreateDirAll, path), none, |b| {
+            b.create_dir_all(path)
+        })
+    }
+    fn remove_dir(&self, path: &Path) -> FsResult<()> {
+        let path = &path::resolved_normal_form(path)?;
+        self.run(Request::new(Operation::RemoveDir, path), none, |b| {
+            b.remove_dir(path)
+        })
+    }
+    fn remove_dir_all(&self, path: &Path) -> FsResult<()> {
+        let path = &path::resolved_normal_form(path)?;
+        self.run(Request::new(Operation::RemoveDirAll, path), none, |b| {
+            b.remove_dir_all(path)
+        })
+    }
+}
+
+impl<B: FsLink, P: Policy> FsLink for Guarded<B, P> {
+    fn symlink(&self, target: &Path, link: &Path) -> FsResult<()> {
+        let link = &path::resolved_normal_form(link)?;
+        let request = Request {
+            link_target: Some(target),
+            ..Request::new(Operation::Symlink, link)
+        };
+        self.run(request, none, |b| b.symlink(target, link))
+    }
+    fn hard_link(&self, original: &Path, link: &Path) -> FsResult<()> {
+        let original = &path::resolved_normal_form(original)?;
+        let link = &path::resolved_normal_form(link)?;
+        self.run(
+            Request::new(Operation::HardLink, original).with_to(link),
+            none,
+            |b| b.hard_link(original, link),
+        )
+    }
+    fn read_link(&self, path: &Path) -> FsResult<PathBuf> {
+        let path = &path::resolved_normal_form(path)?;
+        self.run(Request::new(Operation::ReadLink, path), none, |b| {
+            b.read_link(path)
+        })
+    }
+    fn symlink_metadata(&self, path: &Path) -> FsResult<Metadata> {
+        let path = &path::resolved_normal_form(path)?;
+        self.run(Request::new(Operation::SymlinkMetadata, path), none, |b| {
+            b.symlink_metadata(path)
+        })
+    }
+}
+
+impl<B: FsPermissions, P: Policy> FsPermissions for Guarded<B, P> {
+    fn set_permissions(&self, path: &Path, perm: Permissions) -> FsResult<()> {
+        let path = &path::resolved_normal_form(path)?;
+        self.run(Request::new(Operation::SetPermissions, path), none, |b| {
+            b.set_permissions(path, perm)
+        })
+    }
+    fn set_times(
+        &self,
+        path: &Path,
+        accessed: Option<SystemTime>,
+        modified: Option<SystemTime>,
+    ) -> FsResult<()> {
+        let path = &path::resolved_normal_form(path)?;
+        self.run(Request::new(Operation::SetTimes, path), none, |b| {
+            b.set_times(path, accessed, modified)
+        })
+    }
+    fn set_owner(&self, path: &Path, uid: Option<u32>, gid: Option<u32>) -> FsResult<()> {
+        let path = &path::resolved_normal_form(path)?;
+        self.run(Request::new(Operation::SetOwner, path), none, |b| {
+            b.set_owner(path, uid, gid)
+        })
+    }
+}
+
+impl<B: FsSync, P: Policy> FsSync for Guarded<B, P> {
+    fn sync(&self) -> FsResult<()> {
+        self.run(Request::store(Operation::Sync), none, |b| b.sync())
+    }
+    fn fsync(&self, path: &Path) -> FsResult<()> {
+        let path = &path::resolved_normal_form(path)?;
+        self.run(Request::new(Operation::Fsync, path), none, |b| {
+            b.fsync(path)
+        })
+    }
+}
+
+impl<B: FsStats, P: Policy> FsStats for Guarded<B, P> {
+    fn statfs(&self) -> FsResult<StatFs> {
+        self.run(Request::store(Operation::Statfs), none, |b| b.statfs())
+    }
+}
+
+impl<B: FsInode, P: Policy> FsInode for Guarded<B, P> {
+    fn path_to_inode(&self, path: &Path) -> FsResult<u64> {
+        let path = &path::resolved_normal_form(path)?;
+        self.run(Request::new(Operation::PathToInode, path), none, |b| {
+            b.path_to_inode(path)
+        })
+    }
+    fn inode_to_path(&self, inode: u64) -> FsResult<PathBuf> {
+        // The answer is a path; it is judged like any other.
+        let path = self.inner.inode_to_path(inode)?;
+        self.run(Request::new(Operation::InodeToPath, &path), none, |_| {
+            Ok(path.clone())
+        })
+    }
+    fn lookup(&self, parent: u64, name: &OsStr) -> FsResult<u64> {
+        path::validate_name(name)?;
+        let path = path::join(&self.inner.inode_to_path(parent)?, name);
+        self.run(Request::new(Operation::Lookup, &path), none, |b| {
+            b.lookup(parent, name)
+        })
+    }
+    fn metadata_by_inode(&self, inode: u64) -> FsResult<Metadata> {
+        let path = self.inner.inode_to_path(inode)?;
+        self.run(Request::new(Operation::MetadataByInode, &path), none, |b| {
+            b.metadata_by_inode(inode)
+        })
+    }
+}
+
+impl<B: FsHandles, P: Policy> FsHandles for Guarded<B, P> {
+    fn open(&self, path: &Path, flags: OpenFlags) -> FsResult<Handle> {
+        let path = &path::resolved_normal_form(path)?;
+        let handle = self.run(Request::new(Operation::Open(flags), path), none, |b| {
+            b.open(path, flags)
+        })?;
+        self.handles.lock().insert(handle, path.to_path_buf());
+        Ok(handle)
+    }
+    fn read_at(&self, handle: Handle, buf: &mut [u8], offset: u64) -> FsResult<usize> {
+        let path = self.handle_path(handle);
+        let request = Request {
+            path: path.as_deref(),
+            ..Request::store(Operation::ReadAt)
+        };
+        self.run(
+            request,
+            |n: &usize| *n as u64,
+            |b| b.read_at(handle, buf, offset),
+        )
+    }
+    fn write_at(&self, handle: Handle, data: &[u8], offset: u64) -> FsResult<usize> {
+        let path = self.handle_path(handle);
+        let request = Request {
+            path: path.as_deref(),
+            ..Request::store(Operation::WriteAt)
+        };
+        self.run(
+            request,
+            |n: &usize| *n as u64,
+            |b| b.write_at(handle, data, offset),
+        )
+    }
+    fn close(&self, handle: Handle) -> FsResult<()> {
+        // Closing is never refused: a refused close would leak the handle.
+        let path = self.handles.lock().remove(&handle);
+        let start = Instant::now();
+        let result = self.inner.close(handle);
+        if self.policy.observes() {
+            let request = Request {
+                path: path.as_deref(),
+                ..Request::store(Operation::Close)
+            };
+            let outcome = Outcome {
+                result: result.as_ref().map(|_| ()),
+                bytes: 0,
+                elapsed: start.elapsed(),
+            };
+            self.policy.observe(&request, &outcome);
+        }
+        result
+    }
+}

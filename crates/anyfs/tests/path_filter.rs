@@ -1,0 +1,218 @@
+//! Attacks on `PathFilterLayer`: every way to reach a denied path.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+use anyfs::{
+    FileStorage, FsDir, FsErrorKind, FsInode, FsLink, FsRead, FsWrite, MemoryBackend,
+    PathFilterLayer,
+};
+use std::path::Path;
+
+/// A backend with a secret, and a filtered view of it over the seed's rules.
+fn setup() -> (MemoryBackend, FileStorage<anyfs::PathFilter<MemoryBackend>>) {
+    let backend = MemoryBackend::new();
+    let raw = FileStorage::new(backend.clone());
+    raw.create_dir_all("/workspace/secrets").unwrap();
+    raw.write("/workspace/.env", "API_KEY=hunter2").unwrap();
+    raw.write("/workspace/secrets/x", "classified").unwrap();
+    raw.write("/workspace/a.txt", "public").unwrap();
+    raw.write("/outside.txt", "not for the agent").unwrap();
+    let filter = PathFilterLayer::builder()
+        .allow("/workspace/**")
+        .deny("**/.env")
+        .deny("**/secrets/**")
+        .build()
+        .unwrap();
+    (backend.clone(), FileStorage::new(filter.layer(backend)))
+}
+
+fn denied<T: std::fmt::Debug>(result: anyfs::FsResult<T>) {
+    match result {
+        Err(e) => assert_eq!(e.kind(), FsErrorKind::AccessDenied, "{e}"),
+        Ok(v) => panic!("expected AccessDenied, got Ok({v:?})"),
+    }
+}
+
+#[test]
+fn the_seed_rules_hold() {
+    let (_, fs) = setup();
+    assert_eq!(fs.read_to_string("/workspace/a.txt").unwrap(), "public");
+    denied(fs.read("/workspace/.env"));
+    denied(fs.read("/workspace/secrets/x"));
+    denied(fs.read("/outside.txt"));
+    denied(fs.write("/workspace/sub/.env", "x"));
+    let err = fs.read("/workspace/.env").unwrap_err();
+    assert!(err.to_string().contains("/workspace/.env"), "{err}");
+    assert!(err.to_string().contains("deny rule"), "{err}");
+    fs.write("/workspace/new.txt", "ok").unwrap();
+}
+
+#[test]
+fn deny_wins_whatever_the_order() {
+    let backend = MemoryBackend::new();
+    FileStorage::new(backend.clone())
+        .write("/.env", "k")
+        .unwrap();
+    let fs = FileStorage::new(
+        PathFilterLayer::builder()
+            .deny("**/.env")
+            .allow("/**")
+            .build()
+            .unwrap()
+            .layer(backend),
+    );
+    denied(fs.read("/.env"));
+}
+
+#[test]
+fn rename_copy_and_hard_link_check_both_sides() {
+    let (backend, fs) = setup();
+    // Exfiltrate by moving a secret into the open, or plant by moving in.
+    denied(fs.rename("/workspace/secrets/x", "/workspace/x"));
+    denied(fs.rename("/workspace/.env", "/workspace/env.txt"));
+    denied(fs.rename("/workspace/a.txt", "/workspace/secrets/a.txt"));
+    denied(fs.rename("/workspace/secrets", "/workspace/public"));
+    denied(fs.copy("/workspace/.env", "/workspace/copy.txt"));
+    denied(fs.copy("/workspace/a.txt", "/outside-copy.txt"));
+    denied(fs.hard_link("/workspace/.env", "/workspace/alias"));
+    denied(fs.hard_link("/outside.txt", "/workspace/alias"));
+    denied(fs.remove_dir_all("/workspace/secrets"));
+    let raw = FileStorage::new(backend);
+    assert_eq!(
+        raw.read_to_string("/workspace/.env").unwrap(),
+        "API_KEY=hunter2"
+    );
+    assert!(!raw.exists("/workspace/copy.txt").unwrap());
+    assert!(!raw.exists("/workspace/alias").unwrap());
+}
+
+#[test]
+fn symlinks_resolve_to_the_path_that_is_checked() {
+    let (_, fs) = setup();
+    // Creating a link is allowed (its target is data)…
+    fs.symlink("/workspace/.env", "/workspace/innocent")
+        .unwrap();
+    fs.symlink("../outside.txt", "/workspace/up").unwrap();
+    fs.symlink("/workspace/secrets", "/workspace/door").unwrap();
+    // …but following it reaches the real, denied path.
+    denied(fs.read("/workspace/innocent"));
+    denied(fs.read("/workspace/up"));
+    denied(fs.read("/workspace/door/x"));
+    denied(fs.write("/workspace/door/planted", "x"));
+    // The link path itself must be allowed.
+    denied(fs.symlink("/workspace/a.txt", "/workspace/secrets/link"));
+    denied(fs.symlink("/workspace/a.txt", "/elsewhere"));
+}
+
+#[test]
+fn dotdot_double_slashes_and_case_do_not_get_through() {
+    let (backend, fs) = setup();
+    denied(fs.read("/workspace/../outside.txt"));
+    denied(fs.read("/workspace/secrets/../../outside.txt"));
+    denied(fs.read("//workspace//.env"));
+    denied(fs.read("/workspace/./secrets/./x"));
+    denied(fs.read("/WORKSPACE/a.txt"));
+    // A case variant is another file here, not the secret.
+    assert_eq!(
+        fs.read("/workspace/.ENV").unwrap_err().kind(),
+        FsErrorKind::NotFound
+    );
+
+    // Called directly, below FileStorage: unresolved forms are refused, and
+    // odd spellings are matched in normal form.
+    let layer = fs.backend();
+    for bad in [
+        "/workspace/../outside.txt",
+        "workspace/a.txt",
+        "/workspace/a\0.txt",
+    ] {
+        assert_eq!(
+            layer.read(Path::new(bad)).unwrap_err().kind(),
+            FsErrorKind::InvalidPath,
+            "{bad}"
+        );
+    }
+    denied(layer.read(Path::new("//workspace//secrets/x")));
+    denied(layer.read(Path::new("/workspace/./.env")));
+    let loose = PathFilterLayer::builder()
+        .allow("/**")
+        .deny("/workspace/secrets/**")
+        .build()
+        .unwrap()
+        .layer(backend.clone());
+    denied(loose.read(Path::new("/workspace//secrets/x")));
+    denied(loose.read(Path::new("/workspace/secrets/./x")));
+
+    let insensitive = PathFilterLayer::builder()
+        .allow("/**")
+        .deny("**/.env")
+        .case_insensitive(true)
+        .build()
+        .unwrap()
+        .layer(backend);
+    denied(insensitive.write(Path::new("/workspace/.ENV"), b"x"));
+}
+
+#[test]
+fn read_dir_hides_denied_entries() {
+    let (_, fs) = setup();
+    let names = fs.read_dir("/workspace").unwrap().sorted_names().unwrap();
+    assert_eq!(names, vec!["a.txt"]);
+    denied(fs.read_dir("/workspace/secrets").map(drop));
+    denied(fs.read_dir("/").map(drop));
+}
+
+#[test]
+fn inode_operations_are_checked_by_path() {
+    let (_, fs) = setup();
+    let layer = fs.backend();
+    let root = layer.inner().path_to_inode(Path::new("/")).unwrap();
+    denied(layer.lookup(root, "outside.txt".as_ref()));
+    let ws = layer.path_to_inode(Path::new("/workspace")).unwrap();
+    assert!(layer.lookup(ws, "a.txt".as_ref()).is_ok());
+    denied(layer.lookup(ws, ".env".as_ref()));
+    let secret = layer
+        .inner()
+        .path_to_inode(Path::new("/workspace/.env"))
+        .unwrap();
+    denied(layer.metadata_by_inode(secret));
+    denied(layer.inode_to_path(secret));
+    denied(layer.symlink_metadata(Path::new("/workspace/.env")));
+    denied(layer.exists(Path::new("/workspace/.env")));
+    denied(layer.create_dir_all(Path::new("/workspace/secrets/deeper")));
+    denied(layer.remove_file(Path::new("/workspace/.env")));
+}
+
+#[test]
+fn invalid_rules_are_clear_errors_not_panics() {
+    let err = PathFilterLayer::builder()
+        .allow("/workspace/[")
+        .build()
+        .unwrap_err();
+    assert_eq!(err.pattern, "/workspace/[");
+    assert!(err.to_string().contains("/workspace/["), "{err}");
+    let err = PathFilterLayer::builder()
+        .allow("workspace/**")
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("absolute"), "{err}");
+    // In the fluent form the stack fails closed, naming the bad rule.
+    let fs = FileStorage::new(
+        MemoryBackend::new().layer(PathFilterLayer::builder().allow("/{a,").build()),
+    );
+    let err = fs.write("/a", "x").unwrap_err();
+    assert_eq!(err.kind(), FsErrorKind::AccessDenied);
+    assert!(err.to_string().contains("invalid"), "{err}");
+}
+
+#[test]
+fn no_allow_rule_denies_everything() {
+    let fs = FileStorage::new(
+        PathFilterLayer::builder()
+            .build()
+            .unwrap()
+            .layer(MemoryBackend::new()),
+    );
+    denied(fs.write("/a", "x"));
+    denied(fs.create_dir("/d"));
+}

@@ -1,0 +1,298 @@
+//! Attacks on `QuotaLayer`'s guarantees.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+use std::io::Write;
+use std::sync::Barrier;
+use std::thread;
+
+use anyfs::middleware::QuotaUsage;
+use anyfs::{FileStorage, FsErrorKind, MemoryBackend, QuotaLayer};
+
+fn measure(backend: &MemoryBackend) -> QuotaUsage {
+    QuotaLayer::builder().build().layer(backend.clone()).usage()
+}
+
+#[test]
+fn initial_usage_comes_from_what_the_backend_holds() {
+    let backend = MemoryBackend::new();
+    let raw = FileStorage::new(backend.clone());
+    raw.create_dir_all("/a/b").unwrap();
+    raw.write("/a/one", vec![1u8; 100]).unwrap();
+    raw.write("/a/b/two", vec![2u8; 50]).unwrap();
+    raw.hard_link("/a/one", "/a/one-again").unwrap();
+    raw.symlink("/a/one", "/link").unwrap();
+    let quota = QuotaLayer::builder()
+        .max_total_size(1000)
+        .build()
+        .layer(backend);
+    // 100 + 50 bytes of content (the hard link once) + 6 bytes of link target;
+    // names: a, b, one, two, one-again, link.
+    assert_eq!(
+        quota.usage(),
+        QuotaUsage {
+            total_size: 156,
+            node_count: 6
+        }
+    );
+    assert_eq!(quota.remaining().total_size, 844);
+    assert_eq!(quota.limits().max_total_size, Some(1000));
+    assert_eq!(quota.remaining().node_count, u64::MAX);
+}
+
+#[test]
+fn writes_count_and_overwrites_truncates_removes_give_back() {
+    let backend = MemoryBackend::new();
+    let fs = FileStorage::new(
+        QuotaLayer::builder()
+            .max_total_size(1000)
+            .build()
+            .layer(backend.clone()),
+    );
+    fs.write("/f", vec![0u8; 600]).unwrap();
+    assert_eq!(fs.backend().usage().total_size, 600);
+    let err = fs.write("/g", vec![0u8; 500]).unwrap_err();
+    assert_eq!(err.kind(), FsErrorKind::QuotaExceeded);
+    assert!(err.to_string().contains("/g"), "{err}");
+    assert!(
+        !fs.exists("/g").unwrap(),
+        "a refused write leaves nothing behind"
+    );
+    fs.write("/f", vec![0u8; 100]).unwrap(); // overwrite gives back 500
+    fs.write("/g", vec![0u8; 500]).unwrap();
+    fs.append("/g", vec![0u8; 400]).unwrap();
+    assert_eq!(fs.backend().usage().total_size, 1000);
+    assert_eq!(
+        fs.append("/g", b"x").unwrap_err().kind(),
+        FsErrorKind::QuotaExceeded
+    );
+    fs.truncate("/g", 100).unwrap();
+    assert_eq!(fs.backend().usage().total_size, 200);
+    assert_eq!(
+        fs.truncate("/g", 2000).unwrap_err().kind(),
+        FsErrorKind::QuotaExceeded
+    );
+    fs.copy("/f", "/copy").unwrap();
+    assert_eq!(fs.backend().usage().total_size, 300);
+    fs.remove_file("/g").unwrap();
+    fs.remove_file("/copy").unwrap();
+    assert_eq!(fs.backend().usage().total_size, 100);
+    assert_eq!(fs.backend().usage(), measure(&backend));
+}
+
+#[test]
+fn directories_links_and_trees_count_as_nodes() {
+    let backend = MemoryBackend::new();
+    let fs = FileStorage::new(
+        QuotaLayer::builder()
+            .max_node_count(5)
+            .build()
+            .layer(backend.clone()),
+    );
+    fs.create_dir_all("/a/b/c").unwrap(); // 3
+    fs.write("/a/f", "x").unwrap(); // 4
+    fs.symlink("/a/f", "/l").unwrap(); // 5
+    assert_eq!(
+        fs.create_dir("/d").unwrap_err().kind(),
+        FsErrorKind::QuotaExceeded
+    );
+    assert_eq!(
+        fs.hard_link("/a/f", "/h").unwrap_err().kind(),
+        FsErrorKind::QuotaExceeded
+    );
+    assert_eq!(
+        fs.create_dir_all("/x/y").unwrap_err().kind(),
+        FsErrorKind::QuotaExceeded
+    );
+    assert_eq!(
+        fs.write("/new", "x").unwrap_err().kind(),
+        FsErrorKind::QuotaExceeded
+    );
+    fs.write("/a/f", "overwriting is not a new node").unwrap();
+    fs.remove_dir_all("/a").unwrap();
+    assert_eq!(fs.backend().usage().node_count, 1);
+    assert_eq!(fs.backend().usage(), measure(&backend));
+    fs.create_dir_all("/p/q/r/s").unwrap();
+    assert_eq!(fs.backend().usage().node_count, 5);
+}
+
+#[test]
+fn file_size_dir_entries_and_depth_limits() {
+    let fs = FileStorage::new(
+        QuotaLayer::builder()
+            .max_file_size(10)
+            .max_dir_entries(2)
+            .max_path_depth(3)
+            .build()
+            .layer(MemoryBackend::new()),
+    );
+    fs.write("/ten", [0u8; 10]).unwrap();
+    let err = fs.write("/eleven", [0u8; 11]).unwrap_err();
+    assert_eq!(err.kind(), FsErrorKind::FileSizeExceeded);
+    assert_eq!(
+        fs.append("/ten", b"x").unwrap_err().kind(),
+        FsErrorKind::FileSizeExceeded
+    );
+    fs.write("/second", b"").unwrap();
+    assert_eq!(
+        fs.write("/third", b"").unwrap_err().kind(),
+        FsErrorKind::QuotaExceeded
+    );
+    fs.remove_file("/second").unwrap();
+    fs.create_dir_all("/d/e").unwrap();
+    fs.create_dir("/d/e/f").unwrap(); // depth 3
+    assert_eq!(
+        fs.create_dir("/d/e/f/g").unwrap_err().kind(),
+        FsErrorKind::QuotaExceeded
+    );
+    assert_eq!(
+        fs.write("/d/e/f/g", b"").unwrap_err().kind(),
+        FsErrorKind::QuotaExceeded
+    );
+    // Moving a tree deeper counts its whole depth.
+    fs.create_dir("/d/x").unwrap();
+    fs.create_dir("/d/x/y").unwrap();
+    assert_eq!(
+        fs.rename("/d/x", "/d/e/x").unwrap_err().kind(),
+        FsErrorKind::QuotaExceeded
+    );
+    assert!(fs.exists("/d/x/y").unwrap());
+}
+
+#[test]
+fn streamed_write_stops_at_the_limit_with_usage_exact() {
+    let backend = MemoryBackend::new();
+    let fs = FileStorage::new(
+        QuotaLayer::builder()
+            .max_total_size(1000)
+            .build()
+            .layer(backend.clone()),
+    );
+    fs.write("/existing", vec![0u8; 100]).unwrap();
+    let mut w = fs.open_write("/stream").unwrap();
+    for _ in 0..3 {
+        w.write_all(&[7u8; 300]).unwrap();
+    }
+    let err = w.write_all(&[7u8; 300]).unwrap_err();
+    let fs_err = anyfs::FsError::from_io("/stream", "write", err);
+    assert_eq!(fs_err.kind(), FsErrorKind::QuotaExceeded);
+    drop(w);
+    assert_eq!(fs.metadata("/stream").unwrap().len, 900);
+    assert_eq!(fs.backend().usage().total_size, 1000);
+    assert_eq!(fs.backend().usage(), measure(&backend));
+    // Re-opening the stream empties the file and gives the space back.
+    drop(fs.open_write("/stream").unwrap());
+    assert_eq!(fs.backend().usage().total_size, 100);
+}
+
+#[test]
+fn eight_threads_racing_never_overshoot_by_a_byte() {
+    for round in 0..10 {
+        let backend = MemoryBackend::new();
+        let limit = 10_007;
+        let fs = FileStorage::new(
+            QuotaLayer::builder()
+                .max_total_size(limit)
+                .build()
+                .layer(backend.clone()),
+        );
+        let barrier = Barrier::new(8);
+        thread::scope(|s| {
+            for t in 0..8 {
+                let (fs, barrier) = (&fs, &barrier);
+                s.spawn(move || {
+                    barrier.wait();
+                    for i in 0.. {
+                        // Mixed sizes, new files, appends and overwrites.
+                        let size = 1 + (t * 37 + i * 11) % 97;
+                        let result = match i % 3 {
+                            0 => fs.write(format!("/t{t}-{i}"), vec![1u8; size]),
+                            1 => fs.append(format!("/shared{}", i % 4), vec![2u8; size]),
+                            _ => fs.write(format!("/t{t}-{}", i - 2), vec![3u8; size * 2]),
+                        };
+                        match result {
+                            Ok(()) => {}
+                            Err(e) if e.kind() == anyfs::FsErrorKind::QuotaExceeded => {
+                                if i > 400 {
+                                    break;
+                                }
+                            }
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                });
+            }
+        });
+        let actual = measure(&backend);
+        assert!(
+            actual.total_size <= limit,
+            "round {round}: {} > {limit}",
+            actual.total_size
+        );
+        assert_eq!(fs.backend().usage(), actual, "round {round}: usage drifted");
+    }
+}
+
+#[test]
+fn eight_threads_racing_for_nodes_never_overshoot() {
+    let backend = MemoryBackend::new();
+    let fs = FileStorage::new(
+        QuotaLayer::builder()
+            .max_node_count(100)
+            .build()
+            .layer(backend.clone()),
+    );
+    thread::scope(|s| {
+        for t in 0..8 {
+            let fs = &fs;
+            s.spawn(move || {
+                for i in 0..40 {
+                    let _ = match i % 3 {
+                        0 => fs.create_dir(format!("/d{t}-{i}")),
+                        1 => fs.write(format!("/f{t}-{i}"), b"x"),
+                        _ => fs.symlink("/x", format!("/l{t}-{i}")),
+                    };
+                }
+            });
+        }
+    });
+    assert_eq!(measure(&backend).node_count, 100);
+    assert_eq!(fs.backend().usage().node_count, 100);
+}
+
+#[test]
+fn statfs_reports_the_quota() {
+    use anyfs::FsStats;
+    let quota = QuotaLayer::builder()
+        .max_total_size(5000)
+        .max_node_count(10)
+        .build()
+        .layer(MemoryBackend::new());
+    let fs = FileStorage::new(quota);
+    fs.write("/a", vec![0u8; 1000]).unwrap();
+    let stats = fs.backend().statfs().unwrap();
+    assert_eq!(stats.total_bytes, 5000);
+    assert_eq!(stats.used_bytes, 1000);
+    assert_eq!(stats.available_bytes, 4000);
+    assert_eq!(stats.available_inodes, 9);
+}
+
+#[test]
+fn positional_writes_through_handles_are_charged() {
+    use anyfs::{FsHandles, OpenFlags};
+    let backend = MemoryBackend::new();
+    let quota = QuotaLayer::builder()
+        .max_total_size(100)
+        .build()
+        .layer(backend.clone());
+    let h = quota.open("/h".as_ref(), OpenFlags::CREATE).unwrap();
+    quota.write_at(h, &[1u8; 60], 0).unwrap();
+    quota.write_at(h, &[1u8; 20], 50).unwrap(); // grows to 70
+    assert_eq!(
+        quota.write_at(h, &[1u8; 10], 95).unwrap_err().kind(),
+        FsErrorKind::QuotaExceeded
+    );
+    quota.close(h).unwrap();
+    assert_eq!(quota.usage(), measure(&backend));
+    assert_eq!(quota.usage().total_size, 70);
+}
