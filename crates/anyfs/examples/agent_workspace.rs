@@ -1,13 +1,36 @@
-//! An AI agent's workspace in memory: the agent writes a small project,
-//! reads it back, and its attempts to climb out of the workspace land
-//! inside it.
+//! An AI agent's workspace: the seed's "AI Agent Sandbox" stack — quota,
+//! path filter, rate limit and an audit trail — over memory. The agent
+//! writes a small project; its attempts to leave `/workspace`, read
+//! secrets or fill the disk are refused, and every call is audited.
 //!
 //! Run with `cargo run --example agent_workspace`.
 
-use anyfs::{FileStorage, FsError, MemoryBackend};
+use std::sync::Arc;
+
+use anyfs::{
+    FileStorage, FsError, MemoryAuditSink, MemoryBackend, PathFilterLayer, QuotaLayer,
+    RateLimitLayer, TracingLayer,
+};
 
 fn main() -> Result<(), FsError> {
-    let fs = FileStorage::new(MemoryBackend::new());
+    let audit = Arc::new(MemoryAuditSink::default());
+    let sandbox = MemoryBackend::new()
+        .layer(
+            QuotaLayer::builder()
+                .max_total_size(50 * 1024 * 1024)
+                .max_file_size(5 * 1024 * 1024)
+                .build(),
+        )
+        .layer(
+            PathFilterLayer::builder()
+                .allow("/workspace/**")
+                .deny("**/.env")
+                .deny("**/secrets/**")
+                .build(),
+        )
+        .layer(RateLimitLayer::builder().max_ops(1000).per_second().build())
+        .layer(TracingLayer::new().with_sink(audit.clone()));
+    let fs = FileStorage::new(sandbox);
 
     // What an agent does on a coding task.
     fs.create_dir_all("/workspace/src")?;
@@ -17,63 +40,40 @@ fn main() -> Result<(), FsError> {
         "fn main() { println!(\"hello\"); }\n",
     )?;
     fs.append("/workspace/README.md", "Prints a greeting.\n")?;
-    fs.copy("/workspace/src/main.rs", "/workspace/src/main.rs.bak")?;
-    fs.rename("/workspace/src/main.rs.bak", "/workspace/main.rs.orig")?;
+    fs.copy("/workspace/src/main.rs", "/workspace/main.rs.orig")?;
     fs.symlink("/workspace/src", "/workspace/code")?;
-
-    println!("workspace after the task:");
-    print_tree(&fs, "/workspace", 1)?;
-
-    // Paths are untrusted: traversal and absolute symlinks stay inside.
-    fs.write("/workspace/../../../../notes.txt", "written by the agent")?;
-    fs.symlink("/../../../../root", "/workspace/escape")?;
-    println!();
-    println!("attempted escapes:");
     println!(
-        "  '/workspace/../../../../notes.txt' became {:?}",
-        fs.canonicalize("/workspace/../../../../notes.txt")?
+        "/workspace/code/main.rs (through a symlink): {}",
+        fs.read_to_string("/workspace/code/main.rs")?.trim()
     );
-    match fs.read("/workspace/escape/.ssh/id_rsa") {
-        Err(e) => println!("  reading through '/workspace/escape' -> {e}"),
-        Ok(_) => unreachable!("there is no /root in a new workspace"),
-    }
-    match fs.write("/workspace/bad\0name", "x") {
-        Err(e) => println!("  a NUL byte in a name -> {e}"),
-        Ok(()) => unreachable!("NUL is never accepted"),
-    }
 
-    let text = fs.read_to_string("/workspace/code/main.rs")?;
-    println!();
-    println!(
-        "/workspace/code/main.rs (through the symlink): {}",
-        text.trim()
-    );
-    Ok(())
-}
-
-fn print_tree(fs: &FileStorage<MemoryBackend>, dir: &str, depth: usize) -> Result<(), FsError> {
-    let mut entries = fs.read_dir(dir)?.collect_entries()?;
-    entries.sort_by(|a, b| a.name.cmp(&b.name));
-    for entry in entries {
-        let path = entry.path.to_string_lossy().into_owned();
-        let meta = fs.symlink_metadata(&path)?;
-        let indent = "  ".repeat(depth);
-        if meta.is_symlink() {
-            println!(
-                "{indent}{} -> {}",
-                entry.name.to_string_lossy(),
-                fs.read_link(&path)?.display()
-            );
-        } else if meta.is_dir() {
-            println!("{indent}{}/", entry.name.to_string_lossy());
-            print_tree(fs, &path, depth + 1)?;
-        } else {
-            println!(
-                "{indent}{} ({} bytes)",
-                entry.name.to_string_lossy(),
-                meta.len()
-            );
+    println!("\nwhat the sandbox refuses:");
+    let attempts: [(&str, Result<(), FsError>); 6] = [
+        ("climb out with ..", fs.write("/workspace/../../etc/passwd", "x")),
+        ("write a .env file", fs.write("/workspace/.env", "API_KEY=sk-123")),
+        ("plant a secret", fs.write("/workspace/secrets/token", "t")),
+        ("follow a link out", {
+            fs.symlink("/etc", "/workspace/etc-link")?;
+            fs.read("/workspace/etc-link/passwd").map(drop)
+        }),
+        ("a 6 MiB file", fs.write("/workspace/big.bin", vec![0u8; 6 << 20])),
+        ("a NUL in a name", fs.write("/workspace/bad\0name", "x")),
+    ];
+    for (what, result) in attempts {
+        match result {
+            Err(e) => println!("  {what:<20} -> {e}"),
+            Ok(()) => println!("  {what:<20} -> allowed?!"),
         }
     }
+
+    let quota = fs.backend().inner().inner().inner();
+    let records = audit.records();
+    println!(
+        "\naudit: {} operations, {} denied; quota: {} bytes in {} nodes",
+        records.len(),
+        records.iter().filter(|r| r.is_denial()).count(),
+        quota.usage().total_size,
+        quota.usage().node_count,
+    );
     Ok(())
 }

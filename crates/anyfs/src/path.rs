@@ -122,15 +122,11 @@ pub fn check_resolved(path: &Path) -> FsResult<()> {
 /// borrows when it is already normal, so that policies match exactly the
 /// path the backend will act on (`//a/./b/` and `/a/b` are one path).
 pub fn resolved_normal_form(path: &Path) -> FsResult<std::borrow::Cow<'_, Path>> {
-    let names = resolved_components(path)?;
-    let bytes = path.as_os_str().as_bytes();
-    let normal_len = names.iter().map(|n| n.len() + 1).sum::<usize>().max(1);
-    if bytes.len() == normal_len {
-        // Same length as the normal form, absolute, and every name kept:
-        // there is no room for an extra slash or `.`.
+    if is_normal_resolved(path.as_os_str().as_bytes()) {
         return Ok(std::borrow::Cow::Borrowed(path));
     }
-    let mut out = Vec::with_capacity(normal_len);
+    let names = resolved_components(path)?;
+    let mut out = Vec::with_capacity(path.as_os_str().len());
     for name in &names {
         out.push(b'/');
         out.extend_from_slice(name.as_bytes());
@@ -141,6 +137,24 @@ pub fn resolved_normal_form(path: &Path) -> FsResult<std::borrow::Cow<'_, Path>>
     Ok(std::borrow::Cow::Owned(PathBuf::from(OsString::from_vec(
         out,
     ))))
+}
+
+/// One pass over the bytes: already a valid resolved path in normal form?
+/// (Every call through a middleware stack asks this, so it must be cheap.)
+fn is_normal_resolved(bytes: &[u8]) -> bool {
+    if bytes == b"/" {
+        return true;
+    }
+    if bytes.first() != Some(&b'/') || bytes.len() > MAX_PATH_LEN {
+        return false;
+    }
+    bytes[1..].split(|&b| b == b'/').all(|name| {
+        !name.is_empty()
+            && name.len() <= MAX_NAME_LEN
+            && name != b"."
+            && name != b".."
+            && !name.contains(&0)
+    })
 }
 
 /// Lexical normal form of a caller path: absolute, `.` and repeated slashes
