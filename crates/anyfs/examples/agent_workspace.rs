@@ -49,14 +49,23 @@ fn main() -> Result<(), FsError> {
 
     println!("\nwhat the sandbox refuses:");
     let attempts: [(&str, Result<(), FsError>); 6] = [
-        ("climb out with ..", fs.write("/workspace/../../etc/passwd", "x")),
-        ("write a .env file", fs.write("/workspace/.env", "API_KEY=sk-123")),
+        (
+            "climb out with ..",
+            fs.write("/workspace/../../etc/passwd", "x"),
+        ),
+        (
+            "write a .env file",
+            fs.write("/workspace/.env", "API_KEY=sk-123"),
+        ),
         ("plant a secret", fs.write("/workspace/secrets/token", "t")),
         ("follow a link out", {
             fs.symlink("/etc", "/workspace/etc-link")?;
             fs.read("/workspace/etc-link/passwd").map(drop)
         }),
-        ("a 6 MiB file", fs.write("/workspace/big.bin", vec![0u8; 6 << 20])),
+        (
+            "a 6 MiB file",
+            fs.write("/workspace/big.bin", vec![0u8; 6 << 20]),
+        ),
         ("a NUL in a name", fs.write("/workspace/bad\0name", "x")),
     ];
     for (what, result) in attempts {

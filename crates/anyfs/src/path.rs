@@ -27,8 +27,9 @@ pub const MAX_PATH_LEN: usize = 4096;
 /// The most symbolic links one resolution follows.
 pub const MAX_SYMLINK_HOPS: u32 = 40;
 
-/// The reason given when a backend is asked to go through a symlink.
-pub(crate) const CROSSES_SYMLINK: &str =
+/// The reason a backend gives when asked to go through a symlink (backends
+/// never follow links; `FileStorage` resolves them first).
+pub const CROSSES_SYMLINK: &str =
     "a component is a symbolic link; backends never follow links, resolve through FileStorage";
 
 fn invalid(path: &Path, reason: &'static str) -> FsError {

@@ -263,9 +263,11 @@ impl<T: FsFull + FsInode + ?Sized> FsFuse for T {}
 
 /// The method signatures of each trait, handed to a callback macro: the one
 /// list from which pointer forwarding and middleware delegation are built.
-macro_rules! fs_methods {
-    (FsRead, $cb:ident, $($args:tt)*) => {
-        $cb!($($args)* ; FsRead {
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __fs_methods {
+    (FsRead, [$($cb:tt)*], $($args:tt)*) => {
+        $($cb)*!($($args)* ; FsRead {
             fn read(&self, path: &::std::path::Path) -> $crate::FsResult<Vec<u8>>;
             fn read_to_string(&self, path: &::std::path::Path) -> $crate::FsResult<String>;
             fn read_range(&self, path: &::std::path::Path, offset: u64, len: usize) -> $crate::FsResult<Vec<u8>>;
@@ -275,8 +277,8 @@ macro_rules! fs_methods {
             fn resolve(&self, path: &::std::path::Path, follow_last: bool) -> $crate::FsResult<::std::path::PathBuf>;
         });
     };
-    (FsWrite, $cb:ident, $($args:tt)*) => {
-        $cb!($($args)* ; FsWrite {
+    (FsWrite, [$($cb:tt)*], $($args:tt)*) => {
+        $($cb)*!($($args)* ; FsWrite {
             fn write(&self, path: &::std::path::Path, data: &[u8]) -> $crate::FsResult<()>;
             fn append(&self, path: &::std::path::Path, data: &[u8]) -> $crate::FsResult<()>;
             fn remove_file(&self, path: &::std::path::Path) -> $crate::FsResult<()>;
@@ -286,8 +288,8 @@ macro_rules! fs_methods {
             fn open_write(&self, path: &::std::path::Path) -> $crate::FsResult<$crate::FsWriter>;
         });
     };
-    (FsDir, $cb:ident, $($args:tt)*) => {
-        $cb!($($args)* ; FsDir {
+    (FsDir, [$($cb:tt)*], $($args:tt)*) => {
+        $($cb)*!($($args)* ; FsDir {
             fn read_dir(&self, path: &::std::path::Path) -> $crate::FsResult<$crate::ReadDir>;
             fn create_dir(&self, path: &::std::path::Path) -> $crate::FsResult<()>;
             fn create_dir_all(&self, path: &::std::path::Path) -> $crate::FsResult<()>;
@@ -295,42 +297,42 @@ macro_rules! fs_methods {
             fn remove_dir_all(&self, path: &::std::path::Path) -> $crate::FsResult<()>;
         });
     };
-    (FsLink, $cb:ident, $($args:tt)*) => {
-        $cb!($($args)* ; FsLink {
+    (FsLink, [$($cb:tt)*], $($args:tt)*) => {
+        $($cb)*!($($args)* ; FsLink {
             fn symlink(&self, target: &::std::path::Path, link: &::std::path::Path) -> $crate::FsResult<()>;
             fn hard_link(&self, original: &::std::path::Path, link: &::std::path::Path) -> $crate::FsResult<()>;
             fn read_link(&self, path: &::std::path::Path) -> $crate::FsResult<::std::path::PathBuf>;
             fn symlink_metadata(&self, path: &::std::path::Path) -> $crate::FsResult<$crate::Metadata>;
         });
     };
-    (FsPermissions, $cb:ident, $($args:tt)*) => {
-        $cb!($($args)* ; FsPermissions {
+    (FsPermissions, [$($cb:tt)*], $($args:tt)*) => {
+        $($cb)*!($($args)* ; FsPermissions {
             fn set_permissions(&self, path: &::std::path::Path, perm: $crate::Permissions) -> $crate::FsResult<()>;
             fn set_times(&self, path: &::std::path::Path, accessed: Option<::std::time::SystemTime>, modified: Option<::std::time::SystemTime>) -> $crate::FsResult<()>;
             fn set_owner(&self, path: &::std::path::Path, uid: Option<u32>, gid: Option<u32>) -> $crate::FsResult<()>;
         });
     };
-    (FsSync, $cb:ident, $($args:tt)*) => {
-        $cb!($($args)* ; FsSync {
+    (FsSync, [$($cb:tt)*], $($args:tt)*) => {
+        $($cb)*!($($args)* ; FsSync {
             fn sync(&self) -> $crate::FsResult<()>;
             fn fsync(&self, path: &::std::path::Path) -> $crate::FsResult<()>;
         });
     };
-    (FsStats, $cb:ident, $($args:tt)*) => {
-        $cb!($($args)* ; FsStats {
+    (FsStats, [$($cb:tt)*], $($args:tt)*) => {
+        $($cb)*!($($args)* ; FsStats {
             fn statfs(&self) -> $crate::FsResult<$crate::StatFs>;
         });
     };
-    (FsInode, $cb:ident, $($args:tt)*) => {
-        $cb!($($args)* ; FsInode {
+    (FsInode, [$($cb:tt)*], $($args:tt)*) => {
+        $($cb)*!($($args)* ; FsInode {
             fn path_to_inode(&self, path: &::std::path::Path) -> $crate::FsResult<u64>;
             fn inode_to_path(&self, inode: u64) -> $crate::FsResult<::std::path::PathBuf>;
             fn lookup(&self, parent: u64, name: &::std::ffi::OsStr) -> $crate::FsResult<u64>;
             fn metadata_by_inode(&self, inode: u64) -> $crate::FsResult<$crate::Metadata>;
         });
     };
-    (FsHandles, $cb:ident, $($args:tt)*) => {
-        $cb!($($args)* ; FsHandles {
+    (FsHandles, [$($cb:tt)*], $($args:tt)*) => {
+        $($cb)*!($($args)* ; FsHandles {
             fn open(&self, path: &::std::path::Path, flags: $crate::OpenFlags) -> $crate::FsResult<$crate::Handle>;
             fn read_at(&self, handle: $crate::Handle, buf: &mut [u8], offset: u64) -> $crate::FsResult<usize>;
             fn write_at(&self, handle: $crate::Handle, data: &[u8], offset: u64) -> $crate::FsResult<usize>;
@@ -338,7 +340,6 @@ macro_rules! fs_methods {
         });
     };
 }
-pub(crate) use fs_methods;
 
 /// Implements a trait for `&T`, `Box<T>` and `Arc<T>` by forwarding every
 /// method, so that references and smart pointers (and `Box<dyn Fs>`) are
@@ -361,25 +362,41 @@ macro_rules! forward_to_pointee {
     };
 }
 
-fs_methods!(FsRead, forward_to_pointee,);
-fs_methods!(FsWrite, forward_to_pointee,);
-fs_methods!(FsDir, forward_to_pointee,);
-fs_methods!(FsLink, forward_to_pointee,);
-fs_methods!(FsPermissions, forward_to_pointee,);
-fs_methods!(FsSync, forward_to_pointee,);
-fs_methods!(FsStats, forward_to_pointee,);
-fs_methods!(FsInode, forward_to_pointee,);
-fs_methods!(FsHandles, forward_to_pointee,);
+__fs_methods!(FsRead, [forward_to_pointee],);
+__fs_methods!(FsWrite, [forward_to_pointee],);
+__fs_methods!(FsDir, [forward_to_pointee],);
+__fs_methods!(FsLink, [forward_to_pointee],);
+__fs_methods!(FsPermissions, [forward_to_pointee],);
+__fs_methods!(FsSync, [forward_to_pointee],);
+__fs_methods!(FsStats, [forward_to_pointee],);
+__fs_methods!(FsInode, [forward_to_pointee],);
+__fs_methods!(FsHandles, [forward_to_pointee],);
 
-/// Implements traits for a middleware `Wrapper<B>` by handing every method
-/// to its inner backend: `delegate!(Quota, inner; FsPermissions, FsSync);`.
-/// A middleware uses it for the traits it leaves alone.
-macro_rules! delegate {
-    ($wrapper:ident, $field:ident; $($trait:ident),+ $(,)?) => {
-        $( $crate::traits::fs_methods!($trait, delegate, @impl $wrapper, $field); )+
+/// Implements traits for a wrapper by handing every method to a field:
+/// `delegate_fs!(Quota<B>, inner; FsPermissions, FsSync);` for a middleware
+/// generic over its backend `B`, or `delegate_fs!(type MyBackend, store;
+/// FsRead)` for a concrete type. For the traits a wrapper leaves alone.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! delegate_fs {
+    ($wrapper:ident<B>, $field:ident; $($trait:ident),+ $(,)?) => {
+        $( $crate::__fs_methods!($trait, [$crate::delegate_fs], @generic $wrapper, $field); )+
     };
-    (@impl $wrapper:ident, $field:ident ; $trait:ident { $( fn $name:ident(&self $(, $arg:ident : $ty:ty)* ) -> $ret:ty; )* }) => {
-        impl<B: $crate::traits::$trait> $crate::traits::$trait for $wrapper<B> {
+    (type $ty:ty, $field:ident; $($trait:ident),+ $(,)?) => {
+        $( $crate::__fs_methods!($trait, [$crate::delegate_fs], @concrete [$ty], $field); )+
+    };
+    (@generic $wrapper:ident, $field:ident ; $trait:ident { $( fn $name:ident(&self $(, $arg:ident : $ty:ty)* ) -> $ret:ty; )* }) => {
+        impl<B: $crate::$trait> $crate::$trait for $wrapper<B> {
+            $(
+                #[inline]
+                fn $name(&self $(, $arg: $ty)*) -> $ret {
+                    self.$field.$name($($arg),*)
+                }
+            )*
+        }
+    };
+    (@concrete [$wty:ty], $field:ident ; $trait:ident { $( fn $name:ident(&self $(, $arg:ident : $ty:ty)* ) -> $ret:ty; )* }) => {
+        impl $crate::$trait for $wty {
             $(
                 #[inline]
                 fn $name(&self $(, $arg: $ty)*) -> $ret {
@@ -389,4 +406,3 @@ macro_rules! delegate {
         }
     };
 }
-pub(crate) use delegate;

@@ -10,7 +10,7 @@ use parking_lot::{Mutex, MutexGuard};
 use crate::error::{FsError, FsResult};
 use crate::layer::Layer;
 use crate::path;
-use crate::traits::{FsDir, FsHandles, FsLink, FsRead, FsStats, FsWrite, FsWriter, delegate};
+use crate::traits::{FsDir, FsHandles, FsLink, FsRead, FsStats, FsWrite, FsWriter};
 use crate::types::{FileType, Handle, Metadata, OpenFlags, ReadDir, StatFs};
 
 /// Limits what a backend may hold: total bytes, bytes per file, number of
@@ -422,7 +422,7 @@ impl<B: FsRead + FsDir> Quota<B> {
     }
 }
 
-delegate!(Quota, inner; FsRead, FsPermissions, FsSync, FsInode);
+crate::delegate_fs!(Quota<B>, inner; FsRead, FsPermissions, FsSync, FsInode);
 
 impl<B: FsRead + FsWrite + FsDir> FsWrite for Quota<B> {
     fn write(&self, path: &Path, data: &[u8]) -> FsResult<()> {

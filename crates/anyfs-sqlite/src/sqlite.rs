@@ -1,0 +1,113 @@
+//! [`SqliteBackend`]: a whole filesystem in one SQLite database.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyfs::{FsResult, Layer};
+
+use crate::chunks::Chunks;
+use crate::db::{Db, Key, SqliteOptions};
+use crate::store::Store;
+
+/// A filesystem in one SQLite database file: names, metadata and content
+/// (in 64 KiB chunks). One file per tenant gives physical isolation; with
+/// the `encryption` feature the file is encrypted whole.
+///
+/// `Clone` gives another handle to the same database.
+///
+/// ```
+/// use anyfs::FileStorage;
+/// use anyfs_sqlite::SqliteBackend;
+///
+/// let fs = FileStorage::new(SqliteBackend::open_in_memory()?);
+/// fs.write("/hello.txt", "hi")?;
+/// assert_eq!(fs.read("/hello.txt")?, b"hi");
+/// # Ok::<(), anyfs::FsError>(())
+/// ```
+#[derive(Clone)]
+pub struct SqliteBackend {
+    store: Arc<Store<Chunks>>,
+}
+
+impl std::fmt::Debug for SqliteBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the host path, never the key.
+        f.debug_struct("SqliteBackend")
+            .field("in_memory", &self.store.db.host_path().is_none())
+            .field("encrypted", &self.store.db.is_encrypted())
+            .finish()
+    }
+}
+
+impl SqliteBackend {
+    /// Opens the database at `path`, creating it (and its directory) if
+    /// missing.
+    pub fn open(path: impl AsRef<Path>) -> FsResult<Self> {
+        Self::open_with_options(path, SqliteOptions::default())
+    }
+
+    /// Opens with the given options (for example [`SqliteOptions::durable`]).
+    pub fn open_with_options(path: impl AsRef<Path>, options: SqliteOptions) -> FsResult<Self> {
+        Self::build(Some(path.as_ref()), None, options)
+    }
+
+    /// A database in memory, gone when the last clone is dropped.
+    pub fn open_in_memory() -> FsResult<Self> {
+        Self::build(None, None, SqliteOptions::default())
+    }
+
+    fn build(path: Option<&Path>, key: Option<Key>, options: SqliteOptions) -> FsResult<Self> {
+        if let Some(path) = path {
+            crate::create_parent(path)?;
+        }
+        let owner = crate::current_owner();
+        let db = Db::open(path, key, options, owner)?;
+        Ok(Self {
+            store: Store::new(db, Chunks, owner)?,
+        })
+    }
+
+    /// Wraps the backend in a layer.
+    pub fn layer<L: Layer<Self>>(self, layer: L) -> L::Backend {
+        layer.layer(self)
+    }
+}
+
+#[cfg(feature = "encryption")]
+impl SqliteBackend {
+    /// Opens (or creates) a database encrypted with `password` (SQLCipher
+    /// derives the key with PBKDF2-HMAC-SHA512). A wrong password is
+    /// [`FsError::InvalidPassword`](anyfs::FsError::InvalidPassword), and
+    /// leaves the file untouched.
+    pub fn open_encrypted(path: impl AsRef<Path>, password: impl AsRef<str>) -> FsResult<Self> {
+        let key = Key::Password(zeroize::Zeroizing::new(password.as_ref().to_owned()));
+        Self::build(Some(path.as_ref()), Some(key), SqliteOptions::default())
+    }
+
+    /// Opens (or creates) a database encrypted with a raw 256-bit key (no
+    /// key derivation).
+    pub fn open_with_key(path: impl AsRef<Path>, key: &[u8; 32]) -> FsResult<Self> {
+        let key = Key::Raw(zeroize::Zeroizing::new(*key));
+        Self::build(Some(path.as_ref()), Some(key), SqliteOptions::default())
+    }
+
+    /// Creates a new database encrypted with `password`;
+    /// [`FsError::AlreadyExists`](anyfs::FsError::AlreadyExists) if the file
+    /// exists.
+    pub fn create_encrypted(path: impl AsRef<Path>, password: impl AsRef<str>) -> FsResult<Self> {
+        if path.as_ref().exists() {
+            return Err(anyfs::FsError::AlreadyExists { path: "/".into() });
+        }
+        Self::open_encrypted(path, password)
+    }
+
+    /// Re-encrypts the database under a new password. Every clone of this
+    /// backend keeps working; the old password no longer opens the file.
+    pub fn change_password(&self, new_password: impl AsRef<str>) -> FsResult<()> {
+        let key = Key::Password(zeroize::Zeroizing::new(new_password.as_ref().to_owned()));
+        self.store.db.rekey(key)
+    }
+}
+
+anyfs::delegate_fs!(type SqliteBackend, store;
+    FsRead, FsWrite, FsDir, FsLink, FsPermissions, FsSync, FsStats, FsInode, FsHandles);

@@ -1,0 +1,207 @@
+//! What is on disk: encryption at rest, wrong keys, and one file per tenant.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+use std::path::Path;
+
+use anyfs::{FileStorage, FsErrorKind};
+use anyfs_sqlite::SqliteBackend;
+
+/// Every byte of the database and its write-ahead log.
+#[allow(dead_code)]
+fn raw_bytes(db: &Path) -> Vec<u8> {
+    let mut all = Vec::new();
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        if let Ok(bytes) = std::fs::read(&name) {
+            all.extend(bytes);
+        }
+    }
+    all
+}
+
+#[allow(dead_code)]
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn tenants_in_separate_files_see_nothing_of_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = FileStorage::new(SqliteBackend::open(dir.path().join("tenants/a.db")).unwrap());
+    let b = FileStorage::new(SqliteBackend::open(dir.path().join("tenants/b.db")).unwrap());
+    a.create_dir_all("/workspace/private").unwrap();
+    a.write("/workspace/private/notes.txt", "tenant a only")
+        .unwrap();
+    b.create_dir_all("/workspace").unwrap();
+    b.write("/workspace/notes.txt", "tenant b").unwrap();
+    assert!(!b.exists("/workspace/private/notes.txt").unwrap());
+    assert!(!b.exists("/workspace/private").unwrap());
+    assert_eq!(
+        b.read_dir("/workspace").unwrap().sorted_names().unwrap(),
+        vec!["notes.txt"]
+    );
+    assert_eq!(
+        a.read_dir("/workspace").unwrap().sorted_names().unwrap(),
+        vec!["private"]
+    );
+    // Even `..` and absolute symlinks stay inside each tenant's file.
+    b.symlink("/../../../workspace/private", "/workspace/peek")
+        .unwrap();
+    assert_eq!(
+        b.read("/workspace/peek/notes.txt").unwrap_err().kind(),
+        FsErrorKind::NotFound
+    );
+    assert_eq!(
+        a.read_to_string("/workspace/private/notes.txt").unwrap(),
+        "tenant a only"
+    );
+}
+
+#[test]
+fn a_plain_database_holds_names_in_the_clear() {
+    // The control for the encrypted tests below: the search does find them.
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("plain.db");
+    let fs = FileStorage::new(SqliteBackend::open(&db).unwrap());
+    fs.write("/plain-name-marker", "plain-content-marker")
+        .unwrap();
+    let bytes = raw_bytes(&db);
+    assert!(contains(&bytes, b"plain-name-marker"));
+    assert!(contains(&bytes, b"plain-content-marker"));
+}
+
+#[test]
+fn garbage_is_not_a_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("garbage.db");
+    std::fs::write(&db, vec![0x5au8; 8192]).unwrap();
+    let err = SqliteBackend::open(&db).unwrap_err();
+    assert!(err.to_string().contains("not a database"), "{err}");
+    assert!(
+        !err.to_string().contains(dir.path().to_str().unwrap()),
+        "host path leaked: {err}"
+    );
+    assert_eq!(
+        std::fs::read(&db).unwrap(),
+        vec![0x5au8; 8192],
+        "the file was changed"
+    );
+}
+
+#[cfg(feature = "encryption")]
+mod encrypted {
+    use super::*;
+
+    #[test]
+    fn nothing_readable_at_rest_wal_included() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("secret.db");
+        let backend = SqliteBackend::open_encrypted(&db, "correct horse battery staple").unwrap();
+        let fs = FileStorage::new(backend.clone());
+        fs.create_dir("/secret-dir-marker").unwrap();
+        for i in 0..50 {
+            fs.write(
+                format!("/secret-dir-marker/secret-name-marker-{i}"),
+                format!("secret-content-marker-{i}").repeat(100),
+            )
+            .unwrap();
+        }
+        // While open (much of it still in the write-ahead log) and after closing.
+        let markers: [&[u8]; 4] = [
+            b"secret-dir-marker",
+            b"secret-name-marker",
+            b"secret-content-marker",
+            b"SQLite format 3",
+        ];
+        let open_bytes = raw_bytes(&db);
+        drop(fs);
+        drop(backend);
+        let closed_bytes = raw_bytes(&db);
+        for (stage, bytes) in [("open", open_bytes), ("closed", closed_bytes)] {
+            assert!(bytes.len() > 10_000, "{stage}: nothing written?");
+            for marker in markers {
+                assert!(
+                    !contains(&bytes, marker),
+                    "{stage}: {} found on disk",
+                    String::from_utf8_lossy(marker)
+                );
+            }
+        }
+        // And it opens again with the password.
+        let fs = FileStorage::new(
+            SqliteBackend::open_encrypted(&db, "correct horse battery staple").unwrap(),
+        );
+        assert!(
+            fs.read_to_string("/secret-dir-marker/secret-name-marker-7")
+                .unwrap()
+                .starts_with("secret-content-marker-7")
+        );
+    }
+
+    #[test]
+    fn a_wrong_key_or_none_opens_nothing_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("locked.db");
+        {
+            let fs = FileStorage::new(SqliteBackend::open_encrypted(&db, "right").unwrap());
+            fs.write("/x", "data").unwrap();
+        }
+        let before = raw_bytes(&db);
+        let err = SqliteBackend::open_encrypted(&db, "wrong").unwrap_err();
+        assert_eq!(err.kind(), FsErrorKind::InvalidPassword);
+        assert_eq!(
+            SqliteBackend::open_with_key(&db, &[7u8; 32])
+                .unwrap_err()
+                .kind(),
+            FsErrorKind::InvalidPassword
+        );
+        let err = SqliteBackend::open(&db).unwrap_err();
+        assert!(err.to_string().contains("needs its key"), "{err}");
+        assert_eq!(raw_bytes(&db), before, "a failed open changed the file");
+        let fs = FileStorage::new(SqliteBackend::open_encrypted(&db, "right").unwrap());
+        assert_eq!(fs.read("/x").unwrap(), b"data");
+    }
+
+    #[test]
+    fn raw_keys_and_password_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let keyed = dir.path().join("keyed.db");
+        let key = [0x42u8; 32];
+        FileStorage::new(SqliteBackend::open_with_key(&keyed, &key).unwrap())
+            .write("/k", "v")
+            .unwrap();
+        assert_eq!(
+            FileStorage::new(SqliteBackend::open_with_key(&keyed, &key).unwrap())
+                .read("/k")
+                .unwrap(),
+            b"v"
+        );
+        assert!(SqliteBackend::open_encrypted(&keyed, "not the key").is_err());
+
+        let db = dir.path().join("rekey.db");
+        let backend = SqliteBackend::create_encrypted(&db, "old password").unwrap();
+        assert_eq!(
+            SqliteBackend::create_encrypted(&db, "again")
+                .unwrap_err()
+                .kind(),
+            FsErrorKind::AlreadyExists
+        );
+        let fs = FileStorage::new(backend.clone());
+        fs.write("/kept", "across the change").unwrap();
+        backend.change_password("new password").unwrap();
+        fs.write("/after", "still writable").unwrap();
+        assert_eq!(fs.read_to_string("/kept").unwrap(), "across the change");
+        drop(fs);
+        drop(backend);
+        assert_eq!(
+            SqliteBackend::open_encrypted(&db, "old password")
+                .unwrap_err()
+                .kind(),
+            FsErrorKind::InvalidPassword
+        );
+        let fs = FileStorage::new(SqliteBackend::open_encrypted(&db, "new password").unwrap());
+        assert_eq!(fs.read_to_string("/after").unwrap(), "still writable");
+    }
+}
