@@ -100,6 +100,17 @@ impl Content for Chunks {
         Ok(out)
     }
 
+    fn read_by_ino(
+        &self,
+        conn: &Connection,
+        path: &Path,
+        ino: i64,
+        offset: u64,
+        len: usize,
+    ) -> Option<FsResult<Option<Vec<u8>>>> {
+        Some(read_by_ino(conn, path, ino, offset, len))
+    }
+
     fn replace(
         &self,
         tx: &Connection,
@@ -212,4 +223,59 @@ impl Content for Chunks {
     fn remove(&self, tx: &Connection, path: &Path, file: &FileRow, _: &mut After) -> FsResult<()> {
         delete_from(tx, path, file.ino, 0)
     }
+}
+
+/// One statement: the node's kind and size with the chunks in range.
+fn read_by_ino(
+    conn: &Connection,
+    path: &Path,
+    ino: i64,
+    offset: u64,
+    len: usize,
+) -> FsResult<Option<Vec<u8>>> {
+    let err = |e| sql_error(path, "read content", e);
+    let first = (offset / CHUNK).min((1 << INDEX_BITS) - 1);
+    let last =
+        (offset.saturating_add(len as u64).saturating_sub(1) / CHUNK).min((1 << INDEX_BITS) - 1);
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT i.kind, i.size, c.id, c.data FROM inodes i
+             LEFT JOIN chunks c ON c.id BETWEEN ?2 AND ?3
+             WHERE i.ino = ?1",
+        )
+        .map_err(err)?;
+    let mut rows = stmt
+        .query(params![ino, id(ino, first), id(ino, last)])
+        .map_err(err)?;
+    let mut out: Option<Vec<u8>> = None;
+    let mut end = 0;
+    while let Some(row) = rows.next().map_err(err)? {
+        if out.is_none() {
+            let kind: i64 = row.get(0).map_err(err)?;
+            if kind != 0 {
+                return Ok(None);
+            }
+            let size = row.get::<_, i64>(1).map_err(err)? as u64;
+            end = size.min(offset.saturating_add(len as u64));
+            out = Some(vec![0u8; end.saturating_sub(offset) as usize]);
+        }
+        let buf = out.as_mut().expect("set above");
+        let Some(chunk_id) = row.get::<_, Option<i64>>(2).map_err(err)? else {
+            continue;
+        };
+        let index = (chunk_id & ((1 << INDEX_BITS) - 1)) as u64;
+        let data = row
+            .get_ref(3)
+            .and_then(|v| v.as_blob().map_err(Into::into))
+            .map_err(err)?;
+        let chunk_start = index * CHUNK;
+        let from = offset.max(chunk_start);
+        let to = end.min(chunk_start + data.len() as u64);
+        if from < to {
+            let src = &data[(from - chunk_start) as usize..(to - chunk_start) as usize];
+            let dst = (from - offset) as usize;
+            buf[dst..dst + src.len()].copy_from_slice(src);
+        }
+    }
+    Ok(out)
 }

@@ -2,10 +2,13 @@
 //! with a pool of readers, and transactions with actions after commit.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyfs::{FsError, FsResult};
-use parking_lot::Mutex;
+use std::cell::RefCell;
+
+use parking_lot::{Mutex, ReentrantMutex};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use zeroize::Zeroizing;
 
@@ -33,6 +36,9 @@ pub struct SqliteOptions {
     pub busy_timeout: Duration,
     /// The most idle reader connections kept open (default 4).
     pub max_idle_readers: usize,
+    /// How much of the file to read through a memory map instead of copies
+    /// (default 1 GiB of address space; ignored for encrypted databases).
+    pub mmap_bytes: u64,
 }
 
 impl Default for SqliteOptions {
@@ -42,6 +48,7 @@ impl Default for SqliteOptions {
             cache_kib: 16 * 1024,
             busy_timeout: Duration::from_secs(5),
             max_idle_readers: 4,
+            mmap_bytes: 1 << 30,
         }
     }
 }
@@ -75,6 +82,12 @@ pub(crate) struct After {
 }
 
 impl After {
+    fn absorb(&mut self, other: After) {
+        self.on_commit.extend(other.on_commit);
+        self.on_rollback.extend(other.on_rollback);
+        self.truncate_on_commit.extend(other.truncate_on_commit);
+    }
+
     fn run(self, committed: bool) {
         let doomed = if committed {
             self.on_commit
@@ -148,12 +161,39 @@ CREATE VIEW IF NOT EXISTS nodes AS
     FROM entries e JOIN inodes i ON i.ino = e.ino;
 ";
 
+/// The writer connection, and the batch it is in, if any.
+struct Writer {
+    conn: Connection,
+    /// While a batch runs: what to do when it ends.
+    batch: Option<After>,
+    /// Set when an operation inside the batch failed after changing rows:
+    /// the batch can then only roll back.
+    poisoned: Option<String>,
+}
+
+/// A reader connection, and the write generation its open read
+/// transaction was started at (if one is open).
+struct Reader {
+    conn: Connection,
+    snapshot: Option<u64>,
+}
+
+fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
+}
+
 /// One database: a writer connection, and readers that never block it.
+///
+/// The writer lock is re-entrant so that a batch (one transaction around
+/// many operations) can run ordinary operations on its own thread; other
+/// threads wait for the batch to end.
 pub(crate) struct Db {
-    writer: Mutex<Connection>,
+    writer: ReentrantMutex<RefCell<Writer>>,
+    /// Bumped by every write, so caches of what was read can tell they are stale.
+    generation: AtomicU64,
     /// Idle reader connections; `None` for an in-memory database, whose only
     /// connection is the writer.
-    readers: Option<Mutex<Vec<Connection>>>,
+    readers: Option<Mutex<Vec<Reader>>>,
     path: Option<PathBuf>,
     key: Mutex<Option<Key>>,
     options: SqliteOptions,
@@ -180,7 +220,12 @@ impl Db {
             .execute_batch(&init)
             .map_err(|e| sql_error(root(), "create the schema", e))?;
         Ok(Db {
-            writer: Mutex::new(writer),
+            writer: ReentrantMutex::new(RefCell::new(Writer {
+                conn: writer,
+                batch: None,
+                poisoned: None,
+            })),
+            generation: AtomicU64::new(0),
             readers: path.map(|_| Mutex::new(Vec::new())),
             path: path.map(Path::to_path_buf),
             key: Mutex::new(key),
@@ -202,7 +247,14 @@ impl Db {
         }
         .map_err(|e| sql_error(root(), "open the database", e))?;
         if let Some(key) = key {
+            // A wrong key is an ordinary error we report; keep SQLCipher from
+            // also logging it to stderr.
+            let _ = conn.execute_batch("PRAGMA cipher_log_level = NONE;");
             apply_key(&conn, key, "key")?;
+            // Must match the page size the file was created with, before the
+            // first read (see `page_size` below).
+            conn.execute_batch("PRAGMA cipher_page_size = 8192;")
+                .map_err(|e| sql_error(root(), "configure the database", e))?;
         }
         // The first read tells a wrong key (or a file that is not a
         // database) before anything is written.
@@ -217,12 +269,20 @@ impl Db {
             Durability::Full => "FULL",
         };
         let journal = if path.is_some() { "WAL" } else { "MEMORY" };
+        // Larger pages keep a small file in one page instead of a page and an
+        // overflow page (the size only takes effect when a database is
+        // created). Checkpoints run once the log holds 64 MiB, not 4 MiB, so
+        // bursts of writes are not slowed by copying the log back each time.
         conn.execute_batch(&format!(
-            "PRAGMA journal_mode = {journal};
+            "PRAGMA page_size = 8192;
+             PRAGMA wal_autocheckpoint = 4096;
+             PRAGMA journal_mode = {journal};
              PRAGMA synchronous = {synchronous};
              PRAGMA cache_size = -{cache};
+             PRAGMA mmap_size = {mmap};
              PRAGMA temp_store = MEMORY;",
             cache = options.cache_kib,
+            mmap = options.mmap_bytes,
         ))
         .map_err(|e| sql_error(root(), "configure the database", e))?;
         conn.set_prepared_statement_cache_capacity(64);
@@ -231,85 +291,247 @@ impl Db {
 
     /// Runs `f` in one write transaction (`BEGIN IMMEDIATE`): all of it
     /// commits, or none of it. Files named in `After` are removed after.
+    /// Inside a batch, `f` runs in a savepoint of the batch's transaction.
     pub(crate) fn write<T>(
         &self,
         path: &Path,
         f: impl FnOnce(&Connection, &mut After) -> FsResult<T>,
     ) -> FsResult<T> {
-        let mut conn = self.writer.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| sql_error(path, "begin a transaction", e))?;
+        let guard = self.writer.lock();
+        let mut writer = guard.borrow_mut();
         let mut after = After::default();
-        match f(&tx, &mut after) {
-            Ok(value) => match tx.commit() {
-                Ok(()) => {
-                    after.run(true);
+        if writer.batch.is_some() {
+            // Inside a batch: no transaction of its own. Operations check
+            // before they change anything, so a failure that changed no row
+            // leaves the batch whole; one that did poisons it.
+            let before = writer.conn.total_changes();
+            let result = f(&writer.conn, &mut after);
+            self.generation.fetch_add(1, Ordering::Release);
+            match result {
+                Ok(value) => {
+                    if let Some(batch) = writer.batch.as_mut() {
+                        batch.absorb(after);
+                    }
                     Ok(value)
                 }
                 Err(e) => {
+                    if writer.conn.total_changes() != before {
+                        writer.poisoned = Some(e.to_string());
+                    }
                     after.run(false);
-                    Err(sql_error(path, "commit", e))
+                    Err(e)
                 }
-            },
+            }
+        } else {
+            let tx = writer
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| sql_error(path, "begin a transaction", e))?;
+            match f(&tx, &mut after) {
+                Ok(value) => match tx.commit() {
+                    Ok(()) => {
+                        self.generation.fetch_add(1, Ordering::Release);
+                        after.run(true);
+                        Ok(value)
+                    }
+                    Err(e) => {
+                        after.run(false);
+                        Err(sql_error(path, "commit", e))
+                    }
+                },
+                Err(e) => {
+                    drop(tx);
+                    after.run(false);
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    /// Runs `f` with every write on this thread inside one transaction,
+    /// committed at the end if `f` succeeds and rolled back otherwise.
+    pub(crate) fn batch<T>(&self, f: impl FnOnce() -> FsResult<T>) -> FsResult<T> {
+        let root = Path::new("/");
+        let guard = self.writer.lock();
+        if guard.borrow().batch.is_some() {
+            // Already in a batch: this one is part of it.
+            return f();
+        }
+        {
+            let mut writer = guard.borrow_mut();
+            writer
+                .conn
+                .execute_batch("BEGIN IMMEDIATE")
+                .map_err(|e| sql_error(root, "begin a batch", e))?;
+            writer.batch = Some(After::default());
+        }
+        // Ends the batch even if `f` panics: rolled back unless committed.
+        struct End<'a>(&'a RefCell<Writer>);
+        impl Drop for End<'_> {
+            fn drop(&mut self) {
+                let mut writer = self.0.borrow_mut();
+                writer.poisoned = None;
+                if let Some(after) = writer.batch.take() {
+                    let _ = writer.conn.execute_batch("ROLLBACK");
+                    after.run(false);
+                }
+            }
+        }
+        let end = End(&guard);
+        let value = f()?;
+        let mut writer = guard.borrow_mut();
+        if let Some(reason) = writer.poisoned.take() {
+            drop(writer);
+            drop(end);
+            return Err(FsError::Conflict {
+                path: root.into(),
+                reason: format!(
+                    "an operation failed part way, so the batch was rolled back: {reason}"
+                ),
+            });
+        }
+        let after = writer.batch.take().unwrap_or_default();
+        self.generation.fetch_add(1, Ordering::Release);
+        match writer.conn.execute_batch("COMMIT") {
+            Ok(()) => {
+                after.run(true);
+                drop(writer);
+                drop(end);
+                Ok(value)
+            }
             Err(e) => {
-                drop(tx);
+                let _ = writer.conn.execute_batch("ROLLBACK");
                 after.run(false);
-                Err(e)
+                Err(sql_error(root, "commit a batch", e))
             }
         }
     }
 
     /// Runs `f` in one read transaction on a reader connection (a consistent
-    /// snapshot that never waits for the writer).
+    /// snapshot that never waits for the writer). On the thread running a
+    /// batch, reads see the batch's own writes.
     pub(crate) fn read<T>(
         &self,
         path: &Path,
         f: impl FnOnce(&Connection) -> FsResult<T>,
     ) -> FsResult<T> {
-        let Some(pool) = &self.readers else {
-            let conn = self.writer.lock();
-            return f(&conn);
-        };
-        let mut conn = self.take_reader(pool)?;
-        let result = (|| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Deferred)
-                .map_err(|e| sql_error(path, "begin a transaction", e))?;
-            let value = f(&tx)?;
-            tx.finish()
-                .map_err(|e| sql_error(path, "end a transaction", e))?;
-            Ok(value)
-        })();
-        self.give_back(pool, conn);
-        result
+        let mut f = Some(f);
+        if let Some(result) = self.read_single(|conn| (f.take().expect("called once"))(conn)) {
+            return result;
+        }
+        let f = f.take().ok_or_else(|| FsError::Backend {
+            path: path.into(),
+            op: "read",
+            message: "no reader connection could be opened".into(),
+        })?;
+        // In a batch on this thread: through the writer.
+        let guard = self.writer.lock();
+        let writer = guard.borrow();
+        f(&writer.conn)
     }
 
-    fn take_reader(&self, pool: &Mutex<Vec<Connection>>) -> FsResult<Connection> {
-        if let Some(conn) = pool.lock().pop() {
-            return Ok(conn);
+    /// The current write generation: bumped by every write.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Runs `f` on a reader connection inside a read transaction. A reader
+    /// keeps its transaction (and snapshot) open between calls for as long
+    /// as nothing was written, which saves taking the file lock on every
+    /// read; after a write it starts a new one. `None` when this thread is
+    /// inside a batch, whose writes only the writer connection sees.
+    pub(crate) fn read_single<T>(&self, f: impl FnOnce(&Connection) -> T) -> Option<T> {
+        self.read_at(None, f)
+    }
+
+    /// [`Db::read_single`], but only in a snapshot of write generation
+    /// `expected` (`None` if the database has moved on): what was cached at
+    /// that generation is then still true.
+    pub(crate) fn read_at<T>(
+        &self,
+        expected: Option<u64>,
+        f: impl FnOnce(&Connection) -> T,
+    ) -> Option<T> {
+        if expected.is_some_and(|g| g != self.generation()) {
+            return None;
+        }
+        let Some(pool) = &self.readers else {
+            let guard = self.writer.lock();
+            let writer = guard.borrow();
+            return Some(f(&writer.conn));
+        };
+        if let Some(guard) = self.writer.try_lock()
+            && guard.borrow().batch.is_some()
+        {
+            return None;
+        }
+        let mut reader = self.take_reader(pool).ok()?;
+        let generation = self.generation();
+        if expected.is_some_and(|g| g != generation) {
+            self.give_back(pool, reader);
+            return None;
+        }
+        if reader.snapshot != Some(generation) {
+            if reader.snapshot.take().is_some() {
+                let _ = run_cached(&reader.conn, "COMMIT");
+            }
+            if run_cached(&reader.conn, "BEGIN").is_err() {
+                return None;
+            }
+            reader.snapshot = Some(generation);
+        }
+        let value = f(&reader.conn);
+        self.give_back(pool, reader);
+        Some(value)
+    }
+
+    /// Ends the read transactions idle readers keep, so that a checkpoint
+    /// can move the whole log into the database.
+    pub(crate) fn release_snapshots(&self) {
+        if let Some(pool) = &self.readers {
+            for reader in pool.lock().iter_mut() {
+                if reader.snapshot.take().is_some() {
+                    let _ = run_cached(&reader.conn, "COMMIT");
+                }
+            }
+        }
+    }
+
+    fn take_reader(&self, pool: &Mutex<Vec<Reader>>) -> FsResult<Reader> {
+        if let Some(reader) = pool.lock().pop() {
+            return Ok(reader);
         }
         let key = self.key.lock().clone();
-        Self::connect(self.path.as_deref(), key.as_ref(), &self.options)
+        Ok(Reader {
+            conn: Self::connect(self.path.as_deref(), key.as_ref(), &self.options)?,
+            snapshot: None,
+        })
     }
 
-    fn give_back(&self, pool: &Mutex<Vec<Connection>>, conn: Connection) {
+    fn give_back(&self, pool: &Mutex<Vec<Reader>>, mut reader: Reader) {
+        // A snapshot older than the last write would hold the log back.
+        if reader.snapshot.is_some_and(|g| g != self.generation()) {
+            reader.snapshot = None;
+            let _ = run_cached(&reader.conn, "COMMIT");
+        }
         let mut idle = pool.lock();
         if idle.len() < self.options.max_idle_readers {
-            idle.push(conn);
+            idle.push(reader);
         }
     }
 
     /// Runs `f` on the writer connection outside any transaction.
     pub(crate) fn with_writer<T>(&self, f: impl FnOnce(&Connection) -> FsResult<T>) -> FsResult<T> {
-        f(&self.writer.lock())
+        let guard = self.writer.lock();
+        let writer = guard.borrow();
+        f(&writer.conn)
     }
 
     /// Re-keys the database and every connection opened from now on.
     #[cfg_attr(not(feature = "encryption"), allow(dead_code))]
     pub(crate) fn rekey(&self, key: Key) -> FsResult<()> {
-        let conn = self.writer.lock();
-        apply_key(&conn, &key, "rekey")?;
+        let guard = self.writer.lock();
+        apply_key(&guard.borrow().conn, &key, "rekey")?;
         if let Some(pool) = &self.readers {
             pool.lock().clear();
         }

@@ -69,6 +69,32 @@ impl IndexedBackend {
     pub fn layer<L: Layer<Self>>(self, layer: L) -> L::Backend {
         layer.layer(self)
     }
+
+    /// Runs `f` with every operation it makes on this thread — through
+    /// this backend, its clones, or a `FileStorage` or middleware over it —
+    /// in one transaction: all of it is committed when `f` returns `Ok`,
+    /// none of it if `f` fails (or panics). Reads inside see the batch's
+    /// writes; other threads wait until it ends. Many small writes commit
+    /// far faster together than one by one.
+    ///
+    /// ```
+    /// # use anyfs::FileStorage;
+    /// # use anyfs_sqlite::IndexedBackend;
+    /// # let dir = tempfile::tempdir()?;
+    /// # let backend = IndexedBackend::open(dir.path().join("store"))?;
+    /// let fs = FileStorage::new(backend.clone());
+    /// backend.batch(|_| {
+    ///     for i in 0..100 {
+    ///         fs.write(format!("/file-{i}"), "small")?;
+    ///     }
+    ///     Ok(())
+    /// })?;
+    /// assert_eq!(fs.read_dir("/")?.count(), 100);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn batch<T>(&self, f: impl FnOnce(&Self) -> FsResult<T>) -> FsResult<T> {
+        self.store.db.batch(|| f(self))
+    }
 }
 
 anyfs::delegate_fs!(type IndexedBackend, store;

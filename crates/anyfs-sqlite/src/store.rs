@@ -17,7 +17,7 @@ use anyfs::{
     FsReader, FsResult, FsStats, FsSync, FsWrite, FsWriter, Handle, Metadata, OpenFlags,
     Permissions, ReadDir, StatFs,
 };
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::db::{After, Db, sql_error};
@@ -123,6 +123,20 @@ pub(crate) trait Content: Send + Sync + 'static {
         file: &FileRow,
         after: &mut After,
     ) -> FsResult<()>;
+    /// Reads a file by inode in one statement (its own snapshot), for the
+    /// cached fast path: `None` if this store cannot, `Some(Ok(None))` if
+    /// the inode is no longer a file.
+    fn read_by_ino(
+        &self,
+        conn: &Connection,
+        path: &Path,
+        ino: i64,
+        offset: u64,
+        len: usize,
+    ) -> Option<FsResult<Option<Vec<u8>>>> {
+        let _ = (conn, path, ino, offset, len);
+        None
+    }
     /// How many bytes one streamed read should fetch at a time.
     fn read_block(&self) -> usize {
         64 * 1024
@@ -226,7 +240,20 @@ pub(crate) struct Store<C> {
     handles: Mutex<HashMap<u64, OpenFile>>,
     next_handle: AtomicU64,
     owner: (u32, u32),
+    /// Resolved paths already looked up, valid for one write generation.
+    paths: RwLock<PathCache>,
 }
+
+/// Resolved path -> (inode, kind), as of one write generation of the
+/// database: any write makes the whole cache stale, so an entry can never
+/// name something that changed (this process owns the database).
+#[derive(Default)]
+struct PathCache {
+    generation: u64,
+    map: HashMap<Box<[u8]>, (i64, i64)>,
+}
+
+const PATH_CACHE_LIMIT: usize = 1 << 16;
 
 /// Transaction helpers: every function takes the connection it runs on.
 mod q {
@@ -512,6 +539,7 @@ impl<C: Content> Store<C> {
             handles: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
             owner,
+            paths: RwLock::new(PathCache::default()),
         });
         store.free_orphans()?;
         Ok(store)
@@ -622,11 +650,64 @@ impl<C: Content> Store<C> {
         Ok(())
     }
 
+    /// What a resolved path was when looked up, and the write generation
+    /// that holds for (reads by inode must use a snapshot of it).
+    fn cached(&self, path: &Path) -> Option<(i64, i64, u64)> {
+        let cache = self.paths.read();
+        if cache.generation != self.db.generation() {
+            return None;
+        }
+        let (ino, kind) = cache.map.get(path.as_os_str().as_bytes()).copied()?;
+        Some((ino, kind, cache.generation))
+    }
+
+    /// Remembers a lookup made when the database was at `generation`.
+    fn remember(&self, path: &Path, generation: u64, ino: i64, kind: i64) {
+        let mut cache = self.paths.write();
+        if self.db.generation() != generation {
+            return;
+        }
+        if cache.generation != generation || cache.map.len() >= PATH_CACHE_LIMIT {
+            cache.map.clear();
+            cache.generation = generation;
+        }
+        cache
+            .map
+            .insert(path.as_os_str().as_bytes().into(), (ino, kind));
+    }
+
+    /// The inode at a resolved path: from the cache, or looked up (and
+    /// remembered) in `conn`'s snapshot.
+    fn lookup_remembered(
+        &self,
+        conn: &Connection,
+        path: &Path,
+        generation: u64,
+    ) -> FsResult<(i64, Node)> {
+        let ino = q::lookup(conn, path)?;
+        let node = q::node(conn, path, ino)?;
+        self.remember(path, generation, ino, node.kind);
+        Ok((ino, node))
+    }
+
     fn read_file(&self, path: &Path, offset: u64, len: Option<usize>) -> FsResult<Vec<u8>> {
+        if let Some((ino, KIND_FILE, generation)) = self.cached(path) {
+            let want = len.unwrap_or(usize::MAX);
+            if let Some(Some(found)) = self.db.read_at(Some(generation), |conn| {
+                self.content.read_by_ino(conn, path, ino, offset, want)
+            }) && let Some(data) = found?
+            {
+                return Ok(data);
+            }
+        }
         retry_conflicts(|| {
+            let generation = self.db.generation();
             self.db.read(path, |conn| {
-                let ino = q::lookup(conn, path)?;
-                let node = Self::file_node(conn, path, ino)?;
+                let (_, node) = self.lookup_remembered(conn, path, generation)?;
+                let node = match node.kind {
+                    KIND_FILE => node,
+                    _ => Self::file_node(conn, path, node.ino)?,
+                };
                 let len = len.unwrap_or(usize::try_from(node.size).unwrap_or(usize::MAX));
                 self.content.read(conn, path, &node.file(), offset, len)
             })
@@ -652,9 +733,16 @@ impl<C: Content> FsRead for Store<C> {
     }
 
     fn metadata(&self, path: &Path) -> FsResult<Metadata> {
+        if let Some((ino, _, generation)) = self.cached(path)
+            && let Some(Ok(node)) = self
+                .db
+                .read_at(Some(generation), |conn| q::node(conn, path, ino))
+        {
+            return Ok(node.metadata());
+        }
+        let generation = self.db.generation();
         self.db.read(path, |conn| {
-            let ino = q::lookup(conn, path)?;
-            Ok(q::node(conn, path, ino)?.metadata())
+            Ok(self.lookup_remembered(conn, path, generation)?.1.metadata())
         })
     }
 
@@ -677,6 +765,14 @@ impl<C: Content> FsRead for Store<C> {
     }
 
     fn resolve(&self, path: &Path, follow_last: bool) -> FsResult<PathBuf> {
+        // A path looked up before, in normal form and not a symlink that
+        // would be followed, resolves to itself.
+        if let Ok(std::borrow::Cow::Borrowed(_)) = vpath::resolved_normal_form(path)
+            && let Some((_, kind, _)) = self.cached(path)
+            && (kind != KIND_SYMLINK || !follow_last)
+        {
+            return Ok(path.to_path_buf());
+        }
         self.db.read(path, |conn| {
             vpath::resolve(path, follow_last, &mut SqlWalker(conn, path))
         })
@@ -1161,6 +1257,7 @@ impl<C: Content> FsSync for Store<C> {
     fn sync(&self) -> FsResult<()> {
         // Commits are already durable to the chosen level; a checkpoint
         // moves the write-ahead log into the database file.
+        self.db.release_snapshots();
         self.db.with_writer(|conn| {
             conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE);")
                 .map_err(|e| sql_error(Path::new("/"), "sync", e))
