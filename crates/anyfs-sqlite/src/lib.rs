@@ -103,3 +103,9 @@ fn create_parent(path: &std::path::Path) -> anyfs::FsResult<()> {
     }
     Ok(())
 }
+
+/// The workspace README's examples, compiled and run as doc tests (here,
+/// where every crate they use is at hand).
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

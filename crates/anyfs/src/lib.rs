@@ -69,7 +69,3 @@ pub use traits::{
 };
 pub use types::{DirEntry, FileType, Handle, Metadata, OpenFlags, Permissions, ReadDir, StatFs};
 
-/// The README's examples, compiled and run as doc tests.
-#[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
-pub struct ReadmeDoctests;
