@@ -113,7 +113,7 @@ fn create_files(c: &mut Criterion) {
     group.sample_size(10);
     group.bench_function("std_fs_write", |b| {
         b.iter_batched(
-            || bench_dir(),
+            bench_dir,
             |dir| fill_host(&dir.path().join("host")),
             BatchSize::PerIteration,
         )

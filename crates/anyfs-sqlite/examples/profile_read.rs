@@ -1,4 +1,6 @@
 //! Random 4 KiB reads of 10,000 files (for profiling).
+
+#![allow(clippy::unwrap_used)] // a profiling aid: stop at the first failure
 use anyfs::{FileStorage, FsDir, FsRead, FsWrite};
 use std::path::{Path, PathBuf};
 fn main() {

@@ -31,7 +31,8 @@ fn a_reused_inode_is_never_read_under_the_old_name() {
             for i in 0..400 {
                 fs.remove_file("/victim").unwrap();
                 // The freed inode number is likely to be handed out again.
-                fs.write(format!("/other{}", i % 3), format!("NEW-{i}")).unwrap();
+                fs.write(format!("/other{}", i % 3), format!("NEW-{i}"))
+                    .unwrap();
                 fs.remove_file(format!("/other{}", i % 3)).unwrap();
                 fs.write("/victim", "old").unwrap();
             }

@@ -68,4 +68,3 @@ pub use traits::{
     FsStats, FsSync, FsWrite, FsWriter, resolve_with_links,
 };
 pub use types::{DirEntry, FileType, Handle, Metadata, OpenFlags, Permissions, ReadDir, StatFs};
-
