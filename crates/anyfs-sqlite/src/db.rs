@@ -171,11 +171,13 @@ struct Writer {
     poisoned: Option<String>,
 }
 
-/// A reader connection, and the write generation its open read
-/// transaction was started at (if one is open).
+/// A reader connection and the read transaction it keeps open.
 struct Reader {
     conn: Connection,
-    snapshot: Option<u64>,
+    /// Whether a read transaction is open.
+    open: bool,
+    /// The write generation the open snapshot is exactly at, if known.
+    tag: Option<u64>,
 }
 
 fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
@@ -415,8 +417,22 @@ impl Db {
         path: &Path,
         f: impl FnOnce(&Connection) -> FsResult<T>,
     ) -> FsResult<T> {
+        self.read_tagged(path, |conn, _| f(conn))
+    }
+
+    /// [`Db::read`], telling `f` the write generation its snapshot is
+    /// exactly at (`None` if that is not known). A snapshot at generation
+    /// `g` holds every write up to `g`, and at most the one write in
+    /// flight after it — which never both frees and reuses an inode.
+    pub(crate) fn read_tagged<T>(
+        &self,
+        path: &Path,
+        f: impl FnOnce(&Connection, Option<u64>) -> FsResult<T>,
+    ) -> FsResult<T> {
         let mut f = Some(f);
-        if let Some(result) = self.read_single(|conn| (f.take().expect("called once"))(conn)) {
+        if let Some(result) = self.read_at(None, |conn, tag| {
+            (f.take().expect("called once"))(conn, tag)
+        }) {
             return result;
         }
         let f = f.take().ok_or_else(|| FsError::Backend {
@@ -427,38 +443,39 @@ impl Db {
         // In a batch on this thread: through the writer.
         let guard = self.writer.lock();
         let writer = guard.borrow();
-        f(&writer.conn)
+        f(&writer.conn, None)
     }
 
-    /// The current write generation: bumped by every write.
+    /// The current write generation: bumped after every write commits.
     pub(crate) fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
     }
 
-    /// Runs `f` on a reader connection inside a read transaction. A reader
-    /// keeps its transaction (and snapshot) open between calls for as long
-    /// as nothing was written, which saves taking the file lock on every
-    /// read; after a write it starts a new one. `None` when this thread is
-    /// inside a batch, whose writes only the writer connection sees.
-    pub(crate) fn read_single<T>(&self, f: impl FnOnce(&Connection) -> T) -> Option<T> {
-        self.read_at(None, f)
-    }
-
-    /// [`Db::read_single`], but only in a snapshot of write generation
-    /// `expected` (`None` if the database has moved on): what was cached at
-    /// that generation is then still true.
+    /// Runs `f` on a reader connection inside a read transaction, with the
+    /// snapshot's generation. A reader keeps its transaction open between
+    /// calls for as long as nothing was written, which saves taking the file
+    /// lock on every read. With `expected`, only a snapshot at exactly that
+    /// generation will do. `None` if `f` could not run (inside a batch on
+    /// this thread, whose writes only the writer sees, or no snapshot of the
+    /// expected generation).
     pub(crate) fn read_at<T>(
         &self,
         expected: Option<u64>,
-        f: impl FnOnce(&Connection) -> T,
+        f: impl FnOnce(&Connection, Option<u64>) -> T,
     ) -> Option<T> {
         if expected.is_some_and(|g| g != self.generation()) {
             return None;
         }
         let Some(pool) = &self.readers else {
+            // In memory: the writer's lock keeps writes (and their
+            // generation bumps) out while we read.
             let guard = self.writer.lock();
             let writer = guard.borrow();
-            return Some(f(&writer.conn));
+            let tag = (writer.batch.is_none()).then(|| self.generation());
+            if expected.is_some() && tag != expected {
+                return None;
+            }
+            return Some(f(&writer.conn, tag));
         };
         if let Some(guard) = self.writer.try_lock()
             && guard.borrow().batch.is_some()
@@ -466,21 +483,33 @@ impl Db {
             return None;
         }
         let mut reader = self.take_reader(pool).ok()?;
-        let generation = self.generation();
-        if expected.is_some_and(|g| g != generation) {
-            self.give_back(pool, reader);
-            return None;
-        }
-        if reader.snapshot != Some(generation) {
-            if reader.snapshot.take().is_some() {
+        let current = self.generation();
+        if !(reader.open && reader.tag == Some(current)) {
+            if reader.open {
                 let _ = run_cached(&reader.conn, "COMMIT");
+                reader.open = false;
             }
+            // The snapshot starts at the first read: read the generation on
+            // both sides of it, and trust it only if nothing moved.
+            let before = self.generation();
             if run_cached(&reader.conn, "BEGIN").is_err() {
                 return None;
             }
-            reader.snapshot = Some(generation);
+            reader.open = true;
+            let started = reader
+                .conn
+                .prepare_cached("PRAGMA schema_version")
+                .and_then(|mut s| s.query_row([], |r| r.get::<_, i64>(0)))
+                .is_ok();
+            let after = self.generation();
+            reader.tag = (started && before == after).then_some(before);
         }
-        let value = f(&reader.conn);
+        if expected.is_some() && reader.tag != expected {
+            self.give_back(pool, reader);
+            return None;
+        }
+        let tag = reader.tag;
+        let value = f(&reader.conn, tag);
         self.give_back(pool, reader);
         Some(value)
     }
@@ -490,7 +519,8 @@ impl Db {
     pub(crate) fn release_snapshots(&self) {
         if let Some(pool) = &self.readers {
             for reader in pool.lock().iter_mut() {
-                if reader.snapshot.take().is_some() {
+                if reader.open {
+                    reader.open = false;
                     let _ = run_cached(&reader.conn, "COMMIT");
                 }
             }
@@ -504,14 +534,15 @@ impl Db {
         let key = self.key.lock().clone();
         Ok(Reader {
             conn: Self::connect(self.path.as_deref(), key.as_ref(), &self.options)?,
-            snapshot: None,
+            open: false,
+            tag: None,
         })
     }
 
     fn give_back(&self, pool: &Mutex<Vec<Reader>>, mut reader: Reader) {
         // A snapshot older than the last write would hold the log back.
-        if reader.snapshot.is_some_and(|g| g != self.generation()) {
-            reader.snapshot = None;
+        if reader.open && reader.tag != Some(self.generation()) {
+            reader.open = false;
             let _ = run_cached(&reader.conn, "COMMIT");
         }
         let mut idle = pool.lock();

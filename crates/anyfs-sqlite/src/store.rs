@@ -682,18 +682,20 @@ impl<C: Content> Store<C> {
         &self,
         conn: &Connection,
         path: &Path,
-        generation: u64,
+        tag: Option<u64>,
     ) -> FsResult<(i64, Node)> {
         let ino = q::lookup(conn, path)?;
         let node = q::node(conn, path, ino)?;
-        self.remember(path, generation, ino, node.kind);
+        if let Some(generation) = tag {
+            self.remember(path, generation, ino, node.kind);
+        }
         Ok((ino, node))
     }
 
     fn read_file(&self, path: &Path, offset: u64, len: Option<usize>) -> FsResult<Vec<u8>> {
         if let Some((ino, KIND_FILE, generation)) = self.cached(path) {
             let want = len.unwrap_or(usize::MAX);
-            if let Some(Some(found)) = self.db.read_at(Some(generation), |conn| {
+            if let Some(Some(found)) = self.db.read_at(Some(generation), |conn, _| {
                 self.content.read_by_ino(conn, path, ino, offset, want)
             }) && let Some(data) = found?
             {
@@ -701,9 +703,8 @@ impl<C: Content> Store<C> {
             }
         }
         retry_conflicts(|| {
-            let generation = self.db.generation();
-            self.db.read(path, |conn| {
-                let (_, node) = self.lookup_remembered(conn, path, generation)?;
+            self.db.read_tagged(path, |conn, tag| {
+                let (_, node) = self.lookup_remembered(conn, path, tag)?;
                 let node = match node.kind {
                     KIND_FILE => node,
                     _ => Self::file_node(conn, path, node.ino)?,
@@ -736,13 +737,12 @@ impl<C: Content> FsRead for Store<C> {
         if let Some((ino, _, generation)) = self.cached(path)
             && let Some(Ok(node)) = self
                 .db
-                .read_at(Some(generation), |conn| q::node(conn, path, ino))
+                .read_at(Some(generation), |conn, _| q::node(conn, path, ino))
         {
             return Ok(node.metadata());
         }
-        let generation = self.db.generation();
-        self.db.read(path, |conn| {
-            Ok(self.lookup_remembered(conn, path, generation)?.1.metadata())
+        self.db.read_tagged(path, |conn, tag| {
+            Ok(self.lookup_remembered(conn, path, tag)?.1.metadata())
         })
     }
 
