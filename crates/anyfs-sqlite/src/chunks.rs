@@ -88,14 +88,7 @@ impl Content for Chunks {
                 .get_ref(1)
                 .and_then(|v| v.as_blob().map_err(Into::into))
                 .map_err(|e| sql_error(path, "read content", e))?;
-            let chunk_start = index * CHUNK;
-            let from = offset.max(chunk_start);
-            let to = end.min(chunk_start + data.len() as u64);
-            if from < to {
-                let src = &data[(from - chunk_start) as usize..(to - chunk_start) as usize];
-                let dst = (from - offset) as usize;
-                out[dst..dst + src.len()].copy_from_slice(src);
-            }
+            place(&mut out, offset, end, index, data);
         }
         Ok(out)
     }
@@ -268,14 +261,21 @@ fn read_by_ino(
             .get_ref(3)
             .and_then(|v| v.as_blob().map_err(Into::into))
             .map_err(err)?;
-        let chunk_start = index * CHUNK;
-        let from = offset.max(chunk_start);
-        let to = end.min(chunk_start + data.len() as u64);
-        if from < to {
-            let src = &data[(from - chunk_start) as usize..(to - chunk_start) as usize];
-            let dst = (from - offset) as usize;
-            buf[dst..dst + src.len()].copy_from_slice(src);
-        }
+        place(buf, offset, end, index, data);
     }
     Ok(out)
+}
+
+/// Copies the part of chunk `index` (holding `data`) that falls in the file
+/// range `offset .. end` into `out`, which holds that range. Bytes no chunk
+/// covers stay zero (sparse files).
+fn place(out: &mut [u8], offset: u64, end: u64, index: u64, data: &[u8]) {
+    let chunk_start = index * CHUNK;
+    let from = offset.max(chunk_start);
+    let to = end.min(chunk_start + data.len() as u64);
+    if from < to {
+        let src = &data[(from - chunk_start) as usize..(to - chunk_start) as usize];
+        let dst = (from - offset) as usize;
+        out[dst..dst + src.len()].copy_from_slice(src);
+    }
 }
