@@ -115,7 +115,10 @@ impl Content for Chunks {
         if data.len() as u64 > CHUNK << INDEX_BITS {
             return Err(too_big(path, data.len() as u64));
         }
-        delete_from(tx, path, file.ino, 0)?;
+        // An empty file has no chunks (truncating to zero removes them all).
+        if file.size > 0 {
+            delete_from(tx, path, file.ino, 0)?;
+        }
         for (index, piece) in data.chunks(CHUNK as usize).enumerate() {
             put(tx, path, file.ino, index as u64, piece)?;
         }

@@ -290,6 +290,15 @@ mod q {
     }
 
     pub(super) fn walk(conn: &Connection, path: &Path, names: &[&OsStr]) -> FsResult<i64> {
+        walk_kind(conn, path, names).map(|(ino, _)| ino)
+    }
+
+    /// Like [`walk`], also giving the kind of the node reached.
+    pub(super) fn walk_kind(
+        conn: &Connection,
+        path: &Path,
+        names: &[&OsStr],
+    ) -> FsResult<(i64, i64)> {
         let mut ino = ROOT;
         let mut kind = KIND_DIR;
         for name in names {
@@ -306,7 +315,7 @@ mod q {
             (ino, kind) = child(conn, path, ino, name.as_bytes())?
                 .ok_or_else(|| FsError::NotFound { path: path.into() })?;
         }
-        Ok(ino)
+        Ok((ino, kind))
     }
 
     /// The directory a resolved path's last name lives in, and that name.
@@ -318,8 +327,8 @@ mod q {
                 reason: "the root cannot be created, removed or moved",
             });
         };
-        let parent = walk(conn, path, parents)?;
-        match node(conn, path, parent)?.kind {
+        let (parent, kind) = walk_kind(conn, path, parents)?;
+        match kind {
             KIND_DIR => Ok((parent, name)),
             KIND_SYMLINK => Err(FsError::InvalidPath {
                 path: path.into(),
@@ -611,7 +620,23 @@ impl<C: Content> Store<C> {
             None => {
                 let ino = q::alloc(tx, path, KIND_FILE, 0o644, self.owner, None, now)?;
                 q::link(tx, path, parent, name.as_bytes(), ino, false, now)?;
-                q::node(tx, path, ino)
+                // What was just written, without reading it back.
+                Ok(Node {
+                    ino,
+                    kind: KIND_FILE,
+                    mode: 0o644,
+                    uid: self.owner.0,
+                    gid: self.owner.1,
+                    size: 0,
+                    nlink: 1,
+                    subdirs: 0,
+                    atime: now,
+                    mtime: now,
+                    ctime: now,
+                    btime: now,
+                    target: None,
+                    blob: None,
+                })
             }
         }
     }
