@@ -216,3 +216,60 @@ fn no_allow_rule_denies_everything() {
     denied(fs.write("/a", "x"));
     denied(fs.create_dir("/d"));
 }
+
+#[test]
+fn swapping_links_and_directories_under_readers_never_leaks() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let backend = MemoryBackend::new();
+    let raw = FileStorage::new(backend.clone());
+    raw.create_dir_all("/workspace/ok").unwrap();
+    raw.create_dir_all("/secrets").unwrap();
+    raw.write("/workspace/ok/file", "public").unwrap();
+    raw.write("/secrets/file", "TOP SECRET").unwrap();
+    raw.symlink("/workspace/ok", "/workspace/link").unwrap();
+    let fs = FileStorage::new(
+        PathFilterLayer::builder()
+            .allow("/workspace/**")
+            .build()
+            .unwrap()
+            .layer(backend),
+    );
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        // The attacker: flips the link (and a directory) between the
+        // workspace and the secrets, as fast as it can, with raw access.
+        s.spawn(|| {
+            for i in 0..3000 {
+                let _ = raw.remove_file("/workspace/link");
+                let target = if i % 2 == 0 {
+                    "/secrets"
+                } else {
+                    "/workspace/ok"
+                };
+                let _ = raw.symlink(target, "/workspace/link");
+                let _ = raw.rename("/workspace/ok", "/workspace/tmp");
+                let _ = raw.symlink("/secrets", "/workspace/ok");
+                let _ = raw.remove_file("/workspace/ok");
+                let _ = raw.rename("/workspace/tmp", "/workspace/ok");
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+        for _ in 0..3 {
+            s.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    for path in ["/workspace/link/file", "/workspace/ok/file"] {
+                        if let Ok(data) = fs.read(path) {
+                            assert_eq!(data, b"public", "secret read through {path}");
+                        }
+                        if let Ok(names) = fs
+                            .read_dir("/workspace/link")
+                            .and_then(|d| d.sorted_names())
+                        {
+                            assert!(names.iter().all(|n| n == "file"));
+                        }
+                    }
+                }
+            });
+        }
+    });
+}
