@@ -296,3 +296,32 @@ fn positional_writes_through_handles_are_charged() {
     assert_eq!(quota.usage(), measure(&backend));
     assert_eq!(quota.usage().total_size, 70);
 }
+
+#[test]
+fn copies_racing_writes_of_their_source_keep_usage_exact() {
+    let backend = MemoryBackend::new();
+    let fs = FileStorage::new(
+        QuotaLayer::builder()
+            .max_total_size(1 << 30)
+            .build()
+            .layer(backend.clone()),
+    );
+    fs.write("/src", vec![1u8; 10]).unwrap();
+    thread::scope(|s| {
+        for t in 0..4 {
+            let fs = &fs;
+            s.spawn(move || {
+                for i in 0..200 {
+                    fs.write("/src", vec![t as u8; 1 + (i * 37 + t * 101) % 5000])
+                        .unwrap();
+                }
+            });
+            s.spawn(move || {
+                for i in 0..200 {
+                    fs.copy("/src", format!("/copy{}", (i + t) % 5)).unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(fs.backend().usage(), measure(&backend));
+}

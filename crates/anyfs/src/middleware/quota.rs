@@ -399,7 +399,7 @@ impl<B: FsRead + FsDir> Quota<B> {
     fn replace_content(
         &self,
         path: &Path,
-        new_len: impl FnOnce(u64) -> u64,
+        new_len: impl FnOnce(&Self, Option<&Metadata>) -> FsResult<u64>,
         op: impl FnOnce(&B) -> FsResult<()>,
     ) -> FsResult<()> {
         let mut charge = self.lock();
@@ -409,7 +409,8 @@ impl<B: FsRead + FsDir> Quota<B> {
             Some(m) if m.is_file() => m.len,
             _ => 0,
         };
-        let len = new_len(old_len);
+        // Measured under the lock, so a racing writer cannot skew it.
+        let len = new_len(self, old.as_ref())?;
         charge.file_size(path, len)?;
         let new_name = old.is_none();
         if new_name {
@@ -426,13 +427,16 @@ crate::delegate_fs!(Quota<B>, inner; FsRead, FsPermissions, FsSync, FsInode);
 
 impl<B: FsRead + FsWrite + FsDir> FsWrite for Quota<B> {
     fn write(&self, path: &Path, data: &[u8]) -> FsResult<()> {
-        self.replace_content(path, |_| data.len() as u64, |b| b.write(path, data))
+        self.replace_content(path, |_, _| Ok(data.len() as u64), |b| b.write(path, data))
     }
 
     fn append(&self, path: &Path, data: &[u8]) -> FsResult<()> {
         self.replace_content(
             path,
-            |old| old.saturating_add(data.len() as u64),
+            |_, old| {
+                let old_len = old.filter(|m| m.is_file()).map_or(0, |m| m.len);
+                Ok(old_len.saturating_add(data.len() as u64))
+            },
             |b| b.append(path, data),
         )
     }
@@ -486,13 +490,18 @@ impl<B: FsRead + FsWrite + FsDir> FsWrite for Quota<B> {
     }
 
     fn copy(&self, from: &Path, to: &Path) -> FsResult<()> {
-        let src = self.inner.metadata(from)?;
-        if let Some(dst) = self.existing(to)?
-            && dst.inode == src.inode
-        {
-            return self.inner.copy(from, to);
-        }
-        self.replace_content(to, |_| src.len, |b| b.copy(from, to))
+        self.replace_content(
+            to,
+            |quota, dst| {
+                let src = quota.inner.metadata(from)?;
+                // Copying a file onto another name of itself changes nothing.
+                Ok(match dst {
+                    Some(d) if d.inode == src.inode => d.len,
+                    _ => src.len,
+                })
+            },
+            |b| b.copy(from, to),
+        )
     }
 
     fn truncate(&self, path: &Path, size: u64) -> FsResult<()> {
