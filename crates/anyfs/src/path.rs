@@ -14,6 +14,7 @@
 //! more than [`MAX_SYMLINK_HOPS`] links is [`FsError::TooManySymlinks`].
 //! There is no way to name anything outside the backend.
 
+use std::borrow::Cow;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
@@ -149,13 +150,25 @@ fn is_normal_resolved(bytes: &[u8]) -> bool {
     if bytes.first() != Some(&b'/') || bytes.len() > MAX_PATH_LEN {
         return false;
     }
-    bytes[1..].split(|&b| b == b'/').all(|name| {
-        !name.is_empty()
-            && name.len() <= MAX_NAME_LEN
-            && name != b"."
-            && name != b".."
-            && !name.contains(&0)
-    })
+    // One pass: `start` is where the current name began (just after a `/`).
+    let mut start = 1;
+    for (i, &b) in bytes.iter().enumerate().skip(1) {
+        match b {
+            0 => return false,
+            b'/' => {
+                if !normal_name(&bytes[start..i]) {
+                    return false;
+                }
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    normal_name(&bytes[start..])
+}
+
+fn normal_name(name: &[u8]) -> bool {
+    !name.is_empty() && name.len() <= MAX_NAME_LEN && name != b"." && name != b".."
 }
 
 /// Lexical normal form of a caller path: absolute, `.` and repeated slashes
@@ -247,21 +260,23 @@ enum Reached {
 pub fn resolve<W: PathWalker>(path: &Path, follow_last: bool, walker: &mut W) -> FsResult<PathBuf> {
     validate(path)?;
     // Components still to visit, in reverse so that `pop` takes the next one.
-    let mut pending: Vec<Vec<u8>> = path
+    // Names from the caller's path are borrowed; only symlink targets are
+    // copied, so resolving a path without links allocates almost nothing.
+    let mut pending: Vec<Cow<'_, [u8]>> = path
         .as_os_str()
         .as_bytes()
         .split(|&b| b == b'/')
         .filter(|n| !n.is_empty() && *n != b".")
         .rev()
-        .map(<[u8]>::to_vec)
+        .map(Cow::Borrowed)
         .collect();
-    let mut names: Vec<Vec<u8>> = Vec::new();
+    let mut names: Vec<Cow<'_, [u8]>> = Vec::with_capacity(pending.len());
     let mut nodes: Vec<W::Node> = vec![walker.root()?];
     let mut reached = Reached::Dir;
     let mut hops = 0u32;
 
     while let Some(name) = pending.pop() {
-        if name == b".." {
+        if *name == *b".." {
             match reached {
                 Reached::Missing => return Err(FsError::NotFound { path: path.into() }),
                 Reached::NotDir => return Err(FsError::NotADirectory { path: path.into() }),
@@ -320,7 +335,7 @@ pub fn resolve<W: PathWalker>(path: &Path, follow_last: bool, walker: &mut W) ->
                         .split(|&b| b == b'/')
                         .filter(|n| !n.is_empty() && *n != b".")
                         .rev()
-                        .map(<[u8]>::to_vec),
+                        .map(|n| Cow::Owned(n.to_vec())),
                 );
             }
         }

@@ -1,6 +1,6 @@
 //! [`MemoryBackend`]: a complete filesystem in process memory.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -8,6 +8,10 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use parking_lot::RwLock;
+// Inode numbers are small sequential integers: a multiplicative hash is
+// several times faster than SipHash for them, and nothing here is keyed by
+// caller-chosen data.
+use rustc_hash::FxHashMap;
 
 use crate::error::{FsError, FsResult};
 use crate::layer::Layer;
@@ -66,10 +70,10 @@ impl std::fmt::Debug for MemoryBackend {
 
 #[derive(Clone)]
 struct State {
-    nodes: HashMap<Ino, Node>,
+    nodes: FxHashMap<Ino, Node>,
     next_ino: Ino,
     used_bytes: u64,
-    handles: HashMap<u64, OpenFile>,
+    handles: FxHashMap<u64, OpenFile>,
     next_handle: u64,
     uid: u32,
     gid: u32,
@@ -145,10 +149,10 @@ impl MemoryBackend {
         };
         Self {
             state: Arc::new(RwLock::new(State {
-                nodes: HashMap::from([(ROOT, root)]),
+                nodes: std::iter::once((ROOT, root)).collect(),
                 next_ino: ROOT + 1,
                 used_bytes: 0,
-                handles: HashMap::new(),
+                handles: FxHashMap::default(),
                 next_handle: 1,
                 uid,
                 gid,
