@@ -551,7 +551,8 @@ impl Db {
         }
     }
 
-    /// Runs `f` on the writer connection outside any transaction.
+    /// Runs `f` on the writer connection outside any transaction, with
+    /// writers held off meanwhile.
     pub(crate) fn with_writer<T>(&self, f: impl FnOnce(&Connection) -> FsResult<T>) -> FsResult<T> {
         let guard = self.writer.lock();
         let writer = guard.borrow();

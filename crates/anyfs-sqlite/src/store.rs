@@ -48,14 +48,21 @@ fn from_ns(ns: i64) -> SystemTime {
 
 /// Runs a read again when content moved under it (a blob replaced between
 /// the snapshot and opening the file); the next snapshot sees the new one.
-fn retry_conflicts<T>(mut read: impl FnMut() -> FsResult<T>) -> FsResult<T> {
-    let mut tries = 0;
-    loop {
+///
+/// Under a steady stream of rewrites a reader could lose that race every
+/// time, so after a few tries it reads once more with writers held off
+/// (`exclusive`), where the content it finds is sure to stay put.
+fn retry_conflicts<T>(
+    mut read: impl FnMut() -> FsResult<T>,
+    exclusive: impl FnOnce() -> FsResult<T>,
+) -> FsResult<T> {
+    for _ in 0..4 {
         match read() {
-            Err(FsError::Conflict { .. }) if tries < 8 => tries += 1,
+            Err(FsError::Conflict { .. }) => {}
             other => return other,
         }
     }
+    exclusive()
 }
 
 /// What a file's content store needs to know about it.
@@ -727,17 +734,19 @@ impl<C: Content> Store<C> {
                 return Ok(data);
             }
         }
-        retry_conflicts(|| {
-            self.db.read_tagged(path, |conn, tag| {
-                let (_, node) = self.lookup_remembered(conn, path, tag)?;
-                let node = match node.kind {
-                    KIND_FILE => node,
-                    _ => Self::file_node(conn, path, node.ino)?,
-                };
-                let len = len.unwrap_or(usize::try_from(node.size).unwrap_or(usize::MAX));
-                self.content.read(conn, path, &node.file(), offset, len)
-            })
-        })
+        let read = |conn: &Connection, tag: Option<u64>| {
+            let (_, node) = self.lookup_remembered(conn, path, tag)?;
+            let node = match node.kind {
+                KIND_FILE => node,
+                _ => Self::file_node(conn, path, node.ino)?,
+            };
+            let len = len.unwrap_or(usize::try_from(node.size).unwrap_or(usize::MAX));
+            self.content.read(conn, path, &node.file(), offset, len)
+        };
+        retry_conflicts(
+            || self.db.read_tagged(path, read),
+            || self.db.with_writer(|conn| read(conn, None)),
+        )
     }
 }
 
@@ -813,18 +822,17 @@ impl<C: Content> Store<C> {
         offset: u64,
         len: usize,
     ) -> FsResult<Vec<u8>> {
-        retry_conflicts(|| {
-            self.db.read(path, |conn| {
-                // The node is pinned (open), so its row is still there; its
-                // content may have been rewritten meanwhile.
-                let node = q::node(conn, path, file.ino)?;
-                let current = FileRow {
-                    size: file.size.min(node.size),
-                    ..node.file()
-                };
-                self.content.read(conn, path, &current, offset, len)
-            })
-        })
+        let read = |conn: &Connection| {
+            // The node is pinned (open), so its row is still there; its
+            // content may have been rewritten meanwhile.
+            let node = q::node(conn, path, file.ino)?;
+            let current = FileRow {
+                size: file.size.min(node.size),
+                ..node.file()
+            };
+            self.content.read(conn, path, &current, offset, len)
+        };
+        retry_conflicts(|| self.db.read(path, read), || self.db.with_writer(read))
     }
 
     /// Appends a block to a pinned file for a stream.
