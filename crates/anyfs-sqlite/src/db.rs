@@ -77,15 +77,12 @@ pub(crate) enum Key {
 pub(crate) struct After {
     pub(crate) on_commit: Vec<PathBuf>,
     pub(crate) on_rollback: Vec<PathBuf>,
-    /// Blob files to cut to a length once the new length is committed.
-    pub(crate) truncate_on_commit: Vec<(PathBuf, u64)>,
 }
 
 impl After {
     fn absorb(&mut self, other: After) {
         self.on_commit.extend(other.on_commit);
         self.on_rollback.extend(other.on_rollback);
-        self.truncate_on_commit.extend(other.truncate_on_commit);
     }
 
     fn run(self, committed: bool) {
@@ -96,13 +93,6 @@ impl After {
         };
         for file in doomed {
             let _ = std::fs::remove_file(file);
-        }
-        if committed {
-            for (file, len) in self.truncate_on_commit {
-                if let Ok(f) = std::fs::OpenOptions::new().write(true).open(&file) {
-                    let _ = f.set_len(len);
-                }
-            }
         }
     }
 }

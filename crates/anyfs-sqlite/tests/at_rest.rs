@@ -8,7 +8,6 @@ use anyfs::{FileStorage, FsErrorKind};
 use anyfs_sqlite::SqliteBackend;
 
 /// Every byte of the database and its write-ahead log.
-#[allow(dead_code)]
 fn raw_bytes(db: &Path) -> Vec<u8> {
     let mut all = Vec::new();
     for suffix in ["", "-wal", "-shm", "-journal"] {
@@ -21,7 +20,6 @@ fn raw_bytes(db: &Path) -> Vec<u8> {
     all
 }
 
-#[allow(dead_code)]
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
