@@ -6,8 +6,20 @@ use std::io::Write;
 use std::sync::Barrier;
 use std::thread;
 
-use anyfs::middleware::QuotaUsage;
+use anyfs::middleware::{Quota, QuotaUsage};
 use anyfs::{FileStorage, FsErrorKind, MemoryBackend, QuotaLayer};
+
+/// A memory backend and a filesystem over it limited to `limit` bytes.
+fn with_total_limit(limit: u64) -> (MemoryBackend, FileStorage<Quota<MemoryBackend>>) {
+    let backend = MemoryBackend::new();
+    let fs = FileStorage::new(
+        QuotaLayer::builder()
+            .max_total_size(limit)
+            .build()
+            .layer(backend.clone()),
+    );
+    (backend, fs)
+}
 
 fn measure(backend: &MemoryBackend) -> QuotaUsage {
     QuotaLayer::builder().build().layer(backend.clone()).usage()
@@ -42,13 +54,7 @@ fn initial_usage_comes_from_what_the_backend_holds() {
 
 #[test]
 fn writes_count_and_overwrites_truncates_removes_give_back() {
-    let backend = MemoryBackend::new();
-    let fs = FileStorage::new(
-        QuotaLayer::builder()
-            .max_total_size(1000)
-            .build()
-            .layer(backend.clone()),
-    );
+    let (backend, fs) = with_total_limit(1000);
     fs.write("/f", vec![0u8; 600]).unwrap();
     assert_eq!(fs.backend().usage().total_size, 600);
     let err = fs.write("/g", vec![0u8; 500]).unwrap_err();
@@ -161,13 +167,7 @@ fn file_size_dir_entries_and_depth_limits() {
 
 #[test]
 fn streamed_write_stops_at_the_limit_with_usage_exact() {
-    let backend = MemoryBackend::new();
-    let fs = FileStorage::new(
-        QuotaLayer::builder()
-            .max_total_size(1000)
-            .build()
-            .layer(backend.clone()),
-    );
+    let (backend, fs) = with_total_limit(1000);
     fs.write("/existing", vec![0u8; 100]).unwrap();
     let mut w = fs.open_write("/stream").unwrap();
     for _ in 0..3 {
@@ -299,13 +299,7 @@ fn positional_writes_through_handles_are_charged() {
 
 #[test]
 fn copies_racing_writes_of_their_source_keep_usage_exact() {
-    let backend = MemoryBackend::new();
-    let fs = FileStorage::new(
-        QuotaLayer::builder()
-            .max_total_size(1 << 30)
-            .build()
-            .layer(backend.clone()),
-    );
+    let (backend, fs) = with_total_limit(1 << 30);
     fs.write("/src", vec![1u8; 10]).unwrap();
     thread::scope(|s| {
         for t in 0..4 {
