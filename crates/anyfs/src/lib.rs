@@ -54,7 +54,7 @@ mod storage;
 mod traits;
 mod types;
 
-pub use backend::MemoryBackend;
+pub use backend::{MemoryBackend, StdFsBackend, VRootFsBackend};
 pub use error::{FsError, FsErrorKind, FsResult};
 pub use layer::{Layer, LayerExt};
 pub use middleware::{
