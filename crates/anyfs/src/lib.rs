@@ -36,8 +36,9 @@
 //!
 //! - **[`FileStorage`]**: the front door. It validates and resolves every
 //!   path (see [`path`]) and offers the methods of `std::fs`.
-//! - **Backends**: [`MemoryBackend`] here; SQLite and host directories in
-//!   their own crates and modules.
+//! - **Backends**: [`MemoryBackend`]; [`VRootFsBackend`], a host directory
+//!   as a jail the kernel enforces; [`StdFsBackend`], plain host access for
+//!   trusted use; SQLite in the `anyfs-sqlite` crate.
 //! - **Middleware** ([`Layer`]): policy wrapped around a backend.
 //! - **Errors**: one [`FsError`], naming the virtual path, with an
 //!   [`errno`](FsError::errno) and a stable [`kind`](FsError::kind).

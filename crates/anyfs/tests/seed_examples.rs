@@ -221,3 +221,38 @@ fn ai_agent_sandbox() {
         "agent output"
     );
 }
+
+#[test]
+fn read_only_browsing() -> Result<(), anyfs::FsError> {
+    use anyfs::{FileStorage, ReadOnly, VRootFsBackend};
+
+    // The seed browses "/var/archive"; here a directory made for the test.
+    let archive = tempfile::tempdir().unwrap();
+    std::fs::create_dir(archive.path().join("2025")).unwrap();
+    std::fs::write(archive.path().join("2025/report.txt"), "annual report").unwrap();
+    let archive_dir = archive.path();
+
+    let readonly_fs = FileStorage::new(ReadOnly::new(VRootFsBackend::new(archive_dir)?));
+
+    // All write operations return FsError::ReadOnly
+    assert_eq!(
+        readonly_fs.read_to_string("/2025/report.txt")?,
+        "annual report"
+    );
+    assert_eq!(readonly_fs.read_dir("/")?.sorted_names()?, ["2025"]);
+    for result in [
+        readonly_fs.write("/2025/report.txt", "rewritten"),
+        readonly_fs.remove_file("/2025/report.txt"),
+        readonly_fs.create_dir("/new"),
+        readonly_fs.rename("/2025", "/2026"),
+    ] {
+        assert_eq!(result.unwrap_err().kind(), FsErrorKind::ReadOnly);
+    }
+    assert_eq!(
+        std::fs::read_to_string(archive_dir.join("2025/report.txt")).unwrap(),
+        "annual report"
+    );
+    // And the archive is a jail: nothing beside it can be read.
+    assert!(readonly_fs.read("/../../etc/passwd").is_err());
+    Ok(())
+}

@@ -1,43 +1,4 @@
 //! [`VRootFsBackend`]: a real directory as a jail, confined by the kernel.
-//!
-//! # How the jail holds
-//!
-//! The backend holds a directory handle (a file descriptor) on its root and
-//! never builds a host path string. Every lookup starts from that handle:
-//!
-//! - **Operations** get resolved paths (no `..`, no symlinks, see
-//!   [`crate::path`]). On Linux each is opened with `openat2(root, path,
-//!   RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS)`: the
-//!   kernel itself refuses to follow any symlink or leave the root while it
-//!   walks, so a directory swapped for a symlink between two calls makes the
-//!   call fail, never escape. Where `openat2` is missing (older kernels,
-//!   other systems, or after a bounded number of `EAGAIN` retries) the same
-//!   rule is kept by a walk of `openat(dir, name, O_NOFOLLOW)` from handle to
-//!   handle, one name at a time. The last name is acted on relative to its
-//!   parent's handle with the `*at` calls, never following a link.
-//! - **Resolution** ([`FsRead::resolve`], which [`FileStorage`] calls first)
-//!   follows symlinks *inside* the jail: it walks from handle to handle,
-//!   reads each link with `readlinkat`, takes absolute targets relative to
-//!   the root and applies `..` to the handles it already holds, so `..`
-//!   never climbs above the root. This is how `FileStorage` leaves
-//!   resolution to the host: the kernel does every lookup; no path string is
-//!   checked and then used.
-//!
-//! FIFOs, sockets and device files are never read or written: files are
-//! opened non-blocking and anything that is not a regular file is refused at
-//! once with [`FsError::AccessDenied`]. Errors name the virtual path only.
-//!
-//! # Hard links planted from outside
-//!
-//! The jail confines *names*. A hard link is not a name that points
-//! somewhere: it *is* the file, with two names. If someone with access to the
-//! host creates a hard link inside the jail to a file outside it, that file
-//! is inside the jail under the second name, and reading or writing it there
-//! reaches the same bytes. No lookup crosses the jail boundary, so no jail
-//! can tell; keep the jail's directory out of reach of untrusted host users
-//! (Linux's `fs.protected_hardlinks`, on by default, already stops users
-//! from linking files they do not own). Through the backend itself no such
-//! link can be made: both names of [`FsLink::hard_link`] are inside the jail.
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
@@ -69,7 +30,6 @@ const MAX_REMOVE_DEPTH: usize = 4096;
 /// A host directory as a jail: nothing outside it can be named, reached
 /// through a symlink, or raced into.
 ///
-/// See the [module documentation](self) for how the kernel enforces it.
 /// Symlinks inside the jail work (through [`FileStorage`]) and are followed
 /// inside the jail: an absolute target `/x` means the jail's `/x`, and `..`
 /// stops at the jail's root.
@@ -89,6 +49,50 @@ const MAX_REMOVE_DEPTH: usize = 4096;
 /// # std::fs::remove_dir_all(&dir).unwrap();
 /// # Ok::<(), anyfs::FsError>(())
 /// ```
+///
+/// `write` and `copy` replace a file atomically (a temporary
+/// `.anyfs-tmp-…` file beside it, renamed over it; listings never show
+/// these), so readers see the old content or the new and a crash loses
+/// neither. A file with several hard links is rewritten in place instead.
+///
+/// # How the jail holds
+///
+/// The backend holds a directory handle (a file descriptor) on its root and
+/// never builds a host path string. Every lookup starts from that handle:
+///
+/// - **Operations** get resolved paths (no `..`, no symlinks, see
+///   [`crate::path`]). On Linux each is opened with `openat2(root, path,
+///   RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS)`: the
+///   kernel itself refuses to follow any symlink or leave the root while it
+///   walks, so a directory swapped for a symlink between two calls makes the
+///   call fail, never escape. Where `openat2` is missing (older kernels,
+///   other systems, or after a bounded number of `EAGAIN` retries) the same
+///   rule is kept by a walk of `openat(dir, name, O_NOFOLLOW)` from handle to
+///   handle, one name at a time. The last name is acted on relative to its
+///   parent's handle with the `*at` calls, never following a link.
+/// - **Resolution** ([`FsRead::resolve`], which [`FileStorage`] calls first)
+///   follows symlinks *inside* the jail: it walks from handle to handle,
+///   reads each link with `readlinkat`, takes absolute targets relative to
+///   the root and applies `..` to the handles it already holds, so `..`
+///   never climbs above the root. This is how `FileStorage` leaves
+///   resolution to the host: the kernel does every lookup; no path string is
+///   checked and then used.
+///
+/// FIFOs, sockets and device files are never read or written: files are
+/// opened non-blocking and anything that is not a regular file is refused at
+/// once with [`FsError::AccessDenied`]. Errors name the virtual path only.
+///
+/// # Hard links planted from outside
+///
+/// The jail confines *names*. A hard link is not a name that points
+/// somewhere: it *is* the file, with two names. If someone with access to the
+/// host creates a hard link inside the jail to a file outside it, that file
+/// is inside the jail under the second name, and reading or writing it there
+/// reaches the same bytes. No lookup crosses the jail boundary, so no jail
+/// can tell; keep the jail's directory out of reach of untrusted host users
+/// (Linux's `fs.protected_hardlinks`, on by default, already stops users
+/// from linking files they do not own). Through the backend itself no such
+/// link can be made: both names of [`FsLink::hard_link`] are inside the jail.
 ///
 /// [`FileStorage`]: crate::FileStorage
 #[derive(Clone)]
@@ -152,6 +156,23 @@ impl VRootFsBackend {
     /// without following any symlink and without leaving the root. An empty
     /// `rel` is the root itself.
     fn open_rel(&self, rel: &OsStr, flags: OFlags, mode: Mode) -> Result<OwnedFd, Errno> {
+        match self.lookup(rel, flags, mode) {
+            // A directory was wanted and a symlink found: say that the path
+            // crosses a link, as for a link in any other position.
+            Err(Errno::NOTDIR) if flags.contains(OFlags::DIRECTORY) => {
+                let link = self
+                    .lookup(rel, OFlags::PATH, Mode::empty())
+                    .and_then(|fd| rfs::fstat(&fd))
+                    .is_ok_and(|s| {
+                        rfs::FileType::from_raw_mode(s.st_mode) == rfs::FileType::Symlink
+                    });
+                Err(if link { Errno::LOOP } else { Errno::NOTDIR })
+            }
+            result => result,
+        }
+    }
+
+    fn lookup(&self, rel: &OsStr, flags: OFlags, mode: Mode) -> Result<OwnedFd, Errno> {
         let flags = flags | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         // `openat2` refuses a mode where nothing is created.
         let mode = if flags.contains(OFlags::CREATE) {
