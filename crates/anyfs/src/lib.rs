@@ -47,6 +47,7 @@
 #![forbid(unsafe_code)]
 
 mod backend;
+pub mod crypto;
 mod error;
 mod layer;
 pub mod middleware;
@@ -59,9 +60,9 @@ pub use backend::{MemoryBackend, StdFsBackend, VRootFsBackend};
 pub use error::{FsError, FsErrorKind, FsResult};
 pub use layer::{Layer, LayerExt};
 pub use middleware::{
-    AuditRecord, AuditSink, MemoryAuditSink, PathFilter, PathFilterLayer, Quota, QuotaLayer,
-    RateLimit, RateLimitLayer, ReadOnly, ReadOnlyLayer, Restrictions, RestrictionsLayer, Tracing,
-    TracingLayer,
+    AuditRecord, AuditSink, FileEncryption, FileEncryptionLayer, IntegrityLayer, IntegrityVerified,
+    MemoryAuditSink, PathFilter, PathFilterLayer, Quota, QuotaLayer, RateLimit, RateLimitLayer,
+    ReadOnly, ReadOnlyLayer, Restrictions, RestrictionsLayer, Tracing, TracingLayer,
 };
 pub use storage::FileStorage;
 pub use traits::{

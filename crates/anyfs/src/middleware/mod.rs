@@ -42,6 +42,7 @@ mod quota;
 mod rate_limit;
 mod read_only;
 mod restrictions;
+pub mod sealed;
 mod tracing;
 
 pub use path_filter::{PathFilter, PathFilterBuilder, PathFilterError, PathFilterLayer};
@@ -49,6 +50,7 @@ pub use quota::{Quota, QuotaBuilder, QuotaLayer, QuotaLimits, QuotaUsage};
 pub use rate_limit::{RateLimit, RateLimitBuilder, RateLimitLayer};
 pub use read_only::{ReadOnly, ReadOnlyLayer};
 pub use restrictions::{Restrictions, RestrictionsBuilder, RestrictionsLayer};
+pub use sealed::{FileEncryption, FileEncryptionLayer, IntegrityLayer, IntegrityVerified};
 pub use tracing::{AuditRecord, AuditSink, MemoryAuditSink, Tracing, TracingLayer};
 
 use std::collections::HashMap;
