@@ -1,6 +1,5 @@
 //! The design document's SQLite examples, as written there (plus the `use`
 //! lines and setup they leave out), with assertions on what they promise.
-//! ("Privacy Mode" needs the `FileEncryption` layer and lives with it.)
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
@@ -219,6 +218,63 @@ fn host_analysis_of_metadata() -> rusqlite::Result<()> {
         .unwrap()
         .as_secs() as i64;
     assert!((now - files[0].modified_at).abs() < 60);
+    Ok(())
+}
+
+#[test]
+fn privacy_mode() -> Result<(), anyfs::FsError> {
+    use anyfs::FileEncryption;
+    use anyfs::crypto::Key;
+    in_temp_dir(|dir| {
+        let content_key = Key::random().unwrap();
+
+        // File contents encrypted, metadata (names, sizes, structure) visible
+        let backend = FileEncryption::new(SqliteBackend::open("tenant.db").unwrap())
+            .with_key(content_key.clone());
+
+        let fs = FileStorage::new(backend);
+
+        // Host can: list files, see sizes, run statistics
+        // Host cannot: read file contents
+        fs.create_dir_all("/notes").unwrap();
+        fs.write("/notes/diagnosis.txt", "patient is allergic to penicillin")
+            .unwrap();
+        assert_eq!(
+            fs.read_to_string("/notes/diagnosis.txt").unwrap(),
+            "patient is allergic to penicillin"
+        );
+        drop(fs);
+
+        let conn = Connection::open(dir.join("tenant.db")).unwrap();
+        let (name, size): (String, i64) = conn
+            .query_row(
+                "SELECT name, size FROM nodes WHERE node_type = 0",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(name, "diagnosis.txt");
+        assert!(size > 33, "the host sees the stored (sealed) size");
+        drop(conn);
+        for file in ["tenant.db", "tenant.db-wal"] {
+            if let Ok(bytes) = std::fs::read(dir.join(file)) {
+                assert!(!bytes.windows(10).any(|w| w == b"penicillin"), "{file}");
+            }
+        }
+        // Without the content key, nothing reads; with it, everything does.
+        let other = FileStorage::new(
+            FileEncryption::new(SqliteBackend::open("tenant.db").unwrap())
+                .with_key(Key::random().unwrap()),
+        );
+        assert_eq!(
+            other.read("/notes/diagnosis.txt").unwrap_err().kind(),
+            FsErrorKind::IntegrityError
+        );
+        let again = FileStorage::new(
+            FileEncryption::new(SqliteBackend::open("tenant.db").unwrap()).with_key(content_key),
+        );
+        assert_eq!(again.metadata("/notes/diagnosis.txt").unwrap().len(), 33);
+    });
     Ok(())
 }
 

@@ -56,7 +56,7 @@ mod storage;
 mod traits;
 mod types;
 
-pub use backend::{MemoryBackend, StdFsBackend, VRootFsBackend};
+pub use backend::{EncryptedMemoryBackend, MemoryBackend, StdFsBackend, VRootFsBackend};
 pub use error::{FsError, FsErrorKind, FsResult};
 pub use layer::{Layer, LayerExt};
 pub use middleware::{

@@ -18,3 +18,7 @@ anyfs_test::conformance!(mod encrypted, FileEncryption<MemoryBackend> =>
 anyfs_test::conformance!(mod authenticated, IntegrityVerified<MemoryBackend> =>
     IntegrityVerified::new(MemoryBackend::new()).with_key(key());
     permissions, sync, stats, inode);
+
+anyfs_test::conformance!(mod encrypted_memory, anyfs::EncryptedMemoryBackend =>
+    anyfs::EncryptedMemoryBackend::new(key());
+    links, permissions, sync, stats);

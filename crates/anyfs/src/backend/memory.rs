@@ -22,6 +22,8 @@ use crate::traits::{
 };
 use crate::types::{DirEntry, FileType, Handle, Metadata, OpenFlags, Permissions, ReadDir, StatFs};
 
+mod persist;
+
 type Ino = u64;
 const ROOT: Ino = 1;
 
