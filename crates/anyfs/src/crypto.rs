@@ -175,13 +175,35 @@ pub(crate) fn fill_random(buf: &mut [u8]) -> FsResult<()> {
     })
 }
 
-/// AES-256-GCM with one key.
-pub(crate) struct Aes {
+/// AES-256-GCM with one key (from `ring`; hardware-accelerated where the
+/// CPU allows).
+///
+/// ```
+/// use anyfs::crypto::{Aes256Gcm, Key};
+///
+/// let cipher = Aes256Gcm::new(&Key::random()?);
+/// let sealed = cipher.encrypt(b"account 42", b"api key")?;
+/// assert_eq!(cipher.decrypt(b"account 42", &sealed).as_deref(), Some(&b"api key"[..]));
+/// // Other associated data, or a changed byte, and nothing comes out.
+/// assert_eq!(cipher.decrypt(b"account 43", &sealed), None);
+/// # Ok::<(), anyfs::FsError>(())
+/// ```
+pub struct Aes256Gcm {
     key: LessSafeKey,
 }
 
-impl Aes {
-    pub(crate) fn new(key: &Key) -> Self {
+/// The crate-internal name.
+pub(crate) type Aes = Aes256Gcm;
+
+impl fmt::Debug for Aes256Gcm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Aes256Gcm(********)")
+    }
+}
+
+impl Aes256Gcm {
+    /// The cipher for `key`.
+    pub fn new(key: &Key) -> Self {
         let unbound =
             UnboundKey::new(&aead::AES_256_GCM, &key.0).expect("AES-256-GCM takes any 32-byte key");
         Self {
@@ -189,8 +211,36 @@ impl Aes {
         }
     }
 
-    /// Encrypts `data` in place and returns the tag.
-    pub(crate) fn seal_detached(
+    /// A fresh random nonce, the ciphertext of `plaintext` and the tag, in
+    /// one buffer; `aad` is authenticated too and must be given again to
+    /// decrypt.
+    pub fn encrypt(&self, aad: &[u8], plaintext: &[u8]) -> FsResult<Vec<u8>> {
+        let mut nonce = [0u8; NONCE_LEN];
+        fill_random(&mut nonce)?;
+        let mut out = Vec::with_capacity(NONCE_LEN + plaintext.len() + TAG_LEN);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(plaintext);
+        let tag = self.seal_detached(nonce, aad, &mut out[NONCE_LEN..]);
+        out.extend_from_slice(&tag);
+        Ok(out)
+    }
+
+    /// The plaintext of [`encrypt`](Self::encrypt)'s output, or `None` if
+    /// it does not authenticate (wrong key, wrong `aad`, any change).
+    pub fn decrypt(&self, aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+        if sealed.len() < NONCE_LEN + TAG_LEN {
+            return None;
+        }
+        let (nonce, body) = sealed.split_at(NONCE_LEN);
+        let mut out = body.to_vec();
+        let len = self.open(nonce, aad, &mut out)?;
+        out.truncate(len);
+        Some(out)
+    }
+
+    /// Encrypts `data` in place with `nonce` (which must never be used
+    /// twice with this key) and returns the tag.
+    pub fn seal_detached(
         &self,
         nonce: [u8; NONCE_LEN],
         aad: &[u8],
@@ -206,9 +256,26 @@ impl Aes {
         out
     }
 
+    /// Decrypts `buf[from..]` (ciphertext then tag), writing the plaintext
+    /// to the start of `buf`; returns its length, or `None` when it does
+    /// not authenticate.
+    pub(crate) fn open_within(
+        &self,
+        nonce: &[u8],
+        aad: &[u8],
+        buf: &mut [u8],
+        from: usize,
+    ) -> Option<usize> {
+        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+        self.key
+            .open_within(nonce, Aad::from(aad), buf, from..)
+            .ok()
+            .map(|plain| plain.len())
+    }
+
     /// Decrypts `data` (ciphertext then tag) in place, returning the
     /// plaintext's length, or `None` when it does not authenticate.
-    pub(crate) fn open(&self, nonce: &[u8], aad: &[u8], data: &mut [u8]) -> Option<usize> {
+    pub fn open(&self, nonce: &[u8], aad: &[u8], data: &mut [u8]) -> Option<usize> {
         let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
         self.key
             .open_in_place(nonce, Aad::from(aad), data)

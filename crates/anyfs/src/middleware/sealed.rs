@@ -57,10 +57,11 @@ pub trait SealMode: Send + Sync + 'static + private::Sealed {
     /// Appends the record for `plain` to `out`.
     #[doc(hidden)]
     fn seal(&self, aad: &[u8], plain: &[u8], nonce: [u8; NONCE_LEN], out: &mut Vec<u8>);
-    /// Checks `record` and appends its content to `out`; false if it does
-    /// not authenticate (`out` is then left as it was).
+    /// Checks the record `buf[from..]` and moves its content to the start
+    /// of `buf`; returns the content's length, or `None` if it does not
+    /// authenticate.
     #[doc(hidden)]
-    fn open(&self, aad: &[u8], record: &[u8], out: &mut Vec<u8>) -> bool;
+    fn open_within(&self, aad: &[u8], buf: &mut [u8], from: usize) -> Option<usize>;
 }
 
 mod private {
@@ -103,23 +104,13 @@ impl SealMode for Encrypt {
         out.extend_from_slice(&tag);
     }
 
-    fn open(&self, aad: &[u8], record: &[u8], out: &mut Vec<u8>) -> bool {
-        if record.len() < Self::OVERHEAD {
-            return false;
+    fn open_within(&self, aad: &[u8], buf: &mut [u8], from: usize) -> Option<usize> {
+        if buf.len() < from + Self::OVERHEAD {
+            return None;
         }
-        let (nonce, sealed) = record.split_at(NONCE_LEN);
-        let start = out.len();
-        out.extend_from_slice(sealed);
-        match self.0.open(nonce, aad, &mut out[start..]) {
-            Some(len) => {
-                out.truncate(start + len);
-                true
-            }
-            None => {
-                out.truncate(start);
-                false
-            }
-        }
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce.copy_from_slice(&buf[from..from + NONCE_LEN]);
+        self.0.open_within(&nonce, aad, buf, from + NONCE_LEN)
     }
 }
 
@@ -140,19 +131,18 @@ impl SealMode for Authenticate {
         out.extend_from_slice(mac.sign().as_ref());
     }
 
-    fn open(&self, aad: &[u8], record: &[u8], out: &mut Vec<u8>) -> bool {
-        let Some(split) = record.len().checked_sub(Self::OVERHEAD) else {
-            return false;
-        };
-        let (data, tag) = record.split_at(split);
+    fn open_within(&self, aad: &[u8], buf: &mut [u8], from: usize) -> Option<usize> {
+        let len = buf.len().checked_sub(from + Self::OVERHEAD)?;
+        let (data, tag) = buf[from..].split_at(len);
         let mut mac = ring::hmac::Context::with_key(&self.0);
         mac.update(aad);
         mac.update(data);
         let ok: bool = subtle::ConstantTimeEq::ct_eq(mac.sign().as_ref(), tag).into();
-        if ok {
-            out.extend_from_slice(data);
+        if !ok {
+            return None;
         }
-        ok
+        buf.copy_within(from..from + len, 0);
+        Some(len)
     }
 }
 
@@ -429,6 +419,31 @@ fn seal_records<M: SealMode>(
     Ok(())
 }
 
+/// Opens the consecutive records `first..` that start at `buf[at..]` (the
+/// buffer ends with the last of them), moving their content to the start of
+/// `buf`; returns the content's length.
+fn open_records<M: SealMode>(
+    mode: &M,
+    header: &[u8],
+    bound_to: &[u8],
+    layout: &Layout,
+    first: u64,
+    buf: &mut [u8],
+    mut at: usize,
+) -> Option<usize> {
+    let mut written = 0;
+    let mut index = first;
+    while at < buf.len() {
+        let len = layout.plain_in(index) + M::OVERHEAD;
+        let end = at.checked_add(len).filter(|&e| e <= buf.len())?;
+        let aad = record_aad(header, index, index + 1 == layout.records, bound_to);
+        written += mode.open_within(&aad, &mut buf[written..end], at - written)?;
+        at = end;
+        index += 1;
+    }
+    Some(written)
+}
+
 impl<B, M: SealMode> Sealed<B, M> {
     fn mode(&self, path: &Path) -> FsResult<&M> {
         self.mode.as_deref().ok_or_else(|| no_key(path))
@@ -448,27 +463,29 @@ impl<B, M: SealMode> Sealed<B, M> {
         Ok(out)
     }
 
-    /// The content of a whole sealed file stored for `bound_to`; errors
-    /// name `path`.
-    fn open_file(&self, path: &Path, bound_to: &Path, stored: &[u8]) -> FsResult<Vec<u8>> {
+    /// The content of a whole sealed file stored for `bound_to`, opened in
+    /// place (no second buffer); errors name `path`.
+    fn open_file(&self, path: &Path, bound_to: &Path, mut stored: Vec<u8>) -> FsResult<Vec<u8>> {
         let mode = self.mode(path)?;
         let layout = Layout::of::<M>(stored.len() as u64).ok_or_else(|| crypto::integrity(path))?;
-        let header = &stored[..HEADER_LEN];
-        if !header_is_valid::<M>(header) {
+        let header: [u8; HEADER_LEN] = stored[..HEADER_LEN]
+            .try_into()
+            .map_err(|_| crypto::integrity(path))?;
+        if !header_is_valid::<M>(&header) {
             return Err(crypto::integrity(path));
         }
-        let bound_to = bound(bound_to)?;
-        let mut out = Vec::with_capacity(layout.plain_len as usize);
-        let mut at = HEADER_LEN;
-        for index in 0..layout.records {
-            let len = layout.plain_in(index) + M::OVERHEAD;
-            let aad = record_aad(header, index, index + 1 == layout.records, &bound_to);
-            if !mode.open(&aad, &stored[at..at + len], &mut out) {
-                return Err(crypto::integrity(path));
-            }
-            at += len;
-        }
-        Ok(out)
+        let written = open_records(
+            mode,
+            &header,
+            &bound(bound_to)?,
+            &layout,
+            0,
+            &mut stored,
+            HEADER_LEN,
+        )
+        .ok_or_else(|| crypto::integrity(path))?;
+        stored.truncate(written);
+        Ok(stored)
     }
 }
 
@@ -498,7 +515,7 @@ impl<B: FsRead, M: SealMode> Sealed<B, M> {
     fn read_unlocked(&self, path: &Path) -> FsResult<Vec<u8>> {
         self.mode(path)?;
         let stored = self.inner.read(path)?;
-        self.open_file(path, path, &stored)
+        self.open_file(path, path, stored)
     }
 }
 
@@ -507,7 +524,7 @@ impl<B: FsRead + FsWrite, M: SealMode> Sealed<B, M> {
     fn rebind_file(&self, path: &Path, was: &Path) -> FsResult<()> {
         let stored = self.inner.read(path)?;
         // Content that was already damaged stays as it is: unreadable.
-        let Ok(plain) = self.open_file(path, was, &stored) else {
+        let Ok(plain) = self.open_file(path, was, stored) else {
             return Ok(());
         };
         let sealed = self.seal_file(path, &plain)?;
@@ -558,29 +575,31 @@ impl<B: FsRead, M: SealMode> FsRead for Sealed<B, M> {
         let end = layout.plain_len.min(offset.saturating_add(len as u64));
         let first = offset / CHUNK_SIZE as u64;
         let last = (end - 1) / CHUNK_SIZE as u64;
-        let header = self.inner.read_range(path, 0, HEADER_LEN)?;
-        if !header_is_valid::<M>(&header) {
-            return Err(crypto::integrity(path));
-        }
         let span = record_offset::<M>(last) - record_offset::<M>(first)
             + (layout.plain_in(last) + M::OVERHEAD) as u64;
-        let stored = self
-            .inner
-            .read_range(path, record_offset::<M>(first), span as usize)?;
-        if stored.len() as u64 != span {
-            return Err(crypto::integrity(path));
-        }
-        let bound_to = bound(path)?;
-        let mut plain = Vec::with_capacity(((last - first + 1) as usize) * CHUNK_SIZE);
-        let mut at = 0;
-        for index in first..=last {
-            let record_len = layout.plain_in(index) + M::OVERHEAD;
-            let aad = record_aad(&header, index, index + 1 == layout.records, &bound_to);
-            if !mode.open(&aad, &stored[at..at + record_len], &mut plain) {
+        // From the first record, header and records come in one read.
+        let (header, stored) = if first == 0 {
+            let mut stored = self.inner.read_range(path, 0, HEADER_LEN + span as usize)?;
+            if stored.len() < HEADER_LEN {
                 return Err(crypto::integrity(path));
             }
-            at += record_len;
+            let header = stored[..HEADER_LEN].to_vec();
+            stored.drain(..HEADER_LEN);
+            (header, stored)
+        } else {
+            let header = self.inner.read_range(path, 0, HEADER_LEN)?;
+            let stored = self
+                .inner
+                .read_range(path, record_offset::<M>(first), span as usize)?;
+            (header, stored)
+        };
+        if !header_is_valid::<M>(&header) || stored.len() as u64 != span {
+            return Err(crypto::integrity(path));
         }
+        let mut plain = stored;
+        let written = open_records(mode, &header, &bound(path)?, &layout, first, &mut plain, 0)
+            .ok_or_else(|| crypto::integrity(path))?;
+        plain.truncate(written);
         let skip = (offset - first * CHUNK_SIZE as u64) as usize;
         let take = (end - offset) as usize;
         plain.drain(..skip);
@@ -614,7 +633,7 @@ impl<B: FsRead, M: SealMode> FsRead for Sealed<B, M> {
             layout,
             index: 0,
             record: Vec::new(),
-            plain: Vec::new(),
+            len: 0,
             pos: 0,
         }))
     }
@@ -633,14 +652,15 @@ struct SealReader<M: SealMode> {
     bound_to: Vec<u8>,
     layout: Layout,
     index: u64,
+    /// The current record; its content, once opened, at the start.
     record: Vec<u8>,
-    plain: Vec<u8>,
+    len: usize,
     pos: usize,
 }
 
 impl<M: SealMode> Read for SealReader<M> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.pos == self.plain.len() {
+        if self.pos == self.len {
             if self.index == self.layout.records {
                 // Anything after the last record is tampering.
                 let mut extra = [0u8; 1];
@@ -656,15 +676,15 @@ impl<M: SealMode> Read for SealReader<M> {
                 .map_err(|_| io::Error::other(crypto::integrity(&self.path)))?;
             let last = self.index + 1 == self.layout.records;
             let aad = record_aad(&self.header, self.index, last, &self.bound_to);
-            self.plain.clear();
             self.pos = 0;
-            if !self.mode.open(&aad, &self.record, &mut self.plain) {
-                return Err(io::Error::other(crypto::integrity(&self.path)));
-            }
+            self.len = self
+                .mode
+                .open_within(&aad, &mut self.record, 0)
+                .ok_or_else(|| io::Error::other(crypto::integrity(&self.path)))?;
             self.index += 1;
         }
-        let n = buf.len().min(self.plain.len() - self.pos);
-        buf[..n].copy_from_slice(&self.plain[self.pos..self.pos + n]);
+        let n = buf.len().min(self.len - self.pos);
+        buf[..n].copy_from_slice(&self.record[self.pos..self.pos + n]);
         self.pos += n;
         Ok(n)
     }
@@ -770,18 +790,15 @@ impl<B: FsRead + FsWrite + FsDir, M: SealMode> FsWrite for Sealed<B, M> {
         // after it, no longer marked last unless it still is.
         let last = layout.records - 1;
         let at = record_offset::<M>(last);
-        let stored = self
+        let mut tail = self
             .inner
             .read_range(path, at, layout.plain_in(last) + M::OVERHEAD)?;
         let bound_to = bound(path)?;
-        let mut tail = Vec::with_capacity(stored.len() + data.len());
-        if !mode.open(
-            &record_aad(&header, last, true, &bound_to),
-            &stored,
-            &mut tail,
-        ) {
-            return Err(crypto::integrity(path));
-        }
+        let aad = record_aad(&header, last, true, &bound_to);
+        let kept = mode
+            .open_within(&aad, &mut tail, 0)
+            .ok_or_else(|| crypto::integrity(path))?;
+        tail.truncate(kept);
         tail.extend_from_slice(data);
         let mut records = Vec::new();
         seal_records(mode, &header, &bound_to, last, &tail, &mut records)?;
