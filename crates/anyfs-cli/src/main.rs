@@ -1,0 +1,119 @@
+//! `anyfs`: mount AnyFS workspaces and run programs inside them.
+
+#![forbid(unsafe_code)]
+
+mod workspace;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use workspace::Workspace;
+
+/// AnyFS: secure workspaces for AI agents.
+#[derive(Debug, Parser)]
+#[command(name = "anyfs", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Mount a workspace as a real filesystem, in the foreground, until
+    /// Ctrl-C or SIGTERM; then everything is flushed and unmounted.
+    ///
+    /// `anyfs mount work.db /mnt/work` or `anyfs mount --memory /mnt/work`.
+    Mount {
+        #[command(flatten)]
+        workspace: WorkspaceArgs,
+        /// The workspace file (omit with --memory), then the mount point.
+        #[arg(required = true, num_args = 1..=2, value_name = "[WORKSPACE] MOUNTPOINT")]
+        paths: Vec<PathBuf>,
+    },
+    /// Mount a workspace, run a command with its working directory at the
+    /// mount's root, unmount, and exit with the command's status.
+    ///
+    /// `anyfs run work.db -- make test` or `anyfs run --memory -- sh`.
+    Run {
+        #[command(flatten)]
+        workspace: WorkspaceArgs,
+        /// The workspace file (omit with --memory).
+        #[arg(value_name = "WORKSPACE")]
+        path: Option<PathBuf>,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
+}
+
+/// How a workspace is opened and what the mount allows.
+#[derive(Debug, Clone, Args)]
+struct WorkspaceArgs {
+    /// An empty workspace in memory, gone at unmount, instead of a file.
+    #[arg(long)]
+    memory: bool,
+    /// The environment variable holding the workspace's password (the
+    /// workspace is encrypted with SQLCipher; created encrypted if missing).
+    /// Without it an encrypted workspace asks for its password.
+    #[arg(long, value_name = "VAR")]
+    password_env: Option<String>,
+    /// Refuse every change.
+    #[arg(long)]
+    read_only: bool,
+    /// The most bytes the workspace may hold.
+    #[arg(long, value_name = "BYTES")]
+    quota: Option<u64>,
+    /// Hide and refuse paths matching this glob (repeatable); deny wins.
+    #[arg(long, value_name = "GLOB")]
+    deny: Vec<String>,
+    /// Allow only paths matching these globs (repeatable; default: all).
+    #[arg(long, value_name = "GLOB")]
+    allow: Vec<String>,
+    /// Let other users use the mount (root, or `user_allow_other` in
+    /// /etc/fuse.conf); permission bits still apply.
+    #[arg(long)]
+    allow_other: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Mount { workspace, paths } => {
+            let (file, mountpoint) = match (workspace.memory, paths.as_slice()) {
+                (true, [mountpoint]) => (None, mountpoint.clone()),
+                (false, [file, mountpoint]) => (Some(file.clone()), mountpoint.clone()),
+                (true, _) => return usage("with --memory, give only the mount point"),
+                (false, _) => return usage("give the workspace file and the mount point"),
+            };
+            Workspace::open(file.as_deref(), &workspace)
+                .and_then(|ws| ws.mount_foreground(&mountpoint))
+        }
+        Command::Run {
+            workspace,
+            path,
+            command,
+        } => {
+            if workspace.memory == path.is_some() {
+                return usage("give a workspace file or --memory (not both)");
+            }
+            match Workspace::open(path.as_deref(), &workspace).and_then(|ws| ws.run(&command)) {
+                Ok(code) => return ExitCode::from(code),
+                Err(e) => Err(e),
+            }
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("anyfs: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn usage(message: &str) -> ExitCode {
+    eprintln!("anyfs: {message} (see `anyfs --help`)");
+    ExitCode::from(2)
+}

@@ -1,0 +1,161 @@
+//! Opening a workspace with the middleware the flags ask for, and mounting it.
+
+use std::io::Read;
+use std::path::Path;
+use std::sync::mpsc;
+
+use anyfs::{FsFuse, MemoryBackend, PathFilterLayer, QuotaLayer, ReadOnly};
+use anyfs_fuse::{MountOptions, mount};
+use anyfs_sqlite::SqliteBackend;
+
+use crate::WorkspaceArgs;
+
+/// A workspace, opened and wrapped, ready to mount.
+pub(crate) struct Workspace {
+    backend: Box<dyn FsFuse>,
+    read_only: bool,
+    allow_other: bool,
+    label: String,
+}
+
+/// Whether the file exists and is not a plain SQLite database (so it is
+/// encrypted, or not a workspace at all).
+fn looks_encrypted(file: &Path) -> bool {
+    let mut header = [0u8; 16];
+    match std::fs::File::open(file).and_then(|mut f| f.read_exact(&mut header)) {
+        Ok(()) => &header != b"SQLite format 3\0",
+        Err(_) => false,
+    }
+}
+
+impl Workspace {
+    pub(crate) fn open(file: Option<&Path>, args: &WorkspaceArgs) -> Result<Self, String> {
+        let (base, label): (Box<dyn FsFuse>, String) = match file {
+            None => (Box::new(MemoryBackend::new()), "in-memory workspace".into()),
+            Some(file) => {
+                let label = file.display().to_string();
+                let opened = match &args.password_env {
+                    Some(var) => {
+                        let password = std::env::var(var)
+                            .ok()
+                            .filter(|p| !p.is_empty())
+                            .ok_or_else(|| {
+                                format!("the environment variable {var} holds no password")
+                            })?;
+                        SqliteBackend::open_encrypted(file, password)
+                    }
+                    None if looks_encrypted(file) => {
+                        let password = rpassword::prompt_password(format!(
+                            "Password for {label}: "
+                        ))
+                        .map_err(|e| {
+                            format!("{label} is encrypted and no password could be read: {e}")
+                        })?;
+                        SqliteBackend::open_encrypted(file, password)
+                    }
+                    None => SqliteBackend::open(file),
+                };
+                let backend = opened.map_err(|e| format!("{label}: {e}"))?;
+                (Box::new(backend), label)
+            }
+        };
+        let mut backend = base;
+        if let Some(bytes) = args.quota {
+            backend = Box::new(
+                QuotaLayer::builder()
+                    .max_total_size(bytes)
+                    .build()
+                    .layer(backend),
+            );
+        }
+        if !args.allow.is_empty() || !args.deny.is_empty() {
+            let mut filter = PathFilterLayer::builder();
+            if args.allow.is_empty() {
+                filter = filter.allow("/**");
+            }
+            for glob in &args.allow {
+                filter = filter.allow(glob.clone());
+            }
+            for glob in &args.deny {
+                filter = filter.deny(glob.clone());
+            }
+            let filter = filter.build().map_err(|e| e.to_string())?;
+            backend = Box::new(filter.layer(backend));
+        }
+        if args.read_only {
+            backend = Box::new(ReadOnly::new(backend));
+        }
+        Ok(Self {
+            backend,
+            read_only: args.read_only,
+            allow_other: args.allow_other,
+            label,
+        })
+    }
+
+    fn options(&self) -> MountOptions {
+        MountOptions {
+            read_only: self.read_only,
+            allow_other: self.allow_other,
+            ..MountOptions::default()
+        }
+    }
+
+    /// Mounts and waits for Ctrl-C or SIGTERM.
+    pub(crate) fn mount_foreground(self, mountpoint: &Path) -> Result<(), String> {
+        if !mountpoint.is_dir() {
+            return Err(format!(
+                "{}: the mount point must be an existing directory",
+                mountpoint.display()
+            ));
+        }
+        let (stop, stopped) = mpsc::channel();
+        ctrlc::set_handler(move || {
+            let _ = stop.send(());
+        })
+        .map_err(|e| format!("cannot catch Ctrl-C: {e}"))?;
+        let options = self.options();
+        let label = self.label;
+        let handle = mount(self.backend, mountpoint, options)
+            .map_err(|e| format!("{}: cannot mount: {e}", mountpoint.display()))?;
+        eprintln!(
+            "anyfs: {label} mounted at {} — Ctrl-C or SIGTERM to unmount",
+            mountpoint.display()
+        );
+        let _ = stopped.recv();
+        eprintln!("anyfs: unmounting {}", mountpoint.display());
+        handle
+            .unmount()
+            .map_err(|e| format!("{}: unmount failed: {e}", mountpoint.display()))
+    }
+
+    /// Mounts on a fresh directory, runs `command` there, unmounts, and
+    /// gives back the command's exit status.
+    pub(crate) fn run(self, command: &[String]) -> Result<u8, String> {
+        let dir = tempfile::Builder::new()
+            .prefix("anyfs-run-")
+            .tempdir()
+            .map_err(|e| format!("cannot make a mount point: {e}"))?;
+        // Ctrl-C reaches the command (same process group); we wait for it
+        // to end and then unmount.
+        ctrlc::set_handler(|| {}).map_err(|e| format!("cannot catch Ctrl-C: {e}"))?;
+        let options = self.options();
+        let handle = mount(self.backend, dir.path(), options)
+            .map_err(|e| format!("cannot mount {}: {e}", self.label))?;
+        let status = std::process::Command::new(&command[0])
+            .args(&command[1..])
+            .current_dir(dir.path())
+            .status();
+        handle
+            .unmount()
+            .map_err(|e| format!("unmount failed: {e}"))?;
+        let status = status.map_err(|e| format!("{}: {e}", command[0]))?;
+        Ok(match status.code() {
+            Some(code) => u8::try_from(code).unwrap_or(1),
+            None => {
+                use std::os::unix::process::ExitStatusExt;
+                128u8.saturating_add(u8::try_from(status.signal().unwrap_or(0)).unwrap_or(0))
+            }
+        })
+    }
+}

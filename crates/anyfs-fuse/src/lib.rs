@@ -1,0 +1,1055 @@
+//! Mount any AnyFS backend as a real filesystem, so that ordinary tools —
+//! shells, editors, compilers, git — run inside a workspace.
+//!
+//! ```no_run
+//! use anyfs::MemoryBackend;
+//! use anyfs_fuse::{MountOptions, mount};
+//!
+//! let handle = mount(MemoryBackend::new(), "/mnt/workspace", MountOptions::default())?;
+//! std::fs::write("/mnt/workspace/hello.txt", "written by any program")?;
+//! handle.unmount()?; // also on drop; everything written is committed first
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! # How it maps
+//!
+//! - Inodes are the backend's own ([`FsInode`]); the backend's root is
+//!   FUSE's inode 1.
+//! - Writes are buffered per open file and committed to the backend in one
+//!   write on `flush` (each `close`), `fsync` and `release`, never one backend
+//!   write per kernel page. Reads of a file with uncommitted writes see them.
+//! - Every [`FsError`] becomes its own errno ([`FsError::errno`]): a quota
+//!   hit is `EDQUOT`, a policy denial `EACCES`, a loop `ELOOP`, a read-only
+//!   workspace `EROFS`. Names over 255 bytes are `ENAMETOOLONG`.
+//! - Attributes and entries are cached by the kernel for
+//!   [`MountOptions::ttl`]; changes made through the mount update the cache
+//!   as they happen.
+//! - Permissions are checked by the kernel against the mode bits
+//!   (`default_permissions`).
+
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use anyfs::{FileType, FsError, FsFuse, Metadata, Permissions};
+use fuser::{
+    FileAttr, Filesystem, KernelConfig, MountOption, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
+    Request, TimeOrNow,
+};
+
+/// How a backend is mounted.
+#[derive(Debug, Clone)]
+pub struct MountOptions {
+    /// Refuse every change (`EROFS`), at the mount and in the kernel.
+    pub read_only: bool,
+    /// Let users other than the one who mounted use the mount (needs root
+    /// or `user_allow_other` in `/etc/fuse.conf`).
+    pub allow_other: bool,
+    /// How long the kernel may cache attributes and names (default 1 s).
+    pub ttl: Duration,
+    /// The name shown as the mount's source (default `anyfs`).
+    pub fs_name: String,
+}
+
+impl Default for MountOptions {
+    fn default() -> Self {
+        Self {
+            read_only: false,
+            allow_other: false,
+            ttl: Duration::from_secs(1),
+            fs_name: "anyfs".into(),
+        }
+    }
+}
+
+/// A mounted backend. Dropping it (or [`unmount`](Self::unmount)) commits
+/// every buffered write and unmounts.
+pub struct MountHandle {
+    session: Option<fuser::BackgroundSession>,
+    mountpoint: PathBuf,
+}
+
+impl std::fmt::Debug for MountHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MountHandle")
+            .field("mountpoint", &self.mountpoint)
+            .finish()
+    }
+}
+
+impl MountHandle {
+    /// Where the backend is mounted.
+    pub fn mountpoint(&self) -> &Path {
+        &self.mountpoint
+    }
+
+    /// Unmounts, after committing every buffered write; waits for the
+    /// session to end.
+    pub fn unmount(mut self) -> io::Result<()> {
+        self.finish();
+        Ok(())
+    }
+
+    fn finish(&mut self) {
+        if let Some(session) = self.session.take() {
+            // Unmounting ends the session; the filesystem's `destroy` then
+            // commits whatever is still buffered before the thread ends.
+            let guard = {
+                let session = session;
+                let fuser::BackgroundSession { guard, .. } = session;
+                guard
+                // The rest of the session, the mount, is dropped here:
+                // that unmounts, and the session thread sees the end.
+            };
+            match guard.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::error!(%error, "the FUSE session ended with an error"),
+                Err(_) => tracing::error!("the FUSE session thread panicked"),
+            }
+        }
+    }
+}
+
+impl Drop for MountHandle {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// Mounts `backend` at `mountpoint` (an existing directory) and serves it
+/// from a background thread until the handle is dropped.
+pub fn mount<B: FsFuse + 'static>(
+    backend: B,
+    mountpoint: impl AsRef<Path>,
+    options: MountOptions,
+) -> io::Result<MountHandle> {
+    let mountpoint = mountpoint.as_ref().to_path_buf();
+    let root = backend
+        .path_to_inode(Path::new("/"))
+        .map_err(io::Error::other)?;
+    let mut opts = vec![
+        MountOption::FSName(options.fs_name.clone()),
+        MountOption::Subtype("anyfs".into()),
+        MountOption::DefaultPermissions,
+        MountOption::NoAtime,
+        if options.read_only {
+            MountOption::RO
+        } else {
+            MountOption::RW
+        },
+    ];
+    if options.allow_other {
+        opts.push(MountOption::AllowOther);
+    }
+    let fs = AnyFuse {
+        fs: backend,
+        root,
+        ttl: options.ttl,
+        read_only: options.read_only,
+        files: HashMap::new(),
+        handles: HashMap::new(),
+        dirs: HashMap::new(),
+        next_fh: 1,
+    };
+    let session = fuser::spawn_mount2(fs, &mountpoint, &opts)?;
+    Ok(MountHandle {
+        session: Some(session),
+        mountpoint,
+    })
+}
+
+/// The errno for an error, as the kernel should see it.
+pub fn errno(err: &FsError) -> i32 {
+    err.errno()
+}
+
+/// A file with open handles: its buffered content, once written.
+struct OpenFile {
+    /// Where it is committed; `None` once its last name is gone.
+    path: Option<PathBuf>,
+    /// Its metadata when its last name went away (it lives on while open).
+    orphan: Option<Metadata>,
+    /// The whole content, loaded on the first write.
+    data: Option<Vec<u8>>,
+    dirty: bool,
+    handles: u32,
+}
+
+struct Handle {
+    append: bool,
+}
+
+/// The FUSE filesystem over a backend. Inode numbers in here are the
+/// backend's; [`AnyFuse::to_fuse`] and [`AnyFuse::from_fuse`] swap the
+/// backend's root with FUSE's 1.
+struct AnyFuse<B> {
+    fs: B,
+    root: u64,
+    ttl: Duration,
+    read_only: bool,
+    files: HashMap<u64, OpenFile>,
+    handles: HashMap<u64, Handle>,
+    dirs: HashMap<u64, Vec<(u64, fuser::FileType, std::ffi::OsString)>>,
+    next_fh: u64,
+}
+
+type Result<T> = std::result::Result<T, i32>;
+
+fn fail(err: FsError) -> i32 {
+    errno(&err)
+}
+
+fn kind(t: FileType) -> fuser::FileType {
+    match t {
+        FileType::File => fuser::FileType::RegularFile,
+        FileType::Directory => fuser::FileType::Directory,
+        FileType::Symlink => fuser::FileType::Symlink,
+    }
+}
+
+fn check_name(name: &OsStr) -> Result<()> {
+    if name.len() > 255 {
+        return Err(libc::ENAMETOOLONG);
+    }
+    Ok(())
+}
+
+fn join(dir: &Path, name: &OsStr) -> Result<PathBuf> {
+    check_name(name)?;
+    let path = anyfs::path::join(dir, name);
+    if path.as_os_str().len() > 4096 {
+        return Err(libc::ENAMETOOLONG);
+    }
+    Ok(path)
+}
+
+fn time(t: TimeOrNow) -> SystemTime {
+    match t {
+        TimeOrNow::SpecificTime(t) => t,
+        TimeOrNow::Now => SystemTime::now(),
+    }
+}
+
+impl<B: FsFuse> AnyFuse<B> {
+    fn from_fuse(&self, ino: u64) -> u64 {
+        if ino == fuser::FUSE_ROOT_ID {
+            self.root
+        } else if ino == self.root {
+            fuser::FUSE_ROOT_ID
+        } else {
+            ino
+        }
+    }
+
+    fn to_fuse(&self, ino: u64) -> u64 {
+        // The swap is its own inverse.
+        self.from_fuse(ino)
+    }
+
+    fn path(&self, ino: u64) -> Result<PathBuf> {
+        if let Some(OpenFile {
+            path: Some(path), ..
+        }) = self.files.get(&ino)
+        {
+            return Ok(path.clone());
+        }
+        self.fs.inode_to_path(ino).map_err(fail)
+    }
+
+    fn child(&self, parent: u64, name: &OsStr) -> Result<PathBuf> {
+        join(&self.path(self.from_fuse(parent))?, name)
+    }
+
+    fn attr(&self, ino: u64, meta: &Metadata) -> FileAttr {
+        let size = match self.files.get(&ino) {
+            Some(OpenFile {
+                data: Some(data), ..
+            }) => data.len() as u64,
+            _ => meta.len,
+        };
+        FileAttr {
+            ino: self.to_fuse(ino),
+            size,
+            blocks: size.div_ceil(512),
+            atime: meta.accessed,
+            mtime: meta.modified,
+            ctime: meta.changed,
+            crtime: meta.created,
+            kind: kind(meta.file_type),
+            perm: (meta.permissions.mode() & 0o7777) as u16,
+            nlink: u32::try_from(meta.nlink).unwrap_or(u32::MAX),
+            uid: meta.uid,
+            gid: meta.gid,
+            rdev: 0,
+            blksize: 4096,
+            flags: 0,
+        }
+    }
+
+    fn attr_of(&self, ino: u64) -> Result<FileAttr> {
+        if let Some(OpenFile {
+            orphan: Some(meta), ..
+        }) = self.files.get(&ino)
+        {
+            return Ok(self.attr(ino, meta));
+        }
+        let meta = self.fs.metadata_by_inode(ino).map_err(fail)?;
+        Ok(self.attr(ino, &meta))
+    }
+
+    /// Gives a new node at `path` to the caller, as POSIX does: its user,
+    /// and its group (or the directory's, when the directory is set-group-ID).
+    fn give_to_caller(&self, req: &Request<'_>, parent: u64, path: &Path) -> Result<()> {
+        let parent = self
+            .fs
+            .metadata_by_inode(self.from_fuse(parent))
+            .map_err(fail)?;
+        let gid = if parent.permissions.mode() & libc::S_ISGID != 0 {
+            parent.gid
+        } else {
+            req.gid()
+        };
+        let meta = self.fs.symlink_metadata(path).map_err(fail)?;
+        if (meta.uid, meta.gid) != (req.uid(), gid) {
+            self.fs
+                .set_owner(path, Some(req.uid()), Some(gid))
+                .map_err(fail)?;
+        }
+        if meta.is_dir() && parent.permissions.mode() & libc::S_ISGID != 0 {
+            let mode = meta.permissions.mode() | libc::S_ISGID;
+            self.fs
+                .set_permissions(path, Permissions::from_mode(mode))
+                .map_err(fail)?;
+        }
+        Ok(())
+    }
+
+    /// The attributes of the node at `path` (not following a last symlink).
+    fn attr_at(&self, path: &Path) -> Result<FileAttr> {
+        let ino = self.fs.path_to_inode(path).map_err(fail)?;
+        let meta = self.fs.symlink_metadata(path).map_err(fail)?;
+        Ok(self.attr(ino, &meta))
+    }
+
+    fn writable(&self) -> Result<()> {
+        if self.read_only {
+            return Err(libc::EROFS);
+        }
+        Ok(())
+    }
+
+    /// Loads a file's content into its buffer (before the first write).
+    fn load(&mut self, ino: u64) -> Result<()> {
+        match self.files.get(&ino) {
+            None => return Err(libc::EBADF),
+            Some(file) if file.data.is_some() => return Ok(()),
+            Some(_) => {}
+        }
+        let path = self.path(ino)?;
+        let data = self.fs.read(&path).map_err(fail)?;
+        if let Some(file) = self.files.get_mut(&ino) {
+            file.data = Some(data);
+        }
+        Ok(())
+    }
+
+    /// Writes a file's buffered content to the backend, if it changed.
+    fn commit(&mut self, ino: u64) -> Result<()> {
+        let Some(file) = self.files.get_mut(&ino) else {
+            return Ok(());
+        };
+        if !file.dirty {
+            return Ok(());
+        }
+        let (Some(path), Some(data)) = (&file.path, &file.data) else {
+            // Unlinked while open: nothing to commit to.
+            file.dirty = false;
+            return Ok(());
+        };
+        self.fs.write(path, data).map_err(fail)?;
+        file.dirty = false;
+        Ok(())
+    }
+
+    fn new_handle(&mut self, ino: u64, path: PathBuf, append: bool) -> u64 {
+        let fh = self.next_fh;
+        self.next_fh += 1;
+        self.handles.insert(fh, Handle { append });
+        self.files
+            .entry(ino)
+            .or_insert(OpenFile {
+                path: Some(path),
+                orphan: None,
+                data: None,
+                dirty: false,
+                handles: 0,
+            })
+            .handles += 1;
+        fh
+    }
+
+    /// Forgets a handle; the file's buffer goes with its last handle.
+    fn release_handle(&mut self, ino: u64, fh: u64) {
+        self.handles.remove(&fh);
+        if let Some(file) = self.files.get_mut(&ino) {
+            file.handles = file.handles.saturating_sub(1);
+            if file.handles == 0 {
+                self.files.remove(&ino);
+            }
+        }
+    }
+
+    /// Before a name goes away: if it names an open file, keep its content
+    /// in memory so that open handles still read and write it.
+    fn detach(&mut self, path: &Path) {
+        let Ok(ino) = self.fs.path_to_inode(path) else {
+            return;
+        };
+        if self.files.contains_key(&ino) {
+            let _ = self.load(ino);
+            if let Some(file) = self.files.get_mut(&ino) {
+                match self.fs.symlink_metadata(path) {
+                    Ok(meta) if meta.nlink > 1 => {}
+                    meta => {
+                        file.path = None;
+                        file.orphan = meta.ok().map(|mut m| {
+                            m.nlink = 0;
+                            m
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// After a rename, open files under the old name follow it.
+    fn moved(&mut self, from: &Path, to: &Path) {
+        for file in self.files.values_mut() {
+            if let Some(path) = &file.path
+                && let Ok(rest) = path.strip_prefix(from)
+            {
+                file.path = Some(if rest.as_os_str().is_empty() {
+                    to.to_path_buf()
+                } else {
+                    to.join(rest)
+                });
+            }
+        }
+    }
+
+    fn do_setattr(
+        &mut self,
+        ino: u64,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+    ) -> Result<FileAttr> {
+        let path = self.path(ino)?;
+        if mode.is_some() || uid.is_some() || gid.is_some() || size.is_some() {
+            self.writable()?;
+        }
+        if let Some(size) = size {
+            match self.files.get_mut(&ino) {
+                Some(OpenFile {
+                    data: Some(data),
+                    dirty,
+                    ..
+                }) => {
+                    data.resize(usize::try_from(size).map_err(|_| libc::EFBIG)?, 0);
+                    *dirty = true;
+                }
+                _ => self.fs.truncate(&path, size).map_err(fail)?,
+            }
+        }
+        if let Some(mode) = mode {
+            self.fs
+                .set_permissions(&path, Permissions::from_mode(mode))
+                .map_err(fail)?;
+        }
+        if uid.is_some() || gid.is_some() {
+            self.fs.set_owner(&path, uid, gid).map_err(fail)?;
+        }
+        if atime.is_some() || mtime.is_some() {
+            // Buffered content first, so that its commit does not bump mtime later.
+            self.commit(ino)?;
+            self.fs
+                .set_times(&path, atime.map(time), mtime.map(time))
+                .map_err(fail)?;
+        }
+        self.attr_of(ino)
+    }
+
+    fn do_create(
+        &mut self,
+        req: &Request<'_>,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        flags: i32,
+    ) -> Result<(FileAttr, u64)> {
+        self.writable()?;
+        let path = self.child(parent, name)?;
+        match self.fs.symlink_metadata(&path) {
+            Ok(_) if flags & libc::O_EXCL != 0 => return Err(libc::EEXIST),
+            Ok(meta) if meta.is_dir() => return Err(libc::EISDIR),
+            Ok(_) => {
+                if flags & libc::O_TRUNC != 0 {
+                    self.fs.truncate(&path, 0).map_err(fail)?;
+                }
+            }
+            Err(FsError::NotFound { .. }) => {
+                self.fs.write(&path, &[]).map_err(fail)?;
+                let mode = mode & 0o7777;
+                if mode != 0o644 {
+                    self.fs
+                        .set_permissions(&path, Permissions::from_mode(mode))
+                        .map_err(fail)?;
+                }
+                self.give_to_caller(req, parent, &path)?;
+            }
+            Err(e) => return Err(fail(e)),
+        }
+        let attr = self.attr_at(&path)?;
+        let ino = self.from_fuse(attr.ino);
+        let fh = self.new_handle(ino, path, flags & libc::O_APPEND != 0);
+        Ok((attr, fh))
+    }
+
+    fn list(&self, ino: u64) -> Result<Vec<(u64, fuser::FileType, std::ffi::OsString)>> {
+        let path = self.path(ino)?;
+        let parent = match anyfs::path::split_parent(&path) {
+            Some((parent, _)) => self.fs.path_to_inode(&parent).map_err(fail)?,
+            None => ino,
+        };
+        let mut out = vec![
+            (self.to_fuse(ino), fuser::FileType::Directory, ".".into()),
+            (
+                self.to_fuse(parent),
+                fuser::FileType::Directory,
+                "..".into(),
+            ),
+        ];
+        for entry in self.fs.read_dir(&path).map_err(fail)? {
+            let entry = entry.map_err(fail)?;
+            out.push((self.to_fuse(entry.inode), kind(entry.file_type), entry.name));
+        }
+        Ok(out)
+    }
+}
+
+impl<B: FsFuse> Filesystem for AnyFuse<B> {
+    fn init(
+        &mut self,
+        _req: &Request<'_>,
+        config: &mut KernelConfig,
+    ) -> std::result::Result<(), i32> {
+        use fuser::consts::{FUSE_BIG_WRITES, FUSE_DO_READDIRPLUS, FUSE_READDIRPLUS_AUTO};
+        let _ =
+            config.add_capabilities(FUSE_BIG_WRITES | FUSE_DO_READDIRPLUS | FUSE_READDIRPLUS_AUTO);
+        let _ = config.set_max_write(1 << 20);
+        let _ = config.set_max_readahead(1 << 20);
+        Ok(())
+    }
+
+    fn destroy(&mut self) {
+        let inos: Vec<u64> = self.files.keys().copied().collect();
+        for ino in inos {
+            if let Err(errno) = self.commit(ino) {
+                tracing::error!(
+                    ino,
+                    errno,
+                    "buffered writes could not be committed at unmount"
+                );
+            }
+        }
+        let _ = self.fs.sync();
+    }
+
+    fn lookup(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEntry) {
+        let result = (|| {
+            check_name(name)?;
+            let ino = self.fs.lookup(self.from_fuse(parent), name).map_err(fail)?;
+            self.attr_of(ino)
+        })();
+        match result {
+            Ok(attr) => reply.entry(&self.ttl, &attr, 0),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn getattr(&mut self, _req: &Request<'_>, ino: u64, _fh: Option<u64>, reply: ReplyAttr) {
+        match self.attr_of(self.from_fuse(ino)) {
+            Ok(attr) => reply.attr(&self.ttl, &attr),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn setattr(
+        &mut self,
+        _req: &Request<'_>,
+        ino: u64,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<u64>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<u32>,
+        reply: ReplyAttr,
+    ) {
+        let ino = self.from_fuse(ino);
+        match self.do_setattr(ino, mode, uid, gid, size, atime, mtime) {
+            Ok(attr) => reply.attr(&self.ttl, &attr),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readlink(&mut self, _req: &Request<'_>, ino: u64, reply: ReplyData) {
+        let result = self
+            .path(self.from_fuse(ino))
+            .and_then(|p| self.fs.read_link(&p).map_err(fail));
+        match result {
+            Ok(target) => reply.data(target.as_os_str().as_bytes()),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn mkdir(
+        &mut self,
+        req: &Request<'_>,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let result = (|| {
+            self.writable()?;
+            let path = self.child(parent, name)?;
+            self.fs.create_dir(&path).map_err(fail)?;
+            let mode = mode & !umask & 0o7777;
+            if mode != 0o755 {
+                self.fs
+                    .set_permissions(&path, Permissions::from_mode(mode))
+                    .map_err(fail)?;
+            }
+            self.give_to_caller(req, parent, &path)?;
+            self.attr_at(&path)
+        })();
+        match result {
+            Ok(attr) => reply.entry(&self.ttl, &attr, 0),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn unlink(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEmpty) {
+        let result = (|| {
+            self.writable()?;
+            let path = self.child(parent, name)?;
+            self.detach(&path);
+            self.fs.remove_file(&path).map_err(fail)
+        })();
+        match result {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn rmdir(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEmpty) {
+        let result = (|| {
+            self.writable()?;
+            let path = self.child(parent, name)?;
+            self.fs.remove_dir(&path).map_err(fail)
+        })();
+        match result {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn symlink(
+        &mut self,
+        req: &Request<'_>,
+        parent: u64,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        let result = (|| {
+            self.writable()?;
+            let path = self.child(parent, link_name)?;
+            self.fs.symlink(target, &path).map_err(fail)?;
+            self.give_to_caller(req, parent, &path)?;
+            self.attr_at(&path)
+        })();
+        match result {
+            Ok(attr) => reply.entry(&self.ttl, &attr, 0),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn rename(
+        &mut self,
+        _req: &Request<'_>,
+        parent: u64,
+        name: &OsStr,
+        newparent: u64,
+        newname: &OsStr,
+        flags: u32,
+        reply: ReplyEmpty,
+    ) {
+        let result = (|| {
+            self.writable()?;
+            let from = self.child(parent, name)?;
+            let to = self.child(newparent, newname)?;
+            if flags & !libc::RENAME_NOREPLACE != 0 {
+                // RENAME_EXCHANGE and RENAME_WHITEOUT are not offered.
+                return Err(libc::EINVAL);
+            }
+            if flags & libc::RENAME_NOREPLACE != 0 && self.fs.symlink_metadata(&to).is_ok() {
+                return Err(libc::EEXIST);
+            }
+            // Commit buffered content first: it is written under its path.
+            if let Ok(ino) = self.fs.path_to_inode(&from) {
+                self.commit(ino)?;
+            }
+            if from != to {
+                self.detach(&to);
+            }
+            self.fs.rename(&from, &to).map_err(fail)?;
+            self.moved(&from, &to);
+            Ok(())
+        })();
+        match result {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn link(
+        &mut self,
+        _req: &Request<'_>,
+        ino: u64,
+        newparent: u64,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        let result = (|| {
+            self.writable()?;
+            let ino = self.from_fuse(ino);
+            self.commit(ino)?;
+            let original = self.path(ino)?;
+            let path = self.child(newparent, newname)?;
+            self.fs.hard_link(&original, &path).map_err(fail)?;
+            self.attr_of(ino)
+        })();
+        match result {
+            Ok(attr) => reply.entry(&self.ttl, &attr, 0),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn open(&mut self, _req: &Request<'_>, ino: u64, flags: i32, reply: ReplyOpen) {
+        let result = (|| {
+            let ino = self.from_fuse(ino);
+            let access = flags & libc::O_ACCMODE;
+            if access != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {
+                self.writable()?;
+            }
+            let path = self.path(ino)?;
+            let meta = self.fs.metadata_by_inode(ino).map_err(fail)?;
+            if meta.is_dir() {
+                return Err(libc::EISDIR);
+            }
+            Ok(self.new_handle(ino, path, flags & libc::O_APPEND != 0))
+        })();
+        match result {
+            Ok(fh) => reply.opened(fh, 0),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn read(
+        &mut self,
+        _req: &Request<'_>,
+        ino: u64,
+        _fh: u64,
+        offset: i64,
+        size: u32,
+        _flags: i32,
+        _lock_owner: Option<u64>,
+        reply: ReplyData,
+    ) {
+        let ino = self.from_fuse(ino);
+        let offset = u64::try_from(offset).unwrap_or(0);
+        if let Some(OpenFile {
+            data: Some(data), ..
+        }) = self.files.get(&ino)
+        {
+            let start = usize::try_from(offset)
+                .unwrap_or(usize::MAX)
+                .min(data.len());
+            let end = start.saturating_add(size as usize).min(data.len());
+            reply.data(&data[start..end]);
+            return;
+        }
+        let result = self
+            .path(ino)
+            .and_then(|p| self.fs.read_range(&p, offset, size as usize).map_err(fail));
+        match result {
+            Ok(bytes) => reply.data(&bytes),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn write(
+        &mut self,
+        _req: &Request<'_>,
+        ino: u64,
+        fh: u64,
+        offset: i64,
+        data: &[u8],
+        _write_flags: u32,
+        _flags: i32,
+        _lock_owner: Option<u64>,
+        reply: ReplyWrite,
+    ) {
+        let result = (|| {
+            self.writable()?;
+            let ino = self.from_fuse(ino);
+            let append = self.handles.get(&fh).is_some_and(|h| h.append);
+            self.load(ino)?;
+            let file = self.files.get_mut(&ino).ok_or(libc::EBADF)?;
+            let buf = file.data.as_mut().ok_or(libc::EBADF)?;
+            let at = if append {
+                buf.len()
+            } else {
+                usize::try_from(offset).map_err(|_| libc::EINVAL)?
+            };
+            let end = at.checked_add(data.len()).ok_or(libc::EFBIG)?;
+            if buf.len() < end {
+                buf.resize(end, 0);
+            }
+            buf[at..end].copy_from_slice(data);
+            file.dirty = true;
+            Ok(data.len() as u32)
+        })();
+        match result {
+            Ok(n) => reply.written(n),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn flush(
+        &mut self,
+        _req: &Request<'_>,
+        ino: u64,
+        _fh: u64,
+        _lock_owner: u64,
+        reply: ReplyEmpty,
+    ) {
+        match self.commit(self.from_fuse(ino)) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn release(
+        &mut self,
+        _req: &Request<'_>,
+        ino: u64,
+        fh: u64,
+        _flags: i32,
+        _lock_owner: Option<u64>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        let ino = self.from_fuse(ino);
+        let result = self.commit(ino);
+        self.release_handle(ino, fh);
+        match result {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn fsync(
+        &mut self,
+        _req: &Request<'_>,
+        ino: u64,
+        _fh: u64,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        let ino = self.from_fuse(ino);
+        let result = self.commit(ino).and_then(|()| {
+            let path = self.path(ino)?;
+            self.fs.fsync(&path).map_err(fail)
+        });
+        match result {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn opendir(&mut self, _req: &Request<'_>, ino: u64, _flags: i32, reply: ReplyOpen) {
+        match self.list(self.from_fuse(ino)) {
+            Ok(entries) => {
+                let fh = self.next_fh;
+                self.next_fh += 1;
+                self.dirs.insert(fh, entries);
+                reply.opened(fh, 0);
+            }
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readdir(
+        &mut self,
+        _req: &Request<'_>,
+        _ino: u64,
+        fh: u64,
+        offset: i64,
+        mut reply: ReplyDirectory,
+    ) {
+        let Some(entries) = self.dirs.get(&fh) else {
+            reply.error(libc::EBADF);
+            return;
+        };
+        let start = usize::try_from(offset).unwrap_or(0);
+        for (i, (ino, kind, name)) in entries.iter().enumerate().skip(start) {
+            if reply.add(*ino, (i + 1) as i64, *kind, name) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn readdirplus(
+        &mut self,
+        _req: &Request<'_>,
+        _ino: u64,
+        fh: u64,
+        offset: i64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let Some(entries) = self.dirs.get(&fh) else {
+            reply.error(libc::EBADF);
+            return;
+        };
+        let start = usize::try_from(offset).unwrap_or(0);
+        for (i, (ino, _, name)) in entries.iter().enumerate().skip(start) {
+            let Ok(attr) = self.attr_of(self.from_fuse(*ino)) else {
+                continue;
+            };
+            if reply.add(*ino, (i + 1) as i64, name, &self.ttl, &attr, 0) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn releasedir(
+        &mut self,
+        _req: &Request<'_>,
+        _ino: u64,
+        fh: u64,
+        _flags: i32,
+        reply: ReplyEmpty,
+    ) {
+        self.dirs.remove(&fh);
+        reply.ok();
+    }
+
+    fn fsyncdir(
+        &mut self,
+        _req: &Request<'_>,
+        _ino: u64,
+        _fh: u64,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        match self.fs.sync() {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(fail(e)),
+        }
+    }
+
+    fn statfs(&mut self, _req: &Request<'_>, _ino: u64, reply: ReplyStatfs) {
+        match self.fs.statfs() {
+            Ok(s) => {
+                let bsize = u64::from(s.block_size.max(512));
+                reply.statfs(
+                    s.total_bytes / bsize,
+                    s.available_bytes / bsize,
+                    s.available_bytes / bsize,
+                    s.total_inodes,
+                    s.available_inodes,
+                    bsize as u32,
+                    s.max_name_len,
+                    bsize as u32,
+                );
+            }
+            Err(e) => reply.error(fail(e)),
+        }
+    }
+
+    /// Regular files only: FIFOs, sockets and devices are not stored
+    /// (`EPERM`, as for a filesystem without that node type).
+    fn mknod(
+        &mut self,
+        req: &Request<'_>,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        if mode & libc::S_IFMT != libc::S_IFREG {
+            reply.error(libc::EPERM);
+            return;
+        }
+        let result = self
+            .do_create(req, parent, name, mode & !umask, libc::O_EXCL)
+            .map(|(attr, fh)| {
+                self.release_handle(self.from_fuse(attr.ino), fh);
+                attr
+            });
+        match result {
+            Ok(attr) => reply.entry(&self.ttl, &attr, 0),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn create(
+        &mut self,
+        req: &Request<'_>,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        match self.do_create(req, parent, name, mode & !umask, flags) {
+            Ok((attr, fh)) => reply.created(&self.ttl, &attr, 0, fh, 0),
+            Err(e) => reply.error(e),
+        }
+    }
+}
