@@ -35,7 +35,7 @@ use std::ffi::OsStr;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyfs::{FileType, FsError, FsFuse, Metadata, Permissions};
 use fuser::{
@@ -150,13 +150,14 @@ pub fn mount<B: FsFuse + 'static>(
     }
     let fs = AnyFuse {
         fs: backend,
-        root,
+        nodes: Nodes::new(root),
         ttl: options.ttl,
         read_only: options.read_only,
         files: HashMap::new(),
         handles: HashMap::new(),
         dirs: HashMap::new(),
         next_fh: 1,
+        space: None,
     };
     let session = fuser::spawn_mount2(fs, &mountpoint, &opts)?;
     Ok(MountHandle {
@@ -178,6 +179,8 @@ struct OpenFile {
     orphan: Option<Metadata>,
     /// The whole content, loaded on the first write.
     data: Option<Vec<u8>>,
+    /// The length the backend holds (what the buffer grows from).
+    committed_len: u64,
     dirty: bool,
     handles: u32,
 }
@@ -186,18 +189,63 @@ struct Handle {
     append: bool,
 }
 
-/// The FUSE filesystem over a backend. Inode numbers in here are the
-/// backend's; [`AnyFuse::to_fuse`] and [`AnyFuse::from_fuse`] swap the
-/// backend's root with FUSE's 1.
+/// FUSE node ids and the backend inodes they stand for. A node id is never
+/// reused: a backend may give a deleted inode's number to a new node while
+/// the kernel still holds the old one (an open, unlinked file), and the two
+/// must not be confused.
+struct Nodes {
+    /// Node id → backend inode (`None` once that inode was deleted).
+    inode: HashMap<u64, Option<u64>>,
+    /// Backend inode → its current node id.
+    node: HashMap<u64, u64>,
+    next: u64,
+}
+
+impl Nodes {
+    fn new(root: u64) -> Self {
+        Self {
+            inode: HashMap::from([(fuser::FUSE_ROOT_ID, Some(root))]),
+            node: HashMap::from([(root, fuser::FUSE_ROOT_ID)]),
+            next: fuser::FUSE_ROOT_ID + 1,
+        }
+    }
+
+    fn node(&mut self, inode: u64) -> u64 {
+        if let Some(&node) = self.node.get(&inode) {
+            return node;
+        }
+        let node = self.next;
+        self.next += 1;
+        self.node.insert(inode, node);
+        self.inode.insert(node, Some(inode));
+        node
+    }
+
+    fn inode(&self, node: u64) -> Result<u64> {
+        self.inode.get(&node).copied().flatten().ok_or(libc::ENOENT)
+    }
+
+    /// The backend inode is gone: its node id now names nothing new.
+    fn retire(&mut self, inode: u64) {
+        if let Some(node) = self.node.remove(&inode) {
+            self.inode.insert(node, None);
+        }
+    }
+}
+
+/// The FUSE filesystem over a backend. Everything in here is keyed by FUSE
+/// node id; [`Nodes`] maps them to the backend's inodes.
 struct AnyFuse<B> {
     fs: B,
-    root: u64,
+    nodes: Nodes,
     ttl: Duration,
     read_only: bool,
     files: HashMap<u64, OpenFile>,
     handles: HashMap<u64, Handle>,
     dirs: HashMap<u64, Vec<(u64, fuser::FileType, std::ffi::OsString)>>,
     next_fh: u64,
+    /// Free space as `statfs` last said, and when.
+    space: Option<(Instant, u64)>,
 }
 
 type Result<T> = std::result::Result<T, i32>;
@@ -238,44 +286,56 @@ fn time(t: TimeOrNow) -> SystemTime {
 }
 
 impl<B: FsFuse> AnyFuse<B> {
-    fn from_fuse(&self, ino: u64) -> u64 {
-        if ino == fuser::FUSE_ROOT_ID {
-            self.root
-        } else if ino == self.root {
-            fuser::FUSE_ROOT_ID
-        } else {
-            ino
+    /// The backend inode of a node id.
+    fn from_fuse(&self, node: u64) -> Result<u64> {
+        self.nodes.inode(node)
+    }
+
+    /// The node id of a backend inode.
+    fn to_fuse(&mut self, inode: u64) -> u64 {
+        self.nodes.node(inode)
+    }
+
+    /// The node id of the open file at `path`, if one is open.
+    fn open_node(&self, path: &Path) -> Option<u64> {
+        let inode = self.fs.path_to_inode(path).ok()?;
+        let node = *self.nodes.node.get(&inode)?;
+        self.files.contains_key(&node).then_some(node)
+    }
+
+    /// After something was removed: if the backend inode is gone, its node
+    /// id must not stand for a new node that gets the same number.
+    fn removed(&mut self, inode: Option<u64>) {
+        if let Some(inode) = inode
+            && self.fs.metadata_by_inode(inode).is_err()
+        {
+            self.nodes.retire(inode);
         }
     }
 
-    fn to_fuse(&self, ino: u64) -> u64 {
-        // The swap is its own inverse.
-        self.from_fuse(ino)
-    }
-
-    fn path(&self, ino: u64) -> Result<PathBuf> {
+    fn path(&self, node: u64) -> Result<PathBuf> {
         if let Some(OpenFile {
             path: Some(path), ..
-        }) = self.files.get(&ino)
+        }) = self.files.get(&node)
         {
             return Ok(path.clone());
         }
-        self.fs.inode_to_path(ino).map_err(fail)
+        self.fs.inode_to_path(self.from_fuse(node)?).map_err(fail)
     }
 
     fn child(&self, parent: u64, name: &OsStr) -> Result<PathBuf> {
-        join(&self.path(self.from_fuse(parent))?, name)
+        join(&self.path(parent)?, name)
     }
 
-    fn attr(&self, ino: u64, meta: &Metadata) -> FileAttr {
-        let size = match self.files.get(&ino) {
+    fn attr(&self, node: u64, meta: &Metadata) -> FileAttr {
+        let size = match self.files.get(&node) {
             Some(OpenFile {
                 data: Some(data), ..
             }) => data.len() as u64,
             _ => meta.len,
         };
         FileAttr {
-            ino: self.to_fuse(ino),
+            ino: node,
             size,
             blocks: size.div_ceil(512),
             atime: meta.accessed,
@@ -293,15 +353,18 @@ impl<B: FsFuse> AnyFuse<B> {
         }
     }
 
-    fn attr_of(&self, ino: u64) -> Result<FileAttr> {
+    fn attr_of(&self, node: u64) -> Result<FileAttr> {
         if let Some(OpenFile {
             orphan: Some(meta), ..
-        }) = self.files.get(&ino)
+        }) = self.files.get(&node)
         {
-            return Ok(self.attr(ino, meta));
+            return Ok(self.attr(node, meta));
         }
-        let meta = self.fs.metadata_by_inode(ino).map_err(fail)?;
-        Ok(self.attr(ino, &meta))
+        let meta = self
+            .fs
+            .metadata_by_inode(self.from_fuse(node)?)
+            .map_err(fail)?;
+        Ok(self.attr(node, &meta))
     }
 
     /// Gives a new node at `path` to the caller, as POSIX does: its user,
@@ -309,7 +372,7 @@ impl<B: FsFuse> AnyFuse<B> {
     fn give_to_caller(&self, req: &Request<'_>, parent: u64, path: &Path) -> Result<()> {
         let parent = self
             .fs
-            .metadata_by_inode(self.from_fuse(parent))
+            .metadata_by_inode(self.from_fuse(parent)?)
             .map_err(fail)?;
         let gid = if parent.permissions.mode() & libc::S_ISGID != 0 {
             parent.gid
@@ -332,10 +395,11 @@ impl<B: FsFuse> AnyFuse<B> {
     }
 
     /// The attributes of the node at `path` (not following a last symlink).
-    fn attr_at(&self, path: &Path) -> Result<FileAttr> {
-        let ino = self.fs.path_to_inode(path).map_err(fail)?;
+    fn attr_at(&mut self, path: &Path) -> Result<FileAttr> {
+        let inode = self.fs.path_to_inode(path).map_err(fail)?;
         let meta = self.fs.symlink_metadata(path).map_err(fail)?;
-        Ok(self.attr(ino, &meta))
+        let node = self.to_fuse(inode);
+        Ok(self.attr(node, &meta))
     }
 
     fn writable(&self) -> Result<()> {
@@ -355,6 +419,7 @@ impl<B: FsFuse> AnyFuse<B> {
         let path = self.path(ino)?;
         let data = self.fs.read(&path).map_err(fail)?;
         if let Some(file) = self.files.get_mut(&ino) {
+            file.committed_len = data.len() as u64;
             file.data = Some(data);
         }
         Ok(())
@@ -374,6 +439,7 @@ impl<B: FsFuse> AnyFuse<B> {
             return Ok(());
         };
         self.fs.write(path, data).map_err(fail)?;
+        file.committed_len = data.len() as u64;
         file.dirty = false;
         Ok(())
     }
@@ -388,11 +454,35 @@ impl<B: FsFuse> AnyFuse<B> {
                 path: Some(path),
                 orphan: None,
                 data: None,
+                committed_len: 0,
                 dirty: false,
                 handles: 0,
             })
             .handles += 1;
         fh
+    }
+
+    /// Whether a file may grow by `growth` bytes past what the backend
+    /// holds: buffered writes are committed at close, which programs rarely
+    /// check, so a full quota or disk is reported at `write` (`ENOSPC`)
+    /// from what `statfs` says (looked up at most every 100 ms, and again
+    /// before refusing).
+    fn has_room(&mut self, growth: u64) -> bool {
+        let fresh = |fs: &B| fs.statfs().map(|s| s.available_bytes).unwrap_or(u64::MAX);
+        let available = match self.space {
+            Some((at, bytes)) if at.elapsed() < Duration::from_millis(100) => bytes,
+            _ => {
+                let bytes = fresh(&self.fs);
+                self.space = Some((Instant::now(), bytes));
+                bytes
+            }
+        };
+        if growth <= available {
+            return true;
+        }
+        let bytes = fresh(&self.fs);
+        self.space = Some((Instant::now(), bytes));
+        growth <= bytes
     }
 
     /// Forgets a handle; the file's buffer goes with its last handle.
@@ -409,10 +499,7 @@ impl<B: FsFuse> AnyFuse<B> {
     /// Before a name goes away: if it names an open file, keep its content
     /// in memory so that open handles still read and write it.
     fn detach(&mut self, path: &Path) {
-        let Ok(ino) = self.fs.path_to_inode(path) else {
-            return;
-        };
-        if self.files.contains_key(&ino) {
+        if let Some(ino) = self.open_node(path) {
             let _ = self.load(ino);
             if let Some(file) = self.files.get_mut(&ino) {
                 match self.fs.symlink_metadata(path) {
@@ -520,28 +607,27 @@ impl<B: FsFuse> AnyFuse<B> {
             Err(e) => return Err(fail(e)),
         }
         let attr = self.attr_at(&path)?;
-        let ino = self.from_fuse(attr.ino);
-        let fh = self.new_handle(ino, path, flags & libc::O_APPEND != 0);
+        let fh = self.new_handle(attr.ino, path, flags & libc::O_APPEND != 0);
         Ok((attr, fh))
     }
 
-    fn list(&self, ino: u64) -> Result<Vec<(u64, fuser::FileType, std::ffi::OsString)>> {
-        let path = self.path(ino)?;
+    fn list(&mut self, node: u64) -> Result<Vec<(u64, fuser::FileType, std::ffi::OsString)>> {
+        let path = self.path(node)?;
         let parent = match anyfs::path::split_parent(&path) {
-            Some((parent, _)) => self.fs.path_to_inode(&parent).map_err(fail)?,
-            None => ino,
+            Some((parent, _)) => {
+                let inode = self.fs.path_to_inode(&parent).map_err(fail)?;
+                self.to_fuse(inode)
+            }
+            None => node,
         };
         let mut out = vec![
-            (self.to_fuse(ino), fuser::FileType::Directory, ".".into()),
-            (
-                self.to_fuse(parent),
-                fuser::FileType::Directory,
-                "..".into(),
-            ),
+            (node, fuser::FileType::Directory, ".".into()),
+            (parent, fuser::FileType::Directory, "..".into()),
         ];
         for entry in self.fs.read_dir(&path).map_err(fail)? {
             let entry = entry.map_err(fail)?;
-            out.push((self.to_fuse(entry.inode), kind(entry.file_type), entry.name));
+            let child = self.to_fuse(entry.inode);
+            out.push((child, kind(entry.file_type), entry.name));
         }
         Ok(out)
     }
@@ -578,8 +664,12 @@ impl<B: FsFuse> Filesystem for AnyFuse<B> {
     fn lookup(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEntry) {
         let result = (|| {
             check_name(name)?;
-            let ino = self.fs.lookup(self.from_fuse(parent), name).map_err(fail)?;
-            self.attr_of(ino)
+            let inode = self
+                .fs
+                .lookup(self.from_fuse(parent)?, name)
+                .map_err(fail)?;
+            let node = self.to_fuse(inode);
+            self.attr_of(node)
         })();
         match result {
             Ok(attr) => reply.entry(&self.ttl, &attr, 0),
@@ -588,7 +678,7 @@ impl<B: FsFuse> Filesystem for AnyFuse<B> {
     }
 
     fn getattr(&mut self, _req: &Request<'_>, ino: u64, _fh: Option<u64>, reply: ReplyAttr) {
-        match self.attr_of(self.from_fuse(ino)) {
+        match self.attr_of(ino) {
             Ok(attr) => reply.attr(&self.ttl, &attr),
             Err(e) => reply.error(e),
         }
@@ -612,7 +702,6 @@ impl<B: FsFuse> Filesystem for AnyFuse<B> {
         _flags: Option<u32>,
         reply: ReplyAttr,
     ) {
-        let ino = self.from_fuse(ino);
         match self.do_setattr(ino, mode, uid, gid, size, atime, mtime) {
             Ok(attr) => reply.attr(&self.ttl, &attr),
             Err(e) => reply.error(e),
@@ -621,7 +710,7 @@ impl<B: FsFuse> Filesystem for AnyFuse<B> {
 
     fn readlink(&mut self, _req: &Request<'_>, ino: u64, reply: ReplyData) {
         let result = self
-            .path(self.from_fuse(ino))
+            .path(ino)
             .and_then(|p| self.fs.read_link(&p).map_err(fail));
         match result {
             Ok(target) => reply.data(target.as_os_str().as_bytes()),
@@ -662,7 +751,10 @@ impl<B: FsFuse> Filesystem for AnyFuse<B> {
             self.writable()?;
             let path = self.child(parent, name)?;
             self.detach(&path);
-            self.fs.remove_file(&path).map_err(fail)
+            let inode = self.fs.path_to_inode(&path).ok();
+            self.fs.remove_file(&path).map_err(fail)?;
+            self.removed(inode);
+            Ok(())
         })();
         match result {
             Ok(()) => reply.ok(),
@@ -674,7 +766,10 @@ impl<B: FsFuse> Filesystem for AnyFuse<B> {
         let result = (|| {
             self.writable()?;
             let path = self.child(parent, name)?;
-            self.fs.remove_dir(&path).map_err(fail)
+            let inode = self.fs.path_to_inode(&path).ok();
+            self.fs.remove_dir(&path).map_err(fail)?;
+            self.removed(inode);
+            Ok(())
         })();
         match result {
             Ok(()) => reply.ok(),
@@ -725,14 +820,20 @@ impl<B: FsFuse> Filesystem for AnyFuse<B> {
                 return Err(libc::EEXIST);
             }
             // Commit buffered content first: it is written under its path.
-            if let Ok(ino) = self.fs.path_to_inode(&from) {
-                self.commit(ino)?;
+            if let Some(node) = self.open_node(&from) {
+                self.commit(node)?;
             }
-            if from != to {
+            let replaced = if from != to {
                 self.detach(&to);
-            }
+                self.fs.path_to_inode(&to).ok()
+            } else {
+                None
+            };
             self.fs.rename(&from, &to).map_err(fail)?;
             self.moved(&from, &to);
+            if replaced != self.fs.path_to_inode(&to).ok() {
+                self.removed(replaced);
+            }
             Ok(())
         })();
         match result {
@@ -751,7 +852,6 @@ impl<B: FsFuse> Filesystem for AnyFuse<B> {
     ) {
         let result = (|| {
             self.writable()?;
-            let ino = self.from_fuse(ino);
             self.commit(ino)?;
             let original = self.path(ino)?;
             let path = self.child(newparent, newname)?;
@@ -766,14 +866,12 @@ impl<B: FsFuse> Filesystem for AnyFuse<B> {
 
     fn open(&mut self, _req: &Request<'_>, ino: u64, flags: i32, reply: ReplyOpen) {
         let result = (|| {
-            let ino = self.from_fuse(ino);
             let access = flags & libc::O_ACCMODE;
             if access != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {
                 self.writable()?;
             }
             let path = self.path(ino)?;
-            let meta = self.fs.metadata_by_inode(ino).map_err(fail)?;
-            if meta.is_dir() {
+            if self.attr_of(ino)?.kind == fuser::FileType::Directory {
                 return Err(libc::EISDIR);
             }
             Ok(self.new_handle(ino, path, flags & libc::O_APPEND != 0))
@@ -795,7 +893,6 @@ impl<B: FsFuse> Filesystem for AnyFuse<B> {
         _lock_owner: Option<u64>,
         reply: ReplyData,
     ) {
-        let ino = self.from_fuse(ino);
         let offset = u64::try_from(offset).unwrap_or(0);
         if let Some(OpenFile {
             data: Some(data), ..
@@ -831,7 +928,6 @@ impl<B: FsFuse> Filesystem for AnyFuse<B> {
     ) {
         let result = (|| {
             self.writable()?;
-            let ino = self.from_fuse(ino);
             let append = self.handles.get(&fh).is_some_and(|h| h.append);
             self.load(ino)?;
             let file = self.files.get_mut(&ino).ok_or(libc::EBADF)?;
@@ -842,6 +938,12 @@ impl<B: FsFuse> Filesystem for AnyFuse<B> {
                 usize::try_from(offset).map_err(|_| libc::EINVAL)?
             };
             let end = at.checked_add(data.len()).ok_or(libc::EFBIG)?;
+            let growth = (end as u64).saturating_sub(file.committed_len);
+            if growth > 0 && end > buf.len() && !self.has_room(growth) {
+                return Err(libc::ENOSPC);
+            }
+            let file = self.files.get_mut(&ino).ok_or(libc::EBADF)?;
+            let buf = file.data.as_mut().ok_or(libc::EBADF)?;
             if buf.len() < end {
                 buf.resize(end, 0);
             }
@@ -863,7 +965,7 @@ impl<B: FsFuse> Filesystem for AnyFuse<B> {
         _lock_owner: u64,
         reply: ReplyEmpty,
     ) {
-        match self.commit(self.from_fuse(ino)) {
+        match self.commit(ino) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
         }
@@ -879,7 +981,6 @@ impl<B: FsFuse> Filesystem for AnyFuse<B> {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        let ino = self.from_fuse(ino);
         let result = self.commit(ino);
         self.release_handle(ino, fh);
         match result {
@@ -896,7 +997,6 @@ impl<B: FsFuse> Filesystem for AnyFuse<B> {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        let ino = self.from_fuse(ino);
         let result = self.commit(ino).and_then(|()| {
             let path = self.path(ino)?;
             self.fs.fsync(&path).map_err(fail)
@@ -908,7 +1008,7 @@ impl<B: FsFuse> Filesystem for AnyFuse<B> {
     }
 
     fn opendir(&mut self, _req: &Request<'_>, ino: u64, _flags: i32, reply: ReplyOpen) {
-        match self.list(self.from_fuse(ino)) {
+        match self.list(ino) {
             Ok(entries) => {
                 let fh = self.next_fh;
                 self.next_fh += 1;
@@ -954,7 +1054,7 @@ impl<B: FsFuse> Filesystem for AnyFuse<B> {
         };
         let start = usize::try_from(offset).unwrap_or(0);
         for (i, (ino, _, name)) in entries.iter().enumerate().skip(start) {
-            let Ok(attr) = self.attr_of(self.from_fuse(*ino)) else {
+            let Ok(attr) = self.attr_of(*ino) else {
                 continue;
             };
             if reply.add(*ino, (i + 1) as i64, name, &self.ttl, &attr, 0) {
@@ -1028,7 +1128,7 @@ impl<B: FsFuse> Filesystem for AnyFuse<B> {
         let result = self
             .do_create(req, parent, name, mode & !umask, libc::O_EXCL)
             .map(|(attr, fh)| {
-                self.release_handle(self.from_fuse(attr.ino), fh);
+                self.release_handle(attr.ino, fh);
                 attr
             });
         match result {
