@@ -189,6 +189,16 @@ struct Handle {
     append: bool,
 }
 
+/// What a `setattr` asks to change.
+struct Changes {
+    mode: Option<u32>,
+    uid: Option<u32>,
+    gid: Option<u32>,
+    size: Option<u64>,
+    atime: Option<TimeOrNow>,
+    mtime: Option<TimeOrNow>,
+}
+
 /// FUSE node ids and the backend inodes they stand for. A node id is never
 /// reused: a backend may give a deleted inode's number to a new node while
 /// the kernel still holds the old one (an open, unlinked file), and the two
@@ -287,12 +297,12 @@ fn time(t: TimeOrNow) -> SystemTime {
 
 impl<B: FsFuse> AnyFuse<B> {
     /// The backend inode of a node id.
-    fn from_fuse(&self, node: u64) -> Result<u64> {
+    fn inode_of(&self, node: u64) -> Result<u64> {
         self.nodes.inode(node)
     }
 
     /// The node id of a backend inode.
-    fn to_fuse(&mut self, inode: u64) -> u64 {
+    fn node_of(&mut self, inode: u64) -> u64 {
         self.nodes.node(inode)
     }
 
@@ -320,7 +330,7 @@ impl<B: FsFuse> AnyFuse<B> {
         {
             return Ok(path.clone());
         }
-        self.fs.inode_to_path(self.from_fuse(node)?).map_err(fail)
+        self.fs.inode_to_path(self.inode_of(node)?).map_err(fail)
     }
 
     fn child(&self, parent: u64, name: &OsStr) -> Result<PathBuf> {
@@ -362,7 +372,7 @@ impl<B: FsFuse> AnyFuse<B> {
         }
         let meta = self
             .fs
-            .metadata_by_inode(self.from_fuse(node)?)
+            .metadata_by_inode(self.inode_of(node)?)
             .map_err(fail)?;
         Ok(self.attr(node, &meta))
     }
@@ -372,7 +382,7 @@ impl<B: FsFuse> AnyFuse<B> {
     fn give_to_caller(&self, req: &Request<'_>, parent: u64, path: &Path) -> Result<()> {
         let parent = self
             .fs
-            .metadata_by_inode(self.from_fuse(parent)?)
+            .metadata_by_inode(self.inode_of(parent)?)
             .map_err(fail)?;
         let gid = if parent.permissions.mode() & libc::S_ISGID != 0 {
             parent.gid
@@ -398,7 +408,7 @@ impl<B: FsFuse> AnyFuse<B> {
     fn attr_at(&mut self, path: &Path) -> Result<FileAttr> {
         let inode = self.fs.path_to_inode(path).map_err(fail)?;
         let meta = self.fs.symlink_metadata(path).map_err(fail)?;
-        let node = self.to_fuse(inode);
+        let node = self.node_of(inode);
         Ok(self.attr(node, &meta))
     }
 
@@ -531,16 +541,15 @@ impl<B: FsFuse> AnyFuse<B> {
         }
     }
 
-    fn do_setattr(
-        &mut self,
-        ino: u64,
-        mode: Option<u32>,
-        uid: Option<u32>,
-        gid: Option<u32>,
-        size: Option<u64>,
-        atime: Option<TimeOrNow>,
-        mtime: Option<TimeOrNow>,
-    ) -> Result<FileAttr> {
+    fn do_setattr(&mut self, ino: u64, changes: Changes) -> Result<FileAttr> {
+        let Changes {
+            mode,
+            uid,
+            gid,
+            size,
+            atime,
+            mtime,
+        } = changes;
         let path = self.path(ino)?;
         if mode.is_some() || uid.is_some() || gid.is_some() || size.is_some() {
             self.writable()?;
@@ -616,7 +625,7 @@ impl<B: FsFuse> AnyFuse<B> {
         let parent = match anyfs::path::split_parent(&path) {
             Some((parent, _)) => {
                 let inode = self.fs.path_to_inode(&parent).map_err(fail)?;
-                self.to_fuse(inode)
+                self.node_of(inode)
             }
             None => node,
         };
@@ -626,7 +635,7 @@ impl<B: FsFuse> AnyFuse<B> {
         ];
         for entry in self.fs.read_dir(&path).map_err(fail)? {
             let entry = entry.map_err(fail)?;
-            let child = self.to_fuse(entry.inode);
+            let child = self.node_of(entry.inode);
             out.push((child, kind(entry.file_type), entry.name));
         }
         Ok(out)
@@ -664,11 +673,8 @@ impl<B: FsFuse> Filesystem for AnyFuse<B> {
     fn lookup(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEntry) {
         let result = (|| {
             check_name(name)?;
-            let inode = self
-                .fs
-                .lookup(self.from_fuse(parent)?, name)
-                .map_err(fail)?;
-            let node = self.to_fuse(inode);
+            let inode = self.fs.lookup(self.inode_of(parent)?, name).map_err(fail)?;
+            let node = self.node_of(inode);
             self.attr_of(node)
         })();
         match result {
@@ -702,7 +708,15 @@ impl<B: FsFuse> Filesystem for AnyFuse<B> {
         _flags: Option<u32>,
         reply: ReplyAttr,
     ) {
-        match self.do_setattr(ino, mode, uid, gid, size, atime, mtime) {
+        let changes = Changes {
+            mode,
+            uid,
+            gid,
+            size,
+            atime,
+            mtime,
+        };
+        match self.do_setattr(ino, changes) {
             Ok(attr) => reply.attr(&self.ttl, &attr),
             Err(e) => reply.error(e),
         }

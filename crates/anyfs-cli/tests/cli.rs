@@ -1,0 +1,190 @@
+//! The `anyfs` command: `run` and `mount` against real mounts (skipped
+//! without FUSE unless `ANYFS_REQUIRE_FUSE=1`).
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn anyfs() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_anyfs"))
+}
+
+fn fuse_usable(test: &str) -> bool {
+    let ok = Path::new("/dev/fuse").exists()
+        && anyfs()
+            .args(["run", "--memory", "--", "true"])
+            .status()
+            .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var("ANYFS_REQUIRE_FUSE").as_deref() != Ok("1"),
+            "{test}: FUSE is required here but `anyfs run` cannot mount"
+        );
+        eprintln!("{test}: skipped, FUSE mounts are not possible here");
+    }
+    ok
+}
+
+#[test]
+fn run_gives_back_the_exit_status_and_keeps_the_workspace() {
+    if !fuse_usable("run_gives_back_the_exit_status_and_keeps_the_workspace") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("work.db");
+    let status = anyfs()
+        .arg("run")
+        .arg(&db)
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "mkdir -p src && echo kept > src/f && exit 3",
+        ])
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(3));
+    let out = anyfs()
+        .arg("run")
+        .arg(&db)
+        .args(["--", "cat", "src/f"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "kept\n");
+}
+
+#[test]
+fn run_applies_read_only_quota_and_deny() {
+    if !fuse_usable("run_applies_read_only_quota_and_deny") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("work.db");
+    let sh = |args: &[&str], script: &str| {
+        anyfs()
+            .arg("run")
+            .arg(&db)
+            .args(args)
+            .args(["--", "sh", "-c", script])
+            .output()
+            .unwrap()
+    };
+    assert!(
+        sh(&[], "echo x > f && mkdir secrets && echo s > secrets/key")
+            .status
+            .success()
+    );
+    let ro = sh(&["--read-only"], "cat f && echo y > g");
+    assert!(!ro.status.success());
+    assert!(
+        String::from_utf8_lossy(&ro.stderr).contains("Read-only"),
+        "{ro:?}"
+    );
+    let denied = sh(&["--deny", "/secrets/**"], "cat f && cat secrets/key");
+    assert!(!denied.status.success());
+    assert!(
+        String::from_utf8_lossy(&denied.stderr).contains("ermission denied"),
+        "{denied:?}"
+    );
+    let quota = sh(&["--quota", "1000"], "head -c 5000 /dev/zero > big");
+    assert!(!quota.status.success());
+    assert!(
+        String::from_utf8_lossy(&quota.stderr).contains("space"),
+        "{quota:?}"
+    );
+}
+
+#[test]
+fn run_opens_an_encrypted_workspace_with_its_password() {
+    if !fuse_usable("run_opens_an_encrypted_workspace_with_its_password") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("secret.db");
+    let run = |password: &str, script: &str| {
+        anyfs()
+            .arg("run")
+            .arg(&db)
+            .args(["--password-env", "WS_PASSWORD", "--", "sh", "-c", script])
+            .env("WS_PASSWORD", password)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    assert!(run("right", "echo classified > doc").status.success());
+    let bytes = std::fs::read(&db).unwrap();
+    assert!(!bytes.windows(10).any(|w| w == b"classified"));
+    let wrong = run("wrong", "cat doc");
+    assert!(!wrong.status.success());
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr).contains("wrong password"),
+        "{wrong:?}"
+    );
+    let right = run("right", "cat doc");
+    assert_eq!(String::from_utf8_lossy(&right.stdout), "classified\n");
+}
+
+#[test]
+fn mount_serves_until_sigterm_then_flushes_and_unmounts() {
+    if !fuse_usable("mount_serves_until_sigterm_then_flushes_and_unmounts") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("work.db");
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let mut child = anyfs()
+        .arg("mount")
+        .arg(&db)
+        .arg(&mnt)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mounted = |mnt: &Path| {
+        std::fs::read_to_string("/proc/mounts")
+            .unwrap()
+            .contains(mnt.to_str().unwrap())
+    };
+    let start = Instant::now();
+    while !mounted(&mnt) {
+        assert!(start.elapsed() < Duration::from_secs(10), "never mounted");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::fs::write(mnt.join("note.txt"), "survives the unmount").unwrap();
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(!mounted(&mnt));
+    let out = anyfs()
+        .arg("run")
+        .arg(&db)
+        .args(["--", "cat", "note.txt"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "survives the unmount");
+}
+
+#[test]
+fn bad_usage_is_explained() {
+    let out = anyfs()
+        .args(["mount", "--memory", "a", "b"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only the mount point"));
+    let out = anyfs().args(["run", "--", "true"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = anyfs()
+        .args(["mount", "/nonexistent/work.db", "/nonexistent/mnt"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stderr).is_empty());
+}
