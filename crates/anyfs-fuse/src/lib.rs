@@ -13,7 +13,8 @@
 //!
 //! # How it maps
 //!
-//! - Inodes are the backend's own ([`FsInode`]); the backend's root is
+//! - Inodes are the backend's own ([`anyfs::FsInode`]), behind node ids of the
+//!   mount's own that are never reused; the backend's root is
 //!   FUSE's inode 1.
 //! - Writes are buffered per open file and committed to the backend in one
 //!   write on `flush` (each `close`), `fsync` and `release`, never one backend
