@@ -159,6 +159,7 @@ pub fn mount<B: FsFuse + 'static>(
         dirs: HashMap::new(),
         next_fh: 1,
         space: None,
+        seen: HashMap::new(),
     };
     let session = fuser::spawn_mount2(fs, &mountpoint, &opts)?;
     Ok(MountHandle {
@@ -257,6 +258,10 @@ struct AnyFuse<B> {
     next_fh: u64,
     /// Free space as `statfs` last said, and when.
     space: Option<(Instant, u64)>,
+    /// Modification time and size of each file when it was last opened or
+    /// written through the mount: unchanged at the next open, the kernel
+    /// keeps its cached pages (close-to-open consistency).
+    seen: HashMap<u64, (SystemTime, u64)>,
 }
 
 type Result<T> = std::result::Result<T, i32>;
@@ -452,6 +457,10 @@ impl<B: FsFuse> AnyFuse<B> {
         self.fs.write(path, data).map_err(fail)?;
         file.committed_len = data.len() as u64;
         file.dirty = false;
+        // The kernel's pages hold what was just written: still valid.
+        if let Ok(attr) = self.attr_of(ino) {
+            self.seen.insert(ino, (attr.mtime, attr.size));
+        }
         Ok(())
     }
 
@@ -555,6 +564,12 @@ impl<B: FsFuse> AnyFuse<B> {
         if mode.is_some() || uid.is_some() || gid.is_some() || size.is_some() {
             self.writable()?;
         }
+        // Tools set what is already so (tar's fchown to the owner a file
+        // already has): skip those, each is a backend transaction.
+        let now = self.attr_of(ino)?;
+        let mode = mode.filter(|m| m & 0o7777 != u32::from(now.perm));
+        let uid = uid.filter(|&u| u != now.uid);
+        let gid = gid.filter(|&g| g != now.gid);
         if let Some(size) = size {
             match self.files.get_mut(&ino) {
                 Some(OpenFile {
@@ -886,13 +901,24 @@ impl<B: FsFuse> Filesystem for AnyFuse<B> {
                 self.writable()?;
             }
             let path = self.path(ino)?;
-            if self.attr_of(ino)?.kind == fuser::FileType::Directory {
+            let attr = self.attr_of(ino)?;
+            if attr.kind == fuser::FileType::Directory {
                 return Err(libc::EISDIR);
             }
-            Ok(self.new_handle(ino, path, flags & libc::O_APPEND != 0))
+            let version = (attr.mtime, attr.size);
+            let keep = self.seen.insert(ino, version) == Some(version);
+            let fh = self.new_handle(ino, path, flags & libc::O_APPEND != 0);
+            Ok((
+                fh,
+                if keep {
+                    fuser::consts::FOPEN_KEEP_CACHE
+                } else {
+                    0
+                },
+            ))
         })();
         match result {
-            Ok(fh) => reply.opened(fh, 0),
+            Ok((fh, open_flags)) => reply.opened(fh, open_flags),
             Err(e) => reply.error(e),
         }
     }
