@@ -1,0 +1,76 @@
+//! `anyfs serve`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyfs::crypto::Key;
+use base64::Engine;
+
+/// Master keys from `ANYFS_MASTER_KEY`: comma-separated, each 32 bytes in
+/// hex or base64; the first encrypts, all decrypt.
+fn master_keys() -> Result<Vec<Key>, String> {
+    let Ok(value) = std::env::var("ANYFS_MASTER_KEY") else {
+        return Ok(Vec::new());
+    };
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            let bytes = if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+                (0..32)
+                    .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16))
+                    .collect::<Result<Vec<u8>, _>>()
+                    .map_err(|_| "ANYFS_MASTER_KEY: bad hex".to_string())?
+            } else {
+                base64::engine::general_purpose::STANDARD
+                    .decode(s)
+                    .map_err(|_| {
+                        "ANYFS_MASTER_KEY: each key is 32 bytes in hex or base64".to_string()
+                    })?
+            };
+            let bytes: [u8; 32] = bytes
+                .try_into()
+                .map_err(|_| "ANYFS_MASTER_KEY: each key is 32 bytes".to_string())?;
+            Ok(Key::from_bytes(bytes))
+        })
+        .collect()
+}
+
+pub(crate) fn run(
+    data_dir: PathBuf,
+    listen: SocketAddr,
+    signups_per_hour: u32,
+    quota: u64,
+) -> Result<(), String> {
+    let mut config = anyfs_server::Config::new(&data_dir);
+    config.master_keys = master_keys()?;
+    config.admin_secret = std::env::var("ANYFS_ADMIN_SECRET")
+        .ok()
+        .filter(|s| !s.is_empty());
+    config.signups_per_hour = signups_per_hour;
+    config.default_quota = quota;
+    let opened = anyfs_server::Service::open(config)?;
+    if let Some(secret) = &opened.new_admin_secret {
+        eprintln!(
+            "anyfs: the admin secret (shown once, keep it): {}",
+            secret.as_str()
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| format!("{listen}: {e}"))?;
+        eprintln!(
+            "anyfs: serving {} on http://{listen} — Ctrl-C or SIGTERM to stop",
+            data_dir.display()
+        );
+        anyfs_server::serve_on(opened.service, listener)
+            .await
+            .map_err(|e| format!("server: {e}"))
+    })
+}

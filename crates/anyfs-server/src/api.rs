@@ -1,0 +1,1009 @@
+//! The HTTP API.
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyfs::{FileStorage, FsError, FsErrorKind};
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Path as UrlPath, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::Service;
+use crate::redact::{merge_patch, redact};
+use crate::registry::{Account, AgentRow, now};
+use crate::secrets::{self, Kind};
+use crate::workspace::{AgentPolicy, Stack};
+
+type Shared = Arc<Service>;
+
+/// An error as the API reports it: `{"error": {"kind", "message", "path"}}`.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    kind: &'static str,
+    message: String,
+    path: Option<String>,
+    retry_after: Option<u64>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            kind,
+            message: message.into(),
+            path: None,
+            retry_after: None,
+        }
+    }
+    fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "NotFound", "no such resource")
+    }
+    fn unauthorized() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            "a valid bearer secret is required",
+        )
+    }
+    fn forbidden(message: &str) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "Forbidden", message)
+    }
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "BadRequest", message)
+    }
+    fn internal(message: impl std::fmt::Display) -> Self {
+        tracing::error!(%message, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal",
+            "internal error",
+        )
+    }
+}
+
+impl From<FsError> for ApiError {
+    fn from(e: FsError) -> Self {
+        let (status, kind) = match e.kind() {
+            FsErrorKind::NotFound => (StatusCode::NOT_FOUND, "NotFound"),
+            FsErrorKind::AccessDenied => (StatusCode::FORBIDDEN, "AccessDenied"),
+            FsErrorKind::PermissionDenied => (StatusCode::FORBIDDEN, "PermissionDenied"),
+            FsErrorKind::ReadOnly => (StatusCode::FORBIDDEN, "ReadOnly"),
+            FsErrorKind::AlreadyExists => (StatusCode::CONFLICT, "AlreadyExists"),
+            FsErrorKind::DirectoryNotEmpty => (StatusCode::CONFLICT, "DirectoryNotEmpty"),
+            FsErrorKind::NotADirectory => (StatusCode::CONFLICT, "NotADirectory"),
+            FsErrorKind::IsADirectory => (StatusCode::CONFLICT, "IsADirectory"),
+            FsErrorKind::Conflict => (StatusCode::CONFLICT, "Conflict"),
+            FsErrorKind::QuotaExceeded => (StatusCode::INSUFFICIENT_STORAGE, "QuotaExceeded"),
+            FsErrorKind::FileSizeExceeded => (StatusCode::PAYLOAD_TOO_LARGE, "FileSizeExceeded"),
+            FsErrorKind::RateLimitExceeded => (StatusCode::TOO_MANY_REQUESTS, "RateLimitExceeded"),
+            FsErrorKind::InvalidPath => (StatusCode::BAD_REQUEST, "InvalidPath"),
+            FsErrorKind::TooManySymlinks => (StatusCode::BAD_REQUEST, "TooManySymlinks"),
+            FsErrorKind::IntegrityError => (StatusCode::INTERNAL_SERVER_ERROR, "IntegrityError"),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "Backend"),
+        };
+        let retry_after = match &e {
+            FsError::RateLimitExceeded { retry_after, .. } => Some(retry_after.as_secs().max(1)),
+            _ => None,
+        };
+        Self {
+            status,
+            kind,
+            message: e.to_string(),
+            path: Some(e.path().display().to_string()),
+            retry_after,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body =
+            json!({"error": {"kind": self.kind, "message": self.message, "path": self.path}});
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// Who is calling, from the bearer secret alone.
+enum Caller {
+    Account(Account),
+    Agent {
+        account: Account,
+        agent: AgentRow,
+        policy: AgentPolicy,
+    },
+    Admin,
+}
+
+impl Caller {
+    fn account(&self) -> Option<&Account> {
+        match self {
+            Caller::Account(a) | Caller::Agent { account: a, .. } => Some(a),
+            Caller::Admin => None,
+        }
+    }
+    fn actor(&self) -> String {
+        match self {
+            Caller::Account(_) => "account".into(),
+            Caller::Agent { agent, .. } => format!("agent:{}", agent.id),
+            Caller::Admin => "admin".into(),
+        }
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+fn authenticate(service: &Service, headers: &HeaderMap) -> ApiResult<Caller> {
+    let refuse = |reason: &str| {
+        let _ = service
+            .registry
+            .audit(None, "unknown", "authenticate", None, reason);
+        ApiError::unauthorized()
+    };
+    let Some(secret) = bearer(headers) else {
+        return Err(refuse("no secret"));
+    };
+    let digest = secrets::digest(secret);
+    match Kind::of(secret) {
+        Some(Kind::Admin) if secrets::matches(secret, &service.admin_digest) => Ok(Caller::Admin),
+        Some(Kind::Account) => {
+            let (account, stored) = service
+                .registry
+                .account_by_digest(&digest)
+                .map_err(ApiError::internal)?
+                .ok_or_else(|| refuse("unknown account secret"))?;
+            if !secrets::matches(secret, &stored) {
+                return Err(refuse("unknown account secret"));
+            }
+            if account.suspended {
+                let _ = service.registry.audit(
+                    Some(&account.id),
+                    "account",
+                    "authenticate",
+                    None,
+                    "suspended",
+                );
+                return Err(ApiError::forbidden("the account is suspended"));
+            }
+            Ok(Caller::Account(account))
+        }
+        Some(Kind::Agent) => {
+            let (agent, stored) = service
+                .registry
+                .agent_by_digest(&digest)
+                .map_err(ApiError::internal)?
+                .ok_or_else(|| refuse("unknown agent token"))?;
+            if !secrets::matches(secret, &stored) {
+                return Err(refuse("unknown agent token"));
+            }
+            let account = service
+                .registry
+                .account(&agent.account_id)
+                .map_err(ApiError::internal)?
+                .ok_or_else(|| refuse("agent of a deleted account"))?;
+            if account.suspended {
+                let _ = service.registry.audit(
+                    Some(&account.id),
+                    "agent",
+                    "authenticate",
+                    None,
+                    "suspended",
+                );
+                return Err(ApiError::forbidden("the account is suspended"));
+            }
+            let policy = serde_json::from_str(&agent.policy).unwrap_or_default();
+            Ok(Caller::Agent {
+                account,
+                agent,
+                policy,
+            })
+        }
+        _ => Err(refuse("unrecognised secret")),
+    }
+}
+
+/// The account secret's caller; agent tokens and the admin cannot manage
+/// accounts or agents.
+fn account_only(service: &Service, headers: &HeaderMap) -> ApiResult<Account> {
+    match authenticate(service, headers)? {
+        Caller::Account(a) => Ok(a),
+        Caller::Agent { account, agent, .. } => {
+            let _ = service.registry.audit(
+                Some(&account.id),
+                &format!("agent:{}", agent.id),
+                "manage",
+                None,
+                "denied",
+            );
+            Err(ApiError::forbidden("agent tokens work files only"))
+        }
+        Caller::Admin => Err(ApiError::forbidden("use the admin routes")),
+    }
+}
+
+fn admin_only(service: &Service, headers: &HeaderMap) -> ApiResult<()> {
+    match authenticate(service, headers)? {
+        Caller::Admin => Ok(()),
+        _ => Err(ApiError::forbidden("admin only")),
+    }
+}
+
+/// The whole API.
+pub fn router(service: Arc<Service>) -> Router {
+    Router::new()
+        .route("/v1/accounts", post(signup))
+        .route("/v1/accounts/me", get(me).patch(patch_me).delete(delete_me))
+        .route("/v1/accounts/me/rotate-secret", post(rotate_secret))
+        .route("/v1/admin/accounts", get(admin_list))
+        .route(
+            "/v1/admin/accounts/{id}",
+            get(admin_get).delete(admin_delete),
+        )
+        .route("/v1/admin/accounts/{id}/suspend", post(admin_suspend))
+        .route("/v1/admin/accounts/{id}/unsuspend", post(admin_unsuspend))
+        .route("/v1/agents", post(create_agent).get(list_agents))
+        .route(
+            "/v1/agents/{id}",
+            get(get_agent).patch(patch_agent).delete(delete_agent),
+        )
+        .route("/v1/agents/{id}/rotate-token", post(rotate_token))
+        .route("/v1/files", get(list_root))
+        .route("/v1/files/", get(list_root))
+        .route(
+            "/v1/files/{*path}",
+            get(read_file).put(write_file).delete(delete_file),
+        )
+        .route("/v1/fs/stat", get(stat))
+        .route("/v1/fs/mkdir", post(mkdir))
+        .route("/v1/fs/move", post(move_node))
+        .route("/v1/fs/copy", post(copy_node))
+        .route("/v1/audit", get(audit))
+        .with_state(service)
+}
+
+// ------------------------------------------------------------------ accounts
+
+#[derive(Deserialize)]
+struct NewAccount {
+    name: String,
+}
+
+fn check_name(name: &str) -> ApiResult<()> {
+    if name.trim().is_empty() || name.len() > 200 {
+        return Err(ApiError::bad_request(
+            "a name of 1 to 200 characters is required",
+        ));
+    }
+    Ok(())
+}
+
+async fn signup(
+    State(service): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Json(body): Json<NewAccount>,
+) -> ApiResult<impl IntoResponse> {
+    check_name(&body.name)?;
+    if let Err(wait) = service.signup_allowed(peer.ip()) {
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "RateLimitExceeded",
+            "too many sign-ups from this address",
+        );
+        e.retry_after = Some(wait.as_secs().max(1));
+        return Err(e);
+    }
+    let secret = secrets::generate(Kind::Account).map_err(ApiError::internal)?;
+    let id = format!("acct_{}", uuid::Uuid::new_v4().simple());
+    let account = service
+        .registry
+        .create_account(&id, &body.name, &secrets::digest(&secret))
+        .map_err(ApiError::internal)?;
+    let _ = service
+        .registry
+        .audit(Some(&id), "account", "create account", None, "ok");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"account": account, "secret": secret.as_str()})),
+    ))
+}
+
+async fn me(State(service): State<Shared>, headers: HeaderMap) -> ApiResult<Json<Account>> {
+    Ok(Json(account_only(&service, &headers)?))
+}
+
+async fn patch_me(
+    State(service): State<Shared>,
+    headers: HeaderMap,
+    Json(body): Json<NewAccount>,
+) -> ApiResult<Json<Account>> {
+    let account = account_only(&service, &headers)?;
+    check_name(&body.name)?;
+    service
+        .registry
+        .rename_account(&account.id, &body.name)
+        .map_err(ApiError::internal)?;
+    let _ = service
+        .registry
+        .audit(Some(&account.id), "account", "rename account", None, "ok");
+    let account = service
+        .registry
+        .account(&account.id)
+        .map_err(ApiError::internal)?
+        .ok_or_else(ApiError::not_found)?;
+    Ok(Json(account))
+}
+
+fn remove_account(service: &Service, id: &str, actor: &str) -> ApiResult<Value> {
+    let agents = service
+        .registry
+        .delete_account(id)
+        .map_err(ApiError::internal)?
+        .ok_or_else(ApiError::not_found)?;
+    let workspace = service.workspaces.delete(id);
+    let _ = service
+        .registry
+        .audit(Some(id), actor, "delete account", None, "ok");
+    Ok(
+        json!({"removed": {"account": id, "agents": agents, "workspace": workspace, "executions": 0}}),
+    )
+}
+
+async fn delete_me(State(service): State<Shared>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+    let account = account_only(&service, &headers)?;
+    Ok(Json(remove_account(&service, &account.id, "account")?))
+}
+
+async fn rotate_secret(
+    State(service): State<Shared>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let account = account_only(&service, &headers)?;
+    let secret = secrets::generate(Kind::Account).map_err(ApiError::internal)?;
+    service
+        .registry
+        .set_account_digest(&account.id, &secrets::digest(&secret))
+        .map_err(ApiError::internal)?;
+    let _ = service
+        .registry
+        .audit(Some(&account.id), "account", "rotate secret", None, "ok");
+    Ok(Json(json!({"secret": secret.as_str()})))
+}
+
+async fn admin_list(State(service): State<Shared>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+    admin_only(&service, &headers)?;
+    let accounts = service.registry.accounts().map_err(ApiError::internal)?;
+    Ok(Json(json!({ "accounts": accounts })))
+}
+
+async fn admin_get(
+    State(service): State<Shared>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+) -> ApiResult<Json<Account>> {
+    admin_only(&service, &headers)?;
+    let account = service.registry.account(&id).map_err(ApiError::internal)?;
+    Ok(Json(account.ok_or_else(ApiError::not_found)?))
+}
+
+async fn admin_delete(
+    State(service): State<Shared>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+) -> ApiResult<Json<Value>> {
+    admin_only(&service, &headers)?;
+    Ok(Json(remove_account(&service, &id, "admin")?))
+}
+
+async fn set_suspended(
+    service: &Service,
+    headers: &HeaderMap,
+    id: &str,
+    suspended: bool,
+) -> ApiResult<Json<Account>> {
+    admin_only(service, headers)?;
+    if !service
+        .registry
+        .set_suspended(id, suspended)
+        .map_err(ApiError::internal)?
+    {
+        return Err(ApiError::not_found());
+    }
+    let action = if suspended {
+        "suspend account"
+    } else {
+        "unsuspend account"
+    };
+    let _ = service
+        .registry
+        .audit(Some(id), "admin", action, None, "ok");
+    let account = service.registry.account(id).map_err(ApiError::internal)?;
+    Ok(Json(account.ok_or_else(ApiError::not_found)?))
+}
+
+async fn admin_suspend(
+    State(service): State<Shared>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+) -> ApiResult<Json<Account>> {
+    set_suspended(&service, &headers, &id, true).await
+}
+
+async fn admin_unsuspend(
+    State(service): State<Shared>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+) -> ApiResult<Json<Account>> {
+    set_suspended(&service, &headers, &id, false).await
+}
+
+// -------------------------------------------------------------------- agents
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewAgent {
+    name: String,
+    #[serde(default)]
+    config: Value,
+    #[serde(default)]
+    policy: AgentPolicy,
+}
+
+fn agent_view(service: &Service, row: &AgentRow) -> ApiResult<Value> {
+    let config = service
+        .open_config(&row.account_id, &row.id, &row.sealed_config)
+        .ok_or_else(|| ApiError::internal("an agent config does not decrypt"))?;
+    let policy: AgentPolicy = serde_json::from_str(&row.policy).unwrap_or_default();
+    Ok(json!({
+        "id": row.id,
+        "name": row.name,
+        "config": redact(&config),
+        "policy": policy,
+        "created_at": row.created_at,
+    }))
+}
+
+async fn create_agent(
+    State(service): State<Shared>,
+    headers: HeaderMap,
+    Json(body): Json<NewAgent>,
+) -> ApiResult<impl IntoResponse> {
+    let account = account_only(&service, &headers)?;
+    check_name(&body.name)?;
+    let config = if body.config.is_null() {
+        json!({})
+    } else {
+        body.config
+    };
+    if !config.is_object() {
+        return Err(ApiError::bad_request("config must be a JSON object"));
+    }
+    let id = format!("agent_{}", uuid::Uuid::new_v4().simple());
+    let token = secrets::generate(Kind::Agent).map_err(ApiError::internal)?;
+    let row = AgentRow {
+        sealed_config: service
+            .seal_config(&account.id, &id, &config)
+            .map_err(ApiError::internal)?,
+        policy: serde_json::to_string(&body.policy).map_err(ApiError::internal)?,
+        id: id.clone(),
+        account_id: account.id.clone(),
+        name: body.name,
+        created_at: now(),
+    };
+    service
+        .registry
+        .create_agent(&row, &secrets::digest(&token))
+        .map_err(ApiError::internal)?;
+    let _ = service.registry.audit(
+        Some(&account.id),
+        "account",
+        "create agent",
+        Some(&id),
+        "ok",
+    );
+    let mut view = agent_view(&service, &row)?;
+    view["token"] = Value::String(token.to_string());
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+async fn list_agents(State(service): State<Shared>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+    let account = account_only(&service, &headers)?;
+    let rows = service
+        .registry
+        .agents(&account.id)
+        .map_err(ApiError::internal)?;
+    let agents = rows
+        .iter()
+        .map(|r| agent_view(&service, r))
+        .collect::<ApiResult<Vec<_>>>()?;
+    Ok(Json(json!({ "agents": agents })))
+}
+
+fn own_agent(service: &Service, account: &Account, id: &str) -> ApiResult<AgentRow> {
+    service
+        .registry
+        .agent(&account.id, id)
+        .map_err(ApiError::internal)?
+        .ok_or_else(ApiError::not_found)
+}
+
+async fn get_agent(
+    State(service): State<Shared>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+) -> ApiResult<Json<Value>> {
+    let account = account_only(&service, &headers)?;
+    let row = own_agent(&service, &account, &id)?;
+    Ok(Json(agent_view(&service, &row)?))
+}
+
+async fn patch_agent(
+    State(service): State<Shared>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+    Json(patch): Json<Value>,
+) -> ApiResult<Json<Value>> {
+    let account = account_only(&service, &headers)?;
+    let mut row = own_agent(&service, &account, &id)?;
+    let Value::Object(changes) = &patch else {
+        return Err(ApiError::bad_request(
+            "a JSON merge patch object is expected",
+        ));
+    };
+    for key in changes.keys() {
+        if !["name", "config", "policy"].contains(&key.as_str()) {
+            return Err(ApiError::bad_request(format!("unknown field `{key}`")));
+        }
+    }
+    if let Some(name) = changes.get("name").and_then(Value::as_str) {
+        check_name(name)?;
+        row.name = name.to_string();
+    }
+    if let Some(config_patch) = changes.get("config") {
+        let stored = service
+            .open_config(&account.id, &id, &row.sealed_config)
+            .ok_or_else(|| ApiError::internal("an agent config does not decrypt"))?;
+        let merged = merge_patch(&stored, config_patch);
+        if !merged.is_object() {
+            return Err(ApiError::bad_request("config must stay a JSON object"));
+        }
+        row.sealed_config = service
+            .seal_config(&account.id, &id, &merged)
+            .map_err(ApiError::internal)?;
+    }
+    if let Some(policy_patch) = changes.get("policy") {
+        let stored: Value = serde_json::from_str(&row.policy).unwrap_or(json!({}));
+        let merged = merge_patch(&stored, policy_patch);
+        let policy: AgentPolicy = serde_json::from_value(merged)
+            .map_err(|e| ApiError::bad_request(format!("policy: {e}")))?;
+        row.policy = serde_json::to_string(&policy).map_err(ApiError::internal)?;
+        service.workspaces.forget_agent(&account.id, &id);
+    }
+    service
+        .registry
+        .update_agent(&row)
+        .map_err(ApiError::internal)?;
+    let _ = service.registry.audit(
+        Some(&account.id),
+        "account",
+        "update agent",
+        Some(&id),
+        "ok",
+    );
+    Ok(Json(agent_view(&service, &row)?))
+}
+
+async fn delete_agent(
+    State(service): State<Shared>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+) -> ApiResult<StatusCode> {
+    let account = account_only(&service, &headers)?;
+    if !service
+        .registry
+        .delete_agent(&account.id, &id)
+        .map_err(ApiError::internal)?
+    {
+        return Err(ApiError::not_found());
+    }
+    service.workspaces.forget_agent(&account.id, &id);
+    let _ = service.registry.audit(
+        Some(&account.id),
+        "account",
+        "delete agent",
+        Some(&id),
+        "ok",
+    );
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn rotate_token(
+    State(service): State<Shared>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+) -> ApiResult<Json<Value>> {
+    let account = account_only(&service, &headers)?;
+    let token = secrets::generate(Kind::Agent).map_err(ApiError::internal)?;
+    if !service
+        .registry
+        .set_agent_digest(&account.id, &id, &secrets::digest(&token))
+        .map_err(ApiError::internal)?
+    {
+        return Err(ApiError::not_found());
+    }
+    let _ = service.registry.audit(
+        Some(&account.id),
+        "account",
+        "rotate agent token",
+        Some(&id),
+        "ok",
+    );
+    Ok(Json(json!({"token": token.as_str()})))
+}
+
+// --------------------------------------------------------------------- files
+
+/// The caller's workspace, through the caller's stack.
+fn workspace(service: &Service, caller: &Caller) -> ApiResult<(String, FileStorage<Stack>)> {
+    let stack = match caller {
+        Caller::Account(a) => service.workspaces.for_account(&a.id)?,
+        Caller::Agent {
+            account,
+            agent,
+            policy,
+        } => service
+            .workspaces
+            .for_agent(&account.id, &agent.id, policy)?,
+        Caller::Admin => return Err(ApiError::forbidden("the admin has no workspace")),
+    };
+    let account = caller.account().map(|a| a.id.clone()).unwrap_or_default();
+    Ok((account, FileStorage::new(stack)))
+}
+
+/// Runs a file operation on the blocking pool and audits it.
+async fn file_op<T: Send + 'static>(
+    service: &Shared,
+    headers: &HeaderMap,
+    action: &'static str,
+    path: String,
+    op: impl FnOnce(&FileStorage<Stack>, &str) -> Result<T, FsError> + Send + 'static,
+) -> ApiResult<T> {
+    let caller = authenticate(service, headers)?;
+    let (account, fs) = workspace(service, &caller)?;
+    let actor = caller.actor();
+    let service = service.clone();
+    tokio::task::spawn_blocking(move || {
+        let result = op(&fs, &path);
+        let outcome = match &result {
+            Ok(_) => "ok".to_string(),
+            Err(e) => format!("{:?}", e.kind()),
+        };
+        let _ = service
+            .registry
+            .audit(Some(&account), &actor, action, Some(&path), &outcome);
+        result.map_err(ApiError::from)
+    })
+    .await
+    .map_err(ApiError::internal)?
+}
+
+fn vpath(path: &str) -> String {
+    format!("/{}", path.trim_start_matches('/'))
+}
+
+fn listing(fs: &FileStorage<Stack>, path: &str) -> Result<Value, FsError> {
+    let mut entries = Vec::new();
+    for entry in fs.read_dir(path)? {
+        let entry = entry?;
+        entries.push(json!({
+            "name": entry.name.to_string_lossy(),
+            "type": match entry.file_type {
+                anyfs::FileType::File => "file",
+                anyfs::FileType::Directory => "dir",
+                anyfs::FileType::Symlink => "symlink",
+            },
+        }));
+    }
+    entries.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    Ok(json!({"path": path, "entries": entries}))
+}
+
+async fn list_root(State(service): State<Shared>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+    let value = file_op(&service, &headers, "list", "/".into(), listing).await?;
+    Ok(Json(value))
+}
+
+/// `bytes=a-b`, `bytes=a-`, or `bytes=-n` of a file of `len` bytes.
+fn parse_range(value: &str, len: u64) -> Option<(u64, u64)> {
+    let spec = value.strip_prefix("bytes=")?;
+    let (a, b) = spec.split_once('-')?;
+    let (start, end) = match (a.trim(), b.trim()) {
+        ("", n) => {
+            let n: u64 = n.parse().ok()?;
+            (len.saturating_sub(n), len.checked_sub(1)?)
+        }
+        (a, "") => (a.parse().ok()?, len.checked_sub(1)?),
+        (a, b) => (
+            a.parse().ok()?,
+            b.parse::<u64>().ok()?.min(len.checked_sub(1)?),
+        ),
+    };
+    (start <= end && start < len).then_some((start, end))
+}
+
+async fn read_file(
+    State(service): State<Shared>,
+    headers: HeaderMap,
+    UrlPath(path): UrlPath<String>,
+) -> ApiResult<Response> {
+    let path = vpath(&path);
+    let range = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .map(String::from);
+    enum Got {
+        Dir(Value),
+        Whole(anyfs::FsReader, u64),
+        Part(Vec<u8>, u64, u64, u64),
+        BadRange(u64),
+    }
+    let got = file_op(&service, &headers, "read", path, move |fs, path| {
+        let meta = fs.metadata(path)?;
+        if meta.is_dir() {
+            return Ok(Got::Dir(listing(fs, path)?));
+        }
+        match range {
+            Some(r) => match parse_range(&r, meta.len) {
+                Some((start, end)) => {
+                    let bytes = fs.read_range(path, start, (end - start + 1) as usize)?;
+                    Ok(Got::Part(bytes, start, end, meta.len))
+                }
+                None => Ok(Got::BadRange(meta.len)),
+            },
+            None => Ok(Got::Whole(fs.open_read(path)?, meta.len)),
+        }
+    })
+    .await?;
+    Ok(match got {
+        Got::Dir(v) => Json(v).into_response(),
+        Got::Part(bytes, start, end, len) => (
+            StatusCode::PARTIAL_CONTENT,
+            [
+                (header::CONTENT_RANGE, format!("bytes {start}-{end}/{len}")),
+                (header::CONTENT_TYPE, "application/octet-stream".into()),
+            ],
+            bytes,
+        )
+            .into_response(),
+        Got::BadRange(len) => (
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            [(header::CONTENT_RANGE, format!("bytes */{len}"))],
+        )
+            .into_response(),
+        Got::Whole(reader, len) => {
+            // Streamed: 64 KiB at a time from a blocking reader.
+            let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+            tokio::task::spawn_blocking(move || {
+                let mut reader = reader;
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    match reader.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            if tx
+                                .blocking_send(Ok(Bytes::copy_from_slice(&buf[..n])))
+                                .is_err()
+                            {
+                                break;
+                            }
+                        }
+                        Err(e) => {
+                            let _ = tx.blocking_send(Err(e));
+                            break;
+                        }
+                    }
+                }
+            });
+            let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|item| (item, rx))
+            });
+            Response::builder()
+                .header(header::CONTENT_TYPE, "application/octet-stream")
+                .header(header::CONTENT_LENGTH, len)
+                .body(Body::from_stream(stream))
+                .map_err(ApiError::internal)?
+        }
+    })
+}
+
+async fn write_file(
+    State(service): State<Shared>,
+    headers: HeaderMap,
+    UrlPath(path): UrlPath<String>,
+    body: Body,
+) -> ApiResult<Response> {
+    use futures_util::StreamExt;
+    let path = vpath(&path);
+    // The body flows to a blocking writer through a small channel: a large
+    // upload never sits in memory whole.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Bytes>(4);
+    let writer = file_op(&service, &headers, "write", path, move |fs, path| {
+        // Like an object store: the folders a file goes into are made.
+        if let Some((parent, _)) = anyfs::path::split_parent(std::path::Path::new(path)) {
+            fs.create_dir_all(&parent)?;
+        }
+        let mut out = fs.open_write(path)?;
+        let mut written = 0u64;
+        for chunk in rx {
+            out.write_all(&chunk)
+                .map_err(|e| FsError::from_io(path, "write", e))?;
+            written += chunk.len() as u64;
+        }
+        out.flush()
+            .map_err(|e| FsError::from_io(path, "write", e))?;
+        drop(out);
+        Ok(written)
+    });
+    let feed = async move {
+        let mut stream = body.into_data_stream();
+        while let Some(chunk) = stream.next().await {
+            let Ok(chunk) = chunk else { break };
+            let tx = tx.clone();
+            if tokio::task::spawn_blocking(move || tx.send(chunk))
+                .await
+                .map(|r| r.is_err())
+                .unwrap_or(true)
+            {
+                break;
+            }
+        }
+        drop(tx);
+    };
+    let (written, ()) = tokio::join!(writer, feed);
+    let written = written?;
+    Ok((StatusCode::CREATED, Json(json!({"written": written}))).into_response())
+}
+
+#[derive(Deserialize)]
+struct DeleteQuery {
+    #[serde(default)]
+    recursive: bool,
+}
+
+async fn delete_file(
+    State(service): State<Shared>,
+    headers: HeaderMap,
+    UrlPath(path): UrlPath<String>,
+    Query(q): Query<DeleteQuery>,
+) -> ApiResult<StatusCode> {
+    file_op(
+        &service,
+        &headers,
+        "delete",
+        vpath(&path),
+        move |fs, path| {
+            let meta = fs.symlink_metadata(path)?;
+            if meta.is_dir() {
+                if q.recursive {
+                    fs.remove_dir_all(path)
+                } else {
+                    fs.remove_dir(path)
+                }
+            } else {
+                fs.remove_file(path)
+            }
+        },
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct PathQuery {
+    path: String,
+}
+
+async fn stat(
+    State(service): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<PathQuery>,
+) -> ApiResult<Json<Value>> {
+    let value = file_op(&service, &headers, "stat", vpath(&q.path), |fs, path| {
+        let m = fs.metadata(path)?;
+        Ok(json!({
+            "path": path,
+            "type": if m.is_dir() { "dir" } else if m.is_symlink() { "symlink" } else { "file" },
+            "size": m.len,
+            "mode": format!("{:o}", m.permissions.mode()),
+            "modified": m.modified.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        }))
+    })
+    .await?;
+    Ok(Json(value))
+}
+
+async fn mkdir(
+    State(service): State<Shared>,
+    headers: HeaderMap,
+    Json(q): Json<PathQuery>,
+) -> ApiResult<StatusCode> {
+    file_op(&service, &headers, "mkdir", vpath(&q.path), |fs, path| {
+        fs.create_dir_all(path)
+    })
+    .await?;
+    Ok(StatusCode::CREATED)
+}
+
+#[derive(Deserialize)]
+struct FromTo {
+    from: String,
+    to: String,
+}
+
+async fn move_node(
+    State(service): State<Shared>,
+    headers: HeaderMap,
+    Json(q): Json<FromTo>,
+) -> ApiResult<StatusCode> {
+    let to = vpath(&q.to);
+    file_op(
+        &service,
+        &headers,
+        "move",
+        vpath(&q.from),
+        move |fs, from| fs.rename(from, &to),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn copy_node(
+    State(service): State<Shared>,
+    headers: HeaderMap,
+    Json(q): Json<FromTo>,
+) -> ApiResult<StatusCode> {
+    let to = vpath(&q.to);
+    file_op(
+        &service,
+        &headers,
+        "copy",
+        vpath(&q.from),
+        move |fs, from| fs.copy(from, &to),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// --------------------------------------------------------------------- audit
+
+async fn audit(State(service): State<Shared>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+    let caller = authenticate(&service, &headers)?;
+    let Some(account) = caller.account() else {
+        return Err(ApiError::forbidden("the admin has no account log"));
+    };
+    let records = service
+        .registry
+        .audit_of(&account.id, 1000)
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({ "records": records })))
+}

@@ -1,0 +1,549 @@
+//! The service end to end over real HTTP on loopback: accounts and secrets,
+//! agents and their configs, the cross-tenant matrix, policies, audit.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+use std::path::{Path, PathBuf};
+
+use anyfs_server::{Config, Service};
+use reqwest::StatusCode;
+use reqwest::blocking::{Client, Response};
+use serde_json::{Value, json};
+
+/// A service on an ephemeral loopback port, stopped on drop.
+struct Running {
+    base: String,
+    data: PathBuf,
+    _dir: Option<tempfile::TempDir>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+const ADMIN: &str = "afs_admin_for_tests_only";
+
+impl Running {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().to_path_buf();
+        let mut r = Self::on(&data, 100);
+        r._dir = Some(dir);
+        r
+    }
+
+    fn on(data: &Path, signups: u32) -> Self {
+        let mut config = Config::new(data);
+        config.admin_secret = Some(ADMIN.into());
+        config.signups_per_hour = signups;
+        config.default_quota = 1 << 20;
+        let service = Service::open(config).unwrap().service;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                tx.send(listener.local_addr().unwrap()).unwrap();
+                let app = anyfs_server::router(service)
+                    .into_make_service_with_connect_info::<std::net::SocketAddr>();
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = stopped.await;
+                    })
+                    .await
+                    .unwrap();
+            });
+        });
+        let addr = rx.recv().unwrap();
+        Self {
+            base: format!("http://{addr}"),
+            data: data.to_path_buf(),
+            _dir: None,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn client() -> Client {
+    Client::new()
+}
+
+fn json_of(r: Response) -> Value {
+    r.json().unwrap()
+}
+
+/// Signs up; returns (account id, secret).
+fn signup(s: &Running, name: &str) -> (String, String) {
+    let r = client()
+        .post(s.url("/v1/accounts"))
+        .json(&json!({"name": name}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let v = json_of(r);
+    (
+        v["account"]["id"].as_str().unwrap().into(),
+        v["secret"].as_str().unwrap().into(),
+    )
+}
+
+fn agent(s: &Running, secret: &str, body: Value) -> (String, String, Value) {
+    let r = client()
+        .post(s.url("/v1/agents"))
+        .bearer_auth(secret)
+        .json(&body)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let v = json_of(r);
+    (
+        v["id"].as_str().unwrap().into(),
+        v["token"].as_str().unwrap().into(),
+        v,
+    )
+}
+
+fn put(s: &Running, who: &str, path: &str, body: &'static [u8]) -> StatusCode {
+    client()
+        .put(s.url(&format!("/v1/files{path}")))
+        .bearer_auth(who)
+        .body(body)
+        .send()
+        .unwrap()
+        .status()
+}
+
+fn get(s: &Running, who: &str, path: &str) -> Response {
+    client().get(s.url(path)).bearer_auth(who).send().unwrap()
+}
+
+/// Every byte of the registry database, WAL included.
+fn registry_bytes(data: &Path) -> Vec<u8> {
+    let mut out = Vec::new();
+    for name in ["registry.db", "registry.db-wal"] {
+        if let Ok(b) = std::fs::read(data.join(name)) {
+            out.extend(b);
+        }
+    }
+    out
+}
+
+fn contains(hay: &[u8], needle: &str) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+#[test]
+fn secrets_are_shown_once_stored_hashed_and_rotated_at_once() {
+    let s = Running::start();
+    let (_, secret) = signup(&s, "alice");
+    assert!(secret.starts_with("afs_acct_") && secret.len() >= 52);
+    let me = json_of(get(&s, &secret, "/v1/accounts/me"));
+    assert_eq!(me["name"], "alice");
+    assert!(!me.to_string().contains(&secret));
+    assert!(!contains(&registry_bytes(&s.data), &secret));
+
+    let rotated = client()
+        .post(s.url("/v1/accounts/me/rotate-secret"))
+        .bearer_auth(&secret)
+        .send()
+        .unwrap();
+    let new = json_of(rotated)["secret"].as_str().unwrap().to_string();
+    assert_eq!(
+        get(&s, &secret, "/v1/accounts/me").status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(get(&s, &new, "/v1/accounts/me").status(), StatusCode::OK);
+    assert!(!contains(&registry_bytes(&s.data), &new));
+    // No secret and no credential in what the service keeps anywhere.
+    assert_eq!(
+        get(&s, "afs_acct_forged", "/v1/accounts/me").status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(get(&s, "", "/v1/files/").status(), StatusCode::UNAUTHORIZED);
+}
+
+#[test]
+fn agent_configs_are_encrypted_and_redacted_at_depth_and_patches_keep_placeholders() {
+    let s = Running::start();
+    let (_, secret) = signup(&s, "alice");
+    let (id, token, view) = agent(
+        &s,
+        &secret,
+        json!({
+            "name": "coder",
+            "config": {
+                "model": "big",
+                "openai_api_key": "sk-live-CANARY-1",
+                "tools": [{"name": "search", "auth": {"access_token": "tok-CANARY-2"}}],
+                "db": {"password": "pw-CANARY-3", "host": "db.internal"}
+            },
+            "policy": {}
+        }),
+    );
+    assert!(token.starts_with("afs_agent_"));
+    for shown in [
+        view.clone(),
+        json_of(get(&s, &secret, &format!("/v1/agents/{id}"))),
+        json_of(get(&s, &secret, "/v1/agents")),
+    ] {
+        let text = shown.to_string();
+        for canary in ["sk-live-CANARY-1", "tok-CANARY-2", "pw-CANARY-3"] {
+            assert!(!text.contains(canary), "{canary} in a response");
+        }
+    }
+    assert_eq!(view["config"]["openai_api_key"], "********");
+    assert_eq!(
+        view["config"]["tools"][0]["auth"]["access_token"],
+        "********"
+    );
+    assert_eq!(view["config"]["db"]["host"], "db.internal");
+    let stored = registry_bytes(&s.data);
+    for canary in [
+        "sk-live-CANARY-1",
+        "tok-CANARY-2",
+        "pw-CANARY-3",
+        "db.internal",
+        &token,
+    ] {
+        assert!(!contains(&stored, canary), "{canary} stored in plaintext");
+    }
+    // Send back what was shown, with one change: placeholders keep values.
+    let mut patch = json!({"config": view["config"].clone()});
+    patch["config"]["db"]["host"] = json!("db2.internal");
+    patch["config"]["model"] = Value::Null;
+    let r = client()
+        .patch(s.url(&format!("/v1/agents/{id}")))
+        .bearer_auth(&secret)
+        .json(&patch)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let after = json_of(r);
+    assert_eq!(after["config"]["db"]["host"], "db2.internal");
+    assert!(after["config"].get("model").is_none(), "null deletes");
+    assert_eq!(after["config"]["db"]["password"], "********");
+    // The stored secrets survived the round trip: rotate nothing, re-read the
+    // raw config through a second patch that replaces one secret.
+    let r = client()
+        .patch(s.url(&format!("/v1/agents/{id}")))
+        .bearer_auth(&secret)
+        .json(&json!({"config": {"openai_api_key": "sk-live-CANARY-4"}}))
+        .send()
+        .unwrap();
+    assert_eq!(json_of(r)["config"]["openai_api_key"], "********");
+    assert!(!contains(&registry_bytes(&s.data), "sk-live-CANARY-4"));
+}
+
+#[test]
+fn tenants_never_see_each_other() {
+    let s = Running::start();
+    let (a_id, a) = signup(&s, "alice");
+    let (_, b) = signup(&s, "bob");
+    let (a_agent, a_token, _) = agent(&s, &a, json!({"name": "a-bot"}));
+    let (_, b_token, _) = agent(&s, &b, json!({"name": "b-bot"}));
+    assert_eq!(
+        put(&s, &a, "/private/plan.txt", b"alice's plan"),
+        StatusCode::CREATED
+    );
+
+    for intruder in [&b, &b_token] {
+        // Another tenant's agent: as if it did not exist.
+        for path in [
+            format!("/v1/agents/{a_agent}"),
+            format!("/v1/agents/{a_agent}/rotate-token"),
+        ] {
+            let got = if path.ends_with("token") {
+                client()
+                    .post(s.url(&path))
+                    .bearer_auth(intruder)
+                    .send()
+                    .unwrap()
+            } else {
+                get(&s, intruder, &path)
+            };
+            assert!(
+                got.status() == StatusCode::NOT_FOUND || got.status() == StatusCode::FORBIDDEN,
+                "{path}: {}",
+                got.status()
+            );
+            assert!(!got.text().unwrap().contains("a-bot"));
+        }
+        let patched = client()
+            .patch(s.url(&format!("/v1/agents/{a_agent}")))
+            .bearer_auth(intruder)
+            .json(&json!({"name": "pwned"}))
+            .send()
+            .unwrap();
+        assert!(matches!(
+            patched.status(),
+            StatusCode::NOT_FOUND | StatusCode::FORBIDDEN
+        ));
+        let deleted = client()
+            .delete(s.url(&format!("/v1/agents/{a_agent}")))
+            .bearer_auth(intruder)
+            .send()
+            .unwrap();
+        assert!(matches!(
+            deleted.status(),
+            StatusCode::NOT_FOUND | StatusCode::FORBIDDEN
+        ));
+        // The files API is the intruder's own workspace: alice's file is not there,
+        // whatever the path says.
+        for path in [
+            "/v1/files/private/plan.txt",
+            "/v1/files/../private/plan.txt",
+            "/v1/files/%2e%2e/private/plan.txt",
+            &format!("/v1/files/../../workspaces/{a_id}.db"),
+        ] {
+            let got = get(&s, intruder, path);
+            assert_ne!(got.status(), StatusCode::OK, "{path}");
+            assert!(!got.text().unwrap().contains("alice's plan"), "{path}");
+        }
+        let listing = json_of(get(&s, intruder, "/v1/files/"));
+        assert!(!listing.to_string().contains("private"));
+        let audit = json_of(get(&s, intruder, "/v1/audit"));
+        assert!(!audit.to_string().contains(&a_id));
+        // An account id in the request changes nothing.
+        let got = client()
+            .get(s.url("/v1/files/private/plan.txt"))
+            .bearer_auth(intruder)
+            .header("x-account-id", &a_id)
+            .send()
+            .unwrap();
+        assert_eq!(got.status(), StatusCode::NOT_FOUND);
+    }
+    // The admin routes refuse tenants.
+    for who in [&a, &a_token, &b] {
+        assert_eq!(
+            get(&s, who, "/v1/admin/accounts").status(),
+            StatusCode::FORBIDDEN
+        );
+    }
+    // Alice's own agent reads her file; it cannot manage agents or the account.
+    assert_eq!(
+        get(&s, &a_token, "/v1/files/private/plan.txt")
+            .text()
+            .unwrap(),
+        "alice's plan"
+    );
+    assert_eq!(
+        get(&s, &a_token, "/v1/agents").status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        get(&s, &a_token, "/v1/accounts/me").status(),
+        StatusCode::FORBIDDEN
+    );
+}
+
+#[test]
+fn agent_policies_hold_over_http() {
+    let s = Running::start();
+    let (_, a) = signup(&s, "alice");
+    assert_eq!(
+        put(&s, &a, "/skills/fmt/SKILL.md", b"format code"),
+        StatusCode::CREATED
+    );
+    assert_eq!(put(&s, &a, "/secrets/key", b"k"), StatusCode::CREATED);
+    assert_eq!(put(&s, &a, "/docs/ro.txt", b"r"), StatusCode::CREATED);
+    let (_, t, _) = agent(
+        &s,
+        &a,
+        json!({"name": "bot", "policy": {"deny": ["/secrets/**"], "read_only": ["/docs/**"], "quota": 200000}}),
+    );
+    // Skills: readable, never writable by agents.
+    assert_eq!(
+        get(&s, &t, "/v1/files/skills/fmt/SKILL.md").text().unwrap(),
+        "format code"
+    );
+    assert_eq!(
+        put(&s, &t, "/skills/fmt/SKILL.md", b"x"),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(put(&s, &t, "/docs/ro.txt", b"x"), StatusCode::FORBIDDEN);
+    assert_eq!(get(&s, &t, "/v1/files/docs/ro.txt").text().unwrap(), "r");
+    let denied = get(&s, &t, "/v1/files/secrets/key");
+    assert_eq!(denied.status(), StatusCode::FORBIDDEN);
+    let body = json_of(denied);
+    assert_eq!(body["error"]["kind"], "AccessDenied");
+    assert_eq!(body["error"]["path"], "/secrets/key");
+    assert!(
+        !json_of(get(&s, &t, "/v1/files/"))
+            .to_string()
+            .contains("secrets")
+    );
+    // Quota: 507, nothing half-written.
+    let big = vec![7u8; 300_000];
+    let r = client()
+        .put(s.url("/v1/files/big.bin"))
+        .bearer_auth(&t)
+        .body(big)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::INSUFFICIENT_STORAGE);
+    // The owner is not bound by the agent's policy.
+    assert_eq!(get(&s, &a, "/v1/files/secrets/key").text().unwrap(), "k");
+    // Ranges and the rest of the files API.
+    assert_eq!(
+        put(&s, &t, "/work/a.txt", b"0123456789"),
+        StatusCode::CREATED
+    );
+    let part = client()
+        .get(s.url("/v1/files/work/a.txt"))
+        .bearer_auth(&t)
+        .header("range", "bytes=2-4")
+        .send()
+        .unwrap();
+    assert_eq!(part.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(part.text().unwrap(), "234");
+    let mv = client()
+        .post(s.url("/v1/fs/move"))
+        .bearer_auth(&t)
+        .json(&json!({"from": "/work/a.txt", "to": "/work/b.txt"}))
+        .send()
+        .unwrap();
+    assert_eq!(mv.status(), StatusCode::NO_CONTENT);
+    let stat = json_of(get(&s, &t, "/v1/fs/stat?path=/work/b.txt"));
+    assert_eq!(stat["size"], 10);
+    let rm = client()
+        .delete(s.url("/v1/files/work"))
+        .bearer_auth(&t)
+        .send()
+        .unwrap();
+    assert_eq!(rm.status(), StatusCode::CONFLICT);
+    let rm = client()
+        .delete(s.url("/v1/files/work?recursive=true"))
+        .bearer_auth(&t)
+        .send()
+        .unwrap();
+    assert_eq!(rm.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        get(&s, &t, "/v1/files/work/b.txt").status(),
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[test]
+fn signups_are_limited_per_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Running::on(dir.path(), 2);
+    signup(&s, "one");
+    signup(&s, "two");
+    let r = client()
+        .post(s.url("/v1/accounts"))
+        .json(&json!({"name": "three"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers().get("retry-after").is_some());
+}
+
+#[test]
+fn admin_suspends_and_deletes_and_restart_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Running::on(dir.path(), 100);
+    let (a_id, a) = signup(&s, "alice");
+    let (_, t, _) = agent(&s, &a, json!({"name": "bot", "config": {"api_key": "k"}}));
+    assert_eq!(
+        put(&s, &t, "/kept.txt", b"kept across restarts"),
+        StatusCode::CREATED
+    );
+    s.stop();
+    let mut s = Running::on(dir.path(), 100);
+    assert_eq!(
+        get(&s, &t, "/v1/files/kept.txt").text().unwrap(),
+        "kept across restarts"
+    );
+    let list = json_of(get(&s, ADMIN, "/v1/admin/accounts"));
+    assert_eq!(list["accounts"][0]["id"], a_id.as_str());
+    let r = client()
+        .post(s.url(&format!("/v1/admin/accounts/{a_id}/suspend")))
+        .bearer_auth(ADMIN)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        get(&s, &a, "/v1/accounts/me").status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        get(&s, &t, "/v1/files/kept.txt").status(),
+        StatusCode::FORBIDDEN
+    );
+    let r = client()
+        .delete(s.url(&format!("/v1/admin/accounts/{a_id}")))
+        .bearer_auth(ADMIN)
+        .send()
+        .unwrap();
+    let removed = json_of(r);
+    assert_eq!(removed["removed"]["agents"], 1);
+    assert_eq!(removed["removed"]["workspace"], true);
+    assert!(!dir.path().join(format!("workspaces/{a_id}.db")).exists());
+    assert_eq!(
+        get(&s, &t, "/v1/files/kept.txt").status(),
+        StatusCode::UNAUTHORIZED
+    );
+    s.stop();
+    // The audit chain holds, and an edit is caught.
+    let n = anyfs_server::verify_chain(&dir.path().join("registry.db")).unwrap();
+    assert!(n > 5);
+    let conn = rusqlite::Connection::open(dir.path().join("registry.db")).unwrap();
+    assert!(
+        conn.execute("UPDATE audit SET outcome = 'ok' WHERE seq = 2", [])
+            .is_err(),
+        "append-only"
+    );
+    conn.execute_batch(
+        "DROP TRIGGER audit_no_update; UPDATE audit SET action = 'nothing' WHERE seq = 2;",
+    )
+    .unwrap();
+    drop(conn);
+    let err = anyfs_server::verify_chain(&dir.path().join("registry.db")).unwrap_err();
+    assert!(err.contains("record 2"), "{err}");
+}
+
+#[test]
+fn workspaces_are_encrypted_at_rest() {
+    let s = Running::start();
+    let (a_id, a) = signup(&s, "alice");
+    assert_eq!(
+        put(
+            &s,
+            &a,
+            "/diary/entry-CANARY.txt",
+            b"the plaintext CANARY content"
+        ),
+        StatusCode::CREATED
+    );
+    let mut bytes = Vec::new();
+    for suffix in ["", "-wal"] {
+        if let Ok(b) = std::fs::read(s.data.join(format!("workspaces/{a_id}.db{suffix}"))) {
+            bytes.extend(b);
+        }
+    }
+    assert!(!bytes.is_empty());
+    assert!(!contains(&bytes, "CANARY"));
+}
