@@ -278,7 +278,18 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/v1/fs/mkdir", post(mkdir))
         .route("/v1/fs/move", post(move_node))
         .route("/v1/fs/copy", post(copy_node))
+        .route(
+            "/v1/executions",
+            post(create_execution).get(list_executions),
+        )
+        .route(
+            "/v1/executions/{id}",
+            get(get_execution)
+                .patch(patch_execution)
+                .delete(delete_execution),
+        )
         .route("/v1/audit", get(audit))
+        .route("/openapi.json", get(openapi))
         .with_state(service)
 }
 
@@ -355,7 +366,7 @@ async fn patch_me(
 }
 
 fn remove_account(service: &Service, id: &str, actor: &str) -> ApiResult<Value> {
-    let agents = service
+    let (agents, executions) = service
         .registry
         .delete_account(id)
         .map_err(ApiError::internal)?
@@ -364,9 +375,13 @@ fn remove_account(service: &Service, id: &str, actor: &str) -> ApiResult<Value> 
     let _ = service
         .registry
         .audit(Some(id), actor, "delete account", None, "ok");
-    Ok(
-        json!({"removed": {"account": id, "agents": agents, "workspace": workspace, "executions": 0}}),
-    )
+    Ok(json!({"removed": {
+        "account": id,
+        "agents": agents,
+        "executions": executions,
+        "workspace": workspace,
+        "keys": "derived from the master key and the account id: nothing of them is kept"
+    }}))
 }
 
 async fn delete_me(State(service): State<Shared>, headers: HeaderMap) -> ApiResult<Json<Value>> {
@@ -994,6 +1009,158 @@ async fn copy_node(
     Ok(StatusCode::NO_CONTENT)
 }
 
+// ---------------------------------------------------------------- executions
+
+/// The parts of an execution's state.
+const EXECUTION_FIELDS: [&str; 4] = ["input", "output", "tool_calls", "memory"];
+
+fn execution_view(service: &Service, row: &crate::registry::ExecutionRow) -> ApiResult<Value> {
+    let state = service
+        .open_sealed("execution", &row.account_id, &row.id, &row.sealed)
+        .ok_or_else(|| ApiError::internal("an execution does not decrypt"))?;
+    let mut view = json!({
+        "id": row.id,
+        "agent_id": row.agent_id,
+        "created_at": row.created_at,
+        "updated_at": row.updated_at,
+    });
+    for field in EXECUTION_FIELDS {
+        view[field] = state.get(field).cloned().unwrap_or(Value::Null);
+    }
+    Ok(view)
+}
+
+fn execution_state(body: &Value) -> ApiResult<Value> {
+    let Value::Object(map) = body else {
+        return Err(ApiError::bad_request(
+            "an object with input, output, tool_calls, memory",
+        ));
+    };
+    let mut state = serde_json::Map::new();
+    for (key, value) in map {
+        if !EXECUTION_FIELDS.contains(&key.as_str()) {
+            return Err(ApiError::bad_request(format!("unknown field `{key}`")));
+        }
+        state.insert(key.clone(), value.clone());
+    }
+    Ok(Value::Object(state))
+}
+
+/// The caller's account, and the agent when the caller is one.
+fn owner(service: &Service, headers: &HeaderMap) -> ApiResult<(Account, Option<String>)> {
+    match authenticate(service, headers)? {
+        Caller::Account(a) => Ok((a, None)),
+        Caller::Agent { account, agent, .. } => Ok((account, Some(agent.id))),
+        Caller::Admin => Err(ApiError::forbidden("the admin has no executions")),
+    }
+}
+
+async fn create_execution(
+    State(service): State<Shared>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> ApiResult<impl IntoResponse> {
+    let (account, agent) = owner(&service, &headers)?;
+    let state = execution_state(&body)?;
+    let id = format!("exec_{}", uuid::Uuid::new_v4().simple());
+    let at = now();
+    let row = crate::registry::ExecutionRow {
+        sealed: service
+            .seal("execution", &account.id, &id, &state)
+            .map_err(ApiError::internal)?,
+        id: id.clone(),
+        account_id: account.id.clone(),
+        agent_id: agent,
+        created_at: at,
+        updated_at: at,
+    };
+    service
+        .registry
+        .put_execution(&row)
+        .map_err(ApiError::internal)?;
+    Ok((StatusCode::CREATED, Json(execution_view(&service, &row)?)))
+}
+
+/// An execution the caller may see: its account's, and for an agent only
+/// its own; anything else is 404, as for one that does not exist.
+fn own_execution(
+    service: &Service,
+    headers: &HeaderMap,
+    id: &str,
+) -> ApiResult<crate::registry::ExecutionRow> {
+    let (account, agent) = owner(service, headers)?;
+    let row = service
+        .registry
+        .execution(&account.id, id)
+        .map_err(ApiError::internal)?
+        .ok_or_else(ApiError::not_found)?;
+    if agent.is_some() && row.agent_id != agent {
+        return Err(ApiError::not_found());
+    }
+    Ok(row)
+}
+
+async fn list_executions(
+    State(service): State<Shared>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let (account, agent) = owner(&service, &headers)?;
+    let rows = service
+        .registry
+        .executions(&account.id, agent.as_deref())
+        .map_err(ApiError::internal)?;
+    let list = rows
+        .iter()
+        .map(|r| execution_view(&service, r))
+        .collect::<ApiResult<Vec<_>>>()?;
+    Ok(Json(json!({ "executions": list })))
+}
+
+async fn get_execution(
+    State(service): State<Shared>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+) -> ApiResult<Json<Value>> {
+    let row = own_execution(&service, &headers, &id)?;
+    Ok(Json(execution_view(&service, &row)?))
+}
+
+async fn patch_execution(
+    State(service): State<Shared>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+    Json(patch): Json<Value>,
+) -> ApiResult<Json<Value>> {
+    let mut row = own_execution(&service, &headers, &id)?;
+    execution_state(&patch)?;
+    let stored = service
+        .open_sealed("execution", &row.account_id, &row.id, &row.sealed)
+        .ok_or_else(|| ApiError::internal("an execution does not decrypt"))?;
+    let merged = merge_patch(&stored, &patch);
+    row.sealed = service
+        .seal("execution", &row.account_id, &row.id, &merged)
+        .map_err(ApiError::internal)?;
+    row.updated_at = now();
+    service
+        .registry
+        .put_execution(&row)
+        .map_err(ApiError::internal)?;
+    Ok(Json(execution_view(&service, &row)?))
+}
+
+async fn delete_execution(
+    State(service): State<Shared>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+) -> ApiResult<StatusCode> {
+    let row = own_execution(&service, &headers, &id)?;
+    service
+        .registry
+        .delete_execution(&row.account_id, &row.id)
+        .map_err(ApiError::internal)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 // --------------------------------------------------------------------- audit
 
 async fn audit(State(service): State<Shared>, headers: HeaderMap) -> ApiResult<Json<Value>> {
@@ -1006,4 +1173,9 @@ async fn audit(State(service): State<Shared>, headers: HeaderMap) -> ApiResult<J
         .audit_of(&account.id, 1000)
         .map_err(ApiError::internal)?;
     Ok(Json(json!({ "records": records })))
+}
+
+/// The OpenAPI document of the routes above.
+async fn openapi() -> Json<Value> {
+    Json(crate::openapi::document())
 }

@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 mod api;
+mod openapi;
 pub mod redact;
 mod registry;
 pub mod secrets;
@@ -194,10 +195,7 @@ impl Service {
         agent: &str,
         config: &serde_json::Value,
     ) -> Result<Vec<u8>, String> {
-        let plain = Zeroizing::new(serde_json::to_vec(config).map_err(|e| e.to_string())?);
-        self.config_cipher[0]
-            .encrypt(&config_aad(account, agent), &plain)
-            .map_err(|e| e.to_string())
+        self.seal("agent config", account, agent, config)
     }
 
     /// Opens an agent config (with any master key), or `None` if it does not
@@ -208,7 +206,32 @@ impl Service {
         agent: &str,
         sealed: &[u8],
     ) -> Option<serde_json::Value> {
-        let aad = config_aad(account, agent);
+        self.open_sealed("agent config", account, agent, sealed)
+    }
+
+    /// Seals a JSON value of `kind`, bound to its account and row id.
+    pub(crate) fn seal(
+        &self,
+        kind: &str,
+        account: &str,
+        id: &str,
+        value: &serde_json::Value,
+    ) -> Result<Vec<u8>, String> {
+        let plain = Zeroizing::new(serde_json::to_vec(value).map_err(|e| e.to_string())?);
+        self.config_cipher[0]
+            .encrypt(&sealed_aad(kind, account, id), &plain)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Opens what [`seal`](Self::seal) made, with any master key.
+    pub(crate) fn open_sealed(
+        &self,
+        kind: &str,
+        account: &str,
+        id: &str,
+        sealed: &[u8],
+    ) -> Option<serde_json::Value> {
+        let aad = sealed_aad(kind, account, id);
         self.config_cipher.iter().find_map(|c| {
             let plain = Zeroizing::new(c.decrypt(&aad, sealed)?);
             serde_json::from_slice(&plain).ok()
@@ -221,8 +244,8 @@ impl Service {
     }
 }
 
-fn config_aad(account: &str, agent: &str) -> Vec<u8> {
-    format!("anyfs agent config\0{account}\0{agent}").into_bytes()
+fn sealed_aad(kind: &str, account: &str, id: &str) -> Vec<u8> {
+    format!("anyfs {kind}\0{account}\0{id}").into_bytes()
 }
 
 /// Serves `service` on `listen` until Ctrl-C or SIGTERM.

@@ -46,6 +46,17 @@ pub(crate) struct AgentRow {
     pub(crate) created_at: i64,
 }
 
+/// An execution row: its state still sealed.
+#[derive(Debug, Clone)]
+pub(crate) struct ExecutionRow {
+    pub(crate) id: String,
+    pub(crate) account_id: String,
+    pub(crate) agent_id: Option<String>,
+    pub(crate) sealed: Vec<u8>,
+    pub(crate) created_at: i64,
+    pub(crate) updated_at: i64,
+}
+
 /// One audit record.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct AuditRecord {
@@ -132,6 +143,15 @@ impl Registry {
                  hash BLOB NOT NULL
              );
              CREATE INDEX IF NOT EXISTS audit_account ON audit(account_id, seq);
+             CREATE TABLE IF NOT EXISTS executions (
+                 id TEXT PRIMARY KEY,
+                 account_id TEXT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+                 agent_id TEXT,
+                 state BLOB NOT NULL,
+                 created_at INTEGER NOT NULL,
+                 updated_at INTEGER NOT NULL
+             );
+             CREATE INDEX IF NOT EXISTS executions_account ON executions(account_id, created_at);
              CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
                  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
              CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
@@ -223,14 +243,82 @@ impl Registry {
         )? > 0)
     }
 
-    /// Deletes an account and its agents; returns how many agents went.
-    pub(crate) fn delete_account(&self, id: &str) -> Result<Option<usize>> {
+    /// Deletes an account, its agents and executions; returns how many
+    /// agents and executions went.
+    pub(crate) fn delete_account(&self, id: &str) -> Result<Option<(usize, usize)>> {
         let mut conn = self.conn.lock();
         let tx = conn.transaction()?;
+        let executions = tx.execute("DELETE FROM executions WHERE account_id = ?1", [id])?;
         let agents = tx.execute("DELETE FROM agents WHERE account_id = ?1", [id])?;
         let accounts = tx.execute("DELETE FROM accounts WHERE id = ?1", [id])?;
         tx.commit()?;
-        Ok((accounts > 0).then_some(agents))
+        Ok((accounts > 0).then_some((agents, executions)))
+    }
+
+    // ---------------------------------------------------------- executions
+
+    pub(crate) fn put_execution(&self, row: &ExecutionRow) -> Result<()> {
+        self.conn.lock().execute(
+            "INSERT INTO executions (id, account_id, agent_id, state, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT(id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at
+             WHERE executions.account_id = excluded.account_id",
+            params![
+                row.id,
+                row.account_id,
+                row.agent_id,
+                row.sealed,
+                row.created_at,
+                row.updated_at
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn execution_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionRow> {
+        Ok(ExecutionRow {
+            id: r.get(0)?,
+            account_id: r.get(1)?,
+            agent_id: r.get(2)?,
+            sealed: r.get(3)?,
+            created_at: r.get(4)?,
+            updated_at: r.get(5)?,
+        })
+    }
+
+    /// The execution `id` of `account` (another account's is `None`).
+    pub(crate) fn execution(&self, account: &str, id: &str) -> Result<Option<ExecutionRow>> {
+        Ok(self
+            .conn
+            .lock()
+            .query_row(
+                "SELECT id, account_id, agent_id, state, created_at, updated_at FROM executions
+                 WHERE id = ?1 AND account_id = ?2",
+                [id, account],
+                Self::execution_from,
+            )
+            .optional()?)
+    }
+
+    pub(crate) fn executions(
+        &self,
+        account: &str,
+        agent: Option<&str>,
+    ) -> Result<Vec<ExecutionRow>> {
+        let conn = self.conn.lock();
+        let mut stmt = conn.prepare(
+            "SELECT id, account_id, agent_id, state, created_at, updated_at FROM executions
+             WHERE account_id = ?1 AND (?2 IS NULL OR agent_id = ?2) ORDER BY created_at, id",
+        )?;
+        let rows = stmt.query_map(params![account, agent], Self::execution_from)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub(crate) fn delete_execution(&self, account: &str, id: &str) -> Result<bool> {
+        Ok(self.conn.lock().execute(
+            "DELETE FROM executions WHERE id = ?1 AND account_id = ?2",
+            [id, account],
+        )? > 0)
     }
 
     // -------------------------------------------------------------- agents

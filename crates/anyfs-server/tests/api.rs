@@ -547,3 +547,92 @@ fn workspaces_are_encrypted_at_rest() {
     assert!(!bytes.is_empty());
     assert!(!contains(&bytes, "CANARY"));
 }
+
+#[test]
+fn executions_belong_to_their_account_and_agent() {
+    let s = Running::start();
+    let (_, a) = signup(&s, "alice");
+    let (_, b) = signup(&s, "bob");
+    let (_, a_bot, _) = agent(&s, &a, json!({"name": "bot"}));
+    let (_, a_bot2, _) = agent(&s, &a, json!({"name": "bot2"}));
+    let created = client()
+        .post(s.url("/v1/executions"))
+        .bearer_auth(&a_bot)
+        .json(&json!({"input": "fix the bug", "tool_calls": [{"tool": "read", "path": "/src"}], "memory": {"step": 1}}))
+        .send()
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let exec = json_of(created);
+    let id = exec["id"].as_str().unwrap().to_string();
+    let path = format!("/v1/executions/{id}");
+    // Its account and its agent see it; the other agent, and another account, do not.
+    assert_eq!(json_of(get(&s, &a, &path))["input"], "fix the bug");
+    assert_eq!(json_of(get(&s, &a_bot, &path))["memory"]["step"], 1);
+    for other in [&a_bot2, &b] {
+        let got = get(&s, other, &path);
+        assert_eq!(got.status(), StatusCode::NOT_FOUND);
+        assert!(!got.text().unwrap().contains("fix the bug"));
+        let listed = json_of(get(&s, other, "/v1/executions"));
+        assert_eq!(listed["executions"].as_array().unwrap().len(), 0);
+    }
+    // The same 404 as for an id that does not exist.
+    let missing = get(&s, &b, "/v1/executions/exec_doesnotexist");
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    let patched = client()
+        .patch(s.url(&path))
+        .bearer_auth(&a_bot)
+        .json(&json!({"output": "done", "memory": {"step": 2}}))
+        .send()
+        .unwrap();
+    let patched = json_of(patched);
+    assert_eq!(
+        (patched["output"].as_str(), patched["input"].as_str()),
+        (Some("done"), Some("fix the bug"))
+    );
+    // Stored sealed: the registry holds no plaintext of it.
+    assert!(!contains(&registry_bytes(&s.data), "fix the bug"));
+    let del = client()
+        .delete(s.url(&path))
+        .bearer_auth(&b)
+        .send()
+        .unwrap();
+    assert_eq!(del.status(), StatusCode::NOT_FOUND);
+    let del = client()
+        .delete(s.url(&path))
+        .bearer_auth(&a)
+        .send()
+        .unwrap();
+    assert_eq!(del.status(), StatusCode::NO_CONTENT);
+}
+
+#[test]
+fn the_openapi_document_matches_the_routes() {
+    let s = Running::start();
+    let (_, a) = signup(&s, "alice");
+    let doc = json_of(client().get(s.url("/openapi.json")).send().unwrap());
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.len() >= 20);
+    for (path, methods) in paths {
+        for method in methods.as_object().unwrap().keys() {
+            let url = s.url(&path.replace("{id}", "x").replace("{path}", "x"));
+            let req = match method.as_str() {
+                "get" => client().get(&url),
+                "post" => client().post(&url),
+                "put" => client().put(&url),
+                "patch" => client().patch(&url),
+                "delete" => client().delete(&url),
+                other => panic!("unexpected method {other}"),
+            };
+            let r = req.bearer_auth("afs_acct_nobody").send().unwrap();
+            let status = r.status();
+            let body = r.text().unwrap();
+            assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+            assert!(
+                status != StatusCode::NOT_FOUND || body.contains("error"),
+                "{method} {path}: no such route"
+            );
+        }
+    }
+    // And nothing with a valid secret answers 405 for a documented method.
+    assert_eq!(get(&s, &a, "/v1/files/").status(), StatusCode::OK);
+}

@@ -1,0 +1,207 @@
+//! The OpenAPI document served at `/openapi.json`.
+
+use serde_json::{Value, json};
+
+/// Every route of the API: (method, path, summary, needs).
+pub(crate) const ROUTES: &[(&str, &str, &str, &str)] = &[
+    (
+        "post",
+        "/v1/accounts",
+        "Sign up; the API secret is returned this once",
+        "none",
+    ),
+    ("get", "/v1/accounts/me", "The calling account", "account"),
+    (
+        "patch",
+        "/v1/accounts/me",
+        "Rename the calling account",
+        "account",
+    ),
+    (
+        "delete",
+        "/v1/accounts/me",
+        "Delete the account, its agents, executions and workspace",
+        "account",
+    ),
+    (
+        "post",
+        "/v1/accounts/me/rotate-secret",
+        "A new API secret; the old one stops working",
+        "account",
+    ),
+    ("get", "/v1/admin/accounts", "Every account", "admin"),
+    ("get", "/v1/admin/accounts/{id}", "One account", "admin"),
+    (
+        "delete",
+        "/v1/admin/accounts/{id}",
+        "Delete an account and everything it has",
+        "admin",
+    ),
+    (
+        "post",
+        "/v1/admin/accounts/{id}/suspend",
+        "Refuse the account's secret and agent tokens",
+        "admin",
+    ),
+    (
+        "post",
+        "/v1/admin/accounts/{id}/unsuspend",
+        "Accept them again",
+        "admin",
+    ),
+    (
+        "post",
+        "/v1/agents",
+        "Create an agent; its token is returned this once",
+        "account",
+    ),
+    (
+        "get",
+        "/v1/agents",
+        "The account's agents, configs redacted",
+        "account",
+    ),
+    (
+        "get",
+        "/v1/agents/{id}",
+        "One agent, config redacted",
+        "account",
+    ),
+    (
+        "patch",
+        "/v1/agents/{id}",
+        "JSON merge patch of name, config, policy; `********` keeps a stored value",
+        "account",
+    ),
+    ("delete", "/v1/agents/{id}", "Delete an agent", "account"),
+    (
+        "post",
+        "/v1/agents/{id}/rotate-token",
+        "A new agent token; the old one stops working",
+        "account",
+    ),
+    (
+        "get",
+        "/v1/files",
+        "List the workspace root",
+        "account or agent",
+    ),
+    (
+        "get",
+        "/v1/files/{path}",
+        "Read a file (Range supported) or list a directory",
+        "account or agent",
+    ),
+    (
+        "put",
+        "/v1/files/{path}",
+        "Write a file (streamed body; folders are made)",
+        "account or agent",
+    ),
+    (
+        "delete",
+        "/v1/files/{path}",
+        "Delete a file, or a directory (`?recursive=true` for a tree)",
+        "account or agent",
+    ),
+    (
+        "get",
+        "/v1/fs/stat",
+        "Metadata of `?path=`",
+        "account or agent",
+    ),
+    (
+        "post",
+        "/v1/fs/mkdir",
+        "Make a directory and its parents: `{\"path\"}`",
+        "account or agent",
+    ),
+    (
+        "post",
+        "/v1/fs/move",
+        "Move: `{\"from\", \"to\"}`",
+        "account or agent",
+    ),
+    (
+        "post",
+        "/v1/fs/copy",
+        "Copy a file: `{\"from\", \"to\"}`",
+        "account or agent",
+    ),
+    (
+        "post",
+        "/v1/executions",
+        "Record an execution: input, output, tool_calls, memory",
+        "account or agent",
+    ),
+    (
+        "get",
+        "/v1/executions",
+        "The caller's executions",
+        "account or agent",
+    ),
+    (
+        "get",
+        "/v1/executions/{id}",
+        "One execution",
+        "account or agent",
+    ),
+    (
+        "patch",
+        "/v1/executions/{id}",
+        "JSON merge patch of an execution",
+        "account or agent",
+    ),
+    (
+        "delete",
+        "/v1/executions/{id}",
+        "Delete an execution",
+        "account or agent",
+    ),
+    (
+        "get",
+        "/v1/audit",
+        "The account's audit records",
+        "account or agent",
+    ),
+    ("get", "/openapi.json", "This document", "none"),
+];
+
+pub(crate) fn document() -> Value {
+    let mut paths = serde_json::Map::new();
+    for (method, path, summary, needs) in ROUTES {
+        let entry = paths
+            .entry((*path).to_string())
+            .or_insert_with(|| json!({}));
+        let mut op = json!({
+            "summary": summary,
+            "responses": {
+                "200": {"description": "success"},
+                "400": {"$ref": "#/components/responses/Error"},
+                "401": {"$ref": "#/components/responses/Error"},
+                "403": {"$ref": "#/components/responses/Error"},
+                "404": {"$ref": "#/components/responses/Error"},
+                "429": {"$ref": "#/components/responses/Error"}
+            }
+        });
+        if *needs != "none" {
+            op["security"] = json!([{"bearer": []}]);
+            op["x-caller"] = json!(needs);
+        }
+        entry[*method] = op;
+    }
+    json!({
+        "openapi": "3.0.3",
+        "info": {"title": "AnyFS workspace service", "version": env!("CARGO_PKG_VERSION")},
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "responses": {
+                "Error": {
+                    "description": "`{\"error\": {\"kind\", \"message\", \"path\"}}`",
+                    "content": {"application/json": {"schema": {"type": "object"}}}
+                }
+            }
+        }
+    })
+}
