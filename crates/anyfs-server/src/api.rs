@@ -778,6 +778,7 @@ async fn read_file(
         .map(String::from);
     enum Got {
         Dir(Value),
+        Small(Vec<u8>),
         Whole(anyfs::FsReader, u64),
         Part(Vec<u8>, u64, u64, u64),
         BadRange(u64),
@@ -795,12 +796,17 @@ async fn read_file(
                 }
                 None => Ok(Got::BadRange(meta.len)),
             },
+            // Small files in one piece; larger ones streamed.
+            None if meta.len <= 256 * 1024 => Ok(Got::Small(fs.read(path)?)),
             None => Ok(Got::Whole(fs.open_read(path)?, meta.len)),
         }
     })
     .await?;
     Ok(match got {
         Got::Dir(v) => Json(v).into_response(),
+        Got::Small(bytes) => {
+            ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response()
+        }
         Got::Part(bytes, start, end, len) => (
             StatusCode::PARTIAL_CONTENT,
             [

@@ -82,6 +82,100 @@ pub(crate) fn now() -> i64 {
 /// The registry database.
 pub(crate) struct Registry {
     conn: Mutex<Connection>,
+    /// Audit records go to a writer thread that commits them in groups
+    /// (one transaction, one fsync, for all records that arrived meanwhile).
+    audit_tx: Mutex<Option<std::sync::mpsc::Sender<AuditMsg>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+enum AuditMsg {
+    Record(AuditRecord),
+    /// Answered once every record sent before it is committed.
+    Flush(std::sync::mpsc::Sender<()>),
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        // Closing the channel makes the writer commit what it has and stop.
+        self.audit_tx.lock().take();
+        if let Some(writer) = self.writer.lock().take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+/// The audit writer: chains and commits records in groups.
+fn audit_writer(conn: Connection, rx: std::sync::mpsc::Receiver<AuditMsg>) {
+    let mut last: (i64, Vec<u8>) = conn
+        .query_row(
+            "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .ok()
+        .flatten()
+        .unwrap_or((0, vec![0u8; 32]));
+    let mut conn = conn;
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < 4096 {
+            match rx.try_recv() {
+                Ok(msg) => batch.push(msg),
+                Err(_) => break,
+            }
+        }
+        let mut acks = Vec::new();
+        let result = (|| -> rusqlite::Result<()> {
+            let tx = conn.transaction()?;
+            {
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO audit (seq, account_id, at, actor, action, path, outcome, prev, hash)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )?;
+                for msg in &mut batch {
+                    match msg {
+                        AuditMsg::Record(r) => {
+                            r.seq = last.0 + 1;
+                            r.prev = last.1.clone();
+                            r.hash = chain_hash(&r.prev, r);
+                            insert.execute(params![
+                                r.seq,
+                                r.account_id,
+                                r.at,
+                                r.actor,
+                                r.action,
+                                r.path,
+                                r.outcome,
+                                r.prev,
+                                r.hash
+                            ])?;
+                            last = (r.seq, r.hash.clone());
+                        }
+                        AuditMsg::Flush(ack) => acks.push(ack.clone()),
+                    }
+                }
+            }
+            tx.commit()
+        })();
+        if let Err(error) = result {
+            tracing::error!(%error, "audit records could not be written");
+            // Reload the chain's end: the failed group was rolled back.
+            if let Ok(Some(end)) = conn
+                .query_row(
+                    "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+            {
+                last = end;
+            }
+        }
+        for ack in acks {
+            let _ = ack.send(());
+        }
+    }
 }
 
 impl std::fmt::Debug for Registry {
@@ -157,8 +251,19 @@ impl Registry {
              CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
                  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;",
         )?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let writer_conn = Connection::open(path)?;
+        writer_conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        writer_conn.execute_batch("PRAGMA synchronous = FULL;")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let writer = std::thread::Builder::new()
+            .name("anyfs-audit".into())
+            .spawn(move || audit_writer(writer_conn, rx))
+            .map_err(|e| RegistryError(format!("cannot start the audit writer: {e}")))?;
         Ok(Self {
             conn: Mutex::new(conn),
+            audit_tx: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
         })
     }
 
@@ -413,7 +518,8 @@ impl Registry {
 
     // --------------------------------------------------------------- audit
 
-    /// Appends one record to the chain.
+    /// Appends one record to the chain (committed by the audit writer
+    /// within milliseconds, with the records around it).
     pub(crate) fn audit(
         &self,
         account: Option<&str>,
@@ -422,49 +528,40 @@ impl Registry {
         path: Option<&str>,
         outcome: &str,
     ) -> Result<()> {
-        let mut conn = self.conn.lock();
-        let tx = conn.transaction()?;
-        let last: Option<(i64, Vec<u8>)> = tx
-            .query_row(
-                "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        let (seq, prev) = last.map_or((1, vec![0u8; 32]), |(s, h)| (s + 1, h));
-        let mut record = AuditRecord {
-            seq,
+        let record = AuditRecord {
+            seq: 0,
             account_id: account.map(String::from),
             at: now(),
             actor: actor.into(),
             action: action.into(),
             path: path.map(String::from),
             outcome: outcome.into(),
-            prev: prev.clone(),
+            prev: Vec::new(),
             hash: Vec::new(),
         };
-        record.hash = chain_hash(&prev, &record);
-        tx.execute(
-            "INSERT INTO audit (seq, account_id, at, actor, action, path, outcome, prev, hash)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![
-                record.seq,
-                record.account_id,
-                record.at,
-                record.actor,
-                record.action,
-                record.path,
-                record.outcome,
-                record.prev,
-                record.hash
-            ],
-        )?;
-        tx.commit()?;
-        Ok(())
+        match &*self.audit_tx.lock() {
+            Some(tx) => tx
+                .send(AuditMsg::Record(record))
+                .map_err(|_| RegistryError("the audit writer stopped".into())),
+            None => Err(RegistryError("the audit writer stopped".into())),
+        }
+    }
+
+    /// Waits until every audit record sent so far is committed.
+    pub(crate) fn flush_audit(&self) {
+        let (ack, done) = std::sync::mpsc::channel();
+        let sent = match &*self.audit_tx.lock() {
+            Some(tx) => tx.send(AuditMsg::Flush(ack)).is_ok(),
+            None => false,
+        };
+        if sent {
+            let _ = done.recv();
+        }
     }
 
     /// The account's records, oldest first.
     pub(crate) fn audit_of(&self, account: &str, limit: usize) -> Result<Vec<AuditRecord>> {
+        self.flush_audit();
         let conn = self.conn.lock();
         let mut stmt = conn.prepare(
             "SELECT seq, account_id, at, actor, action, path, outcome, prev, hash FROM audit
