@@ -288,6 +288,12 @@ pub fn router(service: Arc<Service>) -> Router {
                 .patch(patch_execution)
                 .delete(delete_execution),
         )
+        .route(
+            "/v1/skills/{name}",
+            axum::routing::put(install_skill).layer(axum::extract::DefaultBodyLimit::max(
+                crate::bundle::MAX_BYTES as usize,
+            )),
+        )
         .route("/v1/audit", get(audit))
         .route("/openapi.json", get(openapi))
         .with_state(service)
@@ -1165,6 +1171,88 @@ async fn delete_execution(
         .delete_execution(&row.account_id, &row.id)
         .map_err(ApiError::internal)?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+// -------------------------------------------------------------------- skills
+
+/// Unpacks a `.tar.gz` or `.zip` under `/skills/<name>/`, replacing what
+/// was there; a bundle with any entry that would land elsewhere is refused
+/// whole, before anything is written.
+async fn install_skill(
+    State(service): State<Shared>,
+    headers: HeaderMap,
+    UrlPath(name): UrlPath<String>,
+    body: Bytes,
+) -> ApiResult<impl IntoResponse> {
+    let account = account_only(&service, &headers)?;
+    let refused = |e: crate::bundle::Refused| {
+        let _ = service.registry.audit(
+            Some(&account.id),
+            "account",
+            "install skill",
+            Some(&name),
+            "refused",
+        );
+        let mut err = ApiError::bad_request(format!("bundle refused: {}", e.0));
+        err.kind = "BundleRefused";
+        err
+    };
+    crate::bundle::check_name(&name).map_err(refused)?;
+    let entries = crate::bundle::read(&body).map_err(refused)?;
+    let fs = FileStorage::new(service.workspaces.for_account(&account.id)?);
+    let target = format!("/skills/{name}");
+    let staging = format!("/skills/.staging-{}", uuid::Uuid::new_v4().simple());
+    let svc = service.clone();
+    let account_id = account.id.clone();
+    let (files, bytes) = tokio::task::spawn_blocking(move || {
+        let unpack = || -> Result<(usize, u64), FsError> {
+            fs.create_dir_all(&staging)?;
+            let (mut files, mut bytes) = (0, 0u64);
+            for entry in &entries {
+                match entry {
+                    crate::bundle::Entry::Dir(p) => fs.create_dir_all(format!("{staging}/{p}"))?,
+                    crate::bundle::Entry::File(p, data) => {
+                        let path = format!("{staging}/{p}");
+                        if let Some((parent, _)) =
+                            anyfs::path::split_parent(std::path::Path::new(&path))
+                        {
+                            fs.create_dir_all(&parent)?;
+                        }
+                        fs.write(&path, data)?;
+                        files += 1;
+                        bytes += data.len() as u64;
+                    }
+                }
+            }
+            if fs.exists(&target)? {
+                fs.remove_dir_all(&target)?;
+            }
+            fs.rename(&staging, &target)?;
+            Ok((files, bytes))
+        };
+        let result = unpack();
+        if result.is_err() {
+            let _ = fs.remove_dir_all(&staging);
+        }
+        let outcome = match &result {
+            Ok(_) => "ok".to_string(),
+            Err(e) => format!("{:?}", e.kind()),
+        };
+        let _ = svc.registry.audit(
+            Some(&account_id),
+            "account",
+            "install skill",
+            Some(&target),
+            &outcome,
+        );
+        result
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"skill": name, "files": files, "bytes": bytes})),
+    ))
 }
 
 // --------------------------------------------------------------------- audit

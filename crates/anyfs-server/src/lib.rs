@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 mod api;
+mod bundle;
 mod openapi;
 pub mod redact;
 mod registry;

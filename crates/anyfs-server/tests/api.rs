@@ -636,3 +636,194 @@ fn the_openapi_document_matches_the_routes() {
     // And nothing with a valid secret answers 405 for a documented method.
     assert_eq!(get(&s, &a, "/v1/files/").status(), StatusCode::OK);
 }
+
+/// A .tar.gz with raw entry names (so that hostile names can be written).
+fn tar_gz(entries: &[(&str, tar::EntryType, &[u8], Option<&str>)]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::fast(),
+    ));
+    for (name, kind, data, link) in entries {
+        let mut header = tar::Header::new_gnu();
+        {
+            let gnu = header.as_gnu_mut().unwrap();
+            gnu.name[..name.len()].copy_from_slice(name.as_bytes());
+            if let Some(link) = link {
+                gnu.linkname[..link.len()].copy_from_slice(link.as_bytes());
+            }
+        }
+        header.set_entry_type(*kind);
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder.append(&header, *data).unwrap();
+    }
+    builder.into_inner().unwrap().finish().unwrap()
+}
+
+fn install(s: &Running, who: &str, name: &str, bundle: Vec<u8>) -> (StatusCode, Value) {
+    let r = client()
+        .put(s.url(&format!("/v1/skills/{name}")))
+        .bearer_auth(who)
+        .body(bundle)
+        .send()
+        .unwrap();
+    let status = r.status();
+    (status, r.json().unwrap_or(Value::Null))
+}
+
+#[test]
+fn skill_bundles_install_whole_or_not_at_all() {
+    use tar::EntryType as T;
+    let s = Running::start();
+    let (_, a) = signup(&s, "alice");
+    let (_, bot, _) = agent(&s, &a, json!({"name": "bot"}));
+    let good = tar_gz(&[
+        ("fmt/", T::Directory, b"", None),
+        ("fmt/SKILL.md", T::Regular, b"# Format", None),
+        ("fmt/scripts/run.sh", T::Regular, b"echo run", None),
+    ]);
+    let (status, body) = install(&s, &a, "fmt", good);
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["files"], 2);
+    assert_eq!(
+        get(&s, &bot, "/v1/files/skills/fmt/fmt/SKILL.md")
+            .text()
+            .unwrap(),
+        "# Format"
+    );
+    assert_eq!(
+        put(&s, &bot, "/skills/fmt/fmt/SKILL.md", b"x"),
+        StatusCode::FORBIDDEN
+    );
+    // Agents cannot install bundles.
+    assert_eq!(
+        install(&s, &bot, "mine", tar_gz(&[("a", T::Regular, b"a", None)])).0,
+        StatusCode::FORBIDDEN
+    );
+
+    let hostile: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "dotdot",
+            tar_gz(&[
+                ("ok.txt", T::Regular, b"fine", None),
+                ("../../escape.txt", T::Regular, b"out", None),
+            ]),
+        ),
+        (
+            "absolute",
+            tar_gz(&[("/etc/passwd", T::Regular, b"root", None)]),
+        ),
+        (
+            "backslash",
+            tar_gz(&[("..\\..\\escape.txt", T::Regular, b"out", None)]),
+        ),
+        (
+            "symlink",
+            tar_gz(&[("link", T::Symlink, b"", Some("../../../private"))]),
+        ),
+        (
+            "hardlink",
+            tar_gz(&[("hl", T::Link, b"", Some("/etc/passwd"))]),
+        ),
+        ("fifo", tar_gz(&[("pipe", T::Fifo, b"", None)])),
+        ("garbage", b"not an archive at all".to_vec()),
+    ];
+    for (name, bundle) in hostile {
+        let (status, body) = install(&s, &a, name, bundle);
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{name}: {body}");
+        assert_eq!(body["error"]["kind"], "BundleRefused", "{name}");
+        assert_eq!(
+            get(&s, &a, &format!("/v1/files/skills/{name}")).status(),
+            StatusCode::NOT_FOUND,
+            "{name}"
+        );
+    }
+    // Nothing escaped and nothing was left half-written.
+    let root = json_of(get(&s, &a, "/v1/files/"));
+    assert!(!root.to_string().contains("escape"), "{root}");
+    let skills = json_of(get(&s, &a, "/v1/files/skills"));
+    assert_eq!(skills["entries"].as_array().unwrap().len(), 1, "{skills}");
+    // Bad names for the bundle itself.
+    for bad in ["..", ".", "a%2Fb"] {
+        let (status, _) = install(&s, &a, bad, tar_gz(&[("x", T::Regular, b"x", None)]));
+        assert_ne!(status, StatusCode::CREATED, "{bad}");
+    }
+
+    // Zip: good, then `..` and a symlink entry.
+    let zip_of = |files: &[(&str, &[u8], Option<u32>)]| {
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        for (name, data, mode) in files {
+            let mut options = zip::write::SimpleFileOptions::default();
+            if let Some(mode) = mode {
+                options = options.unix_permissions(*mode);
+            }
+            match mode {
+                Some(m) if m & 0o170000 == 0o120000 => {
+                    w.add_symlink(*name, std::str::from_utf8(data).unwrap(), options)
+                        .unwrap();
+                }
+                _ => {
+                    w.start_file(*name, options).unwrap();
+                    std::io::Write::write_all(&mut w, data).unwrap();
+                }
+            }
+        }
+        w.finish().unwrap().into_inner()
+    };
+    let (status, body) = install(
+        &s,
+        &a,
+        "lint",
+        zip_of(&[("lint/SKILL.md", b"# Lint", None)]),
+    );
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(
+        get(&s, &a, "/v1/files/skills/lint/lint/SKILL.md")
+            .text()
+            .unwrap(),
+        "# Lint"
+    );
+    let (status, _) = install(
+        &s,
+        &a,
+        "zipdot",
+        zip_of(&[("a.txt", b"a", None), ("../../z.txt", b"z", None)]),
+    );
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = install(
+        &s,
+        &a,
+        "ziplink",
+        zip_of(&[("l", b"/etc/passwd", Some(0o120777))]),
+    );
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        get(&s, &a, "/v1/files/skills/zipdot").status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        get(&s, &a, "/v1/files/z.txt").status(),
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[test]
+fn an_agent_over_its_rate_is_told_when_to_retry() {
+    let s = Running::start();
+    let (_, a) = signup(&s, "alice");
+    let (_, bot, _) = agent(&s, &a, json!({"name": "bot", "policy": {"rate": 5}}));
+    let mut limited = None;
+    for _ in 0..50 {
+        let r = get(&s, &bot, "/v1/files/");
+        if r.status() == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some(r);
+            break;
+        }
+    }
+    let r = limited.expect("the rate limit never applied");
+    assert!(r.headers().get("retry-after").is_some());
+    assert_eq!(json_of(r)["error"]["kind"], "RateLimitExceeded");
+    // The account itself is not limited by its agent's policy.
+    assert_eq!(get(&s, &a, "/v1/files/").status(), StatusCode::OK);
+}
