@@ -43,6 +43,15 @@ pub(crate) fn run(
     signups_per_hour: u32,
     quota: u64,
 ) -> Result<(), String> {
+    // Logs: RUST_LOG (default `info`): one line per request, never a header.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
     let mut config = anyfs_server::Config::new(&data_dir);
     config.master_keys = master_keys()?;
     config.admin_secret = std::env::var("ANYFS_ADMIN_SECRET")

@@ -296,6 +296,7 @@ pub fn router(service: Arc<Service>) -> Router {
         )
         .route("/v1/audit", get(audit))
         .route("/openapi.json", get(openapi))
+        .layer(axum::middleware::from_fn(log_request))
         .with_state(service)
 }
 
@@ -1272,4 +1273,21 @@ async fn audit(State(service): State<Shared>, headers: HeaderMap) -> ApiResult<J
 /// The OpenAPI document of the routes above.
 async fn openapi() -> Json<Value> {
     Json(crate::openapi::document())
+}
+
+/// One log line per request: method, path, status, time. Never a header,
+/// a body or a query string (they may hold secrets).
+async fn log_request(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let start = std::time::Instant::now();
+    let response = next.run(request).await;
+    tracing::info!(
+        %method,
+        path = %path,
+        status = response.status().as_u16(),
+        micros = start.elapsed().as_micros() as u64,
+        "request"
+    );
+    response
 }

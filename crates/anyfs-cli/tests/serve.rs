@@ -1,0 +1,154 @@
+//! `anyfs serve` as a process: first start, secrets never in its logs, and
+//! a SIGKILL under write load that loses no acknowledged write.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use reqwest::blocking::Client;
+use serde_json::{Value, json};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `anyfs serve`, logging to `log`, and waits until it answers.
+fn start(data: &Path, port: u16, log: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_anyfs"))
+        .args(["serve", "--data-dir"])
+        .arg(data)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env_remove("ANYFS_ADMIN_SECRET")
+        .env_remove("ANYFS_MASTER_KEY")
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let url = format!("http://127.0.0.1:{port}/openapi.json");
+    while Client::new().get(&url).send().is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the service never answered"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
+#[test]
+fn a_sigkill_under_write_load_loses_no_acknowledged_write_and_logs_hold_no_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log = dir.path().join("service.log");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut server = start(&data, port, &log);
+    // The master key file is made with mode 0600.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(data.join("master.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    let client = Client::new();
+    let v: Value = client
+        .post(format!("{base}/v1/accounts"))
+        .json(&json!({"name": "load"}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let secret = v["secret"].as_str().unwrap().to_string();
+    let v: Value = client
+        .post(format!("{base}/v1/agents"))
+        .bearer_auth(&secret)
+        .json(&json!({"name": "bot", "config": {"api_key": "sk-LOGCANARY"}}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let token = v["token"].as_str().unwrap().to_string();
+
+    // Writers record every write the service acknowledged.
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let stop = Instant::now() + Duration::from_millis(1500);
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (acked, token, base) = (acked.clone(), token.clone(), base.clone());
+            std::thread::spawn(move || {
+                let client = Client::builder()
+                    .timeout(Duration::from_secs(5))
+                    .build()
+                    .unwrap();
+                let mut i = 0;
+                while Instant::now() < stop {
+                    let name = format!("w{w}-{i}");
+                    let body = format!("payload of {name}").repeat(50);
+                    let ok = client
+                        .put(format!("{base}/v1/files/load/{name}"))
+                        .bearer_auth(&token)
+                        .body(body.clone())
+                        .send()
+                        .is_ok_and(|r| r.status() == StatusCode::CREATED);
+                    if ok {
+                        acked.lock().unwrap().push((name, body));
+                    }
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1000));
+    server.kill().unwrap(); // SIGKILL, mid-load
+    server.wait().unwrap();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() > 20,
+        "too few writes were acknowledged to test anything"
+    );
+
+    let mut server = start(&data, port, &log);
+    for (name, body) in &acked {
+        let got = client
+            .get(format!("{base}/v1/files/load/{name}"))
+            .bearer_auth(&token)
+            .send()
+            .unwrap();
+        assert_eq!(
+            got.status(),
+            StatusCode::OK,
+            "{name} was acknowledged, then lost"
+        );
+        assert_eq!(&got.text().unwrap(), body);
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status();
+    server.wait().unwrap();
+
+    let logs = std::fs::read_to_string(&log).unwrap();
+    for secret in [secret.as_str(), token.as_str(), "sk-LOGCANARY"] {
+        assert!(!logs.contains(secret), "a secret reached the log");
+    }
+    // The admin secret is printed once, at the first start only.
+    assert_eq!(logs.matches("afs_admin_").count(), 1, "{logs}");
+}
