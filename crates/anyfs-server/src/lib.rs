@@ -4,7 +4,7 @@
 //! middleware, and a hash-chained audit log — over HTTP.
 //!
 //! Start it with `anyfs serve`; embed it with [`Service::open`] and
-//! [`Service::router`].
+//! [`router`].
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
