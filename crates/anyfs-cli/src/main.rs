@@ -38,6 +38,10 @@ enum Command {
         /// Default workspace quota in bytes.
         #[arg(long, default_value_t = 1 << 30)]
         quota: u64,
+        /// Operations per second for agents whose policy sets none
+        /// (default: unlimited).
+        #[arg(long, value_name = "OPS")]
+        agent_rate: Option<u32>,
     },
     /// Audit-log tools.
     Audit {
@@ -119,7 +123,8 @@ fn main() -> ExitCode {
             listen,
             signups_per_hour,
             quota,
-        } => serve::run(data_dir, listen, signups_per_hour, quota),
+            agent_rate,
+        } => serve::run(data_dir, listen, signups_per_hour, quota, agent_rate),
         Command::Audit {
             command: AuditCommand::Verify { data_dir },
         } => match anyfs_server::verify_chain(&data_dir.join("registry.db")) {

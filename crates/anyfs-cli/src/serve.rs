@@ -42,6 +42,7 @@ pub(crate) fn run(
     listen: SocketAddr,
     signups_per_hour: u32,
     quota: u64,
+    agent_rate: Option<u32>,
 ) -> Result<(), String> {
     // Logs: RUST_LOG (default `info`): one line per request, never a header.
     let _ = tracing_subscriber::fmt()
@@ -59,6 +60,7 @@ pub(crate) fn run(
         .filter(|s| !s.is_empty());
     config.signups_per_hour = signups_per_hour;
     config.default_quota = quota;
+    config.default_rate = agent_rate;
     let opened = anyfs_server::Service::open(config)?;
     if let Some(secret) = &opened.new_admin_secret {
         eprintln!(

@@ -693,9 +693,13 @@ fn workspace(service: &Service, caller: &Caller) -> ApiResult<(String, FileStora
             account,
             agent,
             policy,
-        } => service
-            .workspaces
-            .for_agent(&account.id, &agent.id, policy)?,
+        } => {
+            let mut policy = policy.clone();
+            policy.rate = policy.rate.or(service.config.default_rate);
+            service
+                .workspaces
+                .for_agent(&account.id, &agent.id, &policy)?
+        }
         Caller::Admin => return Err(ApiError::forbidden("the admin has no workspace")),
     };
     let account = caller.account().map(|a| a.id.clone()).unwrap_or_default();

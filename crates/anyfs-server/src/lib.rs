@@ -46,6 +46,9 @@ pub struct Config {
     pub signups_per_hour: u32,
     /// Default workspace quota in bytes.
     pub default_quota: u64,
+    /// Operations per second for agents whose policy sets no rate
+    /// (`None`: unlimited).
+    pub default_rate: Option<u32>,
 }
 
 impl Config {
@@ -57,6 +60,7 @@ impl Config {
             admin_secret: None,
             signups_per_hour: 5,
             default_quota: 1 << 30,
+            default_rate: None,
         }
     }
 }

@@ -35,7 +35,10 @@ impl Running {
         config.admin_secret = Some(ADMIN.into());
         config.signups_per_hour = signups;
         config.default_quota = 1 << 20;
-        let service = Service::open(config).unwrap().service;
+        Self::serving(Service::open(config).unwrap().service, data)
+    }
+
+    fn serving(service: std::sync::Arc<Service>, data: &Path) -> Self {
         let (tx, rx) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
@@ -826,4 +829,52 @@ fn an_agent_over_its_rate_is_told_when_to_retry() {
     assert_eq!(json_of(r)["error"]["kind"], "RateLimitExceeded");
     // The account itself is not limited by its agent's policy.
     assert_eq!(get(&s, &a, "/v1/files/").status(), StatusCode::OK);
+}
+
+#[test]
+fn a_new_master_key_encrypts_while_the_old_one_still_decrypts() {
+    use anyfs::crypto::Key;
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new) = (Key::from_bytes([1; 32]), Key::from_bytes([2; 32]));
+    let open = |keys: Vec<Key>| {
+        let mut config = Config::new(dir.path());
+        config.master_keys = keys;
+        config.admin_secret = Some(ADMIN.into());
+        Service::open(config).unwrap().service
+    };
+    // Written under the old key…
+    let (account, secret, agent_id) = {
+        let service = open(vec![old.clone()]);
+        let s = Running::serving(service, dir.path());
+        let (account, secret) = signup(&s, "alice");
+        let (agent_id, _, _) = agent(
+            &s,
+            &secret,
+            json!({"name": "bot", "config": {"api_key": "sk-OLD"}}),
+        );
+        assert_eq!(
+            put(&s, &secret, "/kept.txt", b"under the old key"),
+            StatusCode::CREATED
+        );
+        (account, secret, agent_id)
+    };
+    // …read with the new key first in the list.
+    let service = open(vec![new.clone(), old.clone()]);
+    assert_eq!(service.key_count(), 2);
+    let s = Running::serving(service, dir.path());
+    assert_eq!(
+        get(&s, &secret, "/v1/files/kept.txt").text().unwrap(),
+        "under the old key"
+    );
+    let view = json_of(get(&s, &secret, &format!("/v1/agents/{agent_id}")));
+    assert_eq!(view["config"]["api_key"], "********");
+    drop(s);
+    // Without the old key, the old data does not open: nothing is readable.
+    let service = open(vec![new]);
+    let s = Running::serving(service, dir.path());
+    assert_ne!(
+        get(&s, &secret, "/v1/files/kept.txt").status(),
+        StatusCode::OK
+    );
+    let _ = account;
 }
