@@ -152,3 +152,71 @@ fn a_sigkill_under_write_load_loses_no_acknowledged_write_and_logs_hold_no_secre
     // The admin secret is printed once, at the first start only.
     assert_eq!(logs.matches("afs_admin_").count(), 1, "{logs}");
 }
+
+/// Peak resident memory of a process, in KiB.
+fn peak_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn large_uploads_and_downloads_stream_in_constant_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log = dir.path().join("service.log");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut server = start(&data, port, &log);
+    let client = Client::builder()
+        .timeout(Duration::from_secs(300))
+        .build()
+        .unwrap();
+    let v: Value = client
+        .post(format!("{base}/v1/accounts"))
+        .json(&json!({"name": "big"}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let secret = v["secret"].as_str().unwrap().to_string();
+    let before = peak_kib(server.id());
+    const SIZE: u64 = 256 * 1024 * 1024;
+    let body = reqwest::blocking::Body::sized(std::io::repeat(7).take(SIZE), SIZE);
+    use std::io::Read;
+    let r = client
+        .put(format!("{base}/v1/files/big.bin"))
+        .bearer_auth(&secret)
+        .body(body)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let mut download = client
+        .get(format!("{base}/v1/files/big.bin"))
+        .bearer_auth(&secret)
+        .send()
+        .unwrap();
+    let mut total = 0u64;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = download.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        assert!(buf[..n].iter().all(|&b| b == 7));
+        total += n as u64;
+    }
+    assert_eq!(total, SIZE);
+    let grown = peak_kib(server.id()).saturating_sub(before);
+    assert!(
+        grown < 96 * 1024,
+        "the service grew by {grown} KiB for a 256 MiB file"
+    );
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status();
+    server.wait().unwrap();
+}
