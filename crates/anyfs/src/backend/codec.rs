@@ -2,7 +2,12 @@
 //! little-endian integers and length-prefixed bytes. Decoding never panics
 //! and never allocates more than the input could hold.
 
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::error::{FsError, FsResult};
 
 use zeroize::Zeroize;
 
@@ -104,6 +109,38 @@ impl<'a> Decoder<'a> {
         let n = usize::try_from(self.u64()?).ok()?;
         (n.checked_mul(min_size.max(1))? <= self.data.len()).then_some(n)
     }
+}
+
+/// Writes a host file so that a crash leaves the old content or the new:
+/// a temporary file beside it, synced, renamed over it, the folder synced.
+/// Errors name the virtual root (the file is the caller's own).
+pub(crate) fn write_atomically(file: &Path, data: &[u8], op: &'static str) -> FsResult<()> {
+    let dir = file
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = file.file_name().ok_or_else(|| FsError::InvalidPath {
+        path: "/".into(),
+        reason: "the file to write needs a name",
+    })?;
+    let mut temp_name = OsString::from(".");
+    temp_name.push(name);
+    temp_name.push(format!(".tmp-{}", std::process::id()));
+    let temp = dir.join(temp_name);
+    let result = (|| {
+        let mut out = std::fs::File::create(&temp)?;
+        out.write_all(data)?;
+        out.sync_all()?;
+        std::fs::rename(&temp, file)?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result.map_err(|e| FsError::from_io("/", op, e))
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 use rustc_hash::{FxHashMap, FxHashSet};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-use super::codec::{Decoder, Encoder};
+use super::codec::{Decoder, Encoder, write_atomically};
 use crate::crypto::{self, Aes, Key, NONCE_LEN};
 use crate::error::{FsError, FsResult};
 use crate::path::{self, CROSSES_SYMLINK, PathWalker, Step};
@@ -617,7 +617,7 @@ impl EncryptedMemoryBackend {
             out.buf.extend_from_slice(tag.as_ref());
             std::mem::take(&mut out.buf)
         };
-        write_atomically(file.as_ref(), &bytes)
+        write_atomically(file.as_ref(), &bytes, "save_to_file")
     }
 
     /// Reads a file written by [`save_to_file`](Self::save_to_file). A wrong
@@ -698,28 +698,6 @@ fn owner() -> (u32, u32) {
     std::fs::metadata("/proc/self")
         .map(|m| (m.uid(), m.gid()))
         .unwrap_or((0, 0))
-}
-
-fn write_atomically(file: &Path, data: &[u8]) -> FsResult<()> {
-    let fail = |e: io::Error| FsError::from_io("/", "save_to_file", e);
-    let dir = file
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut temp_name = OsString::from(".");
-    temp_name.push(file.file_name().unwrap_or(OsStr::new("snapshot")));
-    temp_name.push(format!(".tmp-{}", std::process::id()));
-    let temp = dir.join(temp_name);
-    let result = (|| {
-        let mut out = std::fs::File::create(&temp)?;
-        out.write_all(data)?;
-        out.sync_all()?;
-        std::fs::rename(&temp, file)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    result.map_err(fail)
 }
 
 impl FsRead for EncryptedMemoryBackend {

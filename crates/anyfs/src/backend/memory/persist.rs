@@ -21,7 +21,7 @@ use rustc_hash::FxHashMap;
 use zeroize::Zeroizing;
 
 use super::{Ino, Kind, MemoryBackend, Node, ROOT, State};
-use crate::backend::codec::{Decoder, Encoder};
+use crate::backend::codec::{Decoder, Encoder, write_atomically};
 use crate::crypto::{self, Aes, Key, NONCE_LEN, Salt};
 use crate::error::{FsError, FsResult};
 use crate::path;
@@ -95,7 +95,11 @@ impl MemoryBackend {
     /// file, atomically (a temporary file beside it, synced, then renamed
     /// over it): a crash leaves the old snapshot or the new one.
     pub fn save_encrypted(&self, file: impl AsRef<Path>, key: &[u8; 32]) -> FsResult<()> {
-        write_atomically(file.as_ref(), &self.serialize_encrypted(key)?)
+        write_atomically(
+            file.as_ref(),
+            &self.serialize_encrypted(key)?,
+            "save snapshot",
+        )
     }
 
     /// Reads a snapshot written by [`save_encrypted`](Self::save_encrypted).
@@ -105,7 +109,11 @@ impl MemoryBackend {
 
     /// [`save_encrypted`](Self::save_encrypted) with a password.
     pub fn save_with_password(&self, file: impl AsRef<Path>, password: &str) -> FsResult<()> {
-        write_atomically(file.as_ref(), &self.serialize_with_password(password)?)
+        write_atomically(
+            file.as_ref(),
+            &self.serialize_with_password(password)?,
+            "save snapshot",
+        )
     }
 
     /// [`load_encrypted`](Self::load_encrypted) with a password.
@@ -169,36 +177,6 @@ fn host_error(err: std::io::Error, op: &'static str) -> FsError {
 
 fn read_host(file: &Path) -> FsResult<Vec<u8>> {
     std::fs::read(file).map_err(|e| host_error(e, "load snapshot"))
-}
-
-fn write_atomically(file: &Path, data: &[u8]) -> FsResult<()> {
-    use std::io::Write;
-    let dir = file
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = file.file_name().ok_or_else(|| FsError::InvalidPath {
-        path: "/".into(),
-        reason: "the snapshot file needs a name",
-    })?;
-    let mut temp_name = OsString::from(".");
-    temp_name.push(name);
-    temp_name.push(format!(".tmp-{}", std::process::id()));
-    let temp = dir.join(temp_name);
-    let result = (|| {
-        let mut out = std::fs::File::create(&temp)?;
-        out.write_all(data)?;
-        out.sync_all()?;
-        std::fs::rename(&temp, file)?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    result.map_err(|e| host_error(e, "save snapshot"))
 }
 
 const FILE: u8 = 0;
