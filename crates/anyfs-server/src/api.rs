@@ -119,7 +119,7 @@ impl IntoResponse for ApiError {
 type ApiResult<T> = Result<T, ApiError>;
 
 /// Who is calling, from the bearer secret alone.
-enum Caller {
+pub(crate) enum Caller {
     Account(Account),
     Agent {
         account: Account,
@@ -136,7 +136,7 @@ impl Caller {
             Caller::Admin => None,
         }
     }
-    fn actor(&self) -> String {
+    pub(crate) fn actor(&self) -> String {
         match self {
             Caller::Account(_) => "account".into(),
             Caller::Agent { agent, .. } => format!("agent:{}", agent.id),
@@ -152,6 +152,22 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .ok()?
         .strip_prefix("Bearer ")
         .map(str::trim)
+}
+
+/// Who the bearer secret of these headers belongs to (for the MCP tools).
+pub(crate) fn authenticate_caller(
+    service: &Service,
+    headers: &HeaderMap,
+) -> Result<Caller, String> {
+    authenticate(service, headers).map_err(|e| e.message)
+}
+
+/// The caller's workspace (for the MCP tools).
+pub(crate) fn workspace_of(
+    service: &Service,
+    caller: &Caller,
+) -> Result<(String, FileStorage<Stack>), String> {
+    workspace(service, caller).map_err(|e| e.message)
 }
 
 fn authenticate(service: &Service, headers: &HeaderMap) -> ApiResult<Caller> {
@@ -296,6 +312,20 @@ pub fn router(service: Arc<Service>) -> Router {
         )
         .route("/v1/audit", get(audit))
         .route("/openapi.json", get(openapi))
+        .nest_service("/mcp", {
+            let service = service.clone();
+            rmcp::transport::streamable_http_server::StreamableHttpService::new(
+                move || {
+                    Ok(crate::mcp::McpFiles {
+                        service: service.clone(),
+                    })
+                },
+                std::sync::Arc::new(
+                    rmcp::transport::streamable_http_server::session::local::LocalSessionManager::default(),
+                ),
+                Default::default(),
+            )
+        })
         .layer(axum::middleware::from_fn(log_request))
         .with_state(service)
 }

@@ -11,6 +11,7 @@
 
 mod api;
 mod bundle;
+mod mcp;
 mod openapi;
 pub mod redact;
 mod registry;

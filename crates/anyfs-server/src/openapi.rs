@@ -165,6 +165,12 @@ pub(crate) const ROUTES: &[(&str, &str, &str, &str)] = &[
         "account or agent",
     ),
     ("get", "/openapi.json", "This document", "none"),
+    (
+        "post",
+        "/mcp",
+        "MCP (Streamable HTTP): the files API as tools; every tool call needs the bearer secret",
+        "account or agent",
+    ),
 ];
 
 pub(crate) fn document() -> Value {

@@ -878,3 +878,132 @@ fn a_new_master_key_encrypts_while_the_old_one_still_decrypts() {
     );
     let _ = account;
 }
+
+/// One MCP JSON-RPC exchange over Streamable HTTP: the reply to `id`.
+fn mcp(
+    s: &Running,
+    session: Option<&str>,
+    bearer: Option<&str>,
+    body: Value,
+) -> (Option<String>, Value) {
+    let mut req = client()
+        .post(s.url("/mcp"))
+        .header("accept", "application/json, text/event-stream")
+        .json(&body);
+    if let Some(session) = session {
+        req = req.header("mcp-session-id", session);
+    }
+    if let Some(bearer) = bearer {
+        req = req.bearer_auth(bearer);
+    }
+    let r = req.send().unwrap();
+    let session = r
+        .headers()
+        .get("mcp-session-id")
+        .map(|v| v.to_str().unwrap().to_string());
+    let text = r.text().unwrap();
+    let reply = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+        .find(|v| v.get("id") == body.get("id"))
+        .unwrap_or(Value::Null);
+    (session, reply)
+}
+
+#[test]
+fn agents_use_their_workspace_through_mcp_tools() {
+    let s = Running::start();
+    let (_, a) = signup(&s, "alice");
+    let (_, b) = signup(&s, "bob");
+    let (_, bot, _) = agent(
+        &s,
+        &a,
+        json!({"name": "bot", "policy": {"deny": ["/private/**"]}}),
+    );
+    assert_eq!(put(&s, &a, "/private/key", b"k"), StatusCode::CREATED);
+    let (session, init) = mcp(
+        &s,
+        None,
+        None,
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-03-26", "capabilities": {},
+            "clientInfo": {"name": "test", "version": "1"}}}),
+    );
+    assert!(
+        init["result"]["capabilities"]["tools"].is_object(),
+        "{init}"
+    );
+    let session = session.expect("a session id");
+    let _ = client()
+        .post(s.url("/mcp"))
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &session)
+        .json(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        .send()
+        .unwrap();
+    let (_, tools) = mcp(
+        &s,
+        Some(&session),
+        None,
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
+    );
+    let names: Vec<&str> = tools["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"read_file") && names.contains(&"write_file"),
+        "{names:?}"
+    );
+    let call = |bearer: Option<&str>, id: u32, name: &str, args: Value| {
+        mcp(
+            &s,
+            Some(&session),
+            bearer,
+            json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": name, "arguments": args}}),
+        )
+        .1["result"]
+            .clone()
+    };
+    let wrote = call(
+        Some(&bot),
+        3,
+        "write_file",
+        json!({"path": "/notes/todo.md", "content": "ship it"}),
+    );
+    assert_eq!(wrote["isError"], false, "{wrote}");
+    let read = call(
+        Some(&bot),
+        4,
+        "read_file",
+        json!({"path": "/notes/todo.md"}),
+    );
+    assert_eq!(read["content"][0]["text"], "ship it");
+    // The file is in alice's workspace, as the HTTP API sees it.
+    assert_eq!(
+        get(&s, &a, "/v1/files/notes/todo.md").text().unwrap(),
+        "ship it"
+    );
+    // No secret: refused. Another tenant: its own (empty) workspace. Policy: holds.
+    let anon = call(None, 5, "read_file", json!({"path": "/notes/todo.md"}));
+    assert_eq!(anon["isError"], true);
+    let other = call(Some(&b), 6, "read_file", json!({"path": "/notes/todo.md"}));
+    assert_eq!(other["isError"], true);
+    assert!(!other.to_string().contains("ship it"));
+    let denied = call(Some(&bot), 7, "read_file", json!({"path": "/private/key"}));
+    assert_eq!(denied["isError"], true);
+    assert!(denied.to_string().contains("access denied"), "{denied}");
+    let escape = call(
+        Some(&bot),
+        8,
+        "read_file",
+        json!({"path": "/../../../etc/passwd"}),
+    );
+    assert_eq!(escape["isError"], true);
+    // Audited like the HTTP API.
+    let audit = json_of(get(&s, &a, "/v1/audit"));
+    assert!(audit.to_string().contains("mcp write_file"));
+}

@@ -1,0 +1,253 @@
+//! MCP tools for agents, at `/mcp` (Streamable HTTP): the files API as
+//! tools. Every tool call is authenticated by the bearer secret on that HTTP
+//! request — never by anything in the MCP session or the arguments — and
+//! runs through the caller's own middleware stack, audited like the HTTP API.
+
+use std::sync::Arc;
+
+use anyfs::{FileStorage, FsError};
+use rmcp::model::{
+    CallToolRequestParam, CallToolResult, Content, ListToolsResult, PaginatedRequestParam,
+    ServerCapabilities, ServerInfo, Tool,
+};
+use rmcp::service::{RequestContext, RoleServer};
+use rmcp::{ErrorData, ServerHandler};
+use serde_json::{Map, Value, json};
+
+use crate::Service;
+use crate::api::{Caller, authenticate_caller, workspace_of};
+
+/// The MCP server: one per session, sharing the service.
+#[derive(Clone)]
+pub(crate) struct McpFiles {
+    pub(crate) service: Arc<Service>,
+}
+
+fn schema(properties: Value, required: &[&str]) -> Arc<Map<String, Value>> {
+    let value = json!({"type": "object", "properties": properties, "required": required});
+    match value {
+        Value::Object(map) => Arc::new(map),
+        _ => Arc::new(Map::new()),
+    }
+}
+
+fn tool(name: &'static str, description: &'static str, input: Arc<Map<String, Value>>) -> Tool {
+    Tool {
+        name: name.into(),
+        title: None,
+        description: Some(description.into()),
+        input_schema: input,
+        output_schema: None,
+        annotations: None,
+        icons: None,
+    }
+}
+
+fn tools() -> Vec<Tool> {
+    let path = json!({"path": {"type": "string", "description": "a path in the workspace, like /src/main.rs"}});
+    vec![
+        tool(
+            "read_file",
+            "Read a text file of the workspace",
+            schema(path.clone(), &["path"]),
+        ),
+        tool(
+            "write_file",
+            "Write a text file (its folders are made)",
+            schema(
+                json!({"path": path["path"], "content": {"type": "string"}}),
+                &["path", "content"],
+            ),
+        ),
+        tool(
+            "list_dir",
+            "List a directory",
+            schema(path.clone(), &["path"]),
+        ),
+        tool(
+            "stat",
+            "Type, size and mode of a path",
+            schema(path.clone(), &["path"]),
+        ),
+        tool(
+            "make_dir",
+            "Make a directory and its parents",
+            schema(path.clone(), &["path"]),
+        ),
+        tool(
+            "move",
+            "Move or rename a file or directory",
+            schema(
+                json!({"from": {"type": "string"}, "to": {"type": "string"}}),
+                &["from", "to"],
+            ),
+        ),
+        tool(
+            "delete",
+            "Delete a file, or a directory (`recursive` for a whole tree)",
+            schema(
+                json!({"path": path["path"], "recursive": {"type": "boolean"}}),
+                &["path"],
+            ),
+        ),
+    ]
+}
+
+fn arg(args: &Map<String, Value>, name: &str) -> Result<String, String> {
+    args.get(name)
+        .and_then(Value::as_str)
+        .map(|s| format!("/{}", s.trim_start_matches('/')))
+        .ok_or_else(|| format!("missing string argument `{name}`"))
+}
+
+/// Runs one tool on the caller's workspace.
+fn run(
+    fs: &FileStorage<crate::workspace::Stack>,
+    name: &str,
+    args: &Map<String, Value>,
+) -> Result<String, String> {
+    let fs_err = |e: FsError| e.to_string();
+    match name {
+        "read_file" => {
+            let bytes = fs.read(arg(args, "path")?).map_err(fs_err)?;
+            String::from_utf8(bytes)
+                .map_err(|_| "the file is not UTF-8 text; use the HTTP files API".into())
+        }
+        "write_file" => {
+            let path = arg(args, "path")?;
+            let content = args
+                .get("content")
+                .and_then(Value::as_str)
+                .ok_or("missing string argument `content`")?;
+            if let Some((parent, _)) = anyfs::path::split_parent(std::path::Path::new(&path)) {
+                fs.create_dir_all(&parent).map_err(fs_err)?;
+            }
+            fs.write(&path, content).map_err(fs_err)?;
+            Ok(format!("wrote {} bytes to {path}", content.len()))
+        }
+        "list_dir" => {
+            let mut names = Vec::new();
+            for entry in fs.read_dir(arg(args, "path")?).map_err(fs_err)? {
+                let entry = entry.map_err(fs_err)?;
+                let slash = if entry.file_type.is_dir() { "/" } else { "" };
+                names.push(format!("{}{slash}", entry.name.to_string_lossy()));
+            }
+            names.sort();
+            Ok(names.join("\n"))
+        }
+        "stat" => {
+            let m = fs.metadata(arg(args, "path")?).map_err(fs_err)?;
+            let kind = if m.is_dir() { "dir" } else { "file" };
+            Ok(
+                json!({"type": kind, "size": m.len, "mode": format!("{:o}", m.permissions.mode())})
+                    .to_string(),
+            )
+        }
+        "make_dir" => {
+            let path = arg(args, "path")?;
+            fs.create_dir_all(&path).map_err(fs_err)?;
+            Ok(format!("made {path}"))
+        }
+        "move" => {
+            let (from, to) = (arg(args, "from")?, arg(args, "to")?);
+            fs.rename(&from, &to).map_err(fs_err)?;
+            Ok(format!("moved {from} to {to}"))
+        }
+        "delete" => {
+            let path = arg(args, "path")?;
+            let recursive = args
+                .get("recursive")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            let meta = fs.symlink_metadata(&path).map_err(fs_err)?;
+            if meta.is_dir() {
+                if recursive {
+                    fs.remove_dir_all(&path)
+                } else {
+                    fs.remove_dir(&path)
+                }
+            } else {
+                fs.remove_file(&path)
+            }
+            .map_err(fs_err)?;
+            Ok(format!("deleted {path}"))
+        }
+        other => Err(format!("no tool `{other}`")),
+    }
+}
+
+impl ServerHandler for McpFiles {
+    fn get_info(&self) -> ServerInfo {
+        ServerInfo {
+            capabilities: ServerCapabilities::builder().enable_tools().build(),
+            instructions: Some(
+                "Files of your AnyFS workspace. Send your agent token as `Authorization: Bearer` \
+                 on every request."
+                    .into(),
+            ),
+            ..ServerInfo::default()
+        }
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParam>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        Ok(ListToolsResult {
+            tools: tools(),
+            next_cursor: None,
+        })
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParam,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let headers = context
+            .extensions
+            .get::<axum::http::request::Parts>()
+            .map(|p| p.headers.clone())
+            .unwrap_or_default();
+        let caller = match authenticate_caller(&self.service, &headers) {
+            Ok(caller @ (Caller::Account(_) | Caller::Agent { .. })) => caller,
+            _ => {
+                return Ok(CallToolResult::error(vec![Content::text(
+                    "a valid account secret or agent token is required",
+                )]));
+            }
+        };
+        let (account, fs) = match workspace_of(&self.service, &caller) {
+            Ok(pair) => pair,
+            Err(message) => return Ok(CallToolResult::error(vec![Content::text(message)])),
+        };
+        let name = request.name.to_string();
+        let args = request.arguments.unwrap_or_default();
+        let service = self.service.clone();
+        let actor = caller.actor();
+        let outcome = tokio::task::spawn_blocking(move || {
+            let result = run(&fs, &name, &args);
+            let path = args
+                .get("path")
+                .or_else(|| args.get("from"))
+                .and_then(Value::as_str)
+                .map(String::from);
+            let status = if result.is_ok() { "ok" } else { "error" };
+            let _ = service.registry.audit(
+                Some(&account),
+                &actor,
+                &format!("mcp {name}"),
+                path.as_deref(),
+                status,
+            );
+            result
+        })
+        .await
+        .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        Ok(match outcome {
+            Ok(text) => CallToolResult::success(vec![Content::text(text)]),
+            Err(message) => CallToolResult::error(vec![Content::text(message)]),
+        })
+    }
+}
