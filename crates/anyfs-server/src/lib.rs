@@ -32,8 +32,8 @@ pub use api::router;
 pub use registry::verify_chain;
 pub use workspace::AgentPolicy;
 
-/// How the service runs.
-#[derive(Debug, Clone)]
+/// How the service runs. `Debug` shows no key and no secret.
+#[derive(Clone)]
 pub struct Config {
     /// Where the registry, the workspaces and (if no key is given) the
     /// master key live.
@@ -50,6 +50,22 @@ pub struct Config {
     /// Operations per second for agents whose policy sets no rate
     /// (`None`: unlimited).
     pub default_rate: Option<u32>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("data_dir", &self.data_dir)
+            .field("master_keys", &self.master_keys.len())
+            .field(
+                "admin_secret",
+                &self.admin_secret.as_ref().map(|_| "********"),
+            )
+            .field("signups_per_hour", &self.signups_per_hour)
+            .field("default_quota", &self.default_quota)
+            .field("default_rate", &self.default_rate)
+            .finish()
+    }
 }
 
 impl Config {
@@ -247,6 +263,23 @@ impl Service {
     /// The number of master keys (the first encrypts).
     pub fn key_count(&self) -> usize {
         self.keys.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_holds_no_secret() {
+        let mut config = Config::new("/data");
+        config.admin_secret = Some("afs_admin_SECRET".into());
+        config.master_keys = vec![Key::from_bytes([9; 32])];
+        let shown = format!("{config:?}");
+        assert!(
+            !shown.contains("SECRET") && !shown.contains("9, 9"),
+            "{shown}"
+        );
     }
 }
 
