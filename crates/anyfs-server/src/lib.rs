@@ -266,23 +266,6 @@ impl Service {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn debug_output_holds_no_secret() {
-        let mut config = Config::new("/data");
-        config.admin_secret = Some("afs_admin_SECRET".into());
-        config.master_keys = vec![Key::from_bytes([9; 32])];
-        let shown = format!("{config:?}");
-        assert!(
-            !shown.contains("SECRET") && !shown.contains("9, 9"),
-            "{shown}"
-        );
-    }
-}
-
 fn sealed_aad(kind: &str, account: &str, id: &str) -> Vec<u8> {
     format!("anyfs {kind}\0{account}\0{id}").into_bytes()
 }
@@ -311,4 +294,21 @@ pub async fn serve_on(
             }
         })
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_holds_no_secret() {
+        let mut config = Config::new("/data");
+        config.admin_secret = Some("afs_admin_SECRET".into());
+        config.master_keys = vec![Key::from_bytes([9; 32])];
+        let shown = format!("{config:?}");
+        assert!(
+            !shown.contains("SECRET") && !shown.contains("9, 9"),
+            "{shown}"
+        );
+    }
 }
