@@ -338,13 +338,63 @@ fn tenants_never_see_each_other() {
             .unwrap();
         assert_eq!(got.status(), StatusCode::NOT_FOUND);
     }
-    // The admin routes refuse tenants.
-    for who in [&a, &a_token, &b] {
+    // The fs routes act on the caller's own workspace only.
+    for intruder in [&b, &b_token] {
+        let stat = get(&s, intruder, "/v1/fs/stat?path=/private/plan.txt");
+        assert_eq!(stat.status(), StatusCode::NOT_FOUND);
+        for (route, body) in [
+            (
+                "/v1/fs/copy",
+                json!({"from": "/private/plan.txt", "to": "/stolen.txt"}),
+            ),
+            (
+                "/v1/fs/move",
+                json!({"from": "/private/plan.txt", "to": "/stolen.txt"}),
+            ),
+        ] {
+            let r = client()
+                .post(s.url(route))
+                .bearer_auth(intruder)
+                .json(&body)
+                .send()
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::NOT_FOUND, "{route}");
+        }
+        let del = client()
+            .delete(s.url("/v1/files/private/plan.txt"))
+            .bearer_auth(intruder)
+            .send()
+            .unwrap();
+        assert_eq!(del.status(), StatusCode::NOT_FOUND);
+    }
+    assert_eq!(
+        get(&s, &a, "/v1/files/private/plan.txt").text().unwrap(),
+        "alice's plan"
+    );
+    // The admin routes refuse tenants, whatever they ask.
+    for who in [&a, &a_token, &b, &b_token] {
         assert_eq!(
             get(&s, who, "/v1/admin/accounts").status(),
             StatusCode::FORBIDDEN
         );
+        assert_eq!(
+            get(&s, who, &format!("/v1/admin/accounts/{a_id}")).status(),
+            StatusCode::FORBIDDEN
+        );
+        let r = client()
+            .post(s.url(&format!("/v1/admin/accounts/{a_id}/suspend")))
+            .bearer_auth(who)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        let r = client()
+            .delete(s.url(&format!("/v1/admin/accounts/{a_id}")))
+            .bearer_auth(who)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
     }
+    assert_eq!(get(&s, &a, "/v1/accounts/me").status(), StatusCode::OK);
     // Alice's own agent reads her file; it cannot manage agents or the account.
     assert_eq!(
         get(&s, &a_token, "/v1/files/private/plan.txt")
@@ -1006,4 +1056,44 @@ fn agents_use_their_workspace_through_mcp_tools() {
     // Audited like the HTTP API.
     let audit = json_of(get(&s, &a, "/v1/audit"));
     assert!(audit.to_string().contains("mcp write_file"));
+}
+
+#[test]
+fn a_config_moved_to_another_row_does_not_decrypt() {
+    let s = Running::start();
+    let (_, a) = signup(&s, "alice");
+    let (one, _, _) = agent(
+        &s,
+        &a,
+        json!({"name": "one", "config": {"api_key": "sk-ONE"}}),
+    );
+    let (two, _, _) = agent(
+        &s,
+        &a,
+        json!({"name": "two", "config": {"api_key": "sk-TWO"}}),
+    );
+    let conn = rusqlite::Connection::open(s.data.join("registry.db")).unwrap();
+    let sealed: Vec<u8> = conn
+        .query_row("SELECT config FROM agents WHERE id = ?1", [&one], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    conn.execute(
+        "UPDATE agents SET config = ?1 WHERE id = ?2",
+        rusqlite::params![sealed, two],
+    )
+    .unwrap();
+    drop(conn);
+    let got = get(&s, &a, &format!("/v1/agents/{two}"));
+    assert_eq!(got.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let text = got.text().unwrap();
+    assert!(
+        !text.contains("sk-ONE") && !text.contains("sk-TWO"),
+        "{text}"
+    );
+    // The untouched agent still reads.
+    assert_eq!(
+        get(&s, &a, &format!("/v1/agents/{one}")).status(),
+        StatusCode::OK
+    );
 }
