@@ -145,6 +145,15 @@ fn a_sigkill_under_write_load_loses_no_acknowledged_write_and_logs_hold_no_secre
         .status();
     server.wait().unwrap();
 
+    // The audit chain of the whole run checks out.
+    let verify = Command::new(env!("CARGO_BIN_EXE_anyfs"))
+        .args(["audit", "verify", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(verify.status.success(), "{verify:?}");
+    assert!(String::from_utf8_lossy(&verify.stdout).contains("intact"));
+
     let logs = std::fs::read_to_string(&log).unwrap();
     for secret in [secret.as_str(), token.as_str(), "sk-LOGCANARY"] {
         assert!(!logs.contains(secret), "a secret reached the log");

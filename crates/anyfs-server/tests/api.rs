@@ -472,6 +472,21 @@ fn agent_policies_hold_over_http() {
         .unwrap();
     assert_eq!(part.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(part.text().unwrap(), "234");
+    let cp = client()
+        .post(s.url("/v1/fs/copy"))
+        .bearer_auth(&t)
+        .json(&json!({"from": "/work/a.txt", "to": "/work/copy.txt"}))
+        .send()
+        .unwrap();
+    assert_eq!(cp.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        get(&s, &t, "/v1/files/work/copy.txt").text().unwrap(),
+        "0123456789"
+    );
+    // A bad path is 400, naming the problem.
+    let bad = get(&s, &t, "/v1/files/a%00b");
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(json_of(bad)["error"]["kind"], "InvalidPath");
     let mv = client()
         .post(s.url("/v1/fs/move"))
         .bearer_auth(&t)
