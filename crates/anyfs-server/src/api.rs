@@ -1022,21 +1022,31 @@ struct FromTo {
     to: String,
 }
 
+/// A two-path operation (`move`, `copy`) on the caller's workspace.
+async fn from_to(
+    service: &Shared,
+    headers: &HeaderMap,
+    action: &'static str,
+    q: FromTo,
+    op: fn(&FileStorage<Stack>, &str, &str) -> Result<(), FsError>,
+) -> ApiResult<StatusCode> {
+    let to = vpath(&q.to);
+    file_op(service, headers, action, vpath(&q.from), move |fs, from| {
+        op(fs, from, &to)
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 async fn move_node(
     State(service): State<Shared>,
     headers: HeaderMap,
     Json(q): Json<FromTo>,
 ) -> ApiResult<StatusCode> {
-    let to = vpath(&q.to);
-    file_op(
-        &service,
-        &headers,
-        "move",
-        vpath(&q.from),
-        move |fs, from| fs.rename(from, &to),
-    )
-    .await?;
-    Ok(StatusCode::NO_CONTENT)
+    from_to(&service, &headers, "move", q, |fs, from, to| {
+        fs.rename(from, to)
+    })
+    .await
 }
 
 async fn copy_node(
@@ -1044,16 +1054,10 @@ async fn copy_node(
     headers: HeaderMap,
     Json(q): Json<FromTo>,
 ) -> ApiResult<StatusCode> {
-    let to = vpath(&q.to);
-    file_op(
-        &service,
-        &headers,
-        "copy",
-        vpath(&q.from),
-        move |fs, from| fs.copy(from, &to),
-    )
-    .await?;
-    Ok(StatusCode::NO_CONTENT)
+    from_to(&service, &headers, "copy", q, |fs, from, to| {
+        fs.copy(from, to)
+    })
+    .await
 }
 
 // ---------------------------------------------------------------- executions
