@@ -65,6 +65,10 @@ fn a_sigkill_under_write_load_loses_no_acknowledged_write_and_logs_hold_no_secre
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600);
+    for dir in [data.clone(), data.join("workspaces")] {
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "{}", dir.display());
+    }
 
     let client = Client::new();
     let v: Value = client

@@ -142,8 +142,15 @@ fn master_key_file(dir: &Path) -> Result<Key, String> {
 impl Service {
     /// Opens (or creates) the service's data directory.
     pub fn open(config: Config) -> Result<Opened, String> {
-        std::fs::create_dir_all(config.data_dir.join("workspaces"))
-            .map_err(|e| format!("{}: {e}", config.data_dir.display()))?;
+        // Owner only: the registry, the workspaces and the key file.
+        for dir in [config.data_dir.clone(), config.data_dir.join("workspaces")] {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::create_dir_all(&dir)
+                .and_then(|()| {
+                    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+                })
+                .map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
         let keys = if config.master_keys.is_empty() {
             vec![master_key_file(&config.data_dir)?]
         } else {
