@@ -50,14 +50,56 @@ fn start(data: &Path, port: u16, log: &Path) -> Child {
     child
 }
 
+/// A service started on a fresh data directory.
+struct Fresh {
+    _dir: tempfile::TempDir,
+    data: std::path::PathBuf,
+    log: std::path::PathBuf,
+    port: u16,
+    base: String,
+    server: Child,
+}
+
+impl Fresh {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let log = dir.path().join("service.log");
+        let port = free_port();
+        let server = start(&data, port, &log);
+        Self {
+            _dir: dir,
+            data,
+            log,
+            port,
+            base: format!("http://127.0.0.1:{port}"),
+            server,
+        }
+    }
+}
+
+/// Signs up an account; its secret.
+fn signup(client: &Client, base: &str, name: &str) -> String {
+    let v: Value = client
+        .post(format!("{base}/v1/accounts"))
+        .json(&json!({"name": name}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    v["secret"].as_str().unwrap().to_string()
+}
+
 #[test]
 fn a_sigkill_under_write_load_loses_no_acknowledged_write_and_logs_hold_no_secret() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let log = dir.path().join("service.log");
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut server = start(&data, port, &log);
+    let Fresh {
+        _dir,
+        data,
+        log,
+        port,
+        base,
+        mut server,
+    } = Fresh::start();
     // The master key file is made with mode 0600.
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(data.join("master.key"))
@@ -71,14 +113,7 @@ fn a_sigkill_under_write_load_loses_no_acknowledged_write_and_logs_hold_no_secre
     }
 
     let client = Client::new();
-    let v: Value = client
-        .post(format!("{base}/v1/accounts"))
-        .json(&json!({"name": "load"}))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    let secret = v["secret"].as_str().unwrap().to_string();
+    let secret = signup(&client, &base, "load");
     let v: Value = client
         .post(format!("{base}/v1/agents"))
         .bearer_auth(&secret)
@@ -178,24 +213,17 @@ fn peak_kib(pid: u32) -> u64 {
 
 #[test]
 fn large_uploads_and_downloads_stream_in_constant_memory() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let log = dir.path().join("service.log");
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut server = start(&data, port, &log);
+    let Fresh {
+        _dir,
+        base,
+        mut server,
+        ..
+    } = Fresh::start();
     let client = Client::builder()
         .timeout(Duration::from_secs(300))
         .build()
         .unwrap();
-    let v: Value = client
-        .post(format!("{base}/v1/accounts"))
-        .json(&json!({"name": "big"}))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    let secret = v["secret"].as_str().unwrap().to_string();
+    let secret = signup(&client, &base, "big");
     let before = peak_kib(server.id());
     const SIZE: u64 = 256 * 1024 * 1024;
     let body = reqwest::blocking::Body::sized(std::io::repeat(7).take(SIZE), SIZE);

@@ -254,7 +254,7 @@ struct AnyFuse<B> {
     read_only: bool,
     files: HashMap<u64, OpenFile>,
     handles: HashMap<u64, Handle>,
-    dirs: HashMap<u64, Vec<(u64, fuser::FileType, std::ffi::OsString)>>,
+    dirs: HashMap<u64, Vec<Listed>>,
     next_fh: u64,
     /// Free space as `statfs` last said, and when.
     space: Option<(Instant, u64)>,
@@ -265,6 +265,9 @@ struct AnyFuse<B> {
 }
 
 type Result<T> = std::result::Result<T, i32>;
+
+/// One directory entry as listed to the kernel: node id, type, name.
+type Listed = (u64, fuser::FileType, std::ffi::OsString);
 
 fn fail(err: FsError) -> i32 {
     errno(&err)
@@ -505,6 +508,13 @@ impl<B: FsFuse> AnyFuse<B> {
         growth <= bytes
     }
 
+    /// The entries of an open directory from `offset` on, with their
+    /// positions; `None` for an unknown handle.
+    fn listing(&self, fh: u64, offset: i64) -> Option<impl Iterator<Item = (usize, &Listed)>> {
+        let start = usize::try_from(offset).unwrap_or(0);
+        Some(self.dirs.get(&fh)?.iter().enumerate().skip(start))
+    }
+
     /// Forgets a handle; the file's buffer goes with its last handle.
     fn release_handle(&mut self, ino: u64, fh: u64) {
         self.handles.remove(&fh);
@@ -636,7 +646,7 @@ impl<B: FsFuse> AnyFuse<B> {
         Ok((attr, fh))
     }
 
-    fn list(&mut self, node: u64) -> Result<Vec<(u64, fuser::FileType, std::ffi::OsString)>> {
+    fn list(&mut self, node: u64) -> Result<Vec<Listed>> {
         let path = self.path(node)?;
         let parent = match anyfs::path::split_parent(&path) {
             Some((parent, _)) => {
@@ -1068,12 +1078,11 @@ impl<B: FsFuse> Filesystem for AnyFuse<B> {
         offset: i64,
         mut reply: ReplyDirectory,
     ) {
-        let Some(entries) = self.dirs.get(&fh) else {
+        let Some(entries) = self.listing(fh, offset) else {
             reply.error(libc::EBADF);
             return;
         };
-        let start = usize::try_from(offset).unwrap_or(0);
-        for (i, (ino, kind, name)) in entries.iter().enumerate().skip(start) {
+        for (i, (ino, kind, name)) in entries {
             if reply.add(*ino, (i + 1) as i64, *kind, name) {
                 break;
             }
@@ -1089,12 +1098,11 @@ impl<B: FsFuse> Filesystem for AnyFuse<B> {
         offset: i64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let Some(entries) = self.dirs.get(&fh) else {
+        let Some(entries) = self.listing(fh, offset) else {
             reply.error(libc::EBADF);
             return;
         };
-        let start = usize::try_from(offset).unwrap_or(0);
-        for (i, (ino, _, name)) in entries.iter().enumerate().skip(start) {
+        for (i, (ino, _, name)) in entries {
             let Ok(attr) = self.attr_of(*ino) else {
                 continue;
             };
