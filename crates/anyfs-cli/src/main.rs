@@ -113,6 +113,13 @@ struct WorkspaceArgs {
     /// /etc/fuse.conf); permission bits still apply.
     #[arg(long)]
     allow_other: bool,
+    /// Commit changes to a workspace file together, at most this many
+    /// milliseconds after the first (0: every change is its own commit).
+    /// Much faster for many small changes; if `anyfs` itself is killed, the
+    /// changes of the last interval are lost (never a part of one). `fsync`
+    /// and unmounting commit at once.
+    #[arg(long, value_name = "MS", default_value_t = 50)]
+    commit_interval: u64,
 }
 
 fn main() -> ExitCode {

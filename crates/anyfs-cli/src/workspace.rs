@@ -6,7 +6,7 @@ use std::sync::mpsc;
 
 use anyfs::{FsFuse, MemoryBackend, PathFilterLayer, QuotaLayer, ReadOnly};
 use anyfs_fuse::{MountOptions, mount};
-use anyfs_sqlite::SqliteBackend;
+use anyfs_sqlite::{SqliteBackend, SqliteOptions};
 
 use crate::WorkspaceArgs;
 
@@ -34,6 +34,11 @@ impl Workspace {
             None => (Box::new(MemoryBackend::new()), "in-memory workspace".into()),
             Some(file) => {
                 let label = file.display().to_string();
+                let options = SqliteOptions {
+                    group_commit: (args.commit_interval > 0)
+                        .then(|| std::time::Duration::from_millis(args.commit_interval)),
+                    ..SqliteOptions::default()
+                };
                 let opened = match &args.password_env {
                     Some(var) => {
                         let password = std::env::var(var)
@@ -42,7 +47,7 @@ impl Workspace {
                             .ok_or_else(|| {
                                 format!("the environment variable {var} holds no password")
                             })?;
-                        SqliteBackend::open_encrypted(file, password)
+                        SqliteBackend::open_encrypted_with_options(file, password, options)
                     }
                     None if looks_encrypted(file) => {
                         let password = rpassword::prompt_password(format!(
@@ -51,9 +56,9 @@ impl Workspace {
                         .map_err(|e| {
                             format!("{label} is encrypted and no password could be read: {e}")
                         })?;
-                        SqliteBackend::open_encrypted(file, password)
+                        SqliteBackend::open_encrypted_with_options(file, password, options)
                     }
-                    None => SqliteBackend::open(file),
+                    None => SqliteBackend::open_with_options(file, options),
                 };
                 let backend = opened.map_err(|e| format!("{label}: {e}"))?;
                 (Box::new(backend), label)

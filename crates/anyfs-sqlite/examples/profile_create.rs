@@ -1,45 +1,72 @@
-//! Creates 2,000 files of 4 KiB one transaction each, then 10,000 in one
-//! batch (for profiling).
+//! Creates 4 KiB files in a database — 2,000 one transaction each, 10,000 in
+//! one batch, 10,000 with group commit — and 10,000 as host files, printing
+//! the time per file (for profiling). Name parts to run only those:
+//! `cargo run --release -p anyfs-sqlite --example profile_create -- batch`.
 
 #![allow(clippy::unwrap_used)] // a profiling aid: stop at the first failure
-use anyfs::{FsDir, FsWrite};
 use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyfs::{FsDir, FsSync, FsWrite};
+use anyfs_sqlite::{SqliteBackend, SqliteOptions};
+
+fn fill(
+    fs: &(impl FsDir + FsWrite),
+    dirs: usize,
+    files: usize,
+    body: &[u8],
+) -> anyfs::FsResult<()> {
+    for d in 0..dirs {
+        fs.create_dir(Path::new(&format!("/d{d:02}")))?;
+    }
+    for i in 0..files {
+        fs.write(Path::new(&format!("/d{:02}/f{:04}", i % dirs, i)), body)?;
+    }
+    Ok(())
+}
+
 fn main() {
+    let parts: Vec<String> = std::env::args().skip(1).collect();
+    let wanted = |part: &str| parts.is_empty() || parts.iter().any(|p| p == part);
     let dir = std::env::temp_dir().join(format!("anyfs-prof-{}", std::process::id()));
     let body = vec![1u8; 4096];
-    let backend = anyfs_sqlite::SqliteBackend::open(dir.join("a.db")).unwrap();
-    let t = std::time::Instant::now();
-    for d in 0..20 {
-        backend.create_dir(Path::new(&format!("/d{d:02}"))).unwrap();
+    if wanted("each") {
+        let backend = SqliteBackend::open(dir.join("each.db")).unwrap();
+        let t = Instant::now();
+        fill(&backend, 20, 2_000, &body).unwrap();
+        eprintln!("one transaction each: {:?} per file", t.elapsed() / 2_000);
     }
-    for i in 0..2_000 {
-        backend
-            .write(Path::new(&format!("/d{:02}/f{:04}", i % 20, i)), &body)
-            .unwrap();
+    if wanted("batch") {
+        let backend = SqliteBackend::open(dir.join("batch.db")).unwrap();
+        let t = Instant::now();
+        backend.batch(|fs| fill(fs, 100, 10_000, &body)).unwrap();
+        eprintln!("one batch: {:?} per file", t.elapsed() / 10_000);
     }
-    eprintln!("one by one: {:?} per file", t.elapsed() / 2000);
-    let backend = anyfs_sqlite::SqliteBackend::open(dir.join("b.db")).unwrap();
-    let t = std::time::Instant::now();
-    backend
-        .batch(|fs| {
-            for d in 0..100 {
-                fs.create_dir(Path::new(&format!("/d{d:02}")))?;
-            }
-            for i in 0..10_000 {
-                fs.write(Path::new(&format!("/d{:02}/f{:04}", i % 100, i)), &body)?;
-            }
-            Ok(())
-        })
-        .unwrap();
-    eprintln!("batch: {:?} per file", t.elapsed() / 10_000);
-    let t = std::time::Instant::now();
-    let host = dir.join("host");
-    for d in 0..100 {
-        std::fs::create_dir_all(host.join(format!("d{d:02}"))).unwrap();
+    if wanted("group") {
+        let options = SqliteOptions {
+            group_commit: Some(Duration::from_millis(50)),
+            ..SqliteOptions::default()
+        };
+        let backend = SqliteBackend::open_with_options(dir.join("group.db"), options).unwrap();
+        let t = Instant::now();
+        fill(&backend, 100, 10_000, &body).unwrap();
+        backend.sync().unwrap();
+        eprintln!(
+            "group commit (50 ms), normal API: {:?} per file",
+            t.elapsed() / 10_000
+        );
     }
-    for i in 0..10_000 {
-        std::fs::write(host.join(format!("d{:02}/f{:04}", i % 100, i)), &body).unwrap();
+    if wanted("host") {
+        let host = dir.join("host");
+        std::fs::create_dir_all(&host).unwrap();
+        let t = Instant::now();
+        for d in 0..100 {
+            std::fs::create_dir_all(host.join(format!("d{d:02}"))).unwrap();
+        }
+        for i in 0..10_000 {
+            std::fs::write(host.join(format!("d{:02}/f{:04}", i % 100, i)), &body).unwrap();
+        }
+        eprintln!("std::fs::write: {:?} per file", t.elapsed() / 10_000);
     }
-    eprintln!("std::fs: {:?} per file", t.elapsed() / 10_000);
     let _ = std::fs::remove_dir_all(dir);
 }

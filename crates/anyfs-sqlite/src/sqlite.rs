@@ -106,8 +106,17 @@ impl SqliteBackend {
     /// [`FsError::InvalidPassword`](anyfs::FsError::InvalidPassword), and
     /// leaves the file untouched.
     pub fn open_encrypted(path: impl AsRef<Path>, password: impl AsRef<str>) -> FsResult<Self> {
+        Self::open_encrypted_with_options(path, password, SqliteOptions::default())
+    }
+
+    /// [`open_encrypted`](Self::open_encrypted) with the given options.
+    pub fn open_encrypted_with_options(
+        path: impl AsRef<Path>,
+        password: impl AsRef<str>,
+        options: SqliteOptions,
+    ) -> FsResult<Self> {
         let key = Key::Password(zeroize::Zeroizing::new(password.as_ref().to_owned()));
-        Self::build(Some(path.as_ref()), Some(key), SqliteOptions::default())
+        Self::build(Some(path.as_ref()), Some(key), options)
     }
 
     /// Opens (or creates) a database encrypted with a raw 256-bit key (no

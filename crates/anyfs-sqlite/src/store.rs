@@ -1298,7 +1298,9 @@ impl<C: Content> FsSync for Store<C> {
     }
 
     fn fsync(&self, path: &Path) -> FsResult<()> {
-        self.db.read(path, |conn| q::lookup(conn, path).map(drop))
+        self.db.read(path, |conn| q::lookup(conn, path).map(drop))?;
+        // With group commit, what was acknowledged is committed now.
+        self.db.commit_group()
     }
 }
 

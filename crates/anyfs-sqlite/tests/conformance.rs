@@ -1,9 +1,9 @@
-//! `SqliteBackend` (on disk, in memory, encrypted) and `IndexedBackend`
-//! against the whole conformance suite.
+//! `SqliteBackend` (on disk, with group commit, in memory, encrypted) and
+//! `IndexedBackend` against the whole conformance suite.
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-use anyfs_sqlite::{IndexedBackend, SqliteBackend};
+use anyfs_sqlite::{IndexedBackend, SqliteBackend, SqliteOptions};
 use tempfile::TempDir;
 
 /// A backend in a temporary directory that outlives it.
@@ -20,11 +20,22 @@ macro_rules! in_temp_dir {
 
 in_temp_dir!(OnDisk, SqliteBackend);
 in_temp_dir!(Indexed, IndexedBackend);
+in_temp_dir!(Grouped, SqliteBackend);
 
 fn on_disk() -> OnDisk {
     let dir = tempfile::tempdir().unwrap();
     let backend = SqliteBackend::open(dir.path().join("fs.db")).unwrap();
     OnDisk { backend, _dir: dir }
+}
+
+fn grouped() -> Grouped {
+    let dir = tempfile::tempdir().unwrap();
+    let options = SqliteOptions {
+        group_commit: Some(std::time::Duration::from_millis(10)),
+        ..SqliteOptions::default()
+    };
+    let backend = SqliteBackend::open_with_options(dir.path().join("fs.db"), options).unwrap();
+    Grouped { backend, _dir: dir }
 }
 
 fn indexed() -> Indexed {
@@ -34,6 +45,8 @@ fn indexed() -> Indexed {
 }
 
 anyfs_test::conformance!(mod sqlite_on_disk, OnDisk => on_disk();
+    links, permissions, sync, stats, inode, handles);
+anyfs_test::conformance!(mod sqlite_group_commit, Grouped => grouped();
     links, permissions, sync, stats, inode, handles);
 anyfs_test::conformance!(mod sqlite_in_memory, SqliteBackend => SqliteBackend::open_in_memory().unwrap();
     links, permissions, sync, stats, inode, handles);

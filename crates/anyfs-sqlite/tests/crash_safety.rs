@@ -2,6 +2,11 @@
 //! reports each committed operation; it is killed with SIGKILL at random
 //! moments, and after every kill the store opens, passes SQLite's integrity
 //! check, and holds every operation reported committed, intact.
+//!
+//! With group commit, writes are acknowledged before they are committed:
+//! there the child reports an operation committed only after `sync`, and
+//! what survives must be exactly the operations up to some point — every
+//! synced one, then possibly more, and nothing after a gap or half done.
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
@@ -12,8 +17,8 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use anyfs::{FileStorage, Fs};
-use anyfs_sqlite::{IndexedBackend, SqliteBackend};
+use anyfs::{FileStorage, Fs, FsSync};
+use anyfs_sqlite::{IndexedBackend, SqliteBackend, SqliteOptions};
 
 const KILLS: u32 = 24;
 const CHILD_ENV: &str = "ANYFS_CRASH_CHILD";
@@ -40,6 +45,14 @@ fn crash_child() {
     };
     match kind.as_str() {
         "sqlite" => child_loop(FileStorage::new(SqliteBackend::open(&path).unwrap()), start),
+        "group" => {
+            let options = SqliteOptions {
+                group_commit: Some(Duration::from_millis(20)),
+                ..SqliteOptions::default()
+            };
+            let backend = SqliteBackend::open_with_options(&path, options).unwrap();
+            group_child_loop(&backend, start);
+        }
         _ => child_loop(
             FileStorage::new(IndexedBackend::open(&path).unwrap()),
             start,
@@ -58,6 +71,25 @@ fn child_loop<B: Fs>(fs: FileStorage<B>, start: u64) {
     }
 }
 
+/// Reports every operation when it returns (`acked`), and as committed
+/// once a `sync` after it returned.
+fn group_child_loop(backend: &SqliteBackend, start: u64) {
+    let fs = FileStorage::new(backend.clone());
+    fs.create_dir_all("/work").unwrap();
+    fs.create_dir_all("/done").unwrap();
+    backend.sync().unwrap();
+    for i in start.. {
+        fs.write(format!("/work/f{i}"), content(i)).unwrap();
+        fs.rename(format!("/work/f{i}"), format!("/done/g{i}"))
+            .unwrap();
+        println!("acked {i}");
+        if i % 7 == 0 {
+            backend.sync().unwrap();
+            println!("committed {i}");
+        }
+    }
+}
+
 struct Random(u64);
 impl Random {
     fn below(&mut self, n: u64) -> u64 {
@@ -68,7 +100,10 @@ impl Random {
     }
 }
 
-fn kill_repeatedly(kind: &str, store: &Path, verify: impl Fn(&Path, &[u64])) {
+/// Kills a child of `kind` again and again; after each kill, `verify` gets
+/// every operation reported committed so far, and the operations the last
+/// child acknowledged (group commit only).
+fn kill_repeatedly(kind: &str, store: &Path, verify: impl Fn(&Path, &[u64], &[u64])) {
     let mut random = Random(
         SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -92,26 +127,41 @@ fn kill_repeatedly(kind: &str, store: &Path, verify: impl Fn(&Path, &[u64])) {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
                 if let Some(n) = line.strip_prefix("committed ") {
-                    let _ = tx.send(n.parse::<u64>().unwrap());
+                    let _ = tx.send((true, n.parse::<u64>().unwrap()));
+                } else if let Some(n) = line.strip_prefix("acked ") {
+                    let _ = tx.send((false, n.parse::<u64>().unwrap()));
                 }
             }
         });
+        let mut acked = Vec::new();
+        let mut note = |(durable, n): (bool, u64)| {
+            if durable {
+                committed.push(n);
+            } else {
+                acked.push(n);
+            }
+        };
         // Let it commit at least once, then kill it at a random moment.
-        let first = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the child commits");
-        committed.push(first);
+        loop {
+            let report = rx
+                .recv_timeout(Duration::from_secs(30))
+                .expect("the child commits");
+            note(report);
+            if report.0 {
+                break;
+            }
+        }
         let deadline = Instant::now() + Duration::from_millis(5 + random.below(150));
         while Instant::now() < deadline {
-            if let Ok(n) = rx.recv_timeout(Duration::from_millis(1)) {
-                committed.push(n);
+            if let Ok(report) = rx.recv_timeout(Duration::from_millis(1)) {
+                note(report);
             }
         }
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         reader.join().unwrap();
-        committed.extend(rx.try_iter());
-        verify(store, &committed);
+        rx.try_iter().for_each(&mut note);
+        verify(store, &committed, &acked);
     }
     assert!(committed.len() as u32 > KILLS, "the child made progress");
 }
@@ -144,7 +194,7 @@ fn sqlite_survives_sigkill() {
     }
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("crash.db");
-    kill_repeatedly("sqlite", &db, |db, committed| {
+    kill_repeatedly("sqlite", &db, |db, committed, _| {
         let fs = FileStorage::new(SqliteBackend::open(db).unwrap());
         integrity_ok(db);
         check_files(&fs, committed);
@@ -158,7 +208,7 @@ fn indexed_survives_sigkill() {
     }
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
-    kill_repeatedly("indexed", &store, |store, committed| {
+    kill_repeatedly("indexed", &store, |store, committed, _| {
         let fs = FileStorage::new(IndexedBackend::open(store).unwrap());
         integrity_ok(&store.join("index.db"));
         check_files(&fs, committed);
@@ -173,5 +223,56 @@ fn indexed_survives_sigkill() {
             .unwrap();
         let on_disk = std::fs::read_dir(store.join("blobs")).unwrap().count() as i64;
         assert_eq!(named, on_disk, "orphan blobs survived the sweep");
+    });
+}
+
+#[test]
+fn group_commit_loses_only_a_tail_of_whole_operations() {
+    if std::env::var(CHILD_ENV).is_ok() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("group.db");
+    kill_repeatedly("group", &db, |db, committed, acked| {
+        let fs = FileStorage::new(SqliteBackend::open(db).unwrap());
+        integrity_ok(db);
+        // Everything synced survived, intact.
+        check_files(&fs, committed);
+        // Of the last child's operations (write, then rename, each file),
+        // what survived is a prefix: done files up to some point, then at
+        // most one file written but not yet renamed — and nothing else.
+        let (Some(&first), Some(&last)) = (acked.first(), acked.last()) else {
+            return;
+        };
+        let mut survived_to = None;
+        for i in first..=last + 1 {
+            let done = fs.exists(format!("/done/g{i}")).unwrap();
+            let pending = fs.exists(format!("/work/f{i}")).unwrap();
+            match survived_to {
+                None if done => {
+                    assert!(!pending, "operation {i} both renamed and not");
+                    assert!(
+                        fs.read(format!("/done/g{i}")).unwrap() == content(i),
+                        "operation {i} corrupted"
+                    );
+                }
+                None => {
+                    if pending {
+                        assert!(
+                            fs.read(format!("/work/f{i}")).unwrap() == content(i),
+                            "write {i} corrupted"
+                        );
+                    }
+                    survived_to = Some(i);
+                }
+                Some(gap) => assert!(
+                    !done && !pending,
+                    "operation {i} survived although operation {gap} before it was lost"
+                ),
+            }
+        }
+        // Nothing from after the last acknowledged operation but its
+        // successor's write, which may have been under way.
+        assert!(!fs.exists(format!("/done/g{}", last + 2)).unwrap());
     });
 }
