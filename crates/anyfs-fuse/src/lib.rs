@@ -14,8 +14,10 @@
 //! # How it maps
 //!
 //! - Inodes are the backend's own ([`anyfs::FsInode`]), behind node ids of the
-//!   mount's own that are never reused; the backend's root is
-//!   FUSE's inode 1.
+//!   mount's own that are never reused; the backend's root is FUSE's inode 1.
+//!   A node id lives while the kernel holds it: once the kernel forgets a
+//!   file (its caches shrink), the id goes, and the file gets a new one when
+//!   next looked up, so memory does not grow with every file ever seen.
 //! - Writes are buffered per open file and committed to the backend in one
 //!   write on `flush` (each `close`), `fsync` and `release`, never one backend
 //!   write per kernel page. Reads of a file with uncommitted writes see them.
@@ -36,6 +38,8 @@ use std::ffi::OsStr;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyfs::{FileType, FsError, FsFuse, Metadata, Permissions};
@@ -75,6 +79,7 @@ impl Default for MountOptions {
 pub struct MountHandle {
     session: Option<fuser::BackgroundSession>,
     mountpoint: PathBuf,
+    node_ids: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for MountHandle {
@@ -89,6 +94,13 @@ impl MountHandle {
     /// Where the backend is mounted.
     pub fn mountpoint(&self) -> &Path {
         &self.mountpoint
+    }
+
+    /// How many files and directories the mount keeps a node id for: those
+    /// the kernel still holds (it lets go of them as its caches shrink), so
+    /// the mount's memory does not grow with every file ever seen.
+    pub fn node_ids(&self) -> usize {
+        self.node_ids.load(Ordering::Relaxed)
     }
 
     /// Unmounts, after committing every buffered write; waits for the
@@ -149,9 +161,10 @@ pub fn mount<B: FsFuse + 'static>(
     if options.allow_other {
         opts.push(MountOption::AllowOther);
     }
+    let node_ids = Arc::new(AtomicUsize::new(1));
     let fs = AnyFuse {
         fs: backend,
-        nodes: Nodes::new(root),
+        nodes: Nodes::new(root, node_ids.clone()),
         ttl: options.ttl,
         read_only: options.read_only,
         files: HashMap::new(),
@@ -165,6 +178,7 @@ pub fn mount<B: FsFuse + 'static>(
     Ok(MountHandle {
         session: Some(session),
         mountpoint,
+        node_ids,
     })
 }
 
@@ -206,17 +220,35 @@ struct Changes {
 /// the kernel still holds the old one (an open, unlinked file), and the two
 /// must not be confused.
 struct Nodes {
-    /// Node id → backend inode (`None` once that inode was deleted).
-    inode: HashMap<u64, Option<u64>>,
+    /// Node id → what it stands for.
+    inode: HashMap<u64, NodeEntry>,
     /// Backend inode → its current node id.
     node: HashMap<u64, u64>,
     next: u64,
+    /// How many node ids there are, for [`MountHandle::node_ids`].
+    count: Arc<AtomicUsize>,
+}
+
+struct NodeEntry {
+    /// The backend inode (`None` once that inode was deleted).
+    inode: Option<u64>,
+    /// How many times the kernel was handed this node id and has not yet
+    /// forgotten it; at zero the id is dropped (and never used again).
+    lookups: u64,
 }
 
 impl Nodes {
-    fn new(root: u64) -> Self {
+    fn new(root: u64, count: Arc<AtomicUsize>) -> Self {
+        count.store(1, Ordering::Relaxed);
         Self {
-            inode: HashMap::from([(fuser::FUSE_ROOT_ID, Some(root))]),
+            count,
+            inode: HashMap::from([(
+                fuser::FUSE_ROOT_ID,
+                NodeEntry {
+                    inode: Some(root),
+                    lookups: 1,
+                },
+            )]),
             node: HashMap::from([(root, fuser::FUSE_ROOT_ID)]),
             next: fuser::FUSE_ROOT_ID + 1,
         }
@@ -229,19 +261,61 @@ impl Nodes {
         let node = self.next;
         self.next += 1;
         self.node.insert(inode, node);
-        self.inode.insert(node, Some(inode));
+        self.inode.insert(
+            node,
+            NodeEntry {
+                inode: Some(inode),
+                lookups: 0,
+            },
+        );
+        self.count.store(self.inode.len(), Ordering::Relaxed);
         node
     }
 
     fn inode(&self, node: u64) -> Result<u64> {
-        self.inode.get(&node).copied().flatten().ok_or(libc::ENOENT)
+        self.inode
+            .get(&node)
+            .and_then(|entry| entry.inode)
+            .ok_or(libc::ENOENT)
     }
 
     /// The backend inode is gone: its node id now names nothing new.
     fn retire(&mut self, inode: u64) {
-        if let Some(node) = self.node.remove(&inode) {
-            self.inode.insert(node, None);
+        if let Some(node) = self.node.remove(&inode)
+            && let Some(entry) = self.inode.get_mut(&node)
+        {
+            entry.inode = None;
         }
+    }
+
+    /// The kernel was handed `node` in an entry.
+    fn looked_up(&mut self, node: u64) {
+        if let Some(entry) = self.inode.get_mut(&node) {
+            entry.lookups += 1;
+        }
+    }
+
+    /// The kernel dropped `n` references to `node`; `true` if the node id
+    /// is gone with them (unless `in_use`).
+    fn forget(&mut self, node: u64, n: u64, in_use: bool) -> bool {
+        if node == fuser::FUSE_ROOT_ID {
+            return false;
+        }
+        let Some(entry) = self.inode.get_mut(&node) else {
+            return false;
+        };
+        entry.lookups = entry.lookups.saturating_sub(n);
+        if entry.lookups > 0 || in_use {
+            return false;
+        }
+        if let Some(inode) = entry.inode
+            && self.node.get(&inode) == Some(&node)
+        {
+            self.node.remove(&inode);
+        }
+        self.inode.remove(&node);
+        self.count.store(self.inode.len(), Ordering::Relaxed);
+        true
     }
 }
 
@@ -266,8 +340,11 @@ struct AnyFuse<B> {
 
 type Result<T> = std::result::Result<T, i32>;
 
-/// One directory entry as listed to the kernel: node id, type, name.
+/// One directory entry as listed to the kernel: backend inode, type, name.
 type Listed = (u64, fuser::FileType, std::ffi::OsString);
+
+/// The most entries one directory reply is built from (a reply holds fewer).
+const LISTING_BATCH: usize = 1024;
 
 fn fail(err: FsError) -> i32 {
     errno(&err)
@@ -510,9 +587,20 @@ impl<B: FsFuse> AnyFuse<B> {
 
     /// The entries of an open directory from `offset` on, with their
     /// positions; `None` for an unknown handle.
-    fn listing(&self, fh: u64, offset: i64) -> Option<impl Iterator<Item = (usize, &Listed)>> {
+    /// The entries of an open directory from `offset` on, at most as many
+    /// as a reply can hold, with their positions.
+    fn listing(&self, fh: u64, offset: i64) -> Option<Vec<(usize, Listed)>> {
         let start = usize::try_from(offset).unwrap_or(0);
-        Some(self.dirs.get(&fh)?.iter().enumerate().skip(start))
+        Some(
+            self.dirs
+                .get(&fh)?
+                .iter()
+                .cloned()
+                .enumerate()
+                .skip(start)
+                .take(LISTING_BATCH)
+                .collect(),
+        )
     }
 
     /// Forgets a handle; the file's buffer goes with its last handle.
@@ -648,21 +736,18 @@ impl<B: FsFuse> AnyFuse<B> {
 
     fn list(&mut self, node: u64) -> Result<Vec<Listed>> {
         let path = self.path(node)?;
+        let inode = self.inode_of(node)?;
         let parent = match anyfs::path::split_parent(&path) {
-            Some((parent, _)) => {
-                let inode = self.fs.path_to_inode(&parent).map_err(fail)?;
-                self.node_of(inode)
-            }
-            None => node,
+            Some((parent, _)) => self.fs.path_to_inode(&parent).map_err(fail)?,
+            None => inode,
         };
         let mut out = vec![
-            (node, fuser::FileType::Directory, ".".into()),
+            (inode, fuser::FileType::Directory, ".".into()),
             (parent, fuser::FileType::Directory, "..".into()),
         ];
         for entry in self.fs.read_dir(&path).map_err(fail)? {
             let entry = entry.map_err(fail)?;
-            let child = self.node_of(entry.inode);
-            out.push((child, kind(entry.file_type), entry.name));
+            out.push((entry.inode, kind(entry.file_type), entry.name));
         }
         Ok(out)
     }
@@ -704,8 +789,18 @@ impl<B: FsFuse> Filesystem for AnyFuse<B> {
             self.attr_of(node)
         })();
         match result {
-            Ok(attr) => reply.entry(&self.ttl, &attr, 0),
+            Ok(attr) => {
+                self.nodes.looked_up(attr.ino);
+                reply.entry(&self.ttl, &attr, 0)
+            }
             Err(e) => reply.error(e),
+        }
+    }
+
+    fn forget(&mut self, _req: &Request<'_>, ino: u64, nlookup: u64) {
+        let open = self.files.contains_key(&ino);
+        if self.nodes.forget(ino, nlookup, open) {
+            self.seen.remove(&ino);
         }
     }
 
@@ -781,7 +876,10 @@ impl<B: FsFuse> Filesystem for AnyFuse<B> {
             self.attr_at(&path)
         })();
         match result {
-            Ok(attr) => reply.entry(&self.ttl, &attr, 0),
+            Ok(attr) => {
+                self.nodes.looked_up(attr.ino);
+                reply.entry(&self.ttl, &attr, 0)
+            }
             Err(e) => reply.error(e),
         }
     }
@@ -833,7 +931,10 @@ impl<B: FsFuse> Filesystem for AnyFuse<B> {
             self.attr_at(&path)
         })();
         match result {
-            Ok(attr) => reply.entry(&self.ttl, &attr, 0),
+            Ok(attr) => {
+                self.nodes.looked_up(attr.ino);
+                reply.entry(&self.ttl, &attr, 0)
+            }
             Err(e) => reply.error(e),
         }
     }
@@ -899,7 +1000,10 @@ impl<B: FsFuse> Filesystem for AnyFuse<B> {
             self.attr_of(ino)
         })();
         match result {
-            Ok(attr) => reply.entry(&self.ttl, &attr, 0),
+            Ok(attr) => {
+                self.nodes.looked_up(attr.ino);
+                reply.entry(&self.ttl, &attr, 0)
+            }
             Err(e) => reply.error(e),
         }
     }
@@ -1082,8 +1186,9 @@ impl<B: FsFuse> Filesystem for AnyFuse<B> {
             reply.error(libc::EBADF);
             return;
         };
-        for (i, (ino, kind, name)) in entries {
-            if reply.add(*ino, (i + 1) as i64, *kind, name) {
+        for (i, (inode, kind, name)) in entries {
+            let node = self.node_of(inode);
+            if reply.add(node, (i + 1) as i64, kind, &name) {
                 break;
             }
         }
@@ -1102,12 +1207,18 @@ impl<B: FsFuse> Filesystem for AnyFuse<B> {
             reply.error(libc::EBADF);
             return;
         };
-        for (i, (ino, _, name)) in entries {
-            let Ok(attr) = self.attr_of(*ino) else {
+        for (i, (inode, _, name)) in entries {
+            let node = self.node_of(inode);
+            let Ok(attr) = self.attr_of(node) else {
+                // Gone since the directory was opened.
                 continue;
             };
-            if reply.add(*ino, (i + 1) as i64, name, &self.ttl, &attr, 0) {
+            if reply.add(node, (i + 1) as i64, &name, &self.ttl, &attr, 0) {
                 break;
+            }
+            // The kernel keeps a reference to every entry but `.` and `..`.
+            if name != "." && name != ".." {
+                self.nodes.looked_up(node);
             }
         }
         reply.ok();
@@ -1181,7 +1292,10 @@ impl<B: FsFuse> Filesystem for AnyFuse<B> {
                 attr
             });
         match result {
-            Ok(attr) => reply.entry(&self.ttl, &attr, 0),
+            Ok(attr) => {
+                self.nodes.looked_up(attr.ino);
+                reply.entry(&self.ttl, &attr, 0)
+            }
             Err(e) => reply.error(e),
         }
     }
@@ -1197,7 +1311,10 @@ impl<B: FsFuse> Filesystem for AnyFuse<B> {
         reply: ReplyCreate,
     ) {
         match self.do_create(req, parent, name, mode & !umask, flags) {
-            Ok((attr, fh)) => reply.created(&self.ttl, &attr, 0, fh, 0),
+            Ok((attr, fh)) => {
+                self.nodes.looked_up(attr.ino);
+                reply.created(&self.ttl, &attr, 0, fh, 0)
+            }
             Err(e) => reply.error(e),
         }
     }
