@@ -582,13 +582,7 @@ impl Db {
     ) -> FsResult<T> {
         if writer.group.is_none() {
             if let Some(reason) = writer.group_failed.take() {
-                return Err(FsError::Backend {
-                    path: path.into(),
-                    op: "commit",
-                    message: format!(
-                        "earlier writes were lost: they could not be committed: {reason}"
-                    ),
-                });
+                return Err(lost_writes(path, &reason));
             }
             writer
                 .conn
@@ -635,11 +629,7 @@ impl Db {
         let mut writer = guard.borrow_mut();
         self.core.commit_open_group(&mut writer)?;
         match writer.group_failed.take() {
-            Some(reason) => Err(FsError::Backend {
-                path: root().into(),
-                op: "commit",
-                message: format!("earlier writes were lost: they could not be committed: {reason}"),
-            }),
+            Some(reason) => Err(lost_writes(root(), &reason)),
             None => Ok(()),
         }
     }
@@ -867,6 +857,15 @@ impl Drop for Db {
             background.thread().unpark();
             let _ = background.join();
         }
+    }
+}
+
+/// The error for writes acknowledged in a group that failed to commit.
+fn lost_writes(path: &Path, reason: &str) -> FsError {
+    FsError::Backend {
+        path: path.into(),
+        op: "commit",
+        message: format!("earlier writes were lost: they could not be committed: {reason}"),
     }
 }
 
