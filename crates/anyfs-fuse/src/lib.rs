@@ -20,7 +20,11 @@
 //!   next looked up, so memory does not grow with every file ever seen.
 //! - Writes are buffered per open file and committed to the backend in one
 //!   write on `flush` (each `close`), `fsync` and `release`, never one backend
-//!   write per kernel page. Reads of a file with uncommitted writes see them.
+//!   write per kernel page. While every write lands at the end of the file,
+//!   only the new bytes are buffered and committed with one `append` (a log
+//!   appended to line by line is not rewritten whole); the first write
+//!   elsewhere loads the file. Reads of a file with uncommitted writes see
+//!   them.
 //! - Every [`FsError`] becomes its own errno ([`FsError::errno`]): a quota
 //!   hit is `EDQUOT`, a policy denial `EACCES`, a loop `ELOOP`, a read-only
 //!   workspace `EROFS`. Names over 255 bytes are `ENAMETOOLONG`.
@@ -193,8 +197,12 @@ struct OpenFile {
     path: Option<PathBuf>,
     /// Its metadata when its last name went away (it lives on while open).
     orphan: Option<Metadata>,
-    /// The whole content, loaded on the first write.
+    /// The whole content, loaded on the first write that does not append.
     data: Option<Vec<u8>>,
+    /// While every write has appended: only the new bytes, committed with
+    /// one backend `append` (a log written line by line is not rewritten
+    /// whole at every close).
+    tail: Option<Vec<u8>>,
     /// The length the backend holds (what the buffer grows from).
     committed_len: u64,
     dirty: bool,
@@ -428,6 +436,11 @@ impl<B: FsFuse> AnyFuse<B> {
             Some(OpenFile {
                 data: Some(data), ..
             }) => data.len() as u64,
+            Some(OpenFile {
+                tail: Some(tail),
+                committed_len,
+                ..
+            }) => committed_len + tail.len() as u64,
             _ => meta.len,
         };
         FileAttr {
@@ -513,12 +526,54 @@ impl<B: FsFuse> AnyFuse<B> {
             Some(_) => {}
         }
         let path = self.path(ino)?;
-        let data = self.fs.read(&path).map_err(fail)?;
+        let mut data = self.fs.read(&path).map_err(fail)?;
         if let Some(file) = self.files.get_mut(&ino) {
             file.committed_len = data.len() as u64;
+            if let Some(tail) = file.tail.take() {
+                data.extend_from_slice(&tail);
+            }
             file.data = Some(data);
         }
         Ok(())
+    }
+
+    /// Buffers a write that lands at the end of a file not loaded whole: only
+    /// the new bytes are kept. `None` if the write goes elsewhere.
+    fn append_to_tail(
+        &mut self,
+        ino: u64,
+        append: bool,
+        offset: i64,
+        data: &[u8],
+    ) -> Result<Option<u32>> {
+        let file = self.files.get(&ino).ok_or(libc::EBADF)?;
+        if file.data.is_some() {
+            return Ok(None);
+        }
+        let end = match &file.tail {
+            Some(tail) => file.committed_len + tail.len() as u64,
+            None => {
+                let inode = self.inode_of(ino)?;
+                self.fs.metadata_by_inode(inode).map_err(fail)?.len
+            }
+        };
+        if !append && u64::try_from(offset).ok() != Some(end) {
+            return Ok(None);
+        }
+        // Everything not yet committed must fit, not just this write.
+        let pending = file.tail.as_ref().map_or(0, Vec::len) + data.len();
+        if !data.is_empty() && !self.has_room(pending as u64) {
+            return Err(libc::ENOSPC);
+        }
+        let file = self.files.get_mut(&ino).ok_or(libc::EBADF)?;
+        if file.tail.is_none() {
+            file.committed_len = end;
+        }
+        file.tail
+            .get_or_insert_with(Vec::new)
+            .extend_from_slice(data);
+        file.dirty = true;
+        Ok(Some(data.len() as u32))
     }
 
     /// Writes a file's buffered content to the backend, if it changed.
@@ -529,13 +584,19 @@ impl<B: FsFuse> AnyFuse<B> {
         if !file.dirty {
             return Ok(());
         }
-        let (Some(path), Some(data)) = (&file.path, &file.data) else {
+        let Some(path) = &file.path else {
             // Unlinked while open: nothing to commit to.
             file.dirty = false;
             return Ok(());
         };
-        self.fs.write(path, data).map_err(fail)?;
-        file.committed_len = data.len() as u64;
+        if let Some(data) = &file.data {
+            self.fs.write(path, data).map_err(fail)?;
+            file.committed_len = data.len() as u64;
+        } else if let Some(tail) = &file.tail {
+            self.fs.append(path, tail).map_err(fail)?;
+            file.committed_len += tail.len() as u64;
+            file.tail = None;
+        }
         file.dirty = false;
         // The kernel's pages hold what was just written: still valid.
         if let Ok(attr) = self.attr_of(ino) {
@@ -554,6 +615,7 @@ impl<B: FsFuse> AnyFuse<B> {
                 path: Some(path),
                 orphan: None,
                 data: None,
+                tail: None,
                 committed_len: 0,
                 dirty: false,
                 handles: 0,
@@ -669,6 +731,9 @@ impl<B: FsFuse> AnyFuse<B> {
         let uid = uid.filter(|&u| u != now.uid);
         let gid = gid.filter(|&g| g != now.gid);
         if let Some(size) = size {
+            if self.files.get(&ino).is_some_and(|f| f.tail.is_some()) {
+                self.load(ino)?;
+            }
             match self.files.get_mut(&ino) {
                 Some(OpenFile {
                     data: Some(data),
@@ -1060,9 +1125,32 @@ impl<B: FsFuse> Filesystem for AnyFuse<B> {
             reply.data(&data[start..end]);
             return;
         }
-        let result = self
-            .path(ino)
-            .and_then(|p| self.fs.read_range(&p, offset, size as usize).map_err(fail));
+        let result = self.path(ino).and_then(|p| {
+            let Some(OpenFile {
+                tail: Some(tail),
+                committed_len,
+                ..
+            }) = self.files.get(&ino)
+            else {
+                return self.fs.read_range(&p, offset, size as usize).map_err(fail);
+            };
+            // Committed bytes from the backend, then the appended ones.
+            let end = offset.saturating_add(u64::from(size));
+            let mut bytes = if offset < *committed_len {
+                let len = (end.min(*committed_len) - offset) as usize;
+                self.fs.read_range(&p, offset, len).map_err(fail)?
+            } else {
+                Vec::new()
+            };
+            let from = usize::try_from(offset.saturating_sub(*committed_len))
+                .unwrap_or(usize::MAX)
+                .min(tail.len());
+            let to = usize::try_from(end.saturating_sub(*committed_len))
+                .unwrap_or(usize::MAX)
+                .min(tail.len());
+            bytes.extend_from_slice(&tail[from..to]);
+            Ok(bytes)
+        });
         match result {
             Ok(bytes) => reply.data(&bytes),
             Err(e) => reply.error(e),
@@ -1084,6 +1172,9 @@ impl<B: FsFuse> Filesystem for AnyFuse<B> {
         let result = (|| {
             self.writable()?;
             let append = self.handles.get(&fh).is_some_and(|h| h.append);
+            if let Some(n) = self.append_to_tail(ino, append, offset, data)? {
+                return Ok(n);
+            }
             self.load(ino)?;
             let file = self.files.get_mut(&ino).ok_or(libc::EBADF)?;
             let buf = file.data.as_mut().ok_or(libc::EBADF)?;

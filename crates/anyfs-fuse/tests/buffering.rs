@@ -51,3 +51,108 @@ fn writes_are_buffered_until_close_and_visible_before() {
     );
     mounted.unmount();
 }
+
+/// Counts the bytes handed to the backend by whole-file writes and by appends.
+#[derive(Clone)]
+struct Counting {
+    inner: MemoryBackend,
+    written: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    appended: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl anyfs::FsWrite for Counting {
+    fn write(&self, path: &Path, data: &[u8]) -> anyfs::FsResult<()> {
+        self.written
+            .fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        self.inner.write(path, data)
+    }
+    fn append(&self, path: &Path, data: &[u8]) -> anyfs::FsResult<()> {
+        self.appended
+            .fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        self.inner.append(path, data)
+    }
+    fn remove_file(&self, path: &Path) -> anyfs::FsResult<()> {
+        self.inner.remove_file(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> anyfs::FsResult<()> {
+        self.inner.rename(from, to)
+    }
+    fn copy(&self, from: &Path, to: &Path) -> anyfs::FsResult<()> {
+        self.inner.copy(from, to)
+    }
+    fn truncate(&self, path: &Path, size: u64) -> anyfs::FsResult<()> {
+        self.inner.truncate(path, size)
+    }
+    fn open_write(&self, path: &Path) -> anyfs::FsResult<anyfs::FsWriter> {
+        self.inner.open_write(path)
+    }
+}
+
+anyfs::delegate_fs!(type Counting, inner;
+    FsRead, FsDir, FsLink, FsPermissions, FsSync, FsStats, FsInode, FsHandles);
+
+#[test]
+fn appending_commits_only_the_new_bytes() {
+    if skip("appending_commits_only_the_new_bytes") {
+        return;
+    }
+    use std::io::{Read, Seek, SeekFrom, Write};
+    use std::sync::atomic::Ordering;
+    let backend = Counting {
+        inner: MemoryBackend::new(),
+        written: Default::default(),
+        appended: Default::default(),
+    };
+    let mounted = Mounted::new(backend.clone());
+    let log = mounted.path().join("app.log");
+    std::fs::write(&log, vec![b'x'; 1 << 20]).unwrap();
+    let before = backend.written.load(Ordering::Relaxed);
+    let appended_before = backend.appended.load(Ordering::Relaxed);
+
+    // A log appended to line by line, each line its own open and close.
+    for i in 0..50 {
+        let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        writeln!(f, "line {i}").unwrap();
+        // Read back through the mount before the close: old and new bytes.
+        let mut r = std::fs::File::open(&log).unwrap();
+        r.seek(SeekFrom::Start((1 << 20) - 2)).unwrap();
+        let mut end = String::new();
+        r.read_to_string(&mut end).unwrap();
+        assert!(
+            end.starts_with("xx") && end.ends_with(&format!("line {i}\n")),
+            "{end:?}"
+        );
+    }
+    let lines: String = (0..50).map(|i| format!("line {i}\n")).collect();
+    assert_eq!(
+        backend.written.load(Ordering::Relaxed),
+        before,
+        "the log was rewritten whole"
+    );
+    assert_eq!(
+        backend.appended.load(Ordering::Relaxed) - appended_before,
+        lines.len() as u64
+    );
+    let content = std::fs::read(&log).unwrap();
+    assert_eq!(content.len(), (1 << 20) + lines.len());
+    assert_eq!(&content[1 << 20..], lines.as_bytes());
+    assert_eq!(std::fs::metadata(&log).unwrap().len(), content.len() as u64);
+
+    // Writing at the end without O_APPEND also only appends; then a write
+    // in the middle, a truncation and more appends keep every byte right.
+    let mut f = std::fs::OpenOptions::new().write(true).open(&log).unwrap();
+    f.seek(SeekFrom::End(0)).unwrap();
+    f.write_all(b"tail").unwrap();
+    f.seek(SeekFrom::Start(0)).unwrap();
+    f.write_all(b"HEAD").unwrap();
+    f.set_len(10).unwrap();
+    f.seek(SeekFrom::End(0)).unwrap();
+    f.write_all(b"+more").unwrap();
+    drop(f);
+    assert_eq!(std::fs::read(&log).unwrap(), b"HEADxxxxxx+more");
+    mounted.unmount();
+    assert_eq!(
+        anyfs::FsRead::read(&backend.inner, Path::new("/app.log")).unwrap(),
+        b"HEADxxxxxx+more"
+    );
+}
