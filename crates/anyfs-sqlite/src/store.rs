@@ -364,6 +364,34 @@ mod q {
         Ok(conn.last_insert_rowid())
     }
 
+    /// Creates a file of `size` bytes (content to follow) named `name` in
+    /// `parent`: the node with its one name, in three statements.
+    pub(super) fn create_file(
+        conn: &Connection,
+        path: &Path,
+        parent: i64,
+        name: &[u8],
+        owner: (u32, u32),
+        size: u64,
+        now: i64,
+    ) -> FsResult<i64> {
+        let run =
+            || -> rusqlite::Result<i64> {
+                conn.prepare_cached(
+                "INSERT INTO inodes (kind, mode, uid, gid, size, nlink, atime, mtime, ctime, btime)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?6, ?6, ?6)",
+            )?
+            .execute(params![KIND_FILE, 0o644, owner.0, owner.1, size as i64, now])?;
+                let ino = conn.last_insert_rowid();
+                conn.prepare_cached("INSERT INTO entries (parent, name, ino) VALUES (?1, ?2, ?3)")?
+                    .execute(params![parent, name, ino])?;
+                conn.prepare_cached("UPDATE inodes SET mtime = ?2, ctime = ?2 WHERE ino = ?1")?
+                    .execute(params![parent, now])?;
+                Ok(ino)
+            };
+        run().map_err(|e| sql_error(path, "create a file", e))
+    }
+
     /// Adds `name -> ino` to `parent`.
     pub(super) fn link(
         conn: &Connection,
@@ -621,14 +649,29 @@ impl<C: Content> Store<C> {
 
     /// The file at `path`, created empty if missing.
     fn file_for_write(&self, tx: &Connection, path: &Path, now: i64) -> FsResult<Node> {
+        self.file_for_write_sized(tx, path, now, 0)
+            .map(|(node, _)| node)
+    }
+
+    /// The file at `path`, created empty if missing — its row then already
+    /// saying `size` (what the caller is about to write), so that creating
+    /// and writing a small file takes no statement more than it must. Also
+    /// whether it was created.
+    fn file_for_write_sized(
+        &self,
+        tx: &Connection,
+        path: &Path,
+        now: i64,
+        size: u64,
+    ) -> FsResult<(Node, bool)> {
         let (parent, name) = q::slot(tx, path)?;
         match q::child(tx, path, parent, name.as_bytes())? {
-            Some((ino, _)) => Self::file_node(tx, path, ino),
+            Some((ino, _)) => Self::file_node(tx, path, ino).map(|node| (node, false)),
             None => {
-                let ino = q::alloc(tx, path, KIND_FILE, 0o644, self.owner, None, now)?;
-                q::link(tx, path, parent, name.as_bytes(), ino, false, now)?;
-                // What was just written, without reading it back.
-                Ok(Node {
+                let ino = q::create_file(tx, path, parent, name.as_bytes(), self.owner, size, now)?;
+                // What was just written, without reading it back; its
+                // content is still to come (size 0 for the content store).
+                let node = Node {
                     ino,
                     kind: KIND_FILE,
                     mode: 0o644,
@@ -643,7 +686,8 @@ impl<C: Content> Store<C> {
                     btime: now,
                     target: None,
                     blob: None,
-                })
+                };
+                Ok((node, true))
             }
         }
     }
@@ -930,9 +974,13 @@ impl<C: Content> FsWrite for Store<C> {
     fn write(&self, path: &Path, data: &[u8]) -> FsResult<()> {
         let now = now_ns();
         self.db.write(path, |tx, after| {
-            let node = self.file_for_write(tx, path, now)?;
+            let (node, created) = self.file_for_write_sized(tx, path, now, data.len() as u64)?;
             self.content.replace(tx, path, &node.file(), data, after)?;
-            q::set_size(tx, path, node.ino, data.len() as u64, now)
+            if created {
+                Ok(())
+            } else {
+                q::set_size(tx, path, node.ino, data.len() as u64, now)
+            }
         })
     }
 
