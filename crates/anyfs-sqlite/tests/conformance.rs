@@ -1,5 +1,6 @@
 //! `SqliteBackend` (on disk, with group commit, in memory, encrypted) and
-//! `IndexedBackend` against the whole conformance suite.
+//! `IndexedBackend` (with and without group commit) against the whole
+//! conformance suite.
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
@@ -21,6 +22,7 @@ macro_rules! in_temp_dir {
 in_temp_dir!(OnDisk, SqliteBackend);
 in_temp_dir!(Indexed, IndexedBackend);
 in_temp_dir!(Grouped, SqliteBackend);
+in_temp_dir!(IndexedGrouped, IndexedBackend);
 
 fn on_disk() -> OnDisk {
     let dir = tempfile::tempdir().unwrap();
@@ -28,14 +30,25 @@ fn on_disk() -> OnDisk {
     OnDisk { backend, _dir: dir }
 }
 
-fn grouped() -> Grouped {
-    let dir = tempfile::tempdir().unwrap();
-    let options = SqliteOptions {
+fn group_commit() -> SqliteOptions {
+    SqliteOptions {
         group_commit: Some(std::time::Duration::from_millis(10)),
         ..SqliteOptions::default()
-    };
-    let backend = SqliteBackend::open_with_options(dir.path().join("fs.db"), options).unwrap();
+    }
+}
+
+fn grouped() -> Grouped {
+    let dir = tempfile::tempdir().unwrap();
+    let backend =
+        SqliteBackend::open_with_options(dir.path().join("fs.db"), group_commit()).unwrap();
     Grouped { backend, _dir: dir }
+}
+
+fn indexed_grouped() -> IndexedGrouped {
+    let dir = tempfile::tempdir().unwrap();
+    let backend =
+        IndexedBackend::open_with_options(dir.path().join("store"), group_commit()).unwrap();
+    IndexedGrouped { backend, _dir: dir }
 }
 
 fn indexed() -> Indexed {
@@ -51,6 +64,8 @@ anyfs_test::conformance!(mod sqlite_group_commit, Grouped => grouped();
 anyfs_test::conformance!(mod sqlite_in_memory, SqliteBackend => SqliteBackend::open_in_memory().unwrap();
     links, permissions, sync, stats, inode, handles);
 anyfs_test::conformance!(mod indexed, Indexed => indexed();
+    links, permissions, sync, stats, inode, handles);
+anyfs_test::conformance!(mod indexed_group_commit, IndexedGrouped => indexed_grouped();
     links, permissions, sync, stats, inode, handles);
 
 #[cfg(feature = "encryption")]
