@@ -537,6 +537,18 @@ impl<B: FsFuse> AnyFuse<B> {
         Ok(())
     }
 
+    /// Hands the kernel an entry (it keeps a reference to the node until it
+    /// forgets it), or the error.
+    fn reply_entry(&mut self, result: Result<FileAttr>, reply: ReplyEntry) {
+        match result {
+            Ok(attr) => {
+                self.nodes.looked_up(attr.ino);
+                reply.entry(&self.ttl, &attr, 0);
+            }
+            Err(e) => reply.error(e),
+        }
+    }
+
     /// Buffers a write that lands at the end of a file not loaded whole: only
     /// the new bytes are kept. `None` if the write goes elsewhere.
     fn append_to_tail(
@@ -853,13 +865,7 @@ impl<B: FsFuse> Filesystem for AnyFuse<B> {
             let node = self.node_of(inode);
             self.attr_of(node)
         })();
-        match result {
-            Ok(attr) => {
-                self.nodes.looked_up(attr.ino);
-                reply.entry(&self.ttl, &attr, 0)
-            }
-            Err(e) => reply.error(e),
-        }
+        self.reply_entry(result, reply);
     }
 
     fn forget(&mut self, _req: &Request<'_>, ino: u64, nlookup: u64) {
@@ -940,13 +946,7 @@ impl<B: FsFuse> Filesystem for AnyFuse<B> {
             self.give_to_caller(req, parent, &path)?;
             self.attr_at(&path)
         })();
-        match result {
-            Ok(attr) => {
-                self.nodes.looked_up(attr.ino);
-                reply.entry(&self.ttl, &attr, 0)
-            }
-            Err(e) => reply.error(e),
-        }
+        self.reply_entry(result, reply);
     }
 
     fn unlink(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEmpty) {
@@ -995,13 +995,7 @@ impl<B: FsFuse> Filesystem for AnyFuse<B> {
             self.give_to_caller(req, parent, &path)?;
             self.attr_at(&path)
         })();
-        match result {
-            Ok(attr) => {
-                self.nodes.looked_up(attr.ino);
-                reply.entry(&self.ttl, &attr, 0)
-            }
-            Err(e) => reply.error(e),
-        }
+        self.reply_entry(result, reply);
     }
 
     fn rename(
@@ -1064,13 +1058,7 @@ impl<B: FsFuse> Filesystem for AnyFuse<B> {
             self.fs.hard_link(&original, &path).map_err(fail)?;
             self.attr_of(ino)
         })();
-        match result {
-            Ok(attr) => {
-                self.nodes.looked_up(attr.ino);
-                reply.entry(&self.ttl, &attr, 0)
-            }
-            Err(e) => reply.error(e),
-        }
+        self.reply_entry(result, reply);
     }
 
     fn open(&mut self, _req: &Request<'_>, ino: u64, flags: i32, reply: ReplyOpen) {
@@ -1382,13 +1370,7 @@ impl<B: FsFuse> Filesystem for AnyFuse<B> {
                 self.release_handle(attr.ino, fh);
                 attr
             });
-        match result {
-            Ok(attr) => {
-                self.nodes.looked_up(attr.ino);
-                reply.entry(&self.ttl, &attr, 0)
-            }
-            Err(e) => reply.error(e),
-        }
+        self.reply_entry(result, reply);
     }
 
     fn create(
