@@ -492,6 +492,12 @@ impl Db {
         // (`spawn_background`); the writer only does it itself once the log
         // holds 64 MiB, a bound for writes that outpace the background, and
         // a log grown past that is cut back to it once moved.
+        //
+        // An encrypted database is never mapped: its pages are decrypted
+        // into the page cache anyway, and a map would only fill the
+        // process with the file's ciphertext (SQLite maps the file when a
+        // checkpoint grows it, then reads through the map).
+        let mmap = if key.is_some() { 0 } else { options.mmap_bytes };
         conn.execute_batch(&format!(
             "PRAGMA page_size = 4096;
              PRAGMA wal_autocheckpoint = 16384;
@@ -502,7 +508,6 @@ impl Db {
              PRAGMA mmap_size = {mmap};
              PRAGMA temp_store = MEMORY;",
             cache = options.cache_kib,
-            mmap = options.mmap_bytes,
         ))
         .map_err(|e| sql_error(root(), "configure the database", e))?;
         conn.set_prepared_statement_cache_capacity(64);

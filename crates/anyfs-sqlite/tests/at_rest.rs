@@ -138,6 +138,34 @@ mod encrypted {
         );
     }
 
+    /// An encrypted database is never memory-mapped: a map would only
+    /// hold ciphertext, and reading through it makes a large file count
+    /// whole in the process's memory.
+    #[test]
+    fn an_encrypted_database_is_never_mapped() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("unmapped.db");
+        let fs = FileStorage::new(SqliteBackend::open_with_key(&db, &[9u8; 32]).unwrap());
+        let data = vec![5u8; 8 << 20];
+        fs.write("/big", &data).unwrap();
+        // The background checkpoint grows the database file to hold it,
+        // which is when SQLite would map it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::fs::metadata(&db).unwrap().len() < 8 << 20 {
+            assert!(std::time::Instant::now() < deadline, "never checkpointed");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        for _ in 0..3 {
+            assert_eq!(fs.read("/big").unwrap().len(), data.len());
+        }
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let name = db.to_string_lossy();
+        assert!(
+            !maps.lines().any(|l| l.ends_with(name.as_ref())),
+            "the encrypted database is mapped into memory"
+        );
+    }
+
     #[test]
     fn a_wrong_key_or_none_opens_nothing_and_changes_nothing() {
         let dir = tempfile::tempdir().unwrap();
