@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyfs::{FsError, FsResult};
 use std::cell::RefCell;
 
-use parking_lot::{Mutex, ReentrantMutex};
+use parking_lot::{Mutex, ReentrantMutex, RwLock};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use zeroize::Zeroizing;
 
@@ -205,6 +205,12 @@ pub(crate) struct Core {
     readers: Option<Mutex<Vec<Reader>>>,
     path: Option<PathBuf>,
     key: Mutex<Option<Key>>,
+    /// Held (shared) while a reader connection is in use; `rekey` holds it
+    /// alone, so no read runs on a connection whose key is changing.
+    gate: RwLock<()>,
+    /// Bumped by each `rekey`: readers opened under an older key are closed
+    /// instead of going back to the pool.
+    key_epoch: AtomicU64,
     options: SqliteOptions,
 }
 
@@ -227,6 +233,7 @@ impl Core {
         }
     }
 
+    /// A reader connection: call with `gate` held (shared).
     fn take_reader(&self, pool: &Mutex<Vec<Reader>>) -> FsResult<Reader> {
         if let Some(reader) = pool.lock().pop() {
             return Ok(reader);
@@ -236,10 +243,14 @@ impl Core {
             conn: Db::connect(self.path.as_deref(), key.as_ref(), &self.options)?,
             open: false,
             tag: None,
+            epoch: self.key_epoch.load(Ordering::Acquire),
         })
     }
 
     fn give_back(&self, pool: &Mutex<Vec<Reader>>, mut reader: Reader) {
+        if reader.epoch != self.key_epoch.load(Ordering::Acquire) {
+            return;
+        }
         // A snapshot older than the last write would hold the log back.
         if reader.open && reader.tag != Some(self.generation()) {
             reader.open = false;
@@ -310,6 +321,7 @@ impl Core {
         };
         // Idle readers' snapshots would keep the log from being moved.
         self.release_snapshots();
+        let _gate = self.gate.read_recursive();
         let Ok(mut reader) = self.take_reader(pool) else {
             return;
         };
@@ -377,6 +389,8 @@ struct Reader {
     open: bool,
     /// The write generation the open snapshot is exactly at, if known.
     tag: Option<u64>,
+    /// The key epoch the connection was opened under.
+    epoch: u64,
 }
 
 fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
@@ -438,6 +452,8 @@ impl Db {
             readers: path.map(|_| Mutex::new(Vec::new())),
             path: path.map(Path::to_path_buf),
             key: Mutex::new(key),
+            gate: RwLock::new(()),
+            key_epoch: AtomicU64::new(0),
             options,
         });
         let background = if path.is_some() || options.group_commit.is_some() {
@@ -782,6 +798,7 @@ impl Db {
         {
             return None;
         }
+        let _gate = self.core.gate.read_recursive();
         let mut reader = self.take_reader(pool).ok()?;
         let current = self.generation();
         if !(reader.open && reader.tag == Some(current)) {
@@ -833,11 +850,15 @@ impl Db {
     pub(crate) fn rekey(&self, key: Key) -> FsResult<()> {
         let guard = self.core.writer.lock();
         self.commit_group()?;
+        // Reads in progress finish first; none starts until the new key is
+        // in place, and no connection opened under the old one is reused.
+        let _gate = self.core.gate.write();
         apply_key(&guard.borrow().conn, &key, "rekey")?;
         if let Some(pool) = &self.readers {
             pool.lock().clear();
         }
         *self.key.lock() = Some(key);
+        self.core.key_epoch.fetch_add(1, Ordering::AcqRel);
         Ok(())
     }
 

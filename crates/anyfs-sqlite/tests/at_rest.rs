@@ -230,4 +230,57 @@ mod encrypted {
         let fs = FileStorage::new(SqliteBackend::open_encrypted(&db, "new password").unwrap());
         assert_eq!(fs.read_to_string("/after").unwrap(), "still writable");
     }
+
+    /// Readers running while the password changes keep working: no reader
+    /// connection is left with the old key.
+    #[test]
+    fn reads_during_password_changes_never_fail() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("busy.db");
+        let backend = SqliteBackend::create_encrypted(&db, "password 0").unwrap();
+        let fs = FileStorage::new(backend.clone());
+        for i in 0..20 {
+            fs.write(format!("/f{i}"), format!("content {i}")).unwrap();
+        }
+        let stop = AtomicBool::new(false);
+        let mut last = String::new();
+        std::thread::scope(|s| {
+            let readers: Vec<_> = (0..3)
+                .map(|t| {
+                    let (fs, stop) = (&fs, &stop);
+                    s.spawn(move || {
+                        let mut n = 0u64;
+                        while !stop.load(Ordering::Relaxed) {
+                            let i = (n + t) % 20;
+                            // A write now and then makes readers start new
+                            // snapshots (and so read pages again).
+                            if n % 7 == 0 {
+                                fs.write(format!("/w{t}"), n.to_string()).unwrap();
+                            }
+                            assert_eq!(
+                                fs.read_to_string(format!("/f{i}")).unwrap(),
+                                format!("content {i}")
+                            );
+                            n += 1;
+                        }
+                        n
+                    })
+                })
+                .collect();
+            for round in 1..=4 {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                last = format!("password {round}");
+                backend.change_password(&last).unwrap();
+            }
+            stop.store(true, Ordering::Relaxed);
+            for r in readers {
+                assert!(r.join().unwrap() > 0);
+            }
+        });
+        drop(fs);
+        drop(backend);
+        let fs = FileStorage::new(SqliteBackend::open_encrypted(&db, &last).unwrap());
+        assert_eq!(fs.read_to_string("/f3").unwrap(), "content 3");
+    }
 }
