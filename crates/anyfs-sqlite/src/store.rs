@@ -842,17 +842,23 @@ impl<C: Content> FsRead for Store<C> {
         }))
     }
 
-    fn resolve(&self, path: &Path, follow_last: bool) -> FsResult<PathBuf> {
+    fn resolve_with(
+        &self,
+        path: &Path,
+        follow_last: bool,
+        mut visit: vpath::Visit<'_>,
+    ) -> FsResult<PathBuf> {
         // A path looked up before, in normal form and not a symlink that
         // would be followed, resolves to itself.
         if let Ok(std::borrow::Cow::Borrowed(_)) = vpath::resolved_normal_form(path)
             && let Some((_, kind, _)) = self.cached(path)
             && (kind != KIND_SYMLINK || !follow_last)
         {
+            vpath::visit_lexically(path, &mut visit)?;
             return Ok(path.to_path_buf());
         }
         self.db.read(path, |conn| {
-            vpath::resolve(path, follow_last, &mut SqlWalker(conn, path))
+            vpath::resolve_visiting(path, follow_last, &mut SqlWalker(conn, path), visit)
         })
     }
 }

@@ -213,6 +213,7 @@ macro_rules! __conformance_cap {
                 operations_that_do_not_follow,
                 canonicalize_resolves,
                 read_dir_through_a_link,
+                a_path_filter_shows_nothing_through_resolution,
             });
         }
         mod model_links {

@@ -149,3 +149,80 @@ pub fn read_dir_through_a_link<B: Fs + FsLink>(fs: &B) {
     assert_eq!(entries[0].name, "x");
     assert_eq!(entries[0].path, p("/alias/x"));
 }
+
+/// Through a [`PathFilter`](anyfs::PathFilter), a resolution that passes
+/// through a hidden path — a denied directory followed by `..`, a symlink
+/// stored in a denied directory, a link whose target goes through one — is
+/// refused before anything is looked up. So the answers are the same
+/// whether the hidden things exist or not, and nothing about them shows.
+pub fn a_path_filter_shows_nothing_through_resolution<B: Fs + FsLink>(
+    storage: &anyfs::FileStorage<B>,
+) {
+    storage.create_dir_all(p("/workspace/open")).unwrap();
+    storage.write(p("/workspace/a.txt"), b"public").unwrap();
+    storage
+        .symlink(
+            p("/workspace/secrets/inner/../../a.txt"),
+            p("/workspace/via-abs"),
+        )
+        .unwrap();
+    storage
+        .symlink(p("secrets/link"), p("/workspace/via-rel"))
+        .unwrap();
+    storage
+        .symlink(p("/workspace/a.txt"), p("/workspace/ok-link"))
+        .unwrap();
+    let filter = anyfs::PathFilterLayer::builder()
+        .allow("/workspace/**")
+        .deny("**/secrets/**")
+        .build()
+        .unwrap();
+    let view = anyfs::FileStorage::new(filter.layer(storage.backend()));
+    let probes = [
+        "/workspace/secrets/../a.txt",
+        "/workspace/secrets/inner/../../a.txt",
+        "/workspace/secrets/nothing/../../a.txt",
+        "/workspace/secrets/link",
+        "/workspace/secrets/inner/../link",
+        "/workspace/via-abs",
+        "/workspace/via-rel",
+        "/elsewhere/../workspace/a.txt",
+        "/elsewhere/deeper/../../workspace/a.txt",
+    ];
+    let outcomes = || {
+        probes.map(|probe| {
+            let kind = |r: anyfs::FsResult<()>| r.err().map(|e| e.kind());
+            [
+                kind(view.read(p(probe)).map(drop)),
+                kind(view.metadata(p(probe)).map(drop)),
+                kind(view.exists(p(probe)).map(drop)),
+                kind(view.write(p(probe), b"planted")),
+                kind(view.read_dir(p(probe)).map(drop)),
+            ]
+        })
+    };
+    let absent = outcomes();
+    // Now the hidden things exist.
+    storage
+        .create_dir_all(p("/workspace/secrets/inner"))
+        .unwrap();
+    storage
+        .create_dir_all(p("/workspace/secrets/nothing"))
+        .unwrap();
+    storage
+        .symlink(p("/workspace/a.txt"), p("/workspace/secrets/link"))
+        .unwrap();
+    storage.create_dir_all(p("/elsewhere/deeper")).unwrap();
+    let present = outcomes();
+    for ((probe, a), b) in probes.iter().zip(&absent).zip(&present) {
+        assert_eq!(a, b, "{probe}: the answers show whether hidden paths exist");
+        for kind in a {
+            assert_eq!(*kind, Some(FsErrorKind::AccessDenied), "{probe}");
+        }
+    }
+    assert_eq!(storage.read(p("/workspace/a.txt")).unwrap(), b"public");
+    // Paths that pass only through what the rules allow still resolve.
+    assert_eq!(view.read(p("/workspace/open/../a.txt")).unwrap(), b"public");
+    assert_eq!(view.read(p("/workspace/ok-link")).unwrap(), b"public");
+    assert!(view.metadata(p("/workspace/open")).unwrap().is_dir());
+}

@@ -13,6 +13,12 @@
 //! component before it was resolved), `..` at the root stays at the root, and
 //! more than [`MAX_SYMLINK_HOPS`] links is [`FsError::TooManySymlinks`].
 //! There is no way to name anything outside the backend.
+//!
+//! A resolution can be watched: [`resolve_visiting`] asks a [`Visit`] about
+//! every path the walk passes through, before looking it up, so a layer
+//! such as [`PathFilter`](crate::PathFilter) can refuse to let a walk enter
+//! a directory whose content it hides — whether or not that directory
+//! exists.
 
 use std::borrow::Cow;
 use std::ffi::{OsStr, OsString};
@@ -248,6 +254,41 @@ enum Reached {
     Missing,
 }
 
+/// Called with each path a resolution passes through (see
+/// [`resolve_visiting`]); an error ends the resolution with it. `None`
+/// watches nothing.
+pub type Visit<'a> = Option<&'a mut dyn FnMut(&Path) -> FsResult<()>>;
+
+/// Calls `visit` as [`resolve_visiting`] would for a path that is its own
+/// resolution (absolute, normal form, no `..`, no symlink to follow): with
+/// each proper prefix but the root. For backends that resolve such paths
+/// without a walk.
+pub fn visit_lexically(path: &Path, visit: &mut Visit<'_>) -> FsResult<()> {
+    let Some(visit) = visit.as_mut() else {
+        return Ok(());
+    };
+    let bytes = path.as_os_str().as_bytes();
+    for (i, &b) in bytes.iter().enumerate().skip(1) {
+        if b == b'/' {
+            visit(Path::new(OsStr::from_bytes(&bytes[..i])))?;
+        }
+    }
+    Ok(())
+}
+
+/// Calls `visit` with the path of `names` then `name`.
+fn visit_step(visit: &mut Visit<'_>, names: &[Cow<'_, [u8]>], name: &[u8]) -> FsResult<()> {
+    let Some(visit) = visit.as_mut() else {
+        return Ok(());
+    };
+    let mut passed = Vec::with_capacity(MAX_NAME_LEN);
+    for n in names.iter().map(|n| &n[..]).chain(std::iter::once(name)) {
+        passed.push(b'/');
+        passed.extend_from_slice(n);
+    }
+    visit(Path::new(OsStr::from_bytes(&passed)))
+}
+
 /// Resolves a caller path to a resolved path, following symlinks through
 /// `walker` (see the module docs for the rules).
 ///
@@ -258,6 +299,24 @@ enum Reached {
 /// itself reports `NotFound` — unless a `..` follows it, which is `NotFound`
 /// at once, as POSIX has it.
 pub fn resolve<W: PathWalker>(path: &Path, follow_last: bool, walker: &mut W) -> FsResult<PathBuf> {
+    resolve_visiting(path, follow_last, walker, None)
+}
+
+/// [`resolve`], calling `visit` with every path the walk passes through:
+/// each middle component (a directory to enter, a symlink to follow) before
+/// it is looked up, whether or not it exists, and a last component that is
+/// a symlink about to be followed. Components of symlink targets are
+/// visited the same way. A `..` visits nothing: the directory it leaves was
+/// visited on the way in. So where a visitor refuses a middle component,
+/// the outcome never depends on what lies behind it; the path a resolution
+/// ends at is left to the operation (a symlink there is visited before its
+/// target is used).
+pub fn resolve_visiting<W: PathWalker>(
+    path: &Path,
+    follow_last: bool,
+    walker: &mut W,
+    mut visit: Visit<'_>,
+) -> FsResult<PathBuf> {
     validate(path)?;
     // Components still to visit, in reverse so that `pop` takes the next one.
     // Names from the caller's path are borrowed; only symlink targets are
@@ -288,6 +347,10 @@ pub fn resolve<W: PathWalker>(path: &Path, follow_last: bool, walker: &mut W) ->
             }
             continue;
         }
+        let is_last = pending.is_empty();
+        if !is_last {
+            visit_step(&mut visit, &names, &name)?;
+        }
         match reached {
             Reached::NotDir => return Err(FsError::NotADirectory { path: path.into() }),
             Reached::Missing => {
@@ -296,7 +359,6 @@ pub fn resolve<W: PathWalker>(path: &Path, follow_last: bool, walker: &mut W) ->
             }
             Reached::Dir => {}
         }
-        let is_last = pending.is_empty();
         let dir = nodes.last().expect("the root is never popped");
         match walker.child(dir, OsStr::from_bytes(&name))? {
             None => {
@@ -318,6 +380,9 @@ pub fn resolve<W: PathWalker>(path: &Path, follow_last: bool, walker: &mut W) ->
                 reached = Reached::NotDir;
             }
             Some(Step::Symlink(target)) => {
+                if is_last {
+                    visit_step(&mut visit, &names, &name)?;
+                }
                 hops += 1;
                 if hops > MAX_SYMLINK_HOPS {
                     return Err(FsError::TooManySymlinks { path: path.into() });

@@ -230,8 +230,14 @@ impl<B: FsRead> FsRead for FileStorage<B> {
     fn open_read(&self, path: &Path) -> FsResult<FsReader> {
         self.at(path, true, |b, p| b.open_read(p))
     }
-    fn resolve(&self, path: &Path, follow_last: bool) -> FsResult<PathBuf> {
-        FileStorage::resolve(self, path, follow_last)
+    fn resolve_with(
+        &self,
+        path: &Path,
+        follow_last: bool,
+        visit: path::Visit<'_>,
+    ) -> FsResult<PathBuf> {
+        path::validate(path)?;
+        self.backend.resolve_with(path, follow_last, visit)
     }
 }
 

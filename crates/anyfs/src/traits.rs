@@ -65,11 +65,27 @@ pub trait FsRead: Send + Sync {
 
     /// Resolves a caller path (see [`path::resolve`]) in one call.
     ///
-    /// Middleware pass this down unchanged and do not count it as an
-    /// operation. The default walks with [`FsRead::metadata`], which is right
-    /// for a backend without symlinks; a backend with [`FsLink`] resolves in
-    /// one pass of its own (or with [`resolve_with_links`]).
+    /// This is [`resolve_with`](FsRead::resolve_with) watching nothing;
+    /// implement that one, not this.
     fn resolve(&self, path: &Path, follow_last: bool) -> FsResult<PathBuf> {
+        self.resolve_with(path, follow_last, None)
+    }
+
+    /// Resolves a caller path in one call, asking `visit` about every path
+    /// the walk passes through before looking it up (see
+    /// [`path::resolve_visiting`]).
+    ///
+    /// Middleware pass this down without counting it as an operation; a
+    /// layer that hides paths (`PathFilter`) adds its own check to `visit`.
+    /// The default walks with [`FsRead::metadata`], which is right for a
+    /// backend without symlinks; a backend with [`FsLink`] resolves in one
+    /// pass of its own (or with [`resolve_with_links`]).
+    fn resolve_with(
+        &self,
+        path: &Path,
+        follow_last: bool,
+        visit: path::Visit<'_>,
+    ) -> FsResult<PathBuf> {
         struct ByMetadata<'a, F: ?Sized>(&'a F);
         impl<F: FsRead + ?Sized> PathWalker for ByMetadata<'_, F> {
             type Node = PathBuf;
@@ -86,7 +102,7 @@ pub trait FsRead: Send + Sync {
                 }
             }
         }
-        path::resolve(path, follow_last, &mut ByMetadata(self))
+        path::resolve_visiting(path, follow_last, &mut ByMetadata(self), visit)
     }
 }
 
@@ -96,6 +112,7 @@ pub fn resolve_with_links<F: FsRead + FsLink + ?Sized>(
     fs: &F,
     path: &Path,
     follow_last: bool,
+    visit: path::Visit<'_>,
 ) -> FsResult<PathBuf> {
     struct ByLinks<'a, F: ?Sized>(&'a F);
     impl<F: FsRead + FsLink + ?Sized> PathWalker for ByLinks<'_, F> {
@@ -116,7 +133,7 @@ pub fn resolve_with_links<F: FsRead + FsLink + ?Sized>(
             }
         }
     }
-    path::resolve(path, follow_last, &mut ByLinks(fs))
+    path::resolve_visiting(path, follow_last, &mut ByLinks(fs), visit)
 }
 
 /// Writing, removing, renaming and copying files.
@@ -274,7 +291,7 @@ macro_rules! __fs_methods {
             fn exists(&self, path: &::std::path::Path) -> $crate::FsResult<bool>;
             fn metadata(&self, path: &::std::path::Path) -> $crate::FsResult<$crate::Metadata>;
             fn open_read(&self, path: &::std::path::Path) -> $crate::FsResult<$crate::FsReader>;
-            fn resolve(&self, path: &::std::path::Path, follow_last: bool) -> $crate::FsResult<::std::path::PathBuf>;
+            fn resolve_with(&self, path: &::std::path::Path, follow_last: bool, visit: $crate::path::Visit<'_>) -> $crate::FsResult<::std::path::PathBuf>;
         });
     };
     (FsWrite, [$($cb:tt)*], $($args:tt)*) => {

@@ -273,3 +273,53 @@ fn swapping_links_and_directories_under_readers_never_leaks() {
         }
     });
 }
+
+#[test]
+fn resolution_passes_through_directories_on_the_way_to_allowed_ones() {
+    let backend = MemoryBackend::new();
+    let raw = FileStorage::new(backend.clone());
+    raw.create_dir_all("/a/b").unwrap();
+    raw.create_dir_all("/a/x").unwrap();
+    raw.create_dir_all("/src/x").unwrap();
+    raw.write("/a/b/c.txt", "c").unwrap();
+    raw.write("/src/main.txt", "main").unwrap();
+
+    let under = FileStorage::new(
+        PathFilterLayer::builder()
+            .allow("/a/b/**")
+            .build()
+            .unwrap()
+            .layer(backend.clone()),
+    );
+    assert_eq!(under.read("/a/b/c.txt").unwrap(), b"c");
+    // `/a` is on the way to `/a/b`: a walk may leave it again.
+    assert_eq!(under.read("/a/../a/b/c.txt").unwrap(), b"c");
+    assert_eq!(under.read("/a/b/../b/c.txt").unwrap(), b"c");
+    // `/a/x` leads to nothing allowed: a walk may not pass through it.
+    let err = under.read("/a/x/../b/c.txt").unwrap_err();
+    assert_eq!(err.kind(), FsErrorKind::AccessDenied, "{err}");
+    assert!(err.to_string().contains("/a/x"), "{err}");
+    assert!(
+        err.to_string().contains("no allow rule reaches it"),
+        "{err}"
+    );
+
+    let anywhere = FileStorage::new(
+        PathFilterLayer::builder()
+            .allow("**/*.txt")
+            .build()
+            .unwrap()
+            .layer(backend.clone()),
+    );
+    assert_eq!(anywhere.read("/src/x/../main.txt").unwrap(), b"main");
+
+    let folded = FileStorage::new(
+        PathFilterLayer::builder()
+            .allow("/A/B/**")
+            .case_insensitive(true)
+            .build()
+            .unwrap()
+            .layer(backend),
+    );
+    assert_eq!(folded.read("/a/../a/b/c.txt").unwrap(), b"c");
+}

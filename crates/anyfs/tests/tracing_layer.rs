@@ -164,6 +164,18 @@ fn denials_from_inner_layers_are_recorded() {
             .unwrap()
             .contains("no allow rule")
     );
+    // A path refused while it is resolved (it passes through a directory no
+    // rule allows) is recorded too, under the path asked for.
+    assert!(fs.read("/etc/x/../../workspace/ok.txt").is_err());
+    let records = sink.records();
+    assert_eq!(records.len(), 5);
+    assert!(records[4].is_denial());
+    assert_eq!(records[4].operation, "resolve");
+    assert_eq!(
+        records[4].path.as_deref(),
+        Some(std::path::Path::new("/etc/x/../../workspace/ok.txt"))
+    );
+    assert!(records[4].error.as_deref().unwrap().contains("/etc"));
 }
 
 #[test]

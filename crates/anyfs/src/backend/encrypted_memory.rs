@@ -732,9 +732,16 @@ impl FsRead for EncryptedMemoryBackend {
         Ok(Box::new(Cursor::new(data)))
     }
 
-    fn resolve(&self, path: &Path, follow_last: bool) -> FsResult<PathBuf> {
+    fn resolve_with(
+        &self,
+        path: &Path,
+        follow_last: bool,
+        visit: path::Visit<'_>,
+    ) -> FsResult<PathBuf> {
         path::validate(path)?;
-        self.run(path, false, |tx| path::resolve(path, follow_last, tx))
+        self.run(path, false, |tx| {
+            path::resolve_visiting(path, follow_last, tx, visit)
+        })
     }
 }
 

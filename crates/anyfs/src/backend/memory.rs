@@ -650,9 +650,14 @@ impl FsRead for MemoryBackend {
         Ok(Box::new(SnapshotReader { data, pos: 0 }))
     }
 
-    fn resolve(&self, path: &Path, follow_last: bool) -> FsResult<PathBuf> {
+    fn resolve_with(
+        &self,
+        path: &Path,
+        follow_last: bool,
+        visit: path::Visit<'_>,
+    ) -> FsResult<PathBuf> {
         let state = self.state.read();
-        path::resolve(path, follow_last, &mut MemoryWalker(&state))
+        path::resolve_visiting(path, follow_last, &mut MemoryWalker(&state), visit)
     }
 }
 

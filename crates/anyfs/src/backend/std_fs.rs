@@ -166,8 +166,13 @@ impl FsRead for StdFsBackend {
         Ok(Box::new(file))
     }
 
-    fn resolve(&self, path: &Path, follow_last: bool) -> FsResult<PathBuf> {
-        resolve_with_links(self, path, follow_last)
+    fn resolve_with(
+        &self,
+        path: &Path,
+        follow_last: bool,
+        visit: path::Visit<'_>,
+    ) -> FsResult<PathBuf> {
+        resolve_with_links(self, path, follow_last, visit)
     }
 }
 

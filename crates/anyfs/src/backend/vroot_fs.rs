@@ -445,7 +445,12 @@ impl FsRead for VRootFsBackend {
         Ok(Box::new(self.open_file(path, "read", OFlags::RDONLY)?))
     }
 
-    fn resolve(&self, path: &Path, follow_last: bool) -> FsResult<PathBuf> {
+    fn resolve_with(
+        &self,
+        path: &Path,
+        follow_last: bool,
+        mut visit: path::Visit<'_>,
+    ) -> FsResult<PathBuf> {
         path::validate(path)?;
         // The common case in one lookup: a path without `..` whose every
         // component is a directory (or the last is missing or, when it is
@@ -453,6 +458,8 @@ impl FsRead for VRootFsBackend {
         let normal = path::normalize(path);
         let names = path::resolved_components(&normal);
         if let Ok(names) = names {
+            // What the walk would visit, before anything is looked up.
+            path::visit_lexically(&normal, &mut visit)?;
             let rel = join(&names);
             match self.open_rel(&rel, OFlags::PATH, Mode::empty()) {
                 Ok(fd) => {
@@ -480,7 +487,7 @@ impl FsRead for VRootFsBackend {
                 Err(_) => {}
             }
         }
-        path::resolve(path, follow_last, &mut KernelWalk { fs: self, path })
+        path::resolve_visiting(path, follow_last, &mut KernelWalk { fs: self, path }, visit)
     }
 }
 

@@ -110,6 +110,10 @@ pub enum Operation {
     ReadAt,
     WriteAt,
     Close,
+    /// A path resolution refused by a layer below (see
+    /// [`Policy::traverse`]): never checked, only observed, and only when
+    /// it was refused, so that every denial is recorded.
+    Resolve,
 }
 
 impl Operation {
@@ -151,6 +155,7 @@ impl Operation {
             Operation::ReadAt => "read_at",
             Operation::WriteAt => "write_at",
             Operation::Close => "close",
+            Operation::Resolve => "resolve",
         }
     }
 
@@ -248,6 +253,20 @@ pub trait Policy: Send + Sync + 'static {
     fn shows(&self, path: &Path) -> bool {
         let _ = path;
         true
+    }
+
+    /// Whether [`Policy::traverse`] wants to be called.
+    fn judges_traversal(&self) -> bool {
+        false
+    }
+
+    /// Allows a path resolution to pass through `path` (a directory it
+    /// enters or a symlink it follows), or refuses with the error the
+    /// caller gets. Called before the path is looked up, so a refusal
+    /// cannot depend on whether it exists.
+    fn traverse(&self, path: &Path) -> FsResult<()> {
+        let _ = path;
+        Ok(())
     }
 
     /// Whether [`Policy::observe`] wants to be called (timing costs a little).
@@ -393,11 +412,45 @@ impl<B: FsRead, P: Policy> FsRead for Guarded<B, P> {
             b.open_read(path)
         })
     }
-    fn resolve(&self, path: &Path, follow_last: bool) -> FsResult<PathBuf> {
-        // Resolution is not an operation of its own: it is passed down
-        // unjudged and uncounted (see ARCHITECTURE: one call, no per-component
-        // lookups through the stack).
-        self.inner.resolve(path, follow_last)
+    fn resolve_with(
+        &self,
+        path: &Path,
+        follow_last: bool,
+        mut visit: path::Visit<'_>,
+    ) -> FsResult<PathBuf> {
+        // Resolution is not an operation of its own: it is passed down in
+        // one call and not counted (see ARCHITECTURE: no per-component
+        // lookups through the stack). A policy that hides paths judges each
+        // path the walk passes through, inside that one call.
+        let start = Instant::now();
+        let result = if self.policy.judges_traversal() {
+            let policy = &self.policy;
+            let mut judged = |passed: &Path| {
+                policy.traverse(passed)?;
+                match visit.as_mut() {
+                    Some(outer) => outer(passed),
+                    None => Ok(()),
+                }
+            };
+            self.inner
+                .resolve_with(path, follow_last, Some(&mut judged))
+        } else {
+            self.inner.resolve_with(path, follow_last, visit)
+        };
+        // A refusal is recorded like any other (a successful resolution is
+        // not an operation: the one that follows is).
+        if let Err(error @ FsError::AccessDenied { .. }) = &result
+            && self.policy.observes()
+        {
+            let outcome = Outcome {
+                result: Err(error),
+                bytes: 0,
+                elapsed: start.elapsed(),
+            };
+            self.policy
+                .observe(&Request::new(Operation::Resolve, path), &outcome);
+        }
+        result
     }
 }
 

@@ -47,6 +47,13 @@ use crate::middleware::{Guarded, Policy, Request};
 ///   and `hard_link`, the link of `symlink` (its target is data: following
 ///   it resolves to a path that is checked then), the path behind an inode
 ///   for inode operations. `read_dir` leaves out denied entries.
+/// - Resolution is checked too. A path may only pass through directories
+///   (and follow symlinks) that no deny rule matches and that an allow rule
+///   matches or could match something below (`/a` is on the way to
+///   `/a/b/**`). So `/workspace/secrets/x/../../a.txt`, or a link whose
+///   target goes through `secrets`, is refused before anything is looked
+///   up: the answer does not show whether `secrets/x` exists. The refusal
+///   names the path it would have passed through.
 /// - Paths with `..`, NUL, or a relative form are refused before the rules
 ///   are consulted; matching is case-sensitive unless
 ///   [`case_insensitive`](PathFilterBuilder::case_insensitive) is set (use
@@ -61,6 +68,10 @@ pub type PathFilter<B> = Guarded<B, PathFilterLayer>;
 pub struct PathFilterLayer {
     deny: RuleSet,
     allow: RuleSet,
+    /// Where each allow rule can match: the fixed directories it starts
+    /// with, for deciding which directories a path may pass through.
+    reach: Vec<Reach>,
+    case_insensitive: bool,
     rules: Vec<(bool, String)>,
     /// Set when the rules did not compile: every path is refused with it.
     broken: Option<String>,
@@ -108,6 +119,34 @@ impl PathFilterLayer {
         self.decide(path).is_ok()
     }
 
+    /// Whether a path resolution may pass through `path`: not if a deny
+    /// rule matches it; yes if an allow rule matches it or could match
+    /// something below it.
+    fn passable(&self, path: &Path) -> Result<(), String> {
+        if let Some(broken) = &self.broken {
+            return Err(broken.clone());
+        }
+        let bytes = path.as_os_str().as_encoded_bytes();
+        if self.deny.matches(bytes) {
+            return Err("a path resolution may not pass through it: it matches a deny rule".into());
+        }
+        if self.allow.matches(bytes) {
+            return Ok(());
+        }
+        let folded;
+        let bytes = if self.case_insensitive {
+            folded = bytes.to_ascii_lowercase();
+            &folded[..]
+        } else {
+            bytes
+        };
+        if self.reach.iter().any(|r| r.passes(bytes)) {
+            Ok(())
+        } else {
+            Err("a path resolution may not pass through it: no allow rule reaches it".into())
+        }
+    }
+
     fn decide(&self, path: &Path) -> Result<(), String> {
         if let Some(broken) = &self.broken {
             return Err(broken.clone());
@@ -152,9 +191,17 @@ impl PathFilterBuilder {
                 self.case_insensitive,
             )
         };
+        let reach = self
+            .rules
+            .iter()
+            .filter(|r| r.0)
+            .map(|r| Reach::of(&r.1, self.case_insensitive))
+            .collect();
         Ok(PathFilterLayer {
             deny: set(false)?,
             allow: set(true)?,
+            reach,
+            case_insensitive: self.case_insensitive,
             rules: self.rules,
             broken: None,
         })
@@ -182,6 +229,45 @@ enum Shape {
     Named(Vec<u8>),
     /// A path without wildcards.
     Exact(Vec<u8>),
+}
+
+/// The fixed directories an allow rule starts with (`/a/b` for
+/// `/a/b/*.rs`; none for `**/x`), and whether it has wildcards after them.
+#[derive(Debug, Clone)]
+struct Reach {
+    base: Vec<u8>,
+    wild: bool,
+}
+
+impl Reach {
+    fn of(pattern: &str, case_insensitive: bool) -> Reach {
+        let meta = |n: &str| n.bytes().any(|b| b"*?[]{}\\".contains(&b));
+        let mut base = Vec::new();
+        let mut wild = false;
+        for name in pattern.split('/').filter(|n| !n.is_empty()) {
+            if meta(name) {
+                wild = true;
+                break;
+            }
+            base.push(b'/');
+            base.extend_from_slice(name.as_bytes());
+        }
+        if case_insensitive {
+            base.make_ascii_lowercase();
+        }
+        Reach { base, wild }
+    }
+
+    /// Whether a resolution may pass through `dir` on its way to a path
+    /// this rule can match: `dir` is on the way to the rule's fixed base,
+    /// or (for a rule with wildcards) inside it.
+    fn passes(&self, dir: &[u8]) -> bool {
+        let on_the_way = self.base.starts_with(dir)
+            && (self.base.len() == dir.len() || self.base[dir.len()] == b'/');
+        let inside = dir.starts_with(&self.base)
+            && (dir.len() == self.base.len() || dir[self.base.len()] == b'/');
+        on_the_way || (self.wild && inside)
+    }
 }
 
 impl Shape {
@@ -312,6 +398,8 @@ impl<B> Layer<B> for Result<PathFilterLayer, PathFilterError> {
         let policy = self.unwrap_or_else(|err| PathFilterLayer {
             deny: empty.clone(),
             allow: empty,
+            reach: Vec::new(),
+            case_insensitive: false,
             rules: Vec::new(),
             broken: Some(format!("the path filter is invalid: {err}")),
         });
@@ -332,6 +420,21 @@ impl Policy for PathFilterLayer {
 
     fn shows(&self, path: &Path) -> bool {
         self.is_allowed(path)
+    }
+
+    fn judges_traversal(&self) -> bool {
+        true
+    }
+
+    /// A resolution passes only through paths the rules leave reachable,
+    /// so that a path through a denied directory (`/secrets/x/../ok`, or a
+    /// symlink whose target goes through one) is refused whether or not
+    /// the directory exists: nothing about it shows.
+    fn traverse(&self, path: &Path) -> FsResult<()> {
+        self.passable(path).map_err(|reason| FsError::AccessDenied {
+            path: path.to_path_buf(),
+            reason,
+        })
     }
 }
 

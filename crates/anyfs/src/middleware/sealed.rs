@@ -638,8 +638,13 @@ impl<B: FsRead, M: SealMode> FsRead for Sealed<B, M> {
         }))
     }
 
-    fn resolve(&self, path: &Path, follow_last: bool) -> FsResult<PathBuf> {
-        self.inner.resolve(path, follow_last)
+    fn resolve_with(
+        &self,
+        path: &Path,
+        follow_last: bool,
+        visit: path::Visit<'_>,
+    ) -> FsResult<PathBuf> {
+        self.inner.resolve_with(path, follow_last, visit)
     }
 }
 
