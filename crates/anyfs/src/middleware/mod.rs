@@ -262,8 +262,9 @@ pub trait Policy: Send + Sync + 'static {
 
     /// Allows a path resolution to pass through `path` (a directory it
     /// enters or a symlink it follows), or refuses with the error the
-    /// caller gets. Called before the path is looked up, so a refusal
-    /// cannot depend on whether it exists.
+    /// caller gets (renamed to the path the caller asked for). Called
+    /// before the path is looked up, so a refusal cannot depend on whether
+    /// it exists.
     fn traverse(&self, path: &Path) -> FsResult<()> {
         let _ = path;
         Ok(())
@@ -426,7 +427,9 @@ impl<B: FsRead, P: Policy> FsRead for Guarded<B, P> {
         let result = if self.policy.judges_traversal() {
             let policy = &self.policy;
             let mut judged = |passed: &Path| {
-                policy.traverse(passed)?;
+                // Named after the path asked for (the reason says which
+                // path it would have passed through).
+                policy.traverse(passed).map_err(|e| e.with_path(path))?;
                 match visit.as_mut() {
                     Some(outer) => outer(passed),
                     None => Ok(()),

@@ -53,7 +53,8 @@ use crate::middleware::{Guarded, Policy, Request};
 ///   `/a/b/**`). So `/workspace/secrets/x/../../a.txt`, or a link whose
 ///   target goes through `secrets`, is refused before anything is looked
 ///   up: the answer does not show whether `secrets/x` exists. The refusal
-///   names the path it would have passed through.
+///   names the path asked for, and says which path it would have passed
+///   through.
 /// - Paths with `..`, NUL, or a relative form are refused before the rules
 ///   are consulted; matching is case-sensitive unless
 ///   [`case_insensitive`](PathFilterBuilder::case_insensitive) is set (use
@@ -128,7 +129,10 @@ impl PathFilterLayer {
         }
         let bytes = path.as_os_str().as_encoded_bytes();
         if self.deny.matches(bytes) {
-            return Err("a path resolution may not pass through it: it matches a deny rule".into());
+            return Err(format!(
+                "it passes through {}, which matches a deny rule",
+                path.display()
+            ));
         }
         if self.allow.matches(bytes) {
             return Ok(());
@@ -143,7 +147,10 @@ impl PathFilterLayer {
         if self.reach.iter().any(|r| r.passes(bytes)) {
             Ok(())
         } else {
-            Err("a path resolution may not pass through it: no allow rule reaches it".into())
+            Err(format!(
+                "it passes through {}, which no allow rule reaches",
+                path.display()
+            ))
         }
     }
 
