@@ -648,10 +648,11 @@ impl Db {
     pub(crate) fn commit_group(&self) -> FsResult<()> {
         let guard = self.core.writer.lock();
         let mut writer = guard.borrow_mut();
-        self.core.commit_open_group(&mut writer)?;
+        let committed = self.core.commit_open_group(&mut writer);
+        // A failed commit, now or in the background, is reported once.
         match writer.group_failed.take() {
             Some(reason) => Err(lost_writes(root(), &reason)),
-            None => Ok(()),
+            None => committed,
         }
     }
 

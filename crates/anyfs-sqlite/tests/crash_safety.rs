@@ -53,10 +53,46 @@ fn crash_child() {
             let backend = SqliteBackend::open_with_options(&path, options).unwrap();
             group_child_loop(&backend, start);
         }
+        "full" => full_disk_child(&path),
         _ => child_loop(
             FileStorage::new(IndexedBackend::open(&path).unwrap()),
             start,
         ),
+    }
+}
+
+/// Run with files limited in size: commits some files, then acknowledges a
+/// group of writes too large to commit, and reports what `sync` and the
+/// next write say.
+fn full_disk_child(path: &Path) {
+    let options = SqliteOptions {
+        group_commit: Some(Duration::from_secs(60)),
+        ..SqliteOptions::default()
+    };
+    let backend = SqliteBackend::open_with_options(path, options).unwrap();
+    let fs = FileStorage::new(backend.clone());
+    for i in 0..10 {
+        fs.write(format!("/base{i}"), content(i)).unwrap();
+    }
+    backend.sync().unwrap();
+    println!("base synced");
+    for i in 0..40 {
+        match fs.write(format!("/group{i}"), vec![i as u8; 200_000]) {
+            Ok(()) => println!("acked {i}"),
+            Err(e) => println!("write failed: {e}"),
+        }
+    }
+    match backend.sync() {
+        Ok(()) => println!("sync: ok"),
+        Err(e) => println!("sync: failed: {e}"),
+    }
+    match backend.sync() {
+        Ok(()) => println!("sync again: ok"),
+        Err(e) => println!("sync again: failed: {e}"),
+    }
+    match fs.read(format!("/base3")) {
+        Ok(data) if data == content(3) => println!("base readable"),
+        other => println!("base unreadable: {other:?}"),
     }
 }
 
@@ -275,4 +311,63 @@ fn group_commit_loses_only_a_tail_of_whole_operations() {
         // successor's write, which may have been under way.
         assert!(!fs.exists(format!("/done/g{}", last + 2)).unwrap());
     });
+}
+
+/// A group of acknowledged writes that cannot be committed (files may not
+/// grow: the disk is full, as far as the database can tell) is reported by
+/// `sync`, once, and leaves the database whole: what was committed before
+/// is intact and nothing of the failed group is there.
+#[test]
+fn a_group_that_cannot_commit_is_reported_and_loses_nothing_else() {
+    if std::env::var(CHILD_ENV).is_ok() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("full.db");
+    // `prlimit` caps the size of any file the child writes; the shell makes
+    // it ignore SIGXFSZ, so that a write past the cap fails with EFBIG
+    // instead of killing it.
+    let output = Command::new("sh")
+        .args([
+            "-c",
+            r#"trap "" XFSZ; exec prlimit --fsize=4194304 -- "$0" "$@""#,
+        ])
+        .arg(std::env::current_exe().unwrap())
+        .args(["crash_child", "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, format!("full|{}|0", db.display()))
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(out.contains("base synced"), "{out}");
+    assert!(out.contains("acked 0"), "{out}");
+    let sync = out.lines().find(|l| l.starts_with("sync: ")).unwrap();
+    assert!(
+        sync.contains("failed") && sync.contains("earlier writes were lost"),
+        "{sync}"
+    );
+    assert!(
+        out.contains("sync again: ok"),
+        "reported more than once: {out}"
+    );
+    assert!(out.contains("base readable"), "{out}");
+
+    let fs = FileStorage::new(SqliteBackend::open(&db).unwrap());
+    integrity_ok(&db);
+    for i in 0..10 {
+        assert!(
+            fs.read(format!("/base{i}")).unwrap() == content(i),
+            "base{i}"
+        );
+    }
+    for i in 0..40 {
+        assert!(
+            !fs.exists(format!("/group{i}")).unwrap(),
+            "group{i} survived a group that failed to commit"
+        );
+    }
 }
