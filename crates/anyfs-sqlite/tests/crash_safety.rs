@@ -90,7 +90,7 @@ fn full_disk_child(path: &Path) {
         Ok(()) => println!("sync again: ok"),
         Err(e) => println!("sync again: failed: {e}"),
     }
-    match fs.read(format!("/base3")) {
+    match fs.read("/base3") {
         Ok(data) if data == content(3) => println!("base readable"),
         other => println!("base unreadable: {other:?}"),
     }
