@@ -1369,9 +1369,24 @@ impl<C: Content> FsStats for Store<C> {
             )
             .map_err(|e| sql_error(root, "statfs", e))
         })?;
-        // The database grows as needed; report generous room (a quota layer
-        // in front reports its own limit instead).
-        let available = 1u64 << 40;
+        // The database grows into the host filesystem it lives on: report
+        // that filesystem's free space (in memory, generous room). A quota
+        // layer in front reports its own limit instead.
+        let available = match self.db.host_path() {
+            Some(file) => {
+                let dir = file
+                    .parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."));
+                let host = rustix::fs::statvfs(dir).map_err(|e| FsError::Backend {
+                    path: root.into(),
+                    op: "statfs",
+                    message: format!("the host filesystem cannot be measured: {e}"),
+                })?;
+                host.f_bavail.saturating_mul(host.f_frsize)
+            }
+            None => 1u64 << 40,
+        };
         Ok(StatFs {
             total_bytes: bytes + available,
             used_bytes: bytes,

@@ -284,3 +284,33 @@ mod encrypted {
         assert_eq!(fs.read_to_string("/f3").unwrap(), "content 3");
     }
 }
+
+/// A workspace file reports the free space of the filesystem it lives on
+/// (what `df` shows inside a mounted workspace).
+#[test]
+fn statfs_reports_the_host_filesystems_free_space() {
+    use anyfs::FsStats;
+    let dir = tempfile::tempdir().unwrap();
+    let backend = SqliteBackend::open(dir.path().join("space.db")).unwrap();
+    let reported = backend.statfs().unwrap().available_bytes;
+    let df = std::process::Command::new("df")
+        .args(["-B1", "--output=avail"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let host: u64 = String::from_utf8_lossy(&df.stdout)
+        .lines()
+        .nth(1)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let slack = host / 10 + (64 << 20);
+    assert!(
+        reported.abs_diff(host) <= slack,
+        "reported {reported} bytes free, the host has {host}"
+    );
+    // In memory there is no host filesystem to measure: generous room.
+    let memory = SqliteBackend::open_in_memory().unwrap().statfs().unwrap();
+    assert!(memory.available_bytes >= 1 << 30);
+}
