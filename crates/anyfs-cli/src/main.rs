@@ -42,6 +42,11 @@ enum Command {
         /// (default: unlimited).
         #[arg(long, value_name = "OPS")]
         agent_rate: Option<u32>,
+        /// Workspaces kept open at once; idle ones beyond this are closed,
+        /// least recently used first (each open one holds about seven file
+        /// descriptors and a thread).
+        #[arg(long, default_value_t = 256, value_name = "N")]
+        max_open_workspaces: usize,
     },
     /// Audit-log tools.
     Audit {
@@ -131,7 +136,15 @@ fn main() -> ExitCode {
             signups_per_hour,
             quota,
             agent_rate,
-        } => serve::run(data_dir, listen, signups_per_hour, quota, agent_rate),
+            max_open_workspaces,
+        } => serve::run(
+            data_dir,
+            listen,
+            signups_per_hour,
+            quota,
+            agent_rate,
+            max_open_workspaces,
+        ),
         Command::Audit {
             command: AuditCommand::Verify { data_dir },
         } => match anyfs_server::verify_chain(&data_dir.join("registry.db")) {

@@ -37,12 +37,49 @@ fn master_keys() -> Result<Vec<Key>, String> {
         .collect()
 }
 
+/// File descriptors an open workspace holds (its database, log and shared
+/// memory, through the writer and reader connections), with room to spare.
+const FILES_PER_WORKSPACE: u64 = 8;
+/// File descriptors kept for everything else: the registry, connections.
+const FILES_FOR_THE_REST: u64 = 256;
+
+/// Raises the process's open-file limit to what the system allows, and
+/// keeps the open-workspace cap within it, saying so if it must lower it.
+fn fit_open_files(max_open: usize) -> usize {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        let raised = Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            tracing::warn!(error = %e, "cannot raise the open-file limit");
+        }
+    }
+    let Some(files) = getrlimit(Resource::Nofile).current else {
+        return max_open;
+    };
+    let fits = files.saturating_sub(FILES_FOR_THE_REST) / FILES_PER_WORKSPACE;
+    let fits = usize::try_from(fits).unwrap_or(usize::MAX).max(1);
+    if fits < max_open {
+        tracing::warn!(
+            open_file_limit = files,
+            max_open_workspaces = fits,
+            "the open-file limit leaves room for fewer workspaces than asked: raise `ulimit -n` for more"
+        );
+        return fits;
+    }
+    max_open
+}
+
 pub(crate) fn run(
     data_dir: PathBuf,
     listen: SocketAddr,
     signups_per_hour: u32,
     quota: u64,
     agent_rate: Option<u32>,
+    max_open_workspaces: usize,
 ) -> Result<(), String> {
     // Logs: RUST_LOG (default `info`): one line per request, never a header.
     let _ = tracing_subscriber::fmt()
@@ -61,6 +98,7 @@ pub(crate) fn run(
     config.signups_per_hour = signups_per_hour;
     config.default_quota = quota;
     config.default_rate = agent_rate;
+    config.max_open_workspaces = fit_open_files(max_open_workspaces);
     let opened = anyfs_server::Service::open(config)?;
     if let Some(secret) = &opened.new_admin_secret {
         eprintln!(

@@ -445,7 +445,10 @@ async fn rotate_secret(
 async fn admin_list(State(service): State<Shared>, headers: HeaderMap) -> ApiResult<Json<Value>> {
     admin_only(&service, &headers)?;
     let accounts = service.registry.accounts().map_err(ApiError::internal)?;
-    Ok(Json(json!({ "accounts": accounts })))
+    Ok(Json(json!({
+        "accounts": accounts,
+        "open_workspaces": service.workspaces.open_count(),
+    })))
 }
 
 async fn admin_get(

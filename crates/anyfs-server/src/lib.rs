@@ -50,6 +50,10 @@ pub struct Config {
     /// Operations per second for agents whose policy sets no rate
     /// (`None`: unlimited).
     pub default_rate: Option<u32>,
+    /// Workspaces kept open at once (default 256). Each open one holds
+    /// about seven file descriptors and a thread; beyond this, idle ones
+    /// are closed, least recently used first, and reopened when asked for.
+    pub max_open_workspaces: usize,
 }
 
 impl std::fmt::Debug for Config {
@@ -64,6 +68,7 @@ impl std::fmt::Debug for Config {
             .field("signups_per_hour", &self.signups_per_hour)
             .field("default_quota", &self.default_quota)
             .field("default_rate", &self.default_rate)
+            .field("max_open_workspaces", &self.max_open_workspaces)
             .finish()
     }
 }
@@ -78,6 +83,7 @@ impl Config {
             signups_per_hour: 5,
             default_quota: 1 << 30,
             default_rate: None,
+            max_open_workspaces: 256,
         }
     }
 }
@@ -188,6 +194,7 @@ impl Service {
                 .map(|k| k.derive("anyfs workspace v1"))
                 .collect(),
             config.default_quota,
+            config.max_open_workspaces,
         );
         Ok(Opened {
             service: Arc::new(Service {

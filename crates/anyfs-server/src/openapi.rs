@@ -29,7 +29,12 @@ pub(crate) const ROUTES: &[(&str, &str, &str, &str)] = &[
         "A new API secret; the old one stops working",
         "account",
     ),
-    ("get", "/v1/admin/accounts", "Every account", "admin"),
+    (
+        "get",
+        "/v1/admin/accounts",
+        "Every account, and how many workspaces are open",
+        "admin",
+    ),
     ("get", "/v1/admin/accounts/{id}", "One account", "admin"),
     (
         "delete",

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Instant;
 
 use anyfs::crypto::Key;
 use anyfs::middleware::{Guarded, Policy, Request};
@@ -51,24 +52,71 @@ struct AccountFs {
     owner: Arc<Quota<SqliteBackend>>,
     /// Each agent's stack, built once from its policy.
     agents: Mutex<HashMap<String, Stack>>,
+    /// When a request last asked for it.
+    last_used: Mutex<Instant>,
 }
 
-/// All accounts' workspaces, opened on first use.
+impl AccountFs {
+    /// Whether only the cache holds the workspace: no request has its stack
+    /// or is getting it. Call with the cache locked (stacks are handed out
+    /// only from it), so the answer holds until the lock is released.
+    fn is_idle(self: &Arc<Self>) -> bool {
+        if Arc::strong_count(self) != 1 {
+            return false;
+        }
+        let agents = self.agents.lock();
+        // Each cached agent stack holds the owner's stack once, inside.
+        Arc::strong_count(&self.owner) == 1 + agents.len()
+            && agents.values().all(|stack| Arc::strong_count(stack) == 1)
+    }
+}
+
+/// All accounts' workspaces, opened on first use. At most `max_open` are
+/// kept open (each holds a few file descriptors and a thread): opening one
+/// more first closes the least recently used idle ones. One in use is never
+/// closed, so the cap can be passed while every open one is busy.
 pub(crate) struct Workspaces {
     dir: PathBuf,
     keys: Vec<Key>,
     default_quota: u64,
+    max_open: usize,
     open: Mutex<HashMap<String, Arc<AccountFs>>>,
 }
 
 impl Workspaces {
-    pub(crate) fn new(dir: PathBuf, keys: Vec<Key>, default_quota: u64) -> Self {
+    pub(crate) fn new(dir: PathBuf, keys: Vec<Key>, default_quota: u64, max_open: usize) -> Self {
         Self {
             dir,
             keys,
             default_quota,
+            max_open: max_open.max(1),
             open: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// How many workspaces are open.
+    pub(crate) fn open_count(&self) -> usize {
+        self.open.lock().len()
+    }
+
+    /// Takes out of `open` the least recently used idle workspaces that
+    /// must go for one more to fit under the cap; the caller drops them
+    /// (closing each) once the lock is released.
+    fn make_room(&self, open: &mut HashMap<String, Arc<AccountFs>>) -> Vec<Arc<AccountFs>> {
+        let excess = (open.len() + 1).saturating_sub(self.max_open);
+        if excess == 0 {
+            return Vec::new();
+        }
+        let mut idle: Vec<(Instant, String)> = open
+            .iter()
+            .filter(|(_, fs)| fs.is_idle())
+            .map(|(name, fs)| (*fs.last_used.lock(), name.clone()))
+            .collect();
+        idle.sort();
+        idle.into_iter()
+            .take(excess)
+            .filter_map(|(_, name)| open.remove(&name))
+            .collect()
     }
 
     fn file(&self, account: &str) -> PathBuf {
@@ -84,6 +132,7 @@ impl Workspaces {
     fn account(&self, account: &str) -> FsResult<Arc<AccountFs>> {
         let mut open = self.open.lock();
         if let Some(fs) = open.get(account) {
+            *fs.last_used.lock() = Instant::now();
             return Ok(fs.clone());
         }
         let file = self.file(account);
@@ -111,8 +160,13 @@ impl Workspaces {
         let fs = Arc::new(AccountFs {
             owner,
             agents: Mutex::new(HashMap::new()),
+            last_used: Mutex::new(Instant::now()),
         });
+        let closing = self.make_room(&mut open);
         open.insert(account.to_string(), fs.clone());
+        drop(open);
+        // Closing commits and checkpoints: not with every account waiting.
+        drop(closing);
         Ok(fs)
     }
 
@@ -194,5 +248,96 @@ impl Workspaces {
             let _ = std::fs::remove_file(f);
         }
         existed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+    use super::*;
+    use anyfs::{FsRead, FsWrite};
+    use std::path::Path;
+
+    fn workspaces(dir: &Path, max_open: usize) -> Workspaces {
+        Workspaces::new(
+            dir.to_path_buf(),
+            vec![Key::from_bytes([3; 32])],
+            1 << 20,
+            max_open,
+        )
+    }
+
+    #[test]
+    fn idle_workspaces_beyond_the_cap_are_closed_and_reopen_intact() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = workspaces(dir.path(), 2);
+        for i in 0..6 {
+            let stack = ws.for_account(&format!("acct{i}")).unwrap();
+            stack
+                .write(Path::new("/note"), format!("account {i}").as_bytes())
+                .unwrap();
+            drop(stack);
+            assert!(ws.open_count() <= 2, "{} open", ws.open_count());
+        }
+        for i in 0..6 {
+            let stack = ws.for_account(&format!("acct{i}")).unwrap();
+            assert_eq!(
+                stack.read(Path::new("/note")).unwrap(),
+                format!("account {i}").as_bytes()
+            );
+        }
+        assert!(ws.open_count() <= 2);
+    }
+
+    #[test]
+    fn a_workspace_in_use_is_never_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = workspaces(dir.path(), 2);
+        let held = ws.for_account("busy").unwrap();
+        let agent = ws
+            .for_agent("agents", "bot", &AgentPolicy::default())
+            .unwrap();
+        for i in 0..4 {
+            ws.for_account(&format!("other{i}")).unwrap();
+        }
+        // Both held workspaces stayed open (past the cap), so every stack
+        // handed out still works on the one instance of its database.
+        assert!(ws.open.lock().contains_key("busy"));
+        assert!(ws.open.lock().contains_key("agents"));
+        held.write(Path::new("/f"), b"still open").unwrap();
+        agent.write(Path::new("/g"), b"agent too").unwrap();
+        assert!(Arc::ptr_eq(&held, &ws.for_account("busy").unwrap()));
+        // Once let go, they are closed like any other.
+        drop((held, agent));
+        ws.for_account("late0").unwrap();
+        ws.for_account("late1").unwrap();
+        assert!(!ws.open.lock().contains_key("busy"));
+        assert!(!ws.open.lock().contains_key("agents"));
+        assert_eq!(
+            ws.for_account("busy")
+                .unwrap()
+                .read(Path::new("/f"))
+                .unwrap(),
+            b"still open"
+        );
+    }
+
+    #[test]
+    fn a_reopened_workspace_still_counts_what_it_holds_against_its_quota() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = workspaces(dir.path(), 1);
+        let big = vec![1u8; 700 * 1024];
+        ws.for_account("full")
+            .unwrap()
+            .write(Path::new("/a"), &big)
+            .unwrap();
+        ws.for_account("someone else").unwrap();
+        assert!(!ws.open.lock().contains_key("full"), "not closed");
+        let err = ws
+            .for_account("full")
+            .unwrap()
+            .write(Path::new("/b"), &big)
+            .unwrap_err();
+        assert_eq!(err.kind(), anyfs::FsErrorKind::QuotaExceeded, "{err}");
     }
 }

@@ -547,6 +547,8 @@ fn admin_suspends_and_deletes_and_restart_keeps_everything() {
     );
     let list = json_of(get(&s, ADMIN, "/v1/admin/accounts"));
     assert_eq!(list["accounts"][0]["id"], a_id.as_str());
+    // Alice's workspace was opened to read the file.
+    assert_eq!(list["open_workspaces"], 1);
     let r = client()
         .post(s.url(&format!("/v1/admin/accounts/{a_id}/suspend")))
         .bearer_auth(ADMIN)
