@@ -258,6 +258,15 @@ mod tests {
     use anyfs::{FsRead, FsWrite};
     use std::path::Path;
 
+    /// Whether `stack` (from `for_account`) is the open instance of the
+    /// account's workspace: the one every new request gets.
+    fn is_the_open_one(ws: &Workspaces, account: &str, stack: &Stack) -> bool {
+        ws.open
+            .lock()
+            .get(account)
+            .is_some_and(|fs| std::ptr::addr_eq(Arc::as_ptr(&fs.owner), Arc::as_ptr(stack)))
+    }
+
     fn workspaces(dir: &Path, max_open: usize) -> Workspaces {
         Workspaces::new(
             dir.to_path_buf(),
@@ -339,5 +348,53 @@ mod tests {
             .write(Path::new("/b"), &big)
             .unwrap_err();
         assert_eq!(err.kind(), anyfs::FsErrorKind::QuotaExceeded, "{err}");
+    }
+
+    /// Eight threads work in six workspaces through a cache that keeps two
+    /// open: workspaces close and reopen under them all the time, yet a
+    /// workspace in use never has a second instance (each would trust its
+    /// own caches and quota count), and no write is lost.
+    #[test]
+    fn closing_and_reopening_under_concurrent_requests_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = workspaces(dir.path(), 2);
+        const ROUNDS: usize = 60;
+        std::thread::scope(|s| {
+            for t in 0..8usize {
+                let ws = &ws;
+                s.spawn(move || {
+                    for round in 0..ROUNDS {
+                        let account = format!("acct{}", (t * 7 + round * 5) % 6);
+                        let path = format!("/t{t}");
+                        let line = format!("{round}\n");
+                        if round % 3 == 0 {
+                            ws.for_agent(&account, "bot", &AgentPolicy::default())
+                                .unwrap()
+                                .append(Path::new(&path), line.as_bytes())
+                                .unwrap();
+                            continue;
+                        }
+                        let stack = ws.for_account(&account).unwrap();
+                        stack.append(Path::new(&path), line.as_bytes()).unwrap();
+                        // Never closed (or opened twice) while in use.
+                        assert!(is_the_open_one(ws, &account, &stack), "{account}");
+                    }
+                });
+            }
+        });
+        // Every append is there, in each thread's order, across accounts.
+        for t in 0..8usize {
+            let mut seen = Vec::new();
+            for a in 0..6 {
+                let stack = ws.for_account(&format!("acct{a}")).unwrap();
+                if let Ok(data) = stack.read(Path::new(&format!("/t{t}"))) {
+                    for line in String::from_utf8(data).unwrap().lines() {
+                        seen.push(line.parse::<usize>().unwrap());
+                    }
+                }
+            }
+            seen.sort_unstable();
+            assert_eq!(seen, (0..ROUNDS).collect::<Vec<_>>(), "thread {t}");
+        }
     }
 }
