@@ -106,7 +106,8 @@ impl Workspace {
         }
     }
 
-    /// Mounts and waits for Ctrl-C or SIGTERM.
+    /// Mounts and waits for Ctrl-C or SIGTERM, or for the mount to be
+    /// unmounted from outside.
     pub(crate) fn mount_foreground(self, mountpoint: &Path) -> Result<(), String> {
         if !mountpoint.is_dir() {
             return Err(format!(
@@ -127,8 +128,19 @@ impl Workspace {
             "anyfs: {label} mounted at {} — Ctrl-C or SIGTERM to unmount",
             mountpoint.display()
         );
-        let _ = stopped.recv();
-        eprintln!("anyfs: unmounting {}", mountpoint.display());
+        loop {
+            match stopped.recv_timeout(std::time::Duration::from_millis(200)) {
+                Err(mpsc::RecvTimeoutError::Timeout) if handle.is_mounted() => continue,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    eprintln!("anyfs: {} was unmounted", mountpoint.display());
+                    break;
+                }
+                Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    eprintln!("anyfs: unmounting {}", mountpoint.display());
+                    break;
+                }
+            }
+        }
         handle
             .unmount()
             .map_err(|e| format!("{}: unmount failed: {e}", mountpoint.display()))

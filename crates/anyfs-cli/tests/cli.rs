@@ -172,6 +172,60 @@ fn mount_serves_until_sigterm_then_flushes_and_unmounts() {
 }
 
 #[test]
+fn mount_ends_when_unmounted_from_outside_keeping_what_was_written() {
+    if !fuse_usable("mount_ends_when_unmounted_from_outside_keeping_what_was_written") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("work.db");
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let mut child = anyfs()
+        .arg("mount")
+        .arg(&db)
+        .arg(&mnt)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mounted = |mnt: &Path| {
+        std::fs::read_to_string("/proc/mounts")
+            .unwrap()
+            .contains(mnt.to_str().unwrap())
+    };
+    let start = Instant::now();
+    while !mounted(&mnt) {
+        assert!(start.elapsed() < Duration::from_secs(10), "never mounted");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::fs::write(mnt.join("note.txt"), "kept").unwrap();
+    let umount = Command::new("umount").arg(&mnt).status().unwrap();
+    assert!(umount.success());
+    // The process notices and ends by itself, successfully.
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("`anyfs mount` kept running after its mount was gone");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(status.success(), "{status:?}: {err}");
+    assert!(err.contains("was unmounted"), "{err}");
+    let out = anyfs()
+        .arg("run")
+        .arg(&db)
+        .args(["--", "cat", "note.txt"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "kept");
+}
+
+#[test]
 fn bad_usage_is_explained() {
     let out = anyfs()
         .args(["mount", "--memory", "a", "b"])

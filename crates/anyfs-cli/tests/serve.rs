@@ -21,23 +21,50 @@ fn free_port() -> u16 {
 }
 
 /// Starts `anyfs serve`, logging to `log`, and waits until it answers.
-fn start(data: &Path, port: u16, log: &Path) -> Child {
+/// The service process, killed if a test ends (or fails) with it running.
+struct Server(Child);
+
+impl std::ops::Deref for Server {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Server {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn start(data: &Path, port: u16, log: &Path) -> Server {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_anyfs"))
-        .args(["serve", "--data-dir"])
-        .arg(data)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .env_remove("ANYFS_ADMIN_SECRET")
-        .env_remove("ANYFS_MASTER_KEY")
-        .env("RUST_LOG", "debug")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let child = Server(
+        Command::new(env!("CARGO_BIN_EXE_anyfs"))
+            .args(["serve", "--data-dir"])
+            .arg(data)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env_remove("ANYFS_ADMIN_SECRET")
+            .env_remove("ANYFS_MASTER_KEY")
+            .env("RUST_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
     let start = Instant::now();
     let url = format!("http://127.0.0.1:{port}/openapi.json");
     while Client::new().get(&url).send().is_err() {
@@ -57,7 +84,7 @@ struct Fresh {
     log: std::path::PathBuf,
     port: u16,
     base: String,
-    server: Child,
+    server: Server,
 }
 
 impl Fresh {

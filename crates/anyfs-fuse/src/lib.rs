@@ -107,6 +107,15 @@ impl MountHandle {
         self.node_ids.load(Ordering::Relaxed)
     }
 
+    /// Whether the mount is still served: `false` once it was unmounted from
+    /// outside (`fusermount3 -u`, `umount`) and the session ended, having
+    /// committed every buffered write.
+    pub fn is_mounted(&self) -> bool {
+        self.session
+            .as_ref()
+            .is_some_and(|session| !session.guard.is_finished())
+    }
+
     /// Unmounts, after committing every buffered write; waits for the
     /// session to end.
     pub fn unmount(mut self) -> io::Result<()> {
