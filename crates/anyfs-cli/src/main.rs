@@ -54,7 +54,8 @@ enum Command {
         command: AuditCommand,
     },
     /// Mount a workspace as a real filesystem, in the foreground, until
-    /// Ctrl-C or SIGTERM; then everything is flushed and unmounted.
+    /// Ctrl-C or SIGTERM (then everything is flushed and unmounted) or until
+    /// it is unmounted from outside (`umount`, `fusermount3 -u`).
     ///
     /// `anyfs mount work.db /mnt/work` or `anyfs mount --memory /mnt/work`.
     Mount {
