@@ -846,7 +846,7 @@ impl<C: Content> FsRead for Store<C> {
         &self,
         path: &Path,
         follow_last: bool,
-        mut visit: vpath::Visit<'_>,
+        visit: vpath::Visit<'_>,
     ) -> FsResult<PathBuf> {
         // A path looked up before, in normal form and not a symlink that
         // would be followed, resolves to itself.
@@ -854,7 +854,6 @@ impl<C: Content> FsRead for Store<C> {
             && let Some((_, kind, _)) = self.cached(path)
             && (kind != KIND_SYMLINK || !follow_last)
         {
-            vpath::visit_lexically(path, &mut visit)?;
             return Ok(path.to_path_buf());
         }
         self.db.read(path, |conn| {

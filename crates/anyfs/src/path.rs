@@ -15,10 +15,10 @@
 //! There is no way to name anything outside the backend.
 //!
 //! A resolution can be watched: [`resolve_visiting`] asks a [`Visit`] about
-//! every path the walk passes through, before looking it up, so a layer
-//! such as [`PathFilter`](crate::PathFilter) can refuse to let a walk enter
-//! a directory whose content it hides — whether or not that directory
-//! exists.
+//! every path a walk leaves with `..` (before looking it up) and every
+//! symlink it follows, so a layer such as [`PathFilter`](crate::PathFilter)
+//! can refuse a walk that would go through what it hides — whatever
+//! exists there.
 
 use std::borrow::Cow;
 use std::ffi::{OsStr, OsString};
@@ -259,34 +259,28 @@ enum Reached {
 /// watches nothing.
 pub type Visit<'a> = Option<&'a mut dyn FnMut(&Path) -> FsResult<()>>;
 
-/// Calls `visit` as [`resolve_visiting`] would for a path that is its own
-/// resolution (absolute, normal form, no `..`, no symlink to follow): with
-/// each proper prefix but the root. For backends that resolve such paths
-/// without a walk.
-pub fn visit_lexically(path: &Path, visit: &mut Visit<'_>) -> FsResult<()> {
-    let Some(visit) = visit.as_mut() else {
-        return Ok(());
-    };
-    let bytes = path.as_os_str().as_bytes();
-    for (i, &b) in bytes.iter().enumerate().skip(1) {
-        if b == b'/' {
-            visit(Path::new(OsStr::from_bytes(&bytes[..i])))?;
-        }
-    }
-    Ok(())
-}
-
 /// Calls `visit` with the path of `names` then `name`.
 fn visit_step(visit: &mut Visit<'_>, names: &[Cow<'_, [u8]>], name: &[u8]) -> FsResult<()> {
     let Some(visit) = visit.as_mut() else {
         return Ok(());
     };
-    let mut passed = Vec::with_capacity(MAX_NAME_LEN);
+    // On the stack for the usual short path.
+    let len = names.iter().map(|n| n.len() + 1).sum::<usize>() + name.len() + 1;
+    let mut stack = [0u8; 256];
+    let mut heap;
+    let passed: &mut [u8] = if len <= stack.len() {
+        &mut stack[..len]
+    } else {
+        heap = vec![0u8; len];
+        &mut heap
+    };
+    let mut at = 0;
     for n in names.iter().map(|n| &n[..]).chain(std::iter::once(name)) {
-        passed.push(b'/');
-        passed.extend_from_slice(n);
+        passed[at] = b'/';
+        passed[at + 1..at + 1 + n.len()].copy_from_slice(n);
+        at += 1 + n.len();
     }
-    visit(Path::new(OsStr::from_bytes(&passed)))
+    visit(Path::new(OsStr::from_bytes(passed)))
 }
 
 /// Resolves a caller path to a resolved path, following symlinks through
@@ -302,15 +296,14 @@ pub fn resolve<W: PathWalker>(path: &Path, follow_last: bool, walker: &mut W) ->
     resolve_visiting(path, follow_last, walker, None)
 }
 
-/// [`resolve`], calling `visit` with every path the walk passes through:
-/// each middle component (a directory to enter, a symlink to follow) before
-/// it is looked up, whether or not it exists, and a last component that is
-/// a symlink about to be followed. Components of symlink targets are
-/// visited the same way. A `..` visits nothing: the directory it leaves was
-/// visited on the way in. So where a visitor refuses a middle component,
-/// the outcome never depends on what lies behind it; the path a resolution
-/// ends at is left to the operation (a symlink there is visited before its
-/// target is used).
+/// [`resolve`], calling `visit` with the paths where a walk does more than
+/// descend: a component that a `..` follows (before it is looked up, so a
+/// refusal does not depend on whether it exists), and every symlink about
+/// to be followed (before its target is used). Components of symlink
+/// targets are visited the same way. A plain descent visits nothing: the
+/// path it ends at is the one the operation is judged by. A path that is
+/// its own resolution (normal form, no `..`, no symlink) visits nothing, so
+/// a backend may answer it without a walk.
 pub fn resolve_visiting<W: PathWalker>(
     path: &Path,
     follow_last: bool,
@@ -348,7 +341,7 @@ pub fn resolve_visiting<W: PathWalker>(
             continue;
         }
         let is_last = pending.is_empty();
-        if !is_last {
+        if pending.last().is_some_and(|next| **next == *b"..") {
             visit_step(&mut visit, &names, &name)?;
         }
         match reached {
@@ -380,9 +373,7 @@ pub fn resolve_visiting<W: PathWalker>(
                 reached = Reached::NotDir;
             }
             Some(Step::Symlink(target)) => {
-                if is_last {
-                    visit_step(&mut visit, &names, &name)?;
-                }
+                visit_step(&mut visit, &names, &name)?;
                 hops += 1;
                 if hops > MAX_SYMLINK_HOPS {
                     return Err(FsError::TooManySymlinks { path: path.into() });

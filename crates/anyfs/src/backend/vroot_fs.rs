@@ -449,7 +449,7 @@ impl FsRead for VRootFsBackend {
         &self,
         path: &Path,
         follow_last: bool,
-        mut visit: path::Visit<'_>,
+        visit: path::Visit<'_>,
     ) -> FsResult<PathBuf> {
         path::validate(path)?;
         // The common case in one lookup: a path without `..` whose every
@@ -458,8 +458,6 @@ impl FsRead for VRootFsBackend {
         let normal = path::normalize(path);
         let names = path::resolved_components(&normal);
         if let Ok(names) = names {
-            // What the walk would visit, before anything is looked up.
-            path::visit_lexically(&normal, &mut visit)?;
             let rel = join(&names);
             match self.open_rel(&rel, OFlags::PATH, Mode::empty()) {
                 Ok(fd) => {

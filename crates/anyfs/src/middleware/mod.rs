@@ -261,10 +261,9 @@ pub trait Policy: Send + Sync + 'static {
     }
 
     /// Allows a path resolution to pass through `path` (a directory it
-    /// enters or a symlink it follows), or refuses with the error the
-    /// caller gets (renamed to the path the caller asked for). Called
-    /// before the path is looked up, so a refusal cannot depend on whether
-    /// it exists.
+    /// leaves with `..`, a symlink it follows; see
+    /// [`path::resolve_visiting`]), or refuses with the error the caller
+    /// gets (renamed to the path the caller asked for).
     fn traverse(&self, path: &Path) -> FsResult<()> {
         let _ = path;
         Ok(())
@@ -423,7 +422,6 @@ impl<B: FsRead, P: Policy> FsRead for Guarded<B, P> {
         // one call and not counted (see ARCHITECTURE: no per-component
         // lookups through the stack). A policy that hides paths judges each
         // path the walk passes through, inside that one call.
-        let start = Instant::now();
         let result = if self.policy.judges_traversal() {
             let policy = &self.policy;
             let mut judged = |passed: &Path| {
@@ -441,14 +439,16 @@ impl<B: FsRead, P: Policy> FsRead for Guarded<B, P> {
             self.inner.resolve_with(path, follow_last, visit)
         };
         // A refusal is recorded like any other (a successful resolution is
-        // not an operation: the one that follows is).
+        // not an operation: the one that follows is). It is not timed: no
+        // operation ran, and a clock read per resolution would cost every
+        // operation.
         if let Err(error @ FsError::AccessDenied { .. }) = &result
             && self.policy.observes()
         {
             let outcome = Outcome {
                 result: Err(error),
                 bytes: 0,
-                elapsed: start.elapsed(),
+                elapsed: Duration::ZERO,
             };
             self.policy
                 .observe(&Request::new(Operation::Resolve, path), &outcome);

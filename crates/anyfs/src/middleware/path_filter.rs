@@ -47,14 +47,15 @@ use crate::middleware::{Guarded, Policy, Request};
 ///   and `hard_link`, the link of `symlink` (its target is data: following
 ///   it resolves to a path that is checked then), the path behind an inode
 ///   for inode operations. `read_dir` leaves out denied entries.
-/// - Resolution is checked too. A path may only pass through directories
-///   (and follow symlinks) that no deny rule matches and that an allow rule
-///   matches or could match something below (`/a` is on the way to
+/// - Resolution is checked too. A path may only leave a directory with
+///   `..`, or follow a symlink, where no deny rule matches and an allow
+///   rule matches or could match something below (`/a` is on the way to
 ///   `/a/b/**`). So `/workspace/secrets/x/../../a.txt`, or a link whose
-///   target goes through `secrets`, is refused before anything is looked
-///   up: the answer does not show whether `secrets/x` exists. The refusal
+///   target goes through `secrets` that way, is refused before anything is
+///   looked up: the answer does not show whether `secrets/x` exists. A
+///   link stored in a denied directory is never followed. The refusal
 ///   names the path asked for, and says which path it would have passed
-///   through.
+///   through. (A plain descent is judged by the path it ends at.)
 /// - Paths with `..`, NUL, or a relative form are refused before the rules
 ///   are consulted; matching is case-sensitive unless
 ///   [`case_insensitive`](PathFilterBuilder::case_insensitive) is set (use
