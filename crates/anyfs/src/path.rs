@@ -298,8 +298,9 @@ pub fn resolve<W: PathWalker>(path: &Path, follow_last: bool, walker: &mut W) ->
 
 /// [`resolve`], calling `visit` with the paths where a walk does more than
 /// descend: a component that a `..` follows (before it is looked up, so a
-/// refusal does not depend on whether it exists), and every symlink about
-/// to be followed (before its target is used). Components of symlink
+/// refusal does not depend on whether it exists), every symlink about to be
+/// followed (before its target is used), and a non-directory the walk
+/// would have to pass through (before that is reported). Components of symlink
 /// targets are visited the same way. A plain descent visits nothing: the
 /// path it ends at is the one the operation is judged by. A path that is
 /// its own resolution (normal form, no `..`, no symlink) visits nothing, so
@@ -345,7 +346,14 @@ pub fn resolve_visiting<W: PathWalker>(
             visit_step(&mut visit, &names, &name)?;
         }
         match reached {
-            Reached::NotDir => return Err(FsError::NotADirectory { path: path.into() }),
+            Reached::NotDir => {
+                // The walk would pass through a non-directory: that says
+                // what it is, so it is visited first.
+                if let Some((last, before)) = names.split_last() {
+                    visit_step(&mut visit, before, last)?;
+                }
+                return Err(FsError::NotADirectory { path: path.into() });
+            }
             Reached::Missing => {
                 names.push(name);
                 continue;

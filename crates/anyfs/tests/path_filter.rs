@@ -300,8 +300,7 @@ fn resolution_passes_through_directories_on_the_way_to_allowed_ones() {
     assert_eq!(err.kind(), FsErrorKind::AccessDenied, "{err}");
     assert_eq!(err.path(), Path::new("/a/x/../b/c.txt"), "named as asked");
     assert!(
-        err.to_string()
-            .contains("it passes through /a/x, which no allow rule reaches"),
+        err.to_string().contains("the path matches no allow rule"),
         "{err}"
     );
 
@@ -323,4 +322,157 @@ fn resolution_passes_through_directories_on_the_way_to_allowed_ones() {
             .layer(backend),
     );
     assert_eq!(folded.read("/a/../a/b/c.txt").unwrap(), b"c");
+}
+
+/// The full answer to each probe (error kind and message, or what was
+/// read), for a backend set up by `prepare`, through `filter`.
+fn answers(
+    filter: &PathFilterLayer,
+    prepare: impl Fn(&FileStorage<MemoryBackend>),
+    probes: &[&str],
+) -> Vec<String> {
+    let backend = MemoryBackend::new();
+    prepare(&FileStorage::new(backend.clone()));
+    let fs = FileStorage::new(filter.clone().layer(backend));
+    probes
+        .iter()
+        .flat_map(|probe| {
+            [
+                format!("{:?}", fs.read(probe).map_err(|e| e.to_string())),
+                format!(
+                    "{:?}",
+                    fs.metadata(probe).map(|_| ()).map_err(|e| e.to_string())
+                ),
+                format!(
+                    "{:?}",
+                    fs.read_dir(probe).map(|_| ()).map_err(|e| e.to_string())
+                ),
+            ]
+        })
+        .collect()
+}
+
+/// Whatever sits at a hidden path — nothing, a file, a directory, a
+/// symlink — every answer, message included, is the same.
+#[track_caller]
+fn hidden_paths_do_not_show(filter: PathFilterLayer, hidden: &str, probes: &[&str]) {
+    let base = |fs: &FileStorage<MemoryBackend>| {
+        fs.create_dir_all("/workspace").unwrap();
+        fs.write("/workspace/a.txt", "public").unwrap();
+        let parent = Path::new(hidden).parent().unwrap();
+        fs.create_dir_all(parent).unwrap();
+    };
+    let nothing = answers(&filter, base, probes);
+    let file = answers(
+        &filter,
+        |fs| {
+            base(fs);
+            fs.write(hidden, "x").unwrap();
+        },
+        probes,
+    );
+    let dir = answers(
+        &filter,
+        |fs| {
+            base(fs);
+            fs.create_dir_all(format!("{hidden}/x")).unwrap();
+        },
+        probes,
+    );
+    let link = answers(
+        &filter,
+        |fs| {
+            base(fs);
+            fs.symlink("/workspace/a.txt", hidden).unwrap();
+        },
+        probes,
+    );
+    for (variant, got) in [
+        ("a file", &file),
+        ("a directory", &dir),
+        ("a symlink", &link),
+    ] {
+        assert_eq!(&nothing, got, "{hidden} shows when it is {variant}");
+    }
+    for answer in &nothing {
+        assert!(answer.contains("access denied"), "{answer}");
+    }
+}
+
+#[test]
+fn nothing_shows_what_a_hidden_path_is() {
+    // A deny rule over a directory: descending through what is there.
+    hidden_paths_do_not_show(
+        PathFilterLayer::builder()
+            .allow("/**")
+            .deny("/private/**")
+            .build()
+            .unwrap(),
+        "/private/a",
+        &[
+            "/private/a",
+            "/private/a/b",
+            "/private/a/..",
+            "/private/a/x/../..",
+        ],
+    );
+    // A deny rule on a name: it covers what is below it too.
+    hidden_paths_do_not_show(
+        PathFilterLayer::builder()
+            .allow("/workspace/**")
+            .deny("**/.env")
+            .build()
+            .unwrap(),
+        "/workspace/.env",
+        &[
+            "/workspace/.env",
+            "/workspace/.env/x",
+            "/workspace/.env/x/..",
+        ],
+    );
+    // Allow rules with wildcards reach only where they can match.
+    hidden_paths_do_not_show(
+        PathFilterLayer::builder()
+            .allow("/{src,docs}/**")
+            .build()
+            .unwrap(),
+        "/private/x",
+        &[
+            "/private/x/..",
+            "/private/x/../../src",
+            "/private/x/y/../..",
+        ],
+    );
+    hidden_paths_do_not_show(
+        PathFilterLayer::builder()
+            .allow("/pub/*.md")
+            .build()
+            .unwrap(),
+        "/pub/notes.txt",
+        &[
+            "/pub/notes.txt/..",
+            "/pub/notes.txt/x",
+            "/pub/notes.txt/x/../..",
+        ],
+    );
+}
+
+#[test]
+fn wildcard_allow_rules_still_let_walks_through_what_they_match() {
+    let backend = MemoryBackend::new();
+    let raw = FileStorage::new(backend.clone());
+    raw.create_dir_all("/src/a").unwrap();
+    raw.create_dir_all("/docs").unwrap();
+    raw.write("/docs/x.md", "doc").unwrap();
+    raw.write("/src/a/m.rs", "code").unwrap();
+    let fs = FileStorage::new(
+        PathFilterLayer::builder()
+            .allow("/{src,docs}/**")
+            .allow("/pub/*.md")
+            .build()
+            .unwrap()
+            .layer(backend),
+    );
+    assert_eq!(fs.read("/src/a/../../docs/x.md").unwrap(), b"doc");
+    assert_eq!(fs.read("/docs/../src/a/m.rs").unwrap(), b"code");
 }

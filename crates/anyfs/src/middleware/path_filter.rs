@@ -47,15 +47,18 @@ use crate::middleware::{Guarded, Policy, Request};
 ///   and `hard_link`, the link of `symlink` (its target is data: following
 ///   it resolves to a path that is checked then), the path behind an inode
 ///   for inode operations. `read_dir` leaves out denied entries.
+/// - A deny rule also covers everything below what it matches: `**/.env`
+///   refuses `/w/.env/x` too.
 /// - Resolution is checked too. A path may only leave a directory with
-///   `..`, or follow a symlink, where no deny rule matches and an allow
-///   rule matches or could match something below (`/a` is on the way to
-///   `/a/b/**`). So `/workspace/secrets/x/../../a.txt`, or a link whose
+///   `..`, follow a symlink, or pass through a non-directory where no deny
+///   rule matches and an allow rule matches or could match something below
+///   (`/a` is on the way to `/a/b/**` and to `/a/*/c`; everything is on the
+///   way to `**/x`). So `/workspace/secrets/x/../../a.txt`, or a link whose
 ///   target goes through `secrets` that way, is refused before anything is
 ///   looked up: the answer does not show whether `secrets/x` exists. A
 ///   link stored in a denied directory is never followed. The refusal
-///   names the path asked for, and says which path it would have passed
-///   through. (A plain descent is judged by the path it ends at.)
+///   names the path asked for, with the same reason as any other refusal.
+///   (A plain descent is judged by the path it ends at.)
 /// - Paths with `..`, NUL, or a relative form are refused before the rules
 ///   are consulted; matching is case-sensitive unless
 ///   [`case_insensitive`](PathFilterBuilder::case_insensitive) is set (use
@@ -70,10 +73,9 @@ pub type PathFilter<B> = Guarded<B, PathFilterLayer>;
 pub struct PathFilterLayer {
     deny: RuleSet,
     allow: RuleSet,
-    /// Where each allow rule can match: the fixed directories it starts
-    /// with, for deciding which directories a path may pass through.
-    reach: Vec<Reach>,
-    case_insensitive: bool,
+    /// Directories on the way to what the allow rules match: each proper
+    /// prefix of an allow rule, and everything below a `**` in one.
+    reach: GlobSet,
     rules: Vec<(bool, String)>,
     /// Set when the rules did not compile: every path is refused with it.
     broken: Option<String>,
@@ -105,6 +107,9 @@ pub struct PathFilterBuilder {
     case_insensitive: bool,
 }
 
+const DENIED: &str = "the path matches a deny rule";
+const NOT_ALLOWED: &str = "the path matches no allow rule";
+
 impl PathFilterLayer {
     /// A builder with no rules (which denies everything).
     pub fn builder() -> PathFilterBuilder {
@@ -123,35 +128,21 @@ impl PathFilterLayer {
 
     /// Whether a path resolution may pass through `path`: not if a deny
     /// rule matches it; yes if an allow rule matches it or could match
-    /// something below it.
+    /// something below it. The reasons are those of `decide`, word for
+    /// word: which check refused must not show.
     fn passable(&self, path: &Path) -> Result<(), String> {
         if let Some(broken) = &self.broken {
             return Err(broken.clone());
         }
         let bytes = path.as_os_str().as_encoded_bytes();
         if self.deny.matches(bytes) {
-            return Err(format!(
-                "it passes through {}, which matches a deny rule",
-                path.display()
-            ));
+            return Err(DENIED.into());
         }
-        if self.allow.matches(bytes) {
-            return Ok(());
-        }
-        let folded;
-        let bytes = if self.case_insensitive {
-            folded = bytes.to_ascii_lowercase();
-            &folded[..]
-        } else {
-            bytes
-        };
-        if self.reach.iter().any(|r| r.passes(bytes)) {
+        if self.allow.matches(bytes) || self.reach.is_match_candidate(&Candidate::from_bytes(bytes))
+        {
             Ok(())
         } else {
-            Err(format!(
-                "it passes through {}, which no allow rule reaches",
-                path.display()
-            ))
+            Err(NOT_ALLOWED.into())
         }
     }
 
@@ -161,9 +152,9 @@ impl PathFilterLayer {
         }
         let bytes = path.as_os_str().as_encoded_bytes();
         if self.deny.matches(bytes) {
-            Err("the path matches a deny rule".into())
+            Err(DENIED.into())
         } else if !self.allow.matches(bytes) {
-            Err("the path matches no allow rule".into())
+            Err(NOT_ALLOWED.into())
         } else {
             Ok(())
         }
@@ -197,19 +188,24 @@ impl PathFilterBuilder {
                     .filter(|r| r.0 == allow)
                     .map(|r| r.1.as_str()),
                 self.case_insensitive,
+                // A deny rule covers what is below what it matches.
+                !allow,
             )
         };
-        let reach = self
-            .rules
-            .iter()
-            .filter(|r| r.0)
-            .map(|r| Reach::of(&r.1, self.case_insensitive))
-            .collect();
+        let mut reach = GlobSetBuilder::new();
+        for (_, pattern) in self.rules.iter().filter(|r| r.0) {
+            for glob in reach_globs(pattern) {
+                // A prefix that is no glob of its own (an alternation cut
+                // in two) reaches nothing: closed, not open.
+                if let Ok(glob) = compile_glob(pattern, &glob, self.case_insensitive) {
+                    reach.add(glob);
+                }
+            }
+        }
         Ok(PathFilterLayer {
             deny: set(false)?,
             allow: set(true)?,
-            reach,
-            case_insensitive: self.case_insensitive,
+            reach: reach.build().unwrap_or_else(|_| GlobSet::empty()),
             rules: self.rules,
             broken: None,
         })
@@ -239,43 +235,25 @@ enum Shape {
     Exact(Vec<u8>),
 }
 
-/// The fixed directories an allow rule starts with (`/a/b` for
-/// `/a/b/*.rs`; none for `**/x`), and whether it has wildcards after them.
-#[derive(Debug, Clone)]
-struct Reach {
-    base: Vec<u8>,
-    wild: bool,
-}
-
-impl Reach {
-    fn of(pattern: &str, case_insensitive: bool) -> Reach {
-        let meta = |n: &str| n.bytes().any(|b| b"*?[]{}\\".contains(&b));
-        let mut base = Vec::new();
-        let mut wild = false;
-        for name in pattern.split('/').filter(|n| !n.is_empty()) {
-            if meta(name) {
-                wild = true;
-                break;
-            }
-            base.push(b'/');
-            base.extend_from_slice(name.as_bytes());
+/// The globs for the directories a walk may pass through on its way to
+/// what `pattern` (an allow rule) matches: each proper prefix of it
+/// (`/a`, `/a/b` for `/a/b/*.rs`), and everything below the part before a
+/// `**` (`/**` for `**/x`).
+fn reach_globs(pattern: &str) -> Vec<String> {
+    let names: Vec<&str> = pattern.split('/').filter(|n| !n.is_empty()).collect();
+    let mut globs = Vec::new();
+    for k in 0..names.len() {
+        let prefix = format!("/{}", names[..k].join("/"));
+        let prefix = if k == 0 { String::new() } else { prefix };
+        if names[k].contains("**") {
+            globs.push(format!("{prefix}/**"));
+            break;
         }
-        if case_insensitive {
-            base.make_ascii_lowercase();
+        if k + 1 < names.len() {
+            globs.push(format!("{prefix}/{}", names[k]));
         }
-        Reach { base, wild }
     }
-
-    /// Whether a resolution may pass through `dir` on its way to a path
-    /// this rule can match: `dir` is on the way to the rule's fixed base,
-    /// or (for a rule with wildcards) inside it.
-    fn passes(&self, dir: &[u8]) -> bool {
-        let on_the_way = self.base.starts_with(dir)
-            && (self.base.len() == dir.len() || self.base[dir.len()] == b'/');
-        let inside = dir.starts_with(&self.base)
-            && (dir.len() == self.base.len() || dir[self.base.len()] == b'/');
-        on_the_way || (self.wild && inside)
-    }
+    globs
 }
 
 impl Shape {
@@ -314,17 +292,32 @@ impl Shape {
 }
 
 impl RuleSet {
+    /// With `below`, each rule also matches everything below what it
+    /// matches (`**/.env` then covers `/w/.env/x`).
     fn compile<'a>(
         patterns: impl Iterator<Item = &'a str>,
         case_insensitive: bool,
+        below: bool,
     ) -> Result<RuleSet, PathFilterError> {
         let mut shapes = Vec::new();
         let mut globs = GlobSetBuilder::new();
         for pattern in patterns {
-            let expanded = expand(pattern)?;
+            let mut expanded = expand(pattern)?;
             if !case_insensitive && let Some(shape) = Shape::of(pattern) {
-                shapes.push(shape);
+                shapes.push(match shape {
+                    Shape::Named(name) if below => Shape::Within(name),
+                    Shape::Exact(path) if below => Shape::Under(path),
+                    shape => shape,
+                });
                 continue;
+            }
+            if below {
+                let under: Vec<String> = expanded
+                    .iter()
+                    .filter(|g| !g.ends_with("/**"))
+                    .map(|g| format!("{}/**", g.trim_end_matches('/')))
+                    .collect();
+                expanded.extend(under);
             }
             for glob in expanded {
                 globs.add(compile_glob(pattern, &glob, case_insensitive)?);
@@ -406,8 +399,7 @@ impl<B> Layer<B> for Result<PathFilterLayer, PathFilterError> {
         let policy = self.unwrap_or_else(|err| PathFilterLayer {
             deny: empty.clone(),
             allow: empty,
-            reach: Vec::new(),
-            case_insensitive: false,
+            reach: GlobSet::empty(),
             rules: Vec::new(),
             broken: Some(format!("the path filter is invalid: {err}")),
         });
