@@ -823,7 +823,9 @@ async fn read_file(
     enum Got {
         Dir(Value),
         Small(Vec<u8>),
-        Whole(anyfs::FsReader, u64),
+        /// The stream, and the workspace it reads, kept open until the
+        /// stream ends (a workspace nobody holds may be closed).
+        Whole(anyfs::FsReader, u64, FileStorage<Stack>),
         Part(Vec<u8>, u64, u64, u64),
         BadRange(u64),
     }
@@ -842,7 +844,7 @@ async fn read_file(
             },
             // Small files in one piece; larger ones streamed.
             None if meta.len <= 256 * 1024 => Ok(Got::Small(fs.read(path)?)),
-            None => Ok(Got::Whole(fs.open_read(path)?, meta.len)),
+            None => Ok(Got::Whole(fs.open_read(path)?, meta.len, fs.clone())),
         }
     })
     .await?;
@@ -865,10 +867,11 @@ async fn read_file(
             [(header::CONTENT_RANGE, format!("bytes */{len}"))],
         )
             .into_response(),
-        Got::Whole(reader, len) => {
+        Got::Whole(reader, len, workspace) => {
             // Streamed: 64 KiB at a time from a blocking reader.
             let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
             tokio::task::spawn_blocking(move || {
+                let _workspace = workspace;
                 let mut reader = reader;
                 let mut buf = vec![0u8; 64 * 1024];
                 loop {

@@ -1,7 +1,7 @@
 //! One encrypted SQLite workspace per account, and the middleware stack each
 //! caller reaches it through.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -50,8 +50,8 @@ pub(crate) type Stack = Arc<dyn FsFull>;
 struct AccountFs {
     /// The workspace under the account's quota: what the account itself uses.
     owner: Arc<Quota<SqliteBackend>>,
-    /// Each agent's stack, built once from its policy.
-    agents: Mutex<HashMap<String, Stack>>,
+    /// Each agent's stack, built once from the policy it was built for.
+    agents: Mutex<HashMap<String, (AgentPolicy, Stack)>>,
     /// When a request last asked for it.
     last_used: Mutex<Instant>,
 }
@@ -67,7 +67,9 @@ impl AccountFs {
         let agents = self.agents.lock();
         // Each cached agent stack holds the owner's stack once, inside.
         Arc::strong_count(&self.owner) == 1 + agents.len()
-            && agents.values().all(|stack| Arc::strong_count(stack) == 1)
+            && agents
+                .values()
+                .all(|(_, stack)| Arc::strong_count(stack) == 1)
     }
 }
 
@@ -81,6 +83,10 @@ pub(crate) struct Workspaces {
     default_quota: u64,
     max_open: usize,
     open: Mutex<HashMap<String, Arc<AccountFs>>>,
+    /// Accounts deleted while this service runs: never opened again (a
+    /// request that authenticated just before the deletion would otherwise
+    /// create the file anew).
+    deleted: Mutex<HashSet<String>>,
 }
 
 impl Workspaces {
@@ -91,6 +97,7 @@ impl Workspaces {
             default_quota,
             max_open: max_open.max(1),
             open: Mutex::new(HashMap::new()),
+            deleted: Mutex::new(HashSet::new()),
         }
     }
 
@@ -134,6 +141,9 @@ impl Workspaces {
         if let Some(fs) = open.get(account) {
             *fs.last_used.lock() = Instant::now();
             return Ok(fs.clone());
+        }
+        if self.deleted.lock().contains(account) {
+            return Err(FsError::NotFound { path: "/".into() });
         }
         let file = self.file(account);
         let mut last = None;
@@ -184,7 +194,10 @@ impl Workspaces {
     ) -> FsResult<Stack> {
         let fs = self.account(account)?;
         let mut agents = fs.agents.lock();
-        if let Some(stack) = agents.get(agent) {
+        // Built for this very policy: one changed since is built anew.
+        if let Some((built_for, stack)) = agents.get(agent)
+            && built_for == policy
+        {
             return Ok(stack.clone());
         }
         let invalid = |e: anyfs::middleware::PathFilterError| FsError::InvalidPath {
@@ -226,7 +239,7 @@ impl Workspaces {
                     .layer(stack),
             );
         }
-        agents.insert(agent.to_string(), stack.clone());
+        agents.insert(agent.to_string(), (policy.clone(), stack.clone()));
         Ok(stack)
     }
 
@@ -239,10 +252,16 @@ impl Workspaces {
 
     /// Closes and deletes an account's workspace; whether one existed.
     pub(crate) fn delete(&self, account: &str) -> bool {
-        self.open.lock().remove(account);
+        {
+            let mut open = self.open.lock();
+            open.remove(account);
+            self.deleted.lock().insert(account.to_string());
+        }
         let file = self.file(account);
         let existed = file.exists();
-        for suffix in ["", "-wal", "-shm"] {
+        // The log first: a database file left alone is whole; a log
+        // without its database is not.
+        for suffix in ["-wal", "-shm", ""] {
             let mut f = file.clone().into_os_string();
             f.push(suffix);
             let _ = std::fs::remove_file(f);
@@ -396,5 +415,50 @@ mod tests {
             seen.sort_unstable();
             assert_eq!(seen, (0..ROUNDS).collect::<Vec<_>>(), "thread {t}");
         }
+    }
+
+    #[test]
+    fn an_agent_always_works_through_the_policy_it_is_asked_with() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = workspaces(dir.path(), 4);
+        ws.for_account("acct")
+            .unwrap()
+            .write(Path::new("/secret.txt"), b"s")
+            .unwrap();
+        let strict = AgentPolicy {
+            deny: vec!["/secret.txt".into()],
+            ..AgentPolicy::default()
+        };
+        let loose = AgentPolicy::default();
+        let read = |policy: &AgentPolicy| {
+            ws.for_agent("acct", "bot", policy)
+                .unwrap()
+                .read(Path::new("/secret.txt"))
+                .map_err(|e| e.kind())
+        };
+        assert_eq!(read(&strict), Err(anyfs::FsErrorKind::AccessDenied));
+        // A stack cached for an older policy is not handed out for a new one
+        // (whatever the order of the cache's forgetting and the change).
+        assert_eq!(read(&loose), Ok(b"s".to_vec()));
+        assert_eq!(read(&strict), Err(anyfs::FsErrorKind::AccessDenied));
+    }
+
+    #[test]
+    fn a_deleted_account_is_never_opened_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = workspaces(dir.path(), 4);
+        let late = ws.for_account("gone").unwrap();
+        late.write(Path::new("/f"), b"x").unwrap();
+        drop(late);
+        assert!(ws.delete("gone"));
+        // A request that authenticated before the deletion finds nothing,
+        // and does not bring the file back.
+        let err = ws.for_account("gone").err().unwrap();
+        assert_eq!(err.kind(), anyfs::FsErrorKind::NotFound);
+        assert!(
+            ws.for_agent("gone", "bot", &AgentPolicy::default())
+                .is_err()
+        );
+        assert!(!dir.path().join("gone.db").exists());
     }
 }

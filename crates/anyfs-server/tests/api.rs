@@ -38,6 +38,19 @@ impl Running {
         Self::serving(Service::open(config).unwrap().service, data)
     }
 
+    /// A service that keeps at most `max_open` workspaces open.
+    fn capped(max_open: usize) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::new(dir.path());
+        config.admin_secret = Some(ADMIN.into());
+        config.signups_per_hour = 100;
+        config.default_quota = 16 << 20;
+        config.max_open_workspaces = max_open;
+        let mut r = Self::serving(Service::open(config).unwrap().service, dir.path());
+        r._dir = Some(dir);
+        r
+    }
+
     fn serving(service: std::sync::Arc<Service>, data: &Path) -> Self {
         let (tx, rx) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -1113,4 +1126,48 @@ fn a_config_moved_to_another_row_does_not_decrypt() {
         get(&s, &a, &format!("/v1/agents/{one}")).status(),
         StatusCode::OK
     );
+}
+
+#[test]
+fn a_download_in_progress_keeps_its_workspace_open() {
+    use std::io::Read;
+    let s = Running::capped(1);
+    let (_, alice) = signup(&s, "alice");
+    let body: Vec<u8> = (0..2u32 << 20).map(|i| (i % 251) as u8).collect();
+    let r = client()
+        .put(s.url("/v1/files/big.bin"))
+        .bearer_auth(&alice)
+        .body(body.clone())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let mut download = get(&s, &alice, "/v1/files/big.bin");
+    let mut got = vec![0u8; 64 << 10];
+    download.read_exact(&mut got).unwrap();
+    // Other accounts' requests close idle workspaces: not one being read.
+    let (_, bob) = signup(&s, "bob");
+    assert_eq!(put(&s, &bob, "/x.txt", b"x"), StatusCode::CREATED);
+    let open =
+        |s: &Running| json_of(get(s, ADMIN, "/v1/admin/accounts"))["open_workspaces"].clone();
+    assert_eq!(
+        open(&s),
+        2,
+        "alice's workspace was closed under her download"
+    );
+    download.read_to_end(&mut got).unwrap();
+    assert!(got == body, "the download changed");
+    drop(download);
+    // Once done, it is closed like any idle one.
+    let start = std::time::Instant::now();
+    for round in 0.. {
+        // Each new workspace opened makes room.
+        let (_, someone) = signup(&s, &format!("carol{round}"));
+        assert_eq!(put(&s, &someone, "/y.txt", b"y"), StatusCode::CREATED);
+        if open(&s) == 1 {
+            break;
+        }
+        // The stream's last piece may still be on its way out.
+        assert!(start.elapsed() < std::time::Duration::from_secs(10));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }

@@ -206,7 +206,9 @@ pub(crate) struct Core {
     path: Option<PathBuf>,
     key: Mutex<Option<Key>>,
     /// Held (shared) while a reader connection is in use; `rekey` holds it
-    /// alone, so no read runs on a connection whose key is changing.
+    /// alone, so no read runs on a connection whose key is changing. A
+    /// waiting `rekey` goes before new reads (no read is taken inside
+    /// another), so a steady flow of reads cannot hold it off.
     gate: RwLock<()>,
     /// Bumped by each `rekey`: readers opened under an older key are closed
     /// instead of going back to the pool.
@@ -321,7 +323,7 @@ impl Core {
         };
         // Idle readers' snapshots would keep the log from being moved.
         self.release_snapshots();
-        let _gate = self.gate.read_recursive();
+        let _gate = self.gate.read();
         let Ok(mut reader) = self.take_reader(pool) else {
             return;
         };
@@ -799,7 +801,7 @@ impl Db {
         {
             return None;
         }
-        let _gate = self.core.gate.read_recursive();
+        let _gate = self.core.gate.read();
         let mut reader = self.take_reader(pool).ok()?;
         let current = self.generation();
         if !(reader.open && reader.tag == Some(current)) {
