@@ -748,10 +748,11 @@ async fn file_op<T: Send + 'static>(
     op: impl FnOnce(&FileStorage<Stack>, &str) -> Result<T, FsError> + Send + 'static,
 ) -> ApiResult<T> {
     let caller = authenticate(service, headers)?;
-    let (account, fs) = workspace(service, &caller)?;
     let actor = caller.actor();
     let service = service.clone();
     tokio::task::spawn_blocking(move || {
+        // Opening a workspace may scan it: on the blocking pool too.
+        let (account, fs) = workspace(&service, &caller)?;
         let result = op(&fs, &path);
         let outcome = match &result {
             Ok(_) => "ok".to_string(),
@@ -1244,12 +1245,12 @@ async fn install_skill(
     };
     crate::bundle::check_name(&name).map_err(refused)?;
     let entries = crate::bundle::read(&body).map_err(refused)?;
-    let fs = FileStorage::new(service.workspaces.for_account(&account.id)?);
     let target = format!("/skills/{name}");
     let staging = format!("/skills/.staging-{}", uuid::Uuid::new_v4().simple());
     let svc = service.clone();
     let account_id = account.id.clone();
     let (files, bytes) = tokio::task::spawn_blocking(move || {
+        let fs = FileStorage::new(svc.workspaces.for_account(&account_id)?);
         let unpack = || -> Result<(usize, u64), FsError> {
             fs.create_dir_all(&staging)?;
             let (mut files, mut bytes) = (0, 0u64);

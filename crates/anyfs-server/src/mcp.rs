@@ -218,15 +218,13 @@ impl ServerHandler for McpFiles {
                 )]));
             }
         };
-        let (account, fs) = match workspace_of(&self.service, &caller) {
-            Ok(pair) => pair,
-            Err(message) => return Ok(CallToolResult::error(vec![Content::text(message)])),
-        };
         let name = request.name.to_string();
         let args = request.arguments.unwrap_or_default();
         let service = self.service.clone();
         let actor = caller.actor();
         let outcome = tokio::task::spawn_blocking(move || {
+            // Opening a workspace may scan it: on the blocking pool.
+            let (account, fs) = workspace_of(&service, &caller)?;
             let result = run(&fs, &name, &args);
             let path = args
                 .get("path")

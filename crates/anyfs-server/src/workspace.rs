@@ -87,6 +87,10 @@ pub(crate) struct Workspaces {
     /// request that authenticated just before the deletion would otherwise
     /// create the file anew).
     deleted: Mutex<HashSet<String>>,
+    /// One lock per account, held while its workspace opens or is deleted:
+    /// opening (a quota scan of the whole workspace) happens without the
+    /// cache locked, so other accounts never wait for it.
+    opening: Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
 
 impl Workspaces {
@@ -98,7 +102,25 @@ impl Workspaces {
             max_open: max_open.max(1),
             open: Mutex::new(HashMap::new()),
             deleted: Mutex::new(HashSet::new()),
+            opening: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The account's workspace if it is open.
+    fn cached(&self, account: &str) -> Option<Arc<AccountFs>> {
+        let open = self.open.lock();
+        let fs = open.get(account)?;
+        *fs.last_used.lock() = Instant::now();
+        Some(fs.clone())
+    }
+
+    /// The lock that opening or deleting the account's workspace holds.
+    fn opening_lock(&self, account: &str) -> Arc<Mutex<()>> {
+        self.opening
+            .lock()
+            .entry(account.to_string())
+            .or_default()
+            .clone()
     }
 
     /// How many workspaces are open.
@@ -137,10 +159,14 @@ impl Workspaces {
     }
 
     fn account(&self, account: &str) -> FsResult<Arc<AccountFs>> {
-        let mut open = self.open.lock();
-        if let Some(fs) = open.get(account) {
-            *fs.last_used.lock() = Instant::now();
-            return Ok(fs.clone());
+        if let Some(fs) = self.cached(account) {
+            return Ok(fs);
+        }
+        let slot = self.opening_lock(account);
+        let _opening = slot.lock();
+        // Opened by another request meanwhile?
+        if let Some(fs) = self.cached(account) {
+            return Ok(fs);
         }
         if self.deleted.lock().contains(account) {
             return Err(FsError::NotFound { path: "/".into() });
@@ -172,6 +198,7 @@ impl Workspaces {
             agents: Mutex::new(HashMap::new()),
             last_used: Mutex::new(Instant::now()),
         });
+        let mut open = self.open.lock();
         let closing = self.make_room(&mut open);
         open.insert(account.to_string(), fs.clone());
         drop(open);
@@ -252,6 +279,9 @@ impl Workspaces {
 
     /// Closes and deletes an account's workspace; whether one existed.
     pub(crate) fn delete(&self, account: &str) -> bool {
+        // An open under way finishes first; none starts after.
+        let slot = self.opening_lock(account);
+        let _opening = slot.lock();
         {
             let mut open = self.open.lock();
             open.remove(account);
@@ -460,5 +490,40 @@ mod tests {
                 .is_err()
         );
         assert!(!dir.path().join("gone.db").exists());
+    }
+
+    /// Requests racing to open one workspace (opened without the cache
+    /// locked) all get the one instance; a deletion racing with them leaves
+    /// no file and no open instance behind.
+    #[test]
+    fn racing_opens_share_one_instance_and_deletion_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = workspaces(dir.path(), 8);
+        let stacks: Vec<Stack> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| ws.for_account("raced").unwrap()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for stack in &stacks {
+            assert!(Arc::ptr_eq(stack, &stacks[0]), "two instances opened");
+        }
+        drop(stacks);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..50 {
+                        if let Ok(stack) = ws.for_account("doomed") {
+                            let _ = stack.write(Path::new("/f"), b"x");
+                        }
+                    }
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            ws.delete("doomed");
+        });
+        assert!(ws.for_account("doomed").is_err());
+        assert!(!ws.open.lock().contains_key("doomed"));
+        assert!(!dir.path().join("doomed.db").exists(), "the file came back");
     }
 }
