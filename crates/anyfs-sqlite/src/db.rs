@@ -242,7 +242,9 @@ impl Core {
         }
         let key = self.key.lock().clone();
         Ok(Reader {
-            conn: Db::connect(self.path.as_deref(), key.as_ref(), &self.options)?,
+            // Never created by a reader: a database deleted from under
+            // an open backend stays deleted.
+            conn: Db::connect(self.path.as_deref(), key.as_ref(), &self.options, false)?,
             open: false,
             tag: None,
             epoch: self.key_epoch.load(Ordering::Acquire),
@@ -426,7 +428,7 @@ impl Db {
         options: SqliteOptions,
         owner: (u32, u32),
     ) -> FsResult<Db> {
-        let writer = Self::connect(path, key.as_ref(), &options)?;
+        let writer = Self::connect(path, key.as_ref(), &options, true)?;
         let now = crate::store::now_ns();
         let init = format!(
             "{SCHEMA}
@@ -472,10 +474,12 @@ impl Db {
         path: Option<&Path>,
         key: Option<&Key>,
         options: &SqliteOptions,
+        create: bool,
     ) -> FsResult<Connection> {
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        if create {
+            flags |= OpenFlags::SQLITE_OPEN_CREATE;
+        }
         let conn = match path {
             Some(p) => Connection::open_with_flags(p, flags),
             None => Connection::open_in_memory(),

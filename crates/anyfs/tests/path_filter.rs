@@ -43,7 +43,11 @@ fn the_seed_rules_hold() {
     denied(fs.write("/workspace/sub/.env", "x"));
     let err = fs.read("/workspace/.env").unwrap_err();
     assert!(err.to_string().contains("/workspace/.env"), "{err}");
-    assert!(err.to_string().contains("deny rule"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("the path filter does not allow it"),
+        "{err}"
+    );
     fs.write("/workspace/new.txt", "ok").unwrap();
 }
 
@@ -300,7 +304,8 @@ fn resolution_passes_through_directories_on_the_way_to_allowed_ones() {
     assert_eq!(err.kind(), FsErrorKind::AccessDenied, "{err}");
     assert_eq!(err.path(), Path::new("/a/x/../b/c.txt"), "named as asked");
     assert!(
-        err.to_string().contains("the path matches no allow rule"),
+        err.to_string()
+            .contains("the path filter does not allow it"),
         "{err}"
     );
 
@@ -455,6 +460,57 @@ fn nothing_shows_what_a_hidden_path_is() {
             "/pub/notes.txt/x/../..",
         ],
     );
+    // An unreachable prefix before a deeper deny: the same answer whether
+    // the walk stops at the prefix or runs to the end.
+    hidden_paths_do_not_show(
+        PathFilterLayer::builder()
+            .allow("/workspace/**")
+            .deny("**/.env")
+            .build()
+            .unwrap(),
+        "/x",
+        &["/x/.env", "/x/a/../.env", "/x/.env/y"],
+    );
+    // `**` inside a name is a `*`: it reaches no deeper.
+    hidden_paths_do_not_show(
+        PathFilterLayer::builder()
+            .allow("/data/**.csv")
+            .build()
+            .unwrap(),
+        "/data/hidden",
+        &[
+            "/data/hidden/x/../../a.csv",
+            "/data/hidden/..",
+            "/data/hidden/x",
+        ],
+    );
+}
+
+#[test]
+fn a_rule_ending_in_a_slash_is_refused_not_ignored() {
+    for rule in ["/secrets/", "**/secrets/"] {
+        let err = PathFilterLayer::builder()
+            .allow("/**")
+            .deny(rule)
+            .build()
+            .unwrap_err();
+        assert!(err.to_string().contains("never end in `/`"), "{err}");
+    }
+    // Denying the root denies everything, with or without case folding.
+    for folded in [false, true] {
+        let backend = MemoryBackend::new();
+        FileStorage::new(backend.clone()).write("/a", "x").unwrap();
+        let fs = FileStorage::new(
+            PathFilterLayer::builder()
+                .allow("/**")
+                .deny("/")
+                .case_insensitive(folded)
+                .build()
+                .unwrap()
+                .layer(backend),
+        );
+        denied(fs.read("/a"));
+    }
 }
 
 #[test]

@@ -162,7 +162,7 @@ fn denials_from_inner_layers_are_recorded() {
             .error
             .as_deref()
             .unwrap()
-            .contains("no allow rule")
+            .contains("the path filter does not allow it")
     );
     // A path refused while it is resolved (it passes through a directory no
     // rule allows) is recorded too, under the path asked for.
@@ -180,7 +180,7 @@ fn denials_from_inner_layers_are_recorded() {
             .error
             .as_deref()
             .unwrap()
-            .contains("no allow rule")
+            .contains("the path filter does not allow it")
     );
 }
 

@@ -263,7 +263,9 @@ pub trait Policy: Send + Sync + 'static {
     /// Allows a path resolution to pass through `path` (a directory it
     /// leaves with `..`, a symlink it follows; see
     /// [`path::resolve_visiting`]), or refuses with the error the caller
-    /// gets (renamed to the path the caller asked for).
+    /// gets (renamed to the path the caller asked for). It runs inside the
+    /// backend's resolution, which may hold the backend's locks: it must
+    /// not call into the backend.
     fn traverse(&self, path: &Path) -> FsResult<()> {
         let _ = path;
         Ok(())

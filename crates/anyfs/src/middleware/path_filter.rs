@@ -107,8 +107,10 @@ pub struct PathFilterBuilder {
     case_insensitive: bool,
 }
 
-const DENIED: &str = "the path matches a deny rule";
-const NOT_ALLOWED: &str = "the path matches no allow rule";
+/// The one reason for every refusal: which rule, or which check (the path
+/// itself, or a directory or link a resolution passes through), would say
+/// something about what is hidden.
+const REFUSED: &str = "the path filter does not allow it";
 
 impl PathFilterLayer {
     /// A builder with no rules (which denies everything).
@@ -128,21 +130,21 @@ impl PathFilterLayer {
 
     /// Whether a path resolution may pass through `path`: not if a deny
     /// rule matches it; yes if an allow rule matches it or could match
-    /// something below it. The reasons are those of `decide`, word for
-    /// word: which check refused must not show.
+    /// something below it. The reason is that of `decide`, word for word:
+    /// which check refused must not show.
     fn passable(&self, path: &Path) -> Result<(), String> {
         if let Some(broken) = &self.broken {
             return Err(broken.clone());
         }
         let bytes = path.as_os_str().as_encoded_bytes();
         if self.deny.matches(bytes) {
-            return Err(DENIED.into());
+            return Err(REFUSED.into());
         }
         if self.allow.matches(bytes) || self.reach.is_match_candidate(&Candidate::from_bytes(bytes))
         {
             Ok(())
         } else {
-            Err(NOT_ALLOWED.into())
+            Err(REFUSED.into())
         }
     }
 
@@ -152,9 +154,9 @@ impl PathFilterLayer {
         }
         let bytes = path.as_os_str().as_encoded_bytes();
         if self.deny.matches(bytes) {
-            Err(DENIED.into())
+            Err(REFUSED.into())
         } else if !self.allow.matches(bytes) {
-            Err(NOT_ALLOWED.into())
+            Err(REFUSED.into())
         } else {
             Ok(())
         }
@@ -245,7 +247,8 @@ fn reach_globs(pattern: &str) -> Vec<String> {
     for k in 0..names.len() {
         let prefix = format!("/{}", names[..k].join("/"));
         let prefix = if k == 0 { String::new() } else { prefix };
-        if names[k].contains("**") {
+        // Only a whole `**` spans names (`**.csv` is one name).
+        if names[k] == "**" {
             globs.push(format!("{prefix}/**"));
             break;
         }
@@ -306,6 +309,8 @@ impl RuleSet {
             if !case_insensitive && let Some(shape) = Shape::of(pattern) {
                 shapes.push(match shape {
                     Shape::Named(name) if below => Shape::Within(name),
+                    // Below the root is everything.
+                    Shape::Exact(path) if below && path == b"/" => Shape::Under(Vec::new()),
                     Shape::Exact(path) if below => Shape::Under(path),
                     shape => shape,
                 });
@@ -359,6 +364,12 @@ fn expand(pattern: &str) -> Result<Vec<String>, PathFilterError> {
         return Err(PathFilterError {
             pattern: pattern.to_string(),
             reason: "rules match absolute paths: start it with `/` or `**/`".into(),
+        });
+    }
+    if pattern.len() > 1 && pattern.ends_with('/') {
+        return Err(PathFilterError {
+            pattern: pattern.to_string(),
+            reason: "rules match paths, which never end in `/`: write `/dir` or `/dir/**`".into(),
         });
     }
     if pattern.contains('\0') {
