@@ -153,9 +153,7 @@ impl PathFilterLayer {
             return Err(broken.clone());
         }
         let bytes = path.as_os_str().as_encoded_bytes();
-        if self.deny.matches(bytes) {
-            Err(REFUSED.into())
-        } else if !self.allow.matches(bytes) {
+        if self.deny.matches(bytes) || !self.allow.matches(bytes) {
             Err(REFUSED.into())
         } else {
             Ok(())
