@@ -127,32 +127,38 @@ fn run_opens_an_encrypted_workspace_with_its_password() {
     assert_eq!(String::from_utf8_lossy(&right.stdout), "classified\n");
 }
 
+fn mounted(mnt: &Path) -> bool {
+    std::fs::read_to_string("/proc/mounts")
+        .unwrap()
+        .contains(mnt.to_str().unwrap())
+}
+
+/// `anyfs mount db mnt` (making `mnt`), once the mount is there.
+fn mount_in_background(db: &Path, mnt: &Path) -> std::process::Child {
+    std::fs::create_dir(mnt).unwrap();
+    let child = anyfs()
+        .arg("mount")
+        .arg(db)
+        .arg(mnt)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !mounted(mnt) {
+        assert!(start.elapsed() < Duration::from_secs(10), "never mounted");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
 #[test]
 fn mount_serves_until_sigterm_then_flushes_and_unmounts() {
     if !fuse_usable("mount_serves_until_sigterm_then_flushes_and_unmounts") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("work.db");
-    let mnt = dir.path().join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
-    let mut child = anyfs()
-        .arg("mount")
-        .arg(&db)
-        .arg(&mnt)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mounted = |mnt: &Path| {
-        std::fs::read_to_string("/proc/mounts")
-            .unwrap()
-            .contains(mnt.to_str().unwrap())
-    };
-    let start = Instant::now();
-    while !mounted(&mnt) {
-        assert!(start.elapsed() < Duration::from_secs(10), "never mounted");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (db, mnt) = (dir.path().join("work.db"), dir.path().join("mnt"));
+    let mut child = mount_in_background(&db, &mnt);
     std::fs::write(mnt.join("note.txt"), "survives the unmount").unwrap();
     let kill = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -177,26 +183,8 @@ fn mount_ends_when_unmounted_from_outside_keeping_what_was_written() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("work.db");
-    let mnt = dir.path().join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
-    let mut child = anyfs()
-        .arg("mount")
-        .arg(&db)
-        .arg(&mnt)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mounted = |mnt: &Path| {
-        std::fs::read_to_string("/proc/mounts")
-            .unwrap()
-            .contains(mnt.to_str().unwrap())
-    };
-    let start = Instant::now();
-    while !mounted(&mnt) {
-        assert!(start.elapsed() < Duration::from_secs(10), "never mounted");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (db, mnt) = (dir.path().join("work.db"), dir.path().join("mnt"));
+    let mut child = mount_in_background(&db, &mnt);
     std::fs::write(mnt.join("note.txt"), "kept").unwrap();
     let umount = Command::new("umount").arg(&mnt).status().unwrap();
     assert!(umount.success());
