@@ -133,6 +133,17 @@ fn mounted(mnt: &Path) -> bool {
         .contains(mnt.to_str().unwrap())
 }
 
+/// A file of the workspace, read through `anyfs run`.
+fn cat(db: &Path, name: &str) -> String {
+    let out = anyfs()
+        .arg("run")
+        .arg(db)
+        .args(["--", "cat", name])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// `anyfs mount db mnt` (making `mnt`), once the mount is there.
 fn mount_in_background(db: &Path, mnt: &Path) -> std::process::Child {
     std::fs::create_dir(mnt).unwrap();
@@ -168,13 +179,7 @@ fn mount_serves_until_sigterm_then_flushes_and_unmounts() {
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
     assert!(!mounted(&mnt));
-    let out = anyfs()
-        .arg("run")
-        .arg(&db)
-        .args(["--", "cat", "note.txt"])
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "survives the unmount");
+    assert_eq!(cat(&db, "note.txt"), "survives the unmount");
 }
 
 #[test]
@@ -204,13 +209,7 @@ fn mount_ends_when_unmounted_from_outside_keeping_what_was_written() {
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
     assert!(status.success(), "{status:?}: {err}");
     assert!(err.contains("was unmounted"), "{err}");
-    let out = anyfs()
-        .arg("run")
-        .arg(&db)
-        .args(["--", "cat", "note.txt"])
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "kept");
+    assert_eq!(cat(&db, "note.txt"), "kept");
 }
 
 #[test]
