@@ -87,9 +87,10 @@ pub(crate) struct Workspaces {
     /// request that authenticated just before the deletion would otherwise
     /// create the file anew).
     deleted: Mutex<HashSet<String>>,
-    /// One lock per account, held while its workspace opens or is deleted:
-    /// opening (a quota scan of the whole workspace) happens without the
-    /// cache locked, so other accounts never wait for it.
+    /// One lock per account, held while its workspace opens or is deleted
+    /// (and kept only as long as someone holds or waits for it): opening (a
+    /// quota scan of the whole workspace) happens without the cache locked,
+    /// so other accounts never wait for it.
     opening: Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
 
@@ -114,13 +115,25 @@ impl Workspaces {
         Some(fs.clone())
     }
 
-    /// The lock that opening or deleting the account's workspace holds.
-    fn opening_lock(&self, account: &str) -> Arc<Mutex<()>> {
-        self.opening
+    /// Runs `f` holding the account's opening lock, which is dropped from
+    /// the map again once nobody else waits for it.
+    fn with_opening<T>(&self, account: &str, f: impl FnOnce() -> T) -> T {
+        let slot = self
+            .opening
             .lock()
             .entry(account.to_string())
             .or_default()
-            .clone()
+            .clone();
+        let result = {
+            let _held = slot.lock();
+            f()
+        };
+        let mut opening = self.opening.lock();
+        // Only cloned under this lock: the map's and ours, nobody else's.
+        if Arc::strong_count(&slot) == 2 {
+            opening.remove(account);
+        }
+        result
     }
 
     /// How many workspaces are open.
@@ -162,8 +175,11 @@ impl Workspaces {
         if let Some(fs) = self.cached(account) {
             return Ok(fs);
         }
-        let slot = self.opening_lock(account);
-        let _opening = slot.lock();
+        self.with_opening(account, || self.open_account(account))
+    }
+
+    /// Opens the account's workspace: called holding its opening lock.
+    fn open_account(&self, account: &str) -> FsResult<Arc<AccountFs>> {
         // Opened by another request meanwhile?
         if let Some(fs) = self.cached(account) {
             return Ok(fs);
@@ -280,8 +296,10 @@ impl Workspaces {
     /// Closes and deletes an account's workspace; whether one existed.
     pub(crate) fn delete(&self, account: &str) -> bool {
         // An open under way finishes first; none starts after.
-        let slot = self.opening_lock(account);
-        let _opening = slot.lock();
+        self.with_opening(account, || self.delete_files(account))
+    }
+
+    fn delete_files(&self, account: &str) -> bool {
         {
             let mut open = self.open.lock();
             open.remove(account);
@@ -523,6 +541,7 @@ mod tests {
             ws.delete("doomed");
         });
         assert!(ws.for_account("doomed").is_err());
+        assert!(ws.opening.lock().is_empty(), "opening locks pile up");
         assert!(!ws.open.lock().contains_key("doomed"));
         assert!(!dir.path().join("doomed.db").exists(), "the file came back");
     }
