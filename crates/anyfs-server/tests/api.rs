@@ -44,7 +44,7 @@ impl Running {
         let mut config = Config::new(dir.path());
         config.admin_secret = Some(ADMIN.into());
         config.signups_per_hour = 100;
-        config.default_quota = 16 << 20;
+        config.default_quota = 128 << 20;
         config.max_open_workspaces = max_open;
         let mut r = Self::serving(Service::open(config).unwrap().service, dir.path());
         r._dir = Some(dir);
@@ -1133,7 +1133,10 @@ fn a_download_in_progress_keeps_its_workspace_open() {
     use std::io::Read;
     let s = Running::capped(1);
     let (_, alice) = signup(&s, "alice");
-    let body: Vec<u8> = (0..2u32 << 20).map(|i| (i % 251) as u8).collect();
+    // Larger than everything the loopback socket buffers can hold (up to
+    // 32 MiB received plus 4 MiB sent here), so the service cannot have
+    // sent the whole file while the client has read only its start.
+    let body: Vec<u8> = (0..64u32 << 20).map(|i| (i % 251) as u8).collect();
     let r = client()
         .put(s.url("/v1/files/big.bin"))
         .bearer_auth(&alice)
