@@ -1,6 +1,8 @@
 //! Creates 4 KiB files in a database — 2,000 one transaction each, 10,000 in
 //! one batch, 10,000 with group commit — and 10,000 as host files, printing
-//! the time per file (for profiling). Name parts to run only those:
+//! the time per file (for profiling). `floor` inserts 10,000 rows of 4 KiB
+//! into a bare SQLite table in one transaction, with the backend's settings:
+//! what SQLite alone costs, no names or metadata. Name parts to run only those:
 //! `cargo run --release -p anyfs-sqlite --example profile_create -- batch`.
 
 #![allow(clippy::unwrap_used)] // a profiling aid: stop at the first failure
@@ -55,6 +57,31 @@ fn main() {
             "group commit (50 ms), normal API: {:?} per file",
             t.elapsed() / 10_000
         );
+    }
+    if wanted("floor") {
+        std::fs::create_dir_all(&dir).unwrap();
+        let conn = rusqlite::Connection::open(dir.join("floor.db")).unwrap();
+        conn.execute_batch(
+            "PRAGMA page_size = 4096;
+             PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = NORMAL;
+             PRAGMA wal_autocheckpoint = 0;
+             PRAGMA cache_size = -16384;
+             CREATE TABLE content (id INTEGER PRIMARY KEY, data BLOB NOT NULL);",
+        )
+        .unwrap();
+        let t = Instant::now();
+        conn.execute_batch("BEGIN").unwrap();
+        {
+            let mut insert = conn
+                .prepare("INSERT INTO content (data) VALUES (?1)")
+                .unwrap();
+            for _ in 0..10_000 {
+                insert.execute([&body]).unwrap();
+            }
+        }
+        conn.execute_batch("COMMIT").unwrap();
+        eprintln!("bare SQLite, one row each: {:?} per row", t.elapsed() / 10_000);
     }
     if wanted("host") {
         let host = dir.join("host");
