@@ -18,13 +18,15 @@
 //!   A node id lives while the kernel holds it: once the kernel forgets a
 //!   file (its caches shrink), the id goes, and the file gets a new one when
 //!   next looked up, so memory does not grow with every file ever seen.
-//! - Writes are buffered per open file and committed to the backend in one
-//!   write on `flush` (each `close`), `fsync` and `release`, never one backend
-//!   write per kernel page. While every write lands at the end of the file,
-//!   only the new bytes are buffered and committed with one `append` (a log
-//!   appended to line by line is not rewritten whole); the first write
-//!   elsewhere loads the file. Reads of a file with uncommitted writes see
-//!   them.
+//! - Writes are buffered per open file and committed to the backend on
+//!   `flush` (each `close`), `fsync` and `release`, never one backend write
+//!   per kernel page. Only the bytes written are held, merged into extents:
+//!   bytes added at the end are committed with one `append` (a log appended
+//!   to line by line is not rewritten whole), others with one `write_range`
+//!   per extent (a write into a large file does not load or rewrite it).
+//!   Past 8 MiB buffered, a file's writes are committed at once, so copying
+//!   a large file in does not hold it in memory. Reads of a file with
+//!   uncommitted writes see them.
 //! - Every [`FsError`] becomes its own errno ([`FsError::errno`]): a quota
 //!   hit is `EDQUOT`, a policy denial `EACCES`, a loop `ELOOP`, a read-only
 //!   workspace `EROFS`. Names over 255 bytes are `ENAMETOOLONG`.
@@ -37,6 +39,8 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod patches;
+
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::io;
@@ -47,6 +51,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyfs::{FileType, FsError, FsFuse, Metadata, Permissions};
+use patches::Patches;
 use fuser::{
     FileAttr, Filesystem, KernelConfig, MountOption, ReplyAttr, ReplyCreate, ReplyData,
     ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
@@ -200,20 +205,20 @@ pub fn errno(err: &FsError) -> i32 {
     err.errno()
 }
 
-/// A file with open handles: its buffered content, once written.
+/// Buffered writes past this many bytes are committed at once.
+const COMMIT_AT: usize = 8 << 20;
+
+/// A file with open handles, and its writes not yet committed.
 struct OpenFile {
     /// Where it is committed; `None` once its last name is gone.
     path: Option<PathBuf>,
     /// Its metadata when its last name went away (it lives on while open).
     orphan: Option<Metadata>,
-    /// The whole content, loaded on the first write that does not append.
+    /// The whole content, held once its last name went away while open
+    /// (there is nowhere left to commit it).
     data: Option<Vec<u8>>,
-    /// While every write has appended: only the new bytes, committed with
-    /// one backend `append` (a log written line by line is not rewritten
-    /// whole at every close).
-    tail: Option<Vec<u8>>,
-    /// The length the backend holds (what the buffer grows from).
-    committed_len: u64,
+    /// Writes not yet committed, over the content the backend holds.
+    patches: Option<Patches>,
     dirty: bool,
     handles: u32,
 }
@@ -446,10 +451,9 @@ impl<B: FsFuse> AnyFuse<B> {
                 data: Some(data), ..
             }) => data.len() as u64,
             Some(OpenFile {
-                tail: Some(tail),
-                committed_len,
+                patches: Some(patches),
                 ..
-            }) => committed_len + tail.len() as u64,
+            }) => patches.len(),
             _ => meta.len,
         };
         FileAttr {
@@ -537,9 +541,10 @@ impl<B: FsFuse> AnyFuse<B> {
         let path = self.path(ino)?;
         let mut data = self.fs.read(&path).map_err(fail)?;
         if let Some(file) = self.files.get_mut(&ino) {
-            file.committed_len = data.len() as u64;
-            if let Some(tail) = file.tail.take() {
-                data.extend_from_slice(&tail);
+            if let Some(patches) = file.patches.take() {
+                let len = usize::try_from(patches.len()).map_err(|_| libc::EFBIG)?;
+                data.resize(len.max(data.len()), 0);
+                patches.overlay(0, &mut data);
             }
             file.data = Some(data);
         }
@@ -558,9 +563,9 @@ impl<B: FsFuse> AnyFuse<B> {
         }
     }
 
-    /// Buffers a write that lands at the end of a file not loaded whole: only
-    /// the new bytes are kept. `None` if the write goes elsewhere.
-    fn append_to_tail(
+    /// Buffers a write to a file not held whole: only its bytes are kept.
+    /// `None` if the file is held whole (unlinked while open).
+    fn buffer_write(
         &mut self,
         ino: u64,
         append: bool,
@@ -571,28 +576,37 @@ impl<B: FsFuse> AnyFuse<B> {
         if file.data.is_some() {
             return Ok(None);
         }
-        let end = match &file.tail {
-            Some(tail) => file.committed_len + tail.len() as u64,
+        if file.patches.as_ref().is_some_and(|p| p.pending() >= COMMIT_AT) {
+            // Enough held: commit it before taking more. A failure is this
+            // write's, which is not buffered.
+            self.commit(ino)?;
+        }
+        let file = self.files.get(&ino).ok_or(libc::EBADF)?;
+        let (base_len, len) = match &file.patches {
+            Some(patches) => (patches.base_len(), patches.len()),
             None => {
-                let inode = self.inode_of(ino)?;
-                self.fs.metadata_by_inode(inode).map_err(fail)?.len
+                let len = self
+                    .fs
+                    .metadata_by_inode(self.inode_of(ino)?)
+                    .map_err(fail)?
+                    .len;
+                (len, len)
             }
         };
-        if !append && u64::try_from(offset).ok() != Some(end) {
-            return Ok(None);
-        }
+        let at = if append {
+            len
+        } else {
+            u64::try_from(offset).map_err(|_| libc::EINVAL)?
+        };
+        let end = at.checked_add(data.len() as u64).ok_or(libc::EFBIG)?;
         // Everything not yet committed must fit, not just this write.
-        let pending = file.tail.as_ref().map_or(0, Vec::len) + data.len();
-        if !data.is_empty() && !self.has_room(pending as u64) {
+        if end > len && !self.has_room(end - base_len) {
             return Err(libc::ENOSPC);
         }
         let file = self.files.get_mut(&ino).ok_or(libc::EBADF)?;
-        if file.tail.is_none() {
-            file.committed_len = end;
-        }
-        file.tail
-            .get_or_insert_with(Vec::new)
-            .extend_from_slice(data);
+        file.patches
+            .get_or_insert_with(|| Patches::new(base_len))
+            .insert(at, data);
         file.dirty = true;
         Ok(Some(data.len() as u32))
     }
@@ -612,11 +626,18 @@ impl<B: FsFuse> AnyFuse<B> {
         };
         if let Some(data) = &file.data {
             self.fs.write(path, data).map_err(fail)?;
-            file.committed_len = data.len() as u64;
-        } else if let Some(tail) = &file.tail {
-            self.fs.append(path, tail).map_err(fail)?;
-            file.committed_len += tail.len() as u64;
-            file.tail = None;
+        } else if let Some(patches) = &mut file.patches {
+            // Extent by extent, in order; one that fails stays buffered
+            // with those after it.
+            while let Some((at, bytes)) = patches.first() {
+                if at == patches.base_len() {
+                    self.fs.append(path, bytes).map_err(fail)?;
+                } else {
+                    self.fs.write_range(path, at, bytes).map_err(fail)?;
+                }
+                patches.pop_first();
+            }
+            file.patches = None;
         }
         file.dirty = false;
         // The kernel's pages hold what was just written: still valid.
@@ -636,8 +657,7 @@ impl<B: FsFuse> AnyFuse<B> {
                 path: Some(path),
                 orphan: None,
                 data: None,
-                tail: None,
-                committed_len: 0,
+                patches: None,
                 dirty: false,
                 handles: 0,
             })
@@ -752,8 +772,9 @@ impl<B: FsFuse> AnyFuse<B> {
         let uid = uid.filter(|&u| u != now.uid);
         let gid = gid.filter(|&g| g != now.gid);
         if let Some(size) = size {
-            if self.files.get(&ino).is_some_and(|f| f.tail.is_some()) {
-                self.load(ino)?;
+            if self.files.get(&ino).is_some_and(|f| f.patches.is_some()) {
+                // Buffered writes land first; the cut applies to them too.
+                self.commit(ino)?;
             }
             match self.files.get_mut(&ino) {
                 Some(OpenFile {
@@ -1124,28 +1145,25 @@ impl<B: FsFuse> Filesystem for AnyFuse<B> {
         }
         let result = self.path(ino).and_then(|p| {
             let Some(OpenFile {
-                tail: Some(tail),
-                committed_len,
+                patches: Some(patches),
                 ..
             }) = self.files.get(&ino)
             else {
                 return self.fs.read_range(&p, offset, size as usize).map_err(fail);
             };
-            // Committed bytes from the backend, then the appended ones.
-            let end = offset.saturating_add(u64::from(size));
-            let mut bytes = if offset < *committed_len {
-                let len = (end.min(*committed_len) - offset) as usize;
+            // The backend's bytes (zeros past its end), the buffered ones over them.
+            let end = offset.saturating_add(u64::from(size)).min(patches.len());
+            if offset >= end {
+                return Ok(Vec::new());
+            }
+            let mut bytes = if offset < patches.base_len() {
+                let len = (end.min(patches.base_len()) - offset) as usize;
                 self.fs.read_range(&p, offset, len).map_err(fail)?
             } else {
                 Vec::new()
             };
-            let from = usize::try_from(offset.saturating_sub(*committed_len))
-                .unwrap_or(usize::MAX)
-                .min(tail.len());
-            let to = usize::try_from(end.saturating_sub(*committed_len))
-                .unwrap_or(usize::MAX)
-                .min(tail.len());
-            bytes.extend_from_slice(&tail[from..to]);
+            bytes.resize((end - offset) as usize, 0);
+            patches.overlay(offset, &mut bytes);
             Ok(bytes)
         });
         match result {
@@ -1169,10 +1187,10 @@ impl<B: FsFuse> Filesystem for AnyFuse<B> {
         let result = (|| {
             self.writable()?;
             let append = self.handles.get(&fh).is_some_and(|h| h.append);
-            if let Some(n) = self.append_to_tail(ino, append, offset, data)? {
+            if let Some(n) = self.buffer_write(ino, append, offset, data)? {
                 return Ok(n);
             }
-            self.load(ino)?;
+            // Held whole (unlinked while open): written in memory.
             let file = self.files.get_mut(&ino).ok_or(libc::EBADF)?;
             let buf = file.data.as_mut().ok_or(libc::EBADF)?;
             let at = if append {
@@ -1181,8 +1199,8 @@ impl<B: FsFuse> Filesystem for AnyFuse<B> {
                 usize::try_from(offset).map_err(|_| libc::EINVAL)?
             };
             let end = at.checked_add(data.len()).ok_or(libc::EFBIG)?;
-            let growth = (end as u64).saturating_sub(file.committed_len);
-            if growth > 0 && end > buf.len() && !self.has_room(growth) {
+            let growth = end.saturating_sub(buf.len()) as u64;
+            if growth > 0 && !self.has_room(growth) {
                 return Err(libc::ENOSPC);
             }
             let file = self.files.get_mut(&ino).ok_or(libc::EBADF)?;

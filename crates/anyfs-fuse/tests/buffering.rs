@@ -52,12 +52,35 @@ fn writes_are_buffered_until_close_and_visible_before() {
     mounted.unmount();
 }
 
-/// Counts the bytes handed to the backend by whole-file writes and by appends.
+/// Counts the bytes handed to the backend by whole-file writes, by appends
+/// and by writes in place.
 #[derive(Clone)]
 struct Counting {
     inner: MemoryBackend,
     written: std::sync::Arc<std::sync::atomic::AtomicU64>,
     appended: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    ranged: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Counting {
+    fn new() -> Self {
+        Self {
+            inner: MemoryBackend::new(),
+            written: Default::default(),
+            appended: Default::default(),
+            ranged: Default::default(),
+        }
+    }
+
+    /// Bytes written whole, appended and written in place so far.
+    fn counts(&self) -> (u64, u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.written.load(Relaxed),
+            self.appended.load(Relaxed),
+            self.ranged.load(Relaxed),
+        )
+    }
 }
 
 impl anyfs::FsWrite for Counting {
@@ -70,6 +93,11 @@ impl anyfs::FsWrite for Counting {
         self.appended
             .fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
         self.inner.append(path, data)
+    }
+    fn write_range(&self, path: &Path, offset: u64, data: &[u8]) -> anyfs::FsResult<()> {
+        self.ranged
+            .fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        self.inner.write_range(path, offset, data)
     }
     fn remove_file(&self, path: &Path) -> anyfs::FsResult<()> {
         self.inner.remove_file(path)
@@ -98,11 +126,7 @@ fn appending_commits_only_the_new_bytes() {
     }
     use std::io::{Read, Seek, SeekFrom, Write};
     use std::sync::atomic::Ordering;
-    let backend = Counting {
-        inner: MemoryBackend::new(),
-        written: Default::default(),
-        appended: Default::default(),
-    };
+    let backend = Counting::new();
     let mounted = Mounted::new(backend.clone());
     let log = mounted.path().join("app.log");
     std::fs::write(&log, vec![b'x'; 1 << 20]).unwrap();
@@ -155,4 +179,83 @@ fn appending_commits_only_the_new_bytes() {
         anyfs::FsRead::read(&backend.inner, Path::new("/app.log")).unwrap(),
         b"HEADxxxxxx+more"
     );
+}
+
+#[test]
+fn a_write_inside_a_large_file_commits_only_its_bytes() {
+    if skip("a_write_inside_a_large_file_commits_only_its_bytes") {
+        return;
+    }
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let backend = Counting::new();
+    let mounted = Mounted::new(backend.clone());
+    let path = mounted.path().join("data.bin");
+    let size = 16usize << 20;
+    std::fs::write(&path, vec![b'x'; size]).unwrap();
+    let (written, appended, ranged) = backend.counts();
+    assert_eq!(written + appended + ranged, size as u64);
+
+    let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.seek(SeekFrom::Start(5 << 20)).unwrap();
+    f.write_all(b"hello").unwrap();
+    f.seek(SeekFrom::Start(1 << 20)).unwrap();
+    f.write_all(&[b'y'; 4096]).unwrap();
+    // Past the end, leaving a gap.
+    f.seek(SeekFrom::Start(size as u64 + 100)).unwrap();
+    f.write_all(b"z").unwrap();
+    // Seen through the mount before the close.
+    let mut r = std::fs::File::open(&path).unwrap();
+    let mut got = [0u8; 7];
+    r.seek(SeekFrom::Start((5 << 20) - 1)).unwrap();
+    r.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"xhellox");
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), size as u64 + 101);
+    drop(r);
+    drop(f);
+
+    // Only the 4,102 bytes went to the backend, plus the gap's zeros.
+    let (w, a, r) = backend.counts();
+    assert_eq!((w, a), (written, appended), "the file was rewritten");
+    assert_eq!(r - ranged, 5 + 4096 + 1);
+    let mut want = vec![b'x'; size];
+    want[5 << 20..(5 << 20) + 5].copy_from_slice(b"hello");
+    want[1 << 20..(1 << 20) + 4096].fill(b'y');
+    want.extend([0u8; 100]);
+    want.push(b'z');
+    assert!(std::fs::read(&path).unwrap() == want, "read through the mount");
+    mounted.unmount();
+    assert!(
+        anyfs::FsRead::read(&backend.inner, Path::new("/data.bin")).unwrap() == want,
+        "what the backend holds"
+    );
+}
+
+#[test]
+fn a_large_file_written_in_is_committed_as_it_comes() {
+    if skip("a_large_file_written_in_is_committed_as_it_comes") {
+        return;
+    }
+    use std::io::Write;
+    let backend = MemoryBackend::new();
+    let mounted = Mounted::new(backend.clone());
+    let path = mounted.path().join("big.bin");
+    let mut f = std::fs::File::create(&path).unwrap();
+    let chunk = vec![b'b'; 1 << 20];
+    for _ in 0..20 {
+        f.write_all(&chunk).unwrap();
+    }
+    // Still open, but most of it is in the backend already: the mount
+    // holds at most a few MiB of any file.
+    let held = anyfs::FsRead::metadata(&backend, Path::new("/big.bin"))
+        .unwrap()
+        .len;
+    assert!(held >= 12 << 20, "only {held} bytes committed of 20 MiB");
+    drop(f);
+    assert_eq!(
+        anyfs::FsRead::metadata(&backend, Path::new("/big.bin"))
+            .unwrap()
+            .len,
+        20 << 20
+    );
+    mounted.unmount();
 }

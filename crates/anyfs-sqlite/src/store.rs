@@ -999,6 +999,20 @@ impl<C: Content> FsWrite for Store<C> {
         })
     }
 
+    fn write_range(&self, path: &Path, offset: u64, data: &[u8]) -> FsResult<()> {
+        let now = now_ns();
+        self.db.write(path, |tx, after| {
+            let node = Self::file_node(tx, path, q::lookup(tx, path)?)?;
+            if data.is_empty() {
+                return Ok(());
+            }
+            self.content
+                .write_at(tx, path, &node.file(), offset, data, after)?;
+            let end = offset.saturating_add(data.len() as u64);
+            q::set_size(tx, path, node.ino, node.size.max(end), now)
+        })
+    }
+
     fn remove_file(&self, path: &Path) -> FsResult<()> {
         let now = now_ns();
         self.db.write(path, |tx, after| {

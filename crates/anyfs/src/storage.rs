@@ -128,6 +128,28 @@ impl<B: FsRead + FsWrite> FileStorage<B> {
     pub fn append(&self, path: impl AsRef<Path>, data: impl AsRef<[u8]>) -> FsResult<()> {
         FsWrite::append(self, path.as_ref(), data.as_ref())
     }
+    /// Writes `data` into the existing file at `offset`, in place (as
+    /// `pwrite(2)`): the rest of the file stays, it grows if the write ends
+    /// past its end, and a gap reads as zeros.
+    ///
+    /// ```
+    /// # use anyfs::{FileStorage, MemoryBackend};
+    /// let fs = FileStorage::new(MemoryBackend::new());
+    /// fs.write("/log.bin", b"hello world")?;
+    /// fs.write_range("/log.bin", 6, b"there")?;
+    /// assert_eq!(fs.read("/log.bin")?, b"hello there");
+    /// fs.write_range("/log.bin", 13, b"!")?;
+    /// assert_eq!(fs.read("/log.bin")?, b"hello there\0\0!");
+    /// # Ok::<(), anyfs::FsError>(())
+    /// ```
+    pub fn write_range(
+        &self,
+        path: impl AsRef<Path>,
+        offset: u64,
+        data: impl AsRef<[u8]>,
+    ) -> FsResult<()> {
+        FsWrite::write_range(self, path.as_ref(), offset, data.as_ref())
+    }
     /// Removes a file or symlink.
     pub fn remove_file(&self, path: impl AsRef<Path>) -> FsResult<()> {
         FsWrite::remove_file(self, path.as_ref())
@@ -247,6 +269,9 @@ impl<B: FsRead + FsWrite> FsWrite for FileStorage<B> {
     }
     fn append(&self, path: &Path, data: &[u8]) -> FsResult<()> {
         self.at(path, true, |b, p| b.append(p, data))
+    }
+    fn write_range(&self, path: &Path, offset: u64, data: &[u8]) -> FsResult<()> {
+        self.at(path, true, |b, p| b.write_range(p, offset, data))
     }
     fn remove_file(&self, path: &Path) -> FsResult<()> {
         self.at(path, false, |b, p| b.remove_file(p))

@@ -144,6 +144,13 @@ pub trait FsWrite: Send + Sync {
     /// Appends to the file, creating it if needed.
     fn append(&self, path: &Path, data: &[u8]) -> FsResult<()>;
 
+    /// Writes `data` into the existing file at `offset`, in place, as
+    /// `pwrite(2)` does: bytes around it stay, the file grows if the write
+    /// ends past its end, and a gap before `offset` reads as zeros. Only
+    /// what changes is written (a mounted workspace commits a write into a
+    /// large file without rewriting it). Writing nothing changes nothing.
+    fn write_range(&self, path: &Path, offset: u64, data: &[u8]) -> FsResult<()>;
+
     /// Removes a file or symlink (not a directory).
     fn remove_file(&self, path: &Path) -> FsResult<()>;
 
@@ -298,6 +305,7 @@ macro_rules! __fs_methods {
         $($cb)*!($($args)* ; FsWrite {
             fn write(&self, path: &::std::path::Path, data: &[u8]) -> $crate::FsResult<()>;
             fn append(&self, path: &::std::path::Path, data: &[u8]) -> $crate::FsResult<()>;
+            fn write_range(&self, path: &::std::path::Path, offset: u64, data: &[u8]) -> $crate::FsResult<()>;
             fn remove_file(&self, path: &::std::path::Path) -> $crate::FsResult<()>;
             fn rename(&self, from: &::std::path::Path, to: &::std::path::Path) -> $crate::FsResult<()>;
             fn copy(&self, from: &::std::path::Path, to: &::std::path::Path) -> $crate::FsResult<()>;

@@ -787,6 +787,18 @@ impl FsWrite for EncryptedMemoryBackend {
         })
     }
 
+    fn write_range(&self, path: &Path, offset: u64, data: &[u8]) -> FsResult<()> {
+        let (start, end) = super::span_of(path, offset, data.len())?;
+        self.run(path, true, |tx| {
+            let ino = tx.lookup(path)?;
+            tx.file_data(path, ino)?;
+            if data.is_empty() {
+                return Ok(());
+            }
+            tx.edit_content(ino, |buf| super::splice_into(buf, start, end, data))
+        })
+    }
+
     fn remove_file(&self, path: &Path) -> FsResult<()> {
         self.run(path, true, |tx| {
             let (parent, name) = tx.slot(path, "remove")?;

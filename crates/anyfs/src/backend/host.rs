@@ -10,7 +10,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::error::FsError;
+use crate::error::{FsError, FsResult};
 use crate::path::CROSSES_SYMLINK;
 use crate::types::{FileType, Metadata, Permissions};
 
@@ -126,6 +126,20 @@ pub(crate) fn read_range(file: &fs::File, offset: u64, len: usize) -> io::Result
     }
     buf.truncate(got);
     Ok(buf)
+}
+
+/// Writes `data` into `file` at `offset`, in place.
+pub(crate) fn write_range(file: &fs::File, path: &Path, offset: u64, data: &[u8]) -> FsResult<()> {
+    use std::os::unix::fs::FileExt;
+    if offset.checked_add(data.len() as u64).is_none_or(|end| end > i64::MAX as u64) {
+        return Err(FsError::FileSizeExceeded {
+            path: path.into(),
+            size: offset.saturating_add(data.len() as u64),
+            limit: i64::MAX as u64,
+        });
+    }
+    file.write_all_at(data, offset)
+        .map_err(|e| error(e, path, "write_range"))
 }
 
 /// Copies the regular file `src` (content and permission bits) to `name`

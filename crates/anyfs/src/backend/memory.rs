@@ -661,6 +661,26 @@ impl FsRead for MemoryBackend {
     }
 }
 
+/// Where a write of `len` bytes at `offset` starts and ends in memory.
+pub(crate) fn span_of(path: &Path, offset: u64, len: usize) -> FsResult<(usize, usize)> {
+    usize::try_from(offset)
+        .ok()
+        .and_then(|start| Some((start, start.checked_add(len)?)))
+        .ok_or_else(|| FsError::FileSizeExceeded {
+            path: path.into(),
+            size: offset.saturating_add(len as u64),
+            limit: usize::MAX as u64,
+        })
+}
+
+/// Writes `data` over `buf[start..end]`, growing `buf` with zeros if needed.
+pub(crate) fn splice_into(buf: &mut Vec<u8>, start: usize, end: usize, data: &[u8]) {
+    if buf.len() < end {
+        buf.resize(end, 0);
+    }
+    buf[start..end].copy_from_slice(data);
+}
+
 impl FsWrite for MemoryBackend {
     fn write(&self, path: &Path, data: &[u8]) -> FsResult<()> {
         let content = Arc::new(data.to_vec());
@@ -675,6 +695,18 @@ impl FsWrite for MemoryBackend {
         self.write_state(|s, now| {
             let ino = s.file_for_write(path, now)?;
             s.edit_content(ino, now, |buf| buf.extend_from_slice(data));
+            Ok(())
+        })
+    }
+
+    fn write_range(&self, path: &Path, offset: u64, data: &[u8]) -> FsResult<()> {
+        let (start, end) = span_of(path, offset, data.len())?;
+        self.write_state(|s, now| {
+            let ino = s.lookup(path)?;
+            s.file_data(path, ino)?;
+            if !data.is_empty() {
+                s.edit_content(ino, now, |buf| splice_into(buf, start, end, data));
+            }
             Ok(())
         })
     }
@@ -1108,11 +1140,7 @@ impl FsHandles for MemoryBackend {
             })?;
             s.edit_content(open.ino, now, |buf| {
                 let at = if open.flags.append { buf.len() } else { start };
-                let end = at + data.len();
-                if buf.len() < end {
-                    buf.resize(end, 0);
-                }
-                buf[at..end].copy_from_slice(data);
+                splice_into(buf, at, at + data.len(), data);
             });
             Ok(data.len())
         })

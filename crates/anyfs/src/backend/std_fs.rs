@@ -190,6 +190,11 @@ impl FsWrite for StdFsBackend {
             .map_err(|e| host::error(e, path, "append"))
     }
 
+    fn write_range(&self, path: &Path, offset: u64, data: &[u8]) -> FsResult<()> {
+        let file = self.open_file(path, "write_range", OpenOptions::new().write(true))?;
+        host::write_range(&file, path, offset, data)
+    }
+
     fn remove_file(&self, path: &Path) -> FsResult<()> {
         Self::not_root(path)?;
         self.run(path, "remove_file", fs::remove_file)

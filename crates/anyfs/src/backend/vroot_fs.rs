@@ -506,6 +506,11 @@ impl FsWrite for VRootFsBackend {
             .map_err(|e| host::error(e, path, "append"))
     }
 
+    fn write_range(&self, path: &Path, offset: u64, data: &[u8]) -> FsResult<()> {
+        let file = self.open_file(path, "write_range", OFlags::WRONLY)?;
+        host::write_range(&file, path, offset, data)
+    }
+
     fn remove_file(&self, path: &Path) -> FsResult<()> {
         self.in_parent(path, "remove_file", |dir, name| {
             rfs::unlinkat(dir, name, AtFlags::empty())

@@ -82,6 +82,7 @@ pub enum Operation {
     OpenRead,
     Write,
     Append,
+    WriteRange,
     RemoveFile,
     Rename,
     Copy,
@@ -127,6 +128,7 @@ impl Operation {
             Operation::OpenRead => "open_read",
             Operation::Write => "write",
             Operation::Append => "append",
+            Operation::WriteRange => "write_range",
             Operation::RemoveFile => "remove_file",
             Operation::Rename => "rename",
             Operation::Copy => "copy",
@@ -164,6 +166,7 @@ impl Operation {
         match self {
             Operation::Write
             | Operation::Append
+            | Operation::WriteRange
             | Operation::RemoveFile
             | Operation::Rename
             | Operation::Copy
@@ -474,6 +477,14 @@ impl<B: FsWrite, P: Policy> FsWrite for Guarded<B, P> {
             Request::new(Operation::Append, path),
             |_| data.len() as u64,
             |b| b.append(path, data),
+        )
+    }
+    fn write_range(&self, path: &Path, offset: u64, data: &[u8]) -> FsResult<()> {
+        let path = &path::resolved_normal_form(path)?;
+        self.run(
+            Request::new(Operation::WriteRange, path),
+            |_| data.len() as u64,
+            |b| b.write_range(path, offset, data),
         )
     }
     fn remove_file(&self, path: &Path) -> FsResult<()> {

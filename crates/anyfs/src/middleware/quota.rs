@@ -441,6 +441,25 @@ impl<B: FsRead + FsWrite + FsDir> FsWrite for Quota<B> {
         )
     }
 
+    fn write_range(&self, path: &Path, offset: u64, data: &[u8]) -> FsResult<()> {
+        let mut charge = self.lock();
+        charge.usage()?;
+        let old_len = match self.existing(path)? {
+            Some(m) if m.is_file() => m.len,
+            // Nothing to grow: the backend refuses as it would.
+            _ => return self.inner.write_range(path, offset, data),
+        };
+        if data.is_empty() {
+            return self.inner.write_range(path, offset, data);
+        }
+        let len = old_len.max(offset.saturating_add(data.len() as u64));
+        charge.file_size(path, len)?;
+        charge.check(path, len, old_len, 0)?;
+        self.inner.write_range(path, offset, data)?;
+        charge.apply(len, old_len, 0, 0);
+        Ok(())
+    }
+
     fn remove_file(&self, path: &Path) -> FsResult<()> {
         let mut charge = self.lock();
         charge.usage()?;

@@ -835,6 +835,21 @@ impl<B: FsRead + FsWrite + FsDir, M: SealMode> FsWrite for Sealed<B, M> {
         self.rebind_file(to, from)
     }
 
+    /// Opens the whole file and seals it again with the new bytes in: fresh
+    /// records under a fresh file id, so no record of the old content can
+    /// be replayed into the new one. Costs the whole file, not the range.
+    fn write_range(&self, path: &Path, offset: u64, data: &[u8]) -> FsResult<()> {
+        let (start, end) = crate::backend::span_of(path, offset, data.len())?;
+        let _exclusive = self.lock.write();
+        let mut plain = self.read_unlocked(path)?;
+        if data.is_empty() {
+            return Ok(());
+        }
+        crate::backend::splice_into(&mut plain, start, end, data);
+        let sealed = self.seal_file(path, &plain)?;
+        self.inner.write(path, &sealed)
+    }
+
     fn truncate(&self, path: &Path, size: u64) -> FsResult<()> {
         let _exclusive = self.lock.write();
         let mut plain = self.read_unlocked(path)?;
