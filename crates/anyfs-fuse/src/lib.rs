@@ -51,12 +51,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyfs::{FileType, FsError, FsFuse, Metadata, Permissions};
-use patches::Patches;
 use fuser::{
     FileAttr, Filesystem, KernelConfig, MountOption, ReplyAttr, ReplyCreate, ReplyData,
     ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
     Request, TimeOrNow,
 };
+use patches::Patches;
 
 /// How a backend is mounted.
 #[derive(Debug, Clone)]
@@ -576,7 +576,11 @@ impl<B: FsFuse> AnyFuse<B> {
         if file.data.is_some() {
             return Ok(None);
         }
-        if file.patches.as_ref().is_some_and(|p| p.pending() >= COMMIT_AT) {
+        if file
+            .patches
+            .as_ref()
+            .is_some_and(|p| p.pending() >= COMMIT_AT)
+        {
             // Enough held: commit it before taking more. A failure is this
             // write's, which is not buffered.
             self.commit(ino)?;

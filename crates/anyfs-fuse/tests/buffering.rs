@@ -222,7 +222,10 @@ fn a_write_inside_a_large_file_commits_only_its_bytes() {
     want[1 << 20..(1 << 20) + 4096].fill(b'y');
     want.extend([0u8; 100]);
     want.push(b'z');
-    assert!(std::fs::read(&path).unwrap() == want, "read through the mount");
+    assert!(
+        std::fs::read(&path).unwrap() == want,
+        "read through the mount"
+    );
     mounted.unmount();
     assert!(
         anyfs::FsRead::read(&backend.inner, Path::new("/data.bin")).unwrap() == want,

@@ -81,7 +81,10 @@ fn main() {
             }
         }
         conn.execute_batch("COMMIT").unwrap();
-        eprintln!("bare SQLite, one row each: {:?} per row", t.elapsed() / 10_000);
+        eprintln!(
+            "bare SQLite, one row each: {:?} per row",
+            t.elapsed() / 10_000
+        );
     }
     if wanted("host") {
         let host = dir.join("host");

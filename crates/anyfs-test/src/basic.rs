@@ -53,6 +53,61 @@ pub fn append_creates_and_extends<B: Fs>(fs: &B) {
     assert_eq!(fs.read_to_string(p("/log")).unwrap(), "one\ntwo\n");
 }
 
+/// `write_range` writes in place: the bytes around it stay, a write past
+/// the end grows the file (a gap reads as zeros), and writing nothing
+/// changes nothing. The file must exist and be a file.
+pub fn write_range_writes_in_place<B: Fs>(fs: &B) {
+    fs.write(p("/f"), b"hello world").unwrap();
+    fs.write_range(p("/f"), 6, b"there").unwrap();
+    assert_eq!(fs.read(p("/f")).unwrap(), b"hello there");
+    fs.write_range(p("/f"), 9, b"ir!").unwrap();
+    assert_eq!(fs.read(p("/f")).unwrap(), b"hello their!");
+    fs.write_range(p("/f"), 20, b"x").unwrap();
+    assert_eq!(fs.read(p("/f")).unwrap(), b"hello their!\0\0\0\0\0\0\0\0x");
+    assert_eq!(fs.metadata(p("/f")).unwrap().len, 21);
+    fs.write_range(p("/f"), 100, b"").unwrap();
+    assert_eq!(fs.metadata(p("/f")).unwrap().len, 21);
+    fs.write(p("/empty"), b"").unwrap();
+    fs.write_range(p("/empty"), 0, b"now").unwrap();
+    assert_eq!(fs.read(p("/empty")).unwrap(), b"now");
+
+    // Across the pieces a backend may store content in.
+    let mut model: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    fs.write(p("/big"), &model).unwrap();
+    for (at, len) in [
+        (65_500usize, 100usize),
+        (131_000, 2_000),
+        (0, 1),
+        (199_999, 70_000),
+    ] {
+        let data: Vec<u8> = (0..len).map(|i| (i % 7) as u8 + b'a').collect();
+        fs.write_range(p("/big"), at as u64, &data).unwrap();
+        if model.len() < at + len {
+            model.resize(at + len, 0);
+        }
+        model[at..at + len].copy_from_slice(&data);
+        assert_eq!(
+            fs.read_range(p("/big"), at as u64, len).unwrap(),
+            data,
+            "read back at {at}"
+        );
+    }
+    assert!(fs.read(p("/big")).unwrap() == model, "the whole file");
+    assert_eq!(fs.metadata(p("/big")).unwrap().len, model.len() as u64);
+
+    fs.create_dir(p("/d")).unwrap();
+    assert_err(fs.write_range(p("/d"), 0, b"x"), FsErrorKind::IsADirectory);
+    assert_err(
+        fs.write_range(p("/missing"), 0, b"x"),
+        FsErrorKind::NotFound,
+    );
+    assert_err(fs.write_range(p("/nope/f"), 0, b"x"), FsErrorKind::NotFound);
+    assert!(
+        !fs.exists(p("/missing")).unwrap(),
+        "write_range created a file"
+    );
+}
+
 /// Reading what is not there is `NotFound`, naming the path.
 pub fn read_missing_is_not_found<B: Fs>(fs: &B) {
     let err = fs.read(p("/nothing/here.txt")).unwrap_err();

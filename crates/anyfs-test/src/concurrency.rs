@@ -109,3 +109,31 @@ pub fn parallel_appends_lose_nothing<B: Fs>(fs: &B) {
         Ok(_) => panic!("a file is not a directory"),
     }
 }
+
+/// Threads writing their own ranges of one file in place lose nothing of
+/// each other's writes.
+pub fn parallel_range_writes_lose_nothing<B: Fs>(fs: &B) {
+    const REGION: usize = 16 << 10;
+    const PIECE: usize = 1 << 10;
+    fs.write(p("/shared.bin"), &vec![0u8; REGION * THREADS])
+        .unwrap();
+    thread::scope(|s| {
+        for t in 0..THREADS {
+            s.spawn(move || {
+                for i in 0..REGION / PIECE {
+                    let at = (t * REGION + i * PIECE) as u64;
+                    fs.write_range(p("/shared.bin"), at, &[t as u8 + 1; PIECE])
+                        .unwrap();
+                }
+            });
+        }
+    });
+    let content = fs.read(p("/shared.bin")).unwrap();
+    assert_eq!(content.len(), REGION * THREADS);
+    for (t, region) in content.chunks(REGION).enumerate() {
+        assert!(
+            region.iter().all(|&b| b == t as u8 + 1),
+            "thread {t}'s writes were lost"
+        );
+    }
+}

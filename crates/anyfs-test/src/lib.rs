@@ -142,6 +142,7 @@ macro_rules! __conformance_cap {
                 empty_file,
                 write_replaces_content,
                 append_creates_and_extends,
+                write_range_writes_in_place,
                 read_missing_is_not_found,
                 directories_and_files_are_not_confused,
                 missing_or_file_parents_are_refused,
@@ -183,6 +184,7 @@ macro_rules! __conformance_cap {
                 parallel_writers_to_separate_files,
                 readers_during_writes_see_whole_versions,
                 parallel_appends_lose_nothing,
+                parallel_range_writes_lose_nothing,
             });
         }
     };

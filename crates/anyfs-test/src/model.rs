@@ -27,6 +27,7 @@ pub fn cases() -> u32 {
 pub enum Op {
     Write(String, Vec<u8>),
     Append(String, Vec<u8>),
+    WriteRange(String, u64, Vec<u8>),
     Read(String),
     Truncate(String, u64),
     RemoveFile(String),
@@ -104,6 +105,7 @@ fn op(with_links: bool) -> BoxedStrategy<Op> {
     let plain = prop_oneof![
         6 => (path(), data()).prop_map(|(p, d)| Op::Write(p, d)),
         2 => (path(), data()).prop_map(|(p, d)| Op::Append(p, d)),
+        2 => (path(), 0u64..12, data()).prop_map(|(p, at, d)| Op::WriteRange(p, at, d)),
         2 => path().prop_map(Op::Read),
         1 => (path(), 0u64..12).prop_map(|(p, n)| Op::Truncate(p, n)),
         2 => path().prop_map(Op::RemoveFile),
@@ -340,6 +342,19 @@ impl Model {
                     .get_mut(&id)
                     .expect("content")
                     .extend_from_slice(d);
+                Ok(Outcome::Done)
+            }
+            Op::WriteRange(p, at, d) => {
+                let r = self.resolve(p, true)?;
+                let id = self.file_id(&r)?;
+                let content = self.contents.get_mut(&id).expect("content");
+                let (at, end) = (*at as usize, *at as usize + d.len());
+                if !d.is_empty() {
+                    if content.len() < end {
+                        content.resize(end, 0);
+                    }
+                    content[at..end].copy_from_slice(d);
+                }
                 Ok(Outcome::Done)
             }
             Op::Read(p) => {
@@ -598,6 +613,7 @@ fn run_plain<B: Fs>(fs: &B, op: &Op) -> Option<Outcome> {
     Some(match op {
         Op::Write(a, d) => outcome(fs.write(p(a), d), |_| Outcome::Done),
         Op::Append(a, d) => outcome(fs.append(p(a), d), |_| Outcome::Done),
+        Op::WriteRange(a, at, d) => outcome(fs.write_range(p(a), *at, d), |_| Outcome::Done),
         Op::Read(a) => outcome(fs.read(p(a)), Outcome::Bytes),
         Op::Truncate(a, n) => outcome(fs.truncate(p(a), *n), |_| Outcome::Done),
         Op::RemoveFile(a) => outcome(fs.remove_file(p(a)), |_| Outcome::Done),

@@ -41,6 +41,11 @@ fn the_seed_rules_hold() {
     denied(fs.read("/workspace/secrets/x"));
     denied(fs.read("/outside.txt"));
     denied(fs.write("/workspace/sub/.env", "x"));
+    // Written in place, a hidden file is as hidden.
+    denied(fs.write_range("/workspace/.env", 0, "API_KEY=mine"));
+    denied(fs.write_range("/outside.txt", 3, "x"));
+    fs.write_range("/workspace/a.txt", 0, "P").unwrap();
+    assert_eq!(fs.read_to_string("/workspace/a.txt").unwrap(), "Public");
     let err = fs.read("/workspace/.env").unwrap_err();
     assert!(err.to_string().contains("/workspace/.env"), "{err}");
     assert!(

@@ -122,6 +122,7 @@ fn read_only_refuses_every_mutation() {
         ("write", ro.write(p("/dir/file"), b"x")),
         ("write new", ro.write(p("/new"), b"x")),
         ("append", ro.append(p("/dir/file"), b"x")),
+        ("write_range", ro.write_range(p("/dir/file"), 2, b"x")),
         ("remove_file", ro.remove_file(p("/dir/file"))),
         ("rename", ro.rename(p("/dir/file"), p("/moved"))),
         ("copy", ro.copy(p("/dir/file"), p("/copy"))),

@@ -278,6 +278,61 @@ fn statfs_reports_the_quota() {
 }
 
 #[test]
+fn range_writes_are_charged_for_what_they_grow() {
+    let (backend, fs) = with_total_limit(100);
+    fs.write("/f", [1u8; 60]).unwrap();
+    // Inside the file: nothing more is used.
+    fs.write_range("/f", 10, [2u8; 40]).unwrap();
+    assert_eq!(fs.backend().usage().total_size, 60);
+    // Past the end: the growth, gap included.
+    fs.write_range("/f", 70, [3u8; 10]).unwrap();
+    assert_eq!(fs.backend().usage().total_size, 80);
+    let err = fs.write_range("/f", 95, [4u8; 10]).unwrap_err();
+    assert_eq!(err.kind(), FsErrorKind::QuotaExceeded);
+    assert_eq!(
+        fs.read("/f").unwrap().len(),
+        80,
+        "a refused write changed the file"
+    );
+    // A missing file is the backend's answer, not the quota's.
+    assert_eq!(
+        fs.write_range("/none", 0, [0u8; 500]).unwrap_err().kind(),
+        FsErrorKind::NotFound
+    );
+    assert_eq!(fs.backend().usage(), measure(&backend));
+}
+
+#[test]
+fn eight_threads_growing_one_file_in_place_never_overshoot() {
+    for round in 0..10 {
+        let (backend, fs) = with_total_limit(10_007);
+        fs.write("/shared", b"").unwrap();
+        let barrier = Barrier::new(8);
+        thread::scope(|s| {
+            for t in 0..8u64 {
+                let (fs, barrier) = (&fs, &barrier);
+                s.spawn(move || {
+                    barrier.wait();
+                    for i in 0..400u64 {
+                        // Overwrites, growth, and gaps past the end.
+                        let at = (t * 997 + i * 131) % 12_000;
+                        let size = 1 + ((t * 37 + i * 11) % 97) as usize;
+                        match fs.write_range("/shared", at, vec![t as u8; size]) {
+                            Ok(()) => {}
+                            Err(e) if e.kind() == FsErrorKind::QuotaExceeded => {}
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                });
+            }
+        });
+        let actual = measure(&backend);
+        assert!(actual.total_size <= 10_007, "round {round}: {actual:?}");
+        assert_eq!(fs.backend().usage(), actual, "round {round}: usage drifted");
+    }
+}
+
+#[test]
 fn positional_writes_through_handles_are_charged() {
     use anyfs::{FsHandles, OpenFlags};
     let backend = MemoryBackend::new();

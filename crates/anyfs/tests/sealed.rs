@@ -331,6 +331,36 @@ fn an_older_version_of_a_record_does_not_verify() {
 }
 
 #[test]
+fn a_range_written_in_place_is_sealed_and_old_records_do_not_come_back() {
+    both(|fs, storage, overhead| {
+        let record = CHUNK_SIZE + overhead;
+        let before = stored_file(fs, storage, "/f");
+        let plain = fs.read(p("/f")).unwrap();
+        // A range across the boundary of records 0 and 1.
+        let secret = content(200, 77);
+        let at = CHUNK_SIZE - 100;
+        fs.write_range(p("/f"), at as u64, &secret).unwrap();
+        let mut want = plain.clone();
+        want[at..at + 200].copy_from_slice(&secret);
+        assert_eq!(fs.read(p("/f")).unwrap(), want);
+        let after = storage.read(p("/f")).unwrap();
+        if overhead == 28 {
+            assert!(
+                !after.windows(16).any(|w| w == &secret[..16]),
+                "the written bytes reached the storage in plaintext"
+            );
+        }
+        // Record 2 was not written to, yet its old sealed form does not
+        // verify in the new file.
+        let mut spliced = after.clone();
+        spliced[HEADER + 2 * record..HEADER + 3 * record]
+            .copy_from_slice(&before[HEADER + 2 * record..HEADER + 3 * record]);
+        storage.write(p("/f"), &spliced).unwrap();
+        assert_tampered(fs, "/f", "a record from before the range write");
+    });
+}
+
+#[test]
 fn a_wrong_key_reads_nothing() {
     let storage = MemoryBackend::new();
     FileEncryption::new(storage.clone())

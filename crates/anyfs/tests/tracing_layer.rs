@@ -80,8 +80,9 @@ fn one_event_per_operation_with_its_facts() {
         fs.read("/notes.txt").unwrap();
         fs.rename("/notes.txt", "/moved.txt").unwrap();
         let _ = fs.read("/notes.txt");
+        fs.write_range("/moved.txt", 2, "LL").unwrap();
     });
-    assert_eq!(events.len(), 4, "{events:#?}");
+    assert_eq!(events.len(), 5, "{events:#?}");
     let write = &events[0];
     assert_eq!(write.target, "anyfs");
     assert_eq!(write.level, Level::INFO);
@@ -94,6 +95,9 @@ fn one_event_per_operation_with_its_facts() {
     assert_eq!(events[2].fields["to"], "/moved.txt");
     assert_eq!(events[3].fields["outcome"], "NotFound");
     assert!(events[3].fields["error"].contains("not found"));
+    assert_eq!(events[4].fields["op"], "write_range");
+    assert_eq!(events[4].fields["path"], "/moved.txt");
+    assert_eq!(events[4].fields["bytes"], "2");
 }
 
 #[test]

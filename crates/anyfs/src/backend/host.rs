@@ -131,7 +131,10 @@ pub(crate) fn read_range(file: &fs::File, offset: u64, len: usize) -> io::Result
 /// Writes `data` into `file` at `offset`, in place.
 pub(crate) fn write_range(file: &fs::File, path: &Path, offset: u64, data: &[u8]) -> FsResult<()> {
     use std::os::unix::fs::FileExt;
-    if offset.checked_add(data.len() as u64).is_none_or(|end| end > i64::MAX as u64) {
+    if offset
+        .checked_add(data.len() as u64)
+        .is_none_or(|end| end > i64::MAX as u64)
+    {
         return Err(FsError::FileSizeExceeded {
             path: path.into(),
             size: offset.saturating_add(data.len() as u64),
