@@ -531,7 +531,8 @@ impl<B: FsFuse> AnyFuse<B> {
         Ok(())
     }
 
-    /// Loads a file's content into its buffer (before the first write).
+    /// Loads a file's whole content into memory, buffered writes laid over
+    /// it: for a file whose last name goes while it is open.
     fn load(&mut self, ino: u64) -> Result<()> {
         match self.files.get(&ino) {
             None => return Err(libc::EBADF),
