@@ -207,6 +207,8 @@ pub fn errno(err: &FsError) -> i32 {
 
 /// Buffered writes past this many bytes are committed at once.
 const COMMIT_AT: usize = 8 << 20;
+/// So are buffered writes in this many separate places.
+const COMMIT_EXTENTS: usize = 1024;
 
 /// A file with open handles, and its writes not yet committed.
 struct OpenFile {
@@ -580,7 +582,7 @@ impl<B: FsFuse> AnyFuse<B> {
         if file
             .patches
             .as_ref()
-            .is_some_and(|p| p.pending() >= COMMIT_AT)
+            .is_some_and(|p| p.pending() >= COMMIT_AT || p.count() >= COMMIT_EXTENTS)
         {
             // Enough held: commit it before taking more. A failure is this
             // write's, which is not buffered.
@@ -605,7 +607,7 @@ impl<B: FsFuse> AnyFuse<B> {
         };
         let end = at.checked_add(data.len() as u64).ok_or(libc::EFBIG)?;
         // Everything not yet committed must fit, not just this write.
-        if end > len && !self.has_room(end - base_len) {
+        if !data.is_empty() && end > len && !self.has_room(end - base_len) {
             return Err(libc::ENOSPC);
         }
         let file = self.files.get_mut(&ino).ok_or(libc::EBADF)?;
@@ -614,6 +616,20 @@ impl<B: FsFuse> AnyFuse<B> {
             .insert(at, data);
         file.dirty = true;
         Ok(Some(data.len() as u32))
+    }
+
+    /// Cuts or extends the file in the backend; writes buffered for it (if
+    /// it is open as `node`) past the new end go, the others stay buffered.
+    fn truncate(&mut self, node: Option<u64>, path: &Path, size: u64) -> Result<()> {
+        self.fs.truncate(path, size).map_err(fail)?;
+        self.space = None;
+        if let Some(patches) = node
+            .and_then(|node| self.files.get_mut(&node))
+            .and_then(|file| file.patches.as_mut())
+        {
+            patches.truncate(size);
+        }
+        Ok(())
     }
 
     /// Writes a file's buffered content to the backend, if it changed.
@@ -631,18 +647,33 @@ impl<B: FsFuse> AnyFuse<B> {
         };
         if let Some(data) = &file.data {
             self.fs.write(path, data).map_err(fail)?;
-        } else if let Some(patches) = &mut file.patches {
-            // Extent by extent, in order; one that fails stays buffered
-            // with those after it.
-            while let Some((at, bytes)) = patches.first() {
-                if at == patches.base_len() {
-                    self.fs.append(path, bytes).map_err(fail)?;
-                } else {
-                    self.fs.write_range(path, at, bytes).map_err(fail)?;
+        } else if let Some(patches) = &file.patches {
+            // One backend call, applied whole or not at all (a failure
+            // leaves everything buffered): an `append` when the one extent
+            // starts where the backend's file ends (checked: the file may
+            // have changed under the mount), else one `write_ranges`.
+            let single = {
+                let mut extents = patches.extents();
+                match (extents.next(), extents.next()) {
+                    (Some(only), None) => Some(only),
+                    _ => None,
                 }
-                patches.pop_first();
-            }
+            };
+            let result = match single {
+                Some((at, bytes))
+                    if at == patches.base_len()
+                        && self.fs.metadata(path).map(|m| m.len).ok() == Some(at) =>
+                {
+                    self.fs.append(path, bytes)
+                }
+                _ => {
+                    let ranges: Vec<(u64, &[u8])> = patches.extents().collect();
+                    self.fs.write_ranges(path, &ranges)
+                }
+            };
+            result.map_err(fail)?;
             file.patches = None;
+            self.space = None;
         }
         file.dirty = false;
         // The kernel's pages hold what was just written: still valid.
@@ -777,10 +808,6 @@ impl<B: FsFuse> AnyFuse<B> {
         let uid = uid.filter(|&u| u != now.uid);
         let gid = gid.filter(|&g| g != now.gid);
         if let Some(size) = size {
-            if self.files.get(&ino).is_some_and(|f| f.patches.is_some()) {
-                // Buffered writes land first; the cut applies to them too.
-                self.commit(ino)?;
-            }
             match self.files.get_mut(&ino) {
                 Some(OpenFile {
                     data: Some(data),
@@ -790,7 +817,7 @@ impl<B: FsFuse> AnyFuse<B> {
                     data.resize(usize::try_from(size).map_err(|_| libc::EFBIG)?, 0);
                     *dirty = true;
                 }
-                _ => self.fs.truncate(&path, size).map_err(fail)?,
+                _ => self.truncate(Some(ino), &path, size)?,
             }
         }
         if let Some(mode) = mode {
@@ -826,7 +853,8 @@ impl<B: FsFuse> AnyFuse<B> {
             Ok(meta) if meta.is_dir() => return Err(libc::EISDIR),
             Ok(_) => {
                 if flags & libc::O_TRUNC != 0 {
-                    self.fs.truncate(&path, 0).map_err(fail)?;
+                    let open = self.open_node(&path);
+                    self.truncate(open, &path, 0)?;
                 }
             }
             Err(FsError::NotFound { .. }) => {

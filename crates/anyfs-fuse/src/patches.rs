@@ -84,6 +84,25 @@ impl Patches {
         self.extents.insert(start, merged);
     }
 
+    /// After the backend's file was cut or extended to `size`: what was
+    /// buffered past it goes, and the backend now holds `size` bytes.
+    pub(crate) fn truncate(&mut self, size: u64) {
+        let beyond: Vec<u64> = self.extents.range(size..).map(|(&s, _)| s).collect();
+        for start in beyond {
+            if let Some(bytes) = self.extents.remove(&start) {
+                self.bytes -= bytes.len();
+            }
+        }
+        if let Some((&start, bytes)) = self.extents.range_mut(..size).next_back() {
+            let keep = (size - start) as usize;
+            if bytes.len() > keep {
+                self.bytes -= bytes.len() - keep;
+                bytes.truncate(keep);
+            }
+        }
+        self.base_len = size;
+    }
+
     /// Lays the buffered bytes over `buf`, which holds the file from `offset`.
     pub(crate) fn overlay(&self, offset: u64, buf: &mut [u8]) {
         let end = offset + buf.len() as u64;
@@ -99,24 +118,13 @@ impl Patches {
     }
 
     /// The buffered extents, in order of offset.
-    #[cfg(test)]
     pub(crate) fn extents(&self) -> impl Iterator<Item = (u64, &[u8])> {
         self.extents.iter().map(|(&s, b)| (s, b.as_slice()))
     }
 
-    /// The extent at the lowest offset.
-    pub(crate) fn first(&self) -> Option<(u64, &[u8])> {
-        self.extents
-            .first_key_value()
-            .map(|(&s, b)| (s, b.as_slice()))
-    }
-
-    /// Forgets the first extent, now committed: the backend holds it.
-    pub(crate) fn pop_first(&mut self) {
-        if let Some((start, bytes)) = self.extents.pop_first() {
-            self.bytes -= bytes.len();
-            self.base_len = self.base_len.max(start + bytes.len() as u64);
-        }
+    /// How many separate extents are buffered.
+    pub(crate) fn count(&self) -> usize {
+        self.extents.len()
     }
 }
 
@@ -183,15 +191,17 @@ mod tests {
     }
 
     #[test]
-    fn committing_extents_one_by_one_empties_the_buffer() {
-        let mut p = Patches::new(0);
-        p.insert(0, b"x");
-        p.insert(5, b"y");
-        p.pop_first();
-        assert_eq!((p.pending(), p.base_len()), (1, 1));
-        p.pop_first();
-        assert_eq!((p.pending(), p.extents().count()), (0, 0));
-        assert_eq!((p.base_len(), p.len()), (6, 6));
+    fn a_cut_drops_what_lies_past_it() {
+        let mut p = Patches::new(100);
+        p.insert(10, b"aaaa");
+        p.insert(50, b"bbbbbbbb");
+        p.insert(200, b"cc");
+        p.truncate(54);
+        let extents: Vec<_> = p.extents().collect();
+        assert_eq!(extents, vec![(10, &b"aaaa"[..]), (50, &b"bbbb"[..])]);
+        assert_eq!((p.len(), p.base_len(), p.pending()), (54, 54, 8));
+        p.truncate(0);
+        assert_eq!((p.len(), p.pending(), p.extents().count()), (0, 0, 0));
     }
 
     proptest! {

@@ -262,3 +262,39 @@ fn a_large_file_written_in_is_committed_as_it_comes() {
     );
     mounted.unmount();
 }
+
+#[test]
+fn a_cut_keeps_the_buffered_writes_before_it_and_drops_those_after() {
+    if skip("a_cut_keeps_the_buffered_writes_before_it_and_drops_those_after") {
+        return;
+    }
+    use std::io::{Seek, SeekFrom, Write};
+    let backend = Counting::new();
+    let mounted = Mounted::new(backend.clone());
+    let path = mounted.path().join("cut.bin");
+    std::fs::write(&path, vec![b'x'; 4096]).unwrap();
+    let (written, _, _) = backend.counts();
+    let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.seek(SeekFrom::Start(100)).unwrap();
+    f.write_all(b"kept").unwrap();
+    f.seek(SeekFrom::Start(3000)).unwrap();
+    f.write_all(b"gone").unwrap();
+    // Cut through another descriptor while both writes are buffered.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(1000)
+        .unwrap();
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 1000);
+    drop(f);
+    let mut want = vec![b'x'; 1000];
+    want[100..104].copy_from_slice(b"kept");
+    assert_eq!(std::fs::read(&path).unwrap(), want);
+    assert_eq!(backend.counts().0, written, "the file was rewritten whole");
+    mounted.unmount();
+    assert_eq!(
+        anyfs::FsRead::read(&backend.inner, Path::new("/cut.bin")).unwrap(),
+        want
+    );
+}

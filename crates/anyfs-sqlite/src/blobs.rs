@@ -226,7 +226,15 @@ impl Content for Blobs {
             // Anything else rewrites a copy, so readers and crashes only ever
             // see the old blob or the new one.
             _ => {
-                let len = file.size.max(offset + data.len() as u64);
+                let end = offset
+                    .checked_add(data.len() as u64)
+                    .filter(|&end| end <= i64::MAX as u64)
+                    .ok_or_else(|| FsError::FileSizeExceeded {
+                        path: path.into(),
+                        size: offset.saturating_add(data.len() as u64),
+                        limit: i64::MAX as u64,
+                    })?;
+                let len = file.size.max(end);
                 self.rewrite(tx, path, file, file.size, after, |f| {
                     f.set_len(len)?;
                     f.write_all_at(data, offset)

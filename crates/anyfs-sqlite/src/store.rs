@@ -1000,16 +1000,23 @@ impl<C: Content> FsWrite for Store<C> {
     }
 
     fn write_range(&self, path: &Path, offset: u64, data: &[u8]) -> FsResult<()> {
+        self.write_ranges(path, &[(offset, data)])
+    }
+
+    fn write_ranges(&self, path: &Path, ranges: &[(u64, &[u8])]) -> FsResult<()> {
         let now = now_ns();
         self.db.write(path, |tx, after| {
-            let node = Self::file_node(tx, path, q::lookup(tx, path)?)?;
-            if data.is_empty() {
-                return Ok(());
+            let ino = Self::file_node(tx, path, q::lookup(tx, path)?)?.ino;
+            for (offset, data) in ranges.iter().filter(|(_, data)| !data.is_empty()) {
+                // Read again for each range: writing one may move the
+                // content (a new blob) and changes the size.
+                let node = q::node(tx, path, ino)?;
+                self.content
+                    .write_at(tx, path, &node.file(), *offset, data, after)?;
+                let size = node.size.max(offset.saturating_add(data.len() as u64));
+                q::set_size(tx, path, ino, size, now)?;
             }
-            self.content
-                .write_at(tx, path, &node.file(), offset, data, after)?;
-            let end = offset.saturating_add(data.len() as u64);
-            q::set_size(tx, path, node.ino, node.size.max(end), now)
+            Ok(())
         })
     }
 

@@ -95,6 +95,12 @@ pub fn write_range_writes_in_place<B: Fs>(fs: &B) {
     assert!(fs.read(p("/big")).unwrap() == model, "the whole file");
     assert_eq!(fs.metadata(p("/big")).unwrap().len, model.len() as u64);
 
+    // Past any file size: refused, never a panic or an abort. Writing
+    // nothing anywhere is fine.
+    assert!(fs.write_range(p("/f"), u64::MAX - 1, b"ab").is_err());
+    fs.write_range(p("/f"), u64::MAX, b"").unwrap();
+    assert_eq!(fs.metadata(p("/f")).unwrap().len, 21);
+
     fs.create_dir(p("/d")).unwrap();
     assert_err(fs.write_range(p("/d"), 0, b"x"), FsErrorKind::IsADirectory);
     assert_err(
@@ -105,6 +111,27 @@ pub fn write_range_writes_in_place<B: Fs>(fs: &B) {
     assert!(
         !fs.exists(p("/missing")).unwrap(),
         "write_range created a file"
+    );
+}
+
+/// `write_ranges` writes every range, in order (a later one over an
+/// earlier one wins); one that cannot be written leaves the file as it was.
+pub fn write_ranges_apply_in_order_or_not_at_all<B: Fs>(fs: &B) {
+    fs.write(p("/f"), b"0123456789").unwrap();
+    fs.write_ranges(p("/f"), &[(2, b"ab"), (8, b"xyz"), (3, b"B"), (14, b"!")])
+        .unwrap();
+    assert_eq!(fs.read(p("/f")).unwrap(), b"01aB4567xyz\0\0\0!");
+    fs.write_ranges(p("/f"), &[]).unwrap();
+    let err = fs.write_ranges(p("/f"), &[(0, b"NOPE"), (u64::MAX - 1, b"ab")]);
+    assert!(err.is_err(), "a write past any size was taken");
+    assert_eq!(
+        fs.read(p("/f")).unwrap(),
+        b"01aB4567xyz\0\0\0!",
+        "a refused write_ranges changed the file"
+    );
+    assert_err(
+        fs.write_ranges(p("/missing"), &[(0, b"x")]),
+        FsErrorKind::NotFound,
     );
 }
 

@@ -143,6 +143,7 @@ macro_rules! __conformance_cap {
                 write_replaces_content,
                 append_creates_and_extends,
                 write_range_writes_in_place,
+                write_ranges_apply_in_order_or_not_at_all,
                 read_missing_is_not_found,
                 directories_and_files_are_not_confused,
                 missing_or_file_parents_are_refused,

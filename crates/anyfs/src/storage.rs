@@ -150,6 +150,20 @@ impl<B: FsRead + FsWrite> FileStorage<B> {
     ) -> FsResult<()> {
         FsWrite::write_range(self, path.as_ref(), offset, data.as_ref())
     }
+    /// Writes several ranges into the existing file in one step, in order:
+    /// all of them, or (on an error) none.
+    ///
+    /// ```
+    /// # use anyfs::{FileStorage, MemoryBackend};
+    /// let fs = FileStorage::new(MemoryBackend::new());
+    /// fs.write("/f", b"0123456789")?;
+    /// fs.write_ranges("/f", &[(0, b"ab"), (8, b"YZ")])?;
+    /// assert_eq!(fs.read("/f")?, b"ab234567YZ");
+    /// # Ok::<(), anyfs::FsError>(())
+    /// ```
+    pub fn write_ranges(&self, path: impl AsRef<Path>, ranges: &[(u64, &[u8])]) -> FsResult<()> {
+        FsWrite::write_ranges(self, path.as_ref(), ranges)
+    }
     /// Removes a file or symlink.
     pub fn remove_file(&self, path: impl AsRef<Path>) -> FsResult<()> {
         FsWrite::remove_file(self, path.as_ref())
@@ -272,6 +286,9 @@ impl<B: FsRead + FsWrite> FsWrite for FileStorage<B> {
     }
     fn write_range(&self, path: &Path, offset: u64, data: &[u8]) -> FsResult<()> {
         self.at(path, true, |b, p| b.write_range(p, offset, data))
+    }
+    fn write_ranges(&self, path: &Path, ranges: &[(u64, &[u8])]) -> FsResult<()> {
+        self.at(path, true, |b, p| b.write_ranges(p, ranges))
     }
     fn remove_file(&self, path: &Path) -> FsResult<()> {
         self.at(path, false, |b, p| b.remove_file(p))

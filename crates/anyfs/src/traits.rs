@@ -151,6 +151,16 @@ pub trait FsWrite: Send + Sync {
     /// large file without rewriting it). Writing nothing changes nothing.
     fn write_range(&self, path: &Path, offset: u64, data: &[u8]) -> FsResult<()>;
 
+    /// Writes several ranges into the existing file, in order, each as
+    /// [`write_range`](Self::write_range) would. Every backend and layer
+    /// here applies them in one step — all of them or, on an error, none;
+    /// the provided method (for others) writes them one by one.
+    fn write_ranges(&self, path: &Path, ranges: &[(u64, &[u8])]) -> FsResult<()> {
+        ranges
+            .iter()
+            .try_for_each(|(offset, data)| self.write_range(path, *offset, data))
+    }
+
     /// Removes a file or symlink (not a directory).
     fn remove_file(&self, path: &Path) -> FsResult<()>;
 
@@ -306,6 +316,7 @@ macro_rules! __fs_methods {
             fn write(&self, path: &::std::path::Path, data: &[u8]) -> $crate::FsResult<()>;
             fn append(&self, path: &::std::path::Path, data: &[u8]) -> $crate::FsResult<()>;
             fn write_range(&self, path: &::std::path::Path, offset: u64, data: &[u8]) -> $crate::FsResult<()>;
+            fn write_ranges(&self, path: &::std::path::Path, ranges: &[(u64, &[u8])]) -> $crate::FsResult<()>;
             fn remove_file(&self, path: &::std::path::Path) -> $crate::FsResult<()>;
             fn rename(&self, from: &::std::path::Path, to: &::std::path::Path) -> $crate::FsResult<()>;
             fn copy(&self, from: &::std::path::Path, to: &::std::path::Path) -> $crate::FsResult<()>;

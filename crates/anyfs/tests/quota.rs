@@ -294,6 +294,22 @@ fn range_writes_are_charged_for_what_they_grow() {
         80,
         "a refused write changed the file"
     );
+    // Several ranges are charged for the furthest end, once, or refused whole.
+    fs.write_ranges(
+        "/f",
+        &[(0, &[5u8; 5][..]), (85, &[5u8; 5][..]), (88, &[5u8; 2][..])],
+    )
+    .unwrap();
+    assert_eq!(fs.backend().usage().total_size, 90);
+    let err = fs
+        .write_ranges("/f", &[(0, &[6u8; 5][..]), (99, &[6u8; 2][..])])
+        .unwrap_err();
+    assert_eq!(err.kind(), FsErrorKind::QuotaExceeded);
+    assert_eq!(
+        fs.read("/f").unwrap()[..5],
+        [5u8; 5],
+        "a refused write applied in part"
+    );
     // A missing file is the backend's answer, not the quota's.
     assert_eq!(
         fs.write_range("/none", 0, [0u8; 500]).unwrap_err().kind(),

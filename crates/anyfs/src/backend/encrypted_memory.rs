@@ -788,14 +788,22 @@ impl FsWrite for EncryptedMemoryBackend {
     }
 
     fn write_range(&self, path: &Path, offset: u64, data: &[u8]) -> FsResult<()> {
-        let (start, end) = super::span_of(path, offset, data.len())?;
+        self.write_ranges(path, &[(offset, data)])
+    }
+
+    fn write_ranges(&self, path: &Path, ranges: &[(u64, &[u8])]) -> FsResult<()> {
         self.run(path, true, |tx| {
             let ino = tx.lookup(path)?;
-            tx.file_data(path, ino)?;
-            if data.is_empty() {
+            let len = tx.file_data(path, ino)?.len();
+            let spans = super::spans_of(path, ranges, len)?;
+            if spans.is_empty() {
                 return Ok(());
             }
-            tx.edit_content(ino, |buf| super::splice_into(buf, start, end, data))
+            tx.edit_content(ino, |buf| {
+                for (start, end, data) in spans {
+                    super::splice_into(buf, start, end, data);
+                }
+            })
         })
     }
 
@@ -871,7 +879,9 @@ impl FsWrite for EncryptedMemoryBackend {
         })?;
         self.run(path, true, |tx| {
             let ino = tx.lookup(path)?;
-            tx.file_data(path, ino)?;
+            if size > tx.file_data(path, ino)?.len() {
+                super::room_for(path, size)?;
+            }
             tx.edit_content(ino, |buf| buf.resize(size, 0))
         })
     }

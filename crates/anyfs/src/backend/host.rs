@@ -128,21 +128,28 @@ pub(crate) fn read_range(file: &fs::File, offset: u64, len: usize) -> io::Result
     Ok(buf)
 }
 
-/// Writes `data` into `file` at `offset`, in place.
-pub(crate) fn write_range(file: &fs::File, path: &Path, offset: u64, data: &[u8]) -> FsResult<()> {
+/// Writes each range into `file`, in place, after checking that every one
+/// fits (so a refused range leaves the file as it was).
+pub(crate) fn write_ranges(file: &fs::File, path: &Path, ranges: &[(u64, &[u8])]) -> FsResult<()> {
     use std::os::unix::fs::FileExt;
-    if offset
-        .checked_add(data.len() as u64)
-        .is_none_or(|end| end > i64::MAX as u64)
-    {
-        return Err(FsError::FileSizeExceeded {
-            path: path.into(),
-            size: offset.saturating_add(data.len() as u64),
-            limit: i64::MAX as u64,
-        });
+    let ranges: Vec<_> = ranges.iter().filter(|(_, data)| !data.is_empty()).collect();
+    for (offset, data) in &ranges {
+        if offset
+            .checked_add(data.len() as u64)
+            .is_none_or(|end| end > i64::MAX as u64)
+        {
+            return Err(FsError::FileSizeExceeded {
+                path: path.into(),
+                size: offset.saturating_add(data.len() as u64),
+                limit: i64::MAX as u64,
+            });
+        }
     }
-    file.write_all_at(data, offset)
-        .map_err(|e| error(e, path, "write_range"))
+    for (offset, data) in ranges {
+        file.write_all_at(data, *offset)
+            .map_err(|e| error(e, path, "write_range"))?;
+    }
+    Ok(())
 }
 
 /// Copies the regular file `src` (content and permission bits) to `name`

@@ -673,6 +673,38 @@ pub(crate) fn span_of(path: &Path, offset: u64, len: usize) -> FsResult<(usize, 
         })
 }
 
+/// Where each non-empty range of a write into a file of `len` bytes starts
+/// and ends in memory; an error, before anything changes, if the file could
+/// not grow that far.
+pub(crate) fn spans_of<'a>(
+    path: &Path,
+    ranges: &[(u64, &'a [u8])],
+    len: usize,
+) -> FsResult<Vec<(usize, usize, &'a [u8])>> {
+    let spans = ranges
+        .iter()
+        .filter(|(_, data)| !data.is_empty())
+        .map(|(offset, data)| span_of(path, *offset, data.len()).map(|(s, e)| (s, e, *data)))
+        .collect::<FsResult<Vec<_>>>()?;
+    let end = spans.iter().map(|(_, end, _)| *end).max().unwrap_or(0);
+    if end > len {
+        room_for(path, end)?;
+    }
+    Ok(spans)
+}
+
+/// Whether memory for `len` bytes can be had at all: an absurd size is an
+/// error, not an abort.
+pub(crate) fn room_for(path: &Path, len: usize) -> FsResult<()> {
+    Vec::<u8>::new()
+        .try_reserve_exact(len)
+        .map_err(|_| FsError::Io {
+            path: path.into(),
+            op: "grow the file in memory",
+            source: std::io::ErrorKind::OutOfMemory.into(),
+        })
+}
+
 /// Writes `data` over `buf[start..end]`, growing `buf` with zeros if needed.
 pub(crate) fn splice_into(buf: &mut Vec<u8>, start: usize, end: usize, data: &[u8]) {
     if buf.len() < end {
@@ -700,12 +732,20 @@ impl FsWrite for MemoryBackend {
     }
 
     fn write_range(&self, path: &Path, offset: u64, data: &[u8]) -> FsResult<()> {
-        let (start, end) = span_of(path, offset, data.len())?;
+        self.write_ranges(path, &[(offset, data)])
+    }
+
+    fn write_ranges(&self, path: &Path, ranges: &[(u64, &[u8])]) -> FsResult<()> {
         self.write_state(|s, now| {
             let ino = s.lookup(path)?;
-            s.file_data(path, ino)?;
-            if !data.is_empty() {
-                s.edit_content(ino, now, |buf| splice_into(buf, start, end, data));
+            let len = s.file_data(path, ino)?.len();
+            let spans = spans_of(path, ranges, len)?;
+            if !spans.is_empty() {
+                s.edit_content(ino, now, |buf| {
+                    for (start, end, data) in spans {
+                        splice_into(buf, start, end, data);
+                    }
+                });
             }
             Ok(())
         })
@@ -791,7 +831,9 @@ impl FsWrite for MemoryBackend {
         })?;
         self.write_state(|s, now| {
             let ino = s.lookup(path)?;
-            s.file_data(path, ino)?;
+            if size > s.file_data(path, ino)?.len() {
+                room_for(path, size)?;
+            }
             s.edit_content(ino, now, |buf| buf.resize(size, 0));
             Ok(())
         })

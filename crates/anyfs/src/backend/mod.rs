@@ -9,6 +9,6 @@ mod vroot_fs;
 
 pub use encrypted_memory::EncryptedMemoryBackend;
 pub use memory::MemoryBackend;
-pub(crate) use memory::{span_of, splice_into};
+pub(crate) use memory::{room_for, spans_of, splice_into};
 pub use std_fs::StdFsBackend;
 pub use vroot_fs::VRootFsBackend;

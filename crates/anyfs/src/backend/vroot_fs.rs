@@ -507,8 +507,14 @@ impl FsWrite for VRootFsBackend {
     }
 
     fn write_range(&self, path: &Path, offset: u64, data: &[u8]) -> FsResult<()> {
+        self.write_ranges(path, &[(offset, data)])
+    }
+
+    /// Every range is checked before any is written; a host error part way
+    /// (a full disk) can leave the earlier ones written, as with `pwrite`.
+    fn write_ranges(&self, path: &Path, ranges: &[(u64, &[u8])]) -> FsResult<()> {
         let file = self.open_file(path, "write_range", OFlags::WRONLY)?;
-        host::write_range(&file, path, offset, data)
+        host::write_ranges(&file, path, ranges)
     }
 
     fn remove_file(&self, path: &Path) -> FsResult<()> {

@@ -487,6 +487,15 @@ impl<B: FsWrite, P: Policy> FsWrite for Guarded<B, P> {
             |b| b.write_range(path, offset, data),
         )
     }
+    fn write_ranges(&self, path: &Path, ranges: &[(u64, &[u8])]) -> FsResult<()> {
+        let path = &path::resolved_normal_form(path)?;
+        let bytes: u64 = ranges.iter().map(|(_, data)| data.len() as u64).sum();
+        self.run(
+            Request::new(Operation::WriteRange, path),
+            |_| bytes,
+            |b| b.write_ranges(path, ranges),
+        )
+    }
     fn remove_file(&self, path: &Path) -> FsResult<()> {
         let path = &path::resolved_normal_form(path)?;
         self.run(Request::new(Operation::RemoveFile, path), none, |b| {

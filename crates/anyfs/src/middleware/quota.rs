@@ -442,20 +442,29 @@ impl<B: FsRead + FsWrite + FsDir> FsWrite for Quota<B> {
     }
 
     fn write_range(&self, path: &Path, offset: u64, data: &[u8]) -> FsResult<()> {
+        self.write_ranges(path, &[(offset, data)])
+    }
+
+    fn write_ranges(&self, path: &Path, ranges: &[(u64, &[u8])]) -> FsResult<()> {
         let mut charge = self.lock();
         charge.usage()?;
         let old_len = match self.existing(path)? {
             Some(m) if m.is_file() => m.len,
             // Nothing to grow: the backend refuses as it would.
-            _ => return self.inner.write_range(path, offset, data),
+            _ => return self.inner.write_ranges(path, ranges),
         };
-        if data.is_empty() {
-            return self.inner.write_range(path, offset, data);
-        }
-        let len = old_len.max(offset.saturating_add(data.len() as u64));
+        let end = ranges
+            .iter()
+            .filter(|(_, data)| !data.is_empty())
+            .map(|(offset, data)| offset.saturating_add(data.len() as u64))
+            .max();
+        let Some(end) = end else {
+            return self.inner.write_ranges(path, ranges);
+        };
+        let len = old_len.max(end);
         charge.file_size(path, len)?;
         charge.check(path, len, old_len, 0)?;
-        self.inner.write_range(path, offset, data)?;
+        self.inner.write_ranges(path, ranges)?;
         charge.apply(len, old_len, 0, 0);
         Ok(())
     }

@@ -835,17 +835,23 @@ impl<B: FsRead + FsWrite + FsDir, M: SealMode> FsWrite for Sealed<B, M> {
         self.rebind_file(to, from)
     }
 
+    fn write_range(&self, path: &Path, offset: u64, data: &[u8]) -> FsResult<()> {
+        self.write_ranges(path, &[(offset, data)])
+    }
+
     /// Opens the whole file and seals it again with the new bytes in: fresh
     /// records under a fresh file id, so no record of the old content can
-    /// be replayed into the new one. Costs the whole file, not the range.
-    fn write_range(&self, path: &Path, offset: u64, data: &[u8]) -> FsResult<()> {
-        let (start, end) = crate::backend::span_of(path, offset, data.len())?;
+    /// be replayed into the new one. Costs the whole file, not the ranges.
+    fn write_ranges(&self, path: &Path, ranges: &[(u64, &[u8])]) -> FsResult<()> {
         let _exclusive = self.lock.write();
         let mut plain = self.read_unlocked(path)?;
-        if data.is_empty() {
+        let spans = crate::backend::spans_of(path, ranges, plain.len())?;
+        if spans.is_empty() {
             return Ok(());
         }
-        crate::backend::splice_into(&mut plain, start, end, data);
+        for (start, end, data) in spans {
+            crate::backend::splice_into(&mut plain, start, end, data);
+        }
         let sealed = self.seal_file(path, &plain)?;
         self.inner.write(path, &sealed)
     }
@@ -858,6 +864,9 @@ impl<B: FsRead + FsWrite + FsDir, M: SealMode> FsWrite for Sealed<B, M> {
             size,
             limit: usize::MAX as u64,
         })?;
+        if size > plain.len() {
+            crate::backend::room_for(path, size)?;
+        }
         plain.resize(size, 0);
         let sealed = self.seal_file(path, &plain)?;
         self.inner.write(path, &sealed)
