@@ -600,6 +600,9 @@ impl<B: FsFuse> AnyFuse<B> {
                 (len, len)
             }
         };
+        // An `O_APPEND` write goes to the end as the mount sees it now; it
+        // keeps that offset even if the backend's file grows meanwhile by
+        // other means (what this mount has told the writer stays true).
         let at = if append {
             len
         } else {
@@ -623,11 +626,13 @@ impl<B: FsFuse> AnyFuse<B> {
     fn truncate(&mut self, node: Option<u64>, path: &Path, size: u64) -> Result<()> {
         self.fs.truncate(path, size).map_err(fail)?;
         self.space = None;
-        if let Some(patches) = node
-            .and_then(|node| self.files.get_mut(&node))
-            .and_then(|file| file.patches.as_mut())
-        {
-            patches.truncate(size);
+        if let Some(file) = node.and_then(|node| self.files.get_mut(&node)) {
+            if let Some(patches) = &mut file.patches {
+                patches.truncate(size);
+            }
+            if let Some(data) = &mut file.data {
+                data.resize(usize::try_from(size).map_err(|_| libc::EFBIG)?, 0);
+            }
         }
         Ok(())
     }
@@ -647,6 +652,9 @@ impl<B: FsFuse> AnyFuse<B> {
         };
         if let Some(data) = &file.data {
             self.fs.write(path, data).map_err(fail)?;
+        } else if file.patches.as_ref().is_some_and(|p| p.count() == 0) {
+            // Nothing left to write (an empty write, or all cut away).
+            file.patches = None;
         } else if let Some(patches) = &file.patches {
             // One backend call, applied whole or not at all (a failure
             // leaves everything buffered): an `append` when the one extent

@@ -305,6 +305,10 @@ impl Content for Blobs {
         Ok(())
     }
 
+    fn max_len(&self) -> u64 {
+        i64::MAX as u64
+    }
+
     fn read_block(&self) -> usize {
         256 * 1024
     }

@@ -219,6 +219,10 @@ impl Content for Chunks {
     fn remove(&self, tx: &Connection, path: &Path, file: &FileRow, _: &mut After) -> FsResult<()> {
         delete_from(tx, path, file.ino, 0)
     }
+
+    fn max_len(&self) -> u64 {
+        CHUNK << INDEX_BITS
+    }
 }
 
 /// One statement: the node's kind and size with the chunks in range.

@@ -130,6 +130,8 @@ pub(crate) trait Content: Send + Sync + 'static {
         file: &FileRow,
         after: &mut After,
     ) -> FsResult<()>;
+    /// The largest file this store holds, in bytes.
+    fn max_len(&self) -> u64;
     /// Reads a file by inode in one statement (its own snapshot), for the
     /// cached fast path: `None` if this store cannot, `Some(Ok(None))` if
     /// the inode is no longer a file.
@@ -1005,6 +1007,19 @@ impl<C: Content> FsWrite for Store<C> {
 
     fn write_ranges(&self, path: &Path, ranges: &[(u64, &[u8])]) -> FsResult<()> {
         let now = now_ns();
+        // Every range is checked before any is written: inside a batch, a
+        // refusal after rows changed would spoil the whole batch.
+        let limit = self.content.max_len();
+        for (offset, data) in ranges.iter().filter(|(_, data)| !data.is_empty()) {
+            let end = offset.saturating_add(data.len() as u64);
+            if end > limit {
+                return Err(FsError::FileSizeExceeded {
+                    path: path.into(),
+                    size: end,
+                    limit,
+                });
+            }
+        }
         self.db.write(path, |tx, after| {
             let ino = Self::file_node(tx, path, q::lookup(tx, path)?)?.ino;
             for (offset, data) in ranges.iter().filter(|(_, data)| !data.is_empty()) {

@@ -48,6 +48,41 @@ fn a_batch_commits_everything_or_nothing() {
 }
 
 #[test]
+fn a_refused_range_write_leaves_the_batch_going() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = SqliteBackend::open(dir.path().join("r.db")).unwrap();
+    let fs = FileStorage::new(sqlite.clone());
+    fs.write("/f", "0123456789").unwrap();
+    sqlite
+        .batch(|_| {
+            // The second range is past any size: refused before a row changes.
+            let err = fs
+                .write_ranges("/f", &[(0, b"AB"), (u64::MAX - 1, b"xy")])
+                .unwrap_err();
+            assert_eq!(err.kind(), FsErrorKind::FileSizeExceeded);
+            fs.write_ranges("/f", &[(2, b"cd")])?;
+            fs.write("/g", "kept")
+        })
+        .unwrap();
+    assert_eq!(fs.read_to_string("/f").unwrap(), "01cd456789");
+    assert_eq!(fs.read_to_string("/g").unwrap(), "kept");
+
+    let indexed = IndexedBackend::open(dir.path().join("r-indexed")).unwrap();
+    let fs = FileStorage::new(indexed.clone());
+    fs.write("/f", "0123456789").unwrap();
+    indexed
+        .batch(|_| {
+            assert!(
+                fs.write_ranges("/f", &[(0, b"AB"), (u64::MAX - 1, b"xy")])
+                    .is_err()
+            );
+            fs.write_ranges("/f", &[(2, b"cd"), (8, b"ef")])
+        })
+        .unwrap();
+    assert_eq!(fs.read_to_string("/f").unwrap(), "01cd4567ef");
+}
+
+#[test]
 fn a_panic_rolls_the_batch_back() {
     let backend = SqliteBackend::open_in_memory().unwrap();
     let fs = FileStorage::new(backend.clone());

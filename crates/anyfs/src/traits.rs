@@ -152,9 +152,11 @@ pub trait FsWrite: Send + Sync {
     fn write_range(&self, path: &Path, offset: u64, data: &[u8]) -> FsResult<()>;
 
     /// Writes several ranges into the existing file, in order, each as
-    /// [`write_range`](Self::write_range) would. Every backend and layer
-    /// here applies them in one step — all of them or, on an error, none;
-    /// the provided method (for others) writes them one by one.
+    /// [`write_range`](Self::write_range) would. The backends and layers
+    /// here apply them in one step — all of them or, on an error, none —
+    /// except the host-directory backends, which check every range first
+    /// but can be stopped part way by the host (a full disk), as `pwrite`
+    /// can. The provided method (for others) writes them one by one.
     fn write_ranges(&self, path: &Path, ranges: &[(u64, &[u8])]) -> FsResult<()> {
         ranges
             .iter()

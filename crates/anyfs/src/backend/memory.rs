@@ -708,6 +708,8 @@ pub(crate) fn room_for(path: &Path, len: usize) -> FsResult<()> {
 /// Writes `data` over `buf[start..end]`, growing `buf` with zeros if needed.
 pub(crate) fn splice_into(buf: &mut Vec<u8>, start: usize, end: usize, data: &[u8]) {
     if buf.len() < end {
+        // Exactly what `room_for` checked, not the doubling `resize` asks.
+        buf.reserve_exact(end - buf.len());
         buf.resize(end, 0);
     }
     buf[start..end].copy_from_slice(data);
