@@ -761,23 +761,45 @@ impl<B: FsFuse> AnyFuse<B> {
         }
     }
 
-    /// Before a name goes away: if it names an open file, keep its content
-    /// in memory so that open handles still read and write it.
-    fn detach(&mut self, path: &Path) {
-        if let Some(ino) = self.open_node(path) {
-            let _ = self.load(ino);
-            if let Some(file) = self.files.get_mut(&ino) {
-                match self.fs.symlink_metadata(path) {
-                    Ok(meta) if meta.nlink > 1 => {}
-                    meta => {
-                        file.path = None;
-                        file.orphan = meta.ok().map(|mut m| {
-                            m.nlink = 0;
-                            m
-                        });
-                    }
-                }
+    /// Before a name goes away. If it names an open file losing its last
+    /// name, the file's content is kept in memory, so that open handles
+    /// still read and write it (refused if it cannot be read: nothing open
+    /// is lost). If other names remain, buffered writes are committed under
+    /// this one first; the node is returned for [`Self::reattach`].
+    fn detach(&mut self, path: &Path) -> Result<Option<u64>> {
+        let Some(node) = self.open_node(path) else {
+            return Ok(None);
+        };
+        match self.fs.symlink_metadata(path) {
+            Ok(meta) if meta.nlink > 1 => {
+                self.commit(node)?;
+                Ok(Some(node))
             }
+            meta => {
+                self.load(node)?;
+                if let Some(file) = self.files.get_mut(&node) {
+                    file.path = None;
+                    file.orphan = meta.ok().map(|mut m| {
+                        m.nlink = 0;
+                        m
+                    });
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// After a name of an open file with other names went away: the file
+    /// is committed under one of those from now on.
+    fn reattach(&mut self, node: Option<u64>) {
+        let Some(node) = node else { return };
+        let path = self
+            .inode_of(node)
+            .ok()
+            .and_then(|inode| self.fs.inode_to_path(inode).ok());
+        // No name found (a backend that cannot tell): never the removed one.
+        if let Some(file) = self.files.get_mut(&node) {
+            file.path = path;
         }
     }
 
@@ -1024,9 +1046,10 @@ impl<B: FsFuse> Filesystem for AnyFuse<B> {
         let result = (|| {
             self.writable()?;
             let path = self.child(parent, name)?;
-            self.detach(&path);
+            let kept = self.detach(&path)?;
             let inode = self.fs.path_to_inode(&path).ok();
             self.fs.remove_file(&path).map_err(fail)?;
+            self.reattach(kept);
             self.removed(inode);
             Ok(())
         })();
@@ -1094,14 +1117,15 @@ impl<B: FsFuse> Filesystem for AnyFuse<B> {
             if let Some(node) = self.open_node(&from) {
                 self.commit(node)?;
             }
-            let replaced = if from != to {
-                self.detach(&to);
-                self.fs.path_to_inode(&to).ok()
+            let (replaced, kept) = if from != to {
+                let kept = self.detach(&to)?;
+                (self.fs.path_to_inode(&to).ok(), kept)
             } else {
-                None
+                (None, None)
             };
             self.fs.rename(&from, &to).map_err(fail)?;
             self.moved(&from, &to);
+            self.reattach(kept);
             if replaced != self.fs.path_to_inode(&to).ok() {
                 self.removed(replaced);
             }

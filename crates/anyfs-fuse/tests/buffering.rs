@@ -298,3 +298,41 @@ fn a_cut_keeps_the_buffered_writes_before_it_and_drops_those_after() {
         want
     );
 }
+
+#[test]
+fn an_open_file_losing_one_of_its_names_keeps_the_others() {
+    if skip("an_open_file_losing_one_of_its_names_keeps_the_others") {
+        return;
+    }
+    use std::io::{Seek, SeekFrom, Write};
+    let backend = MemoryBackend::new();
+    let mounted = Mounted::new(backend.clone());
+    let (a, b, c) = (
+        mounted.path().join("a"),
+        mounted.path().join("b"),
+        mounted.path().join("c"),
+    );
+    std::fs::write(&a, b"........").unwrap();
+    std::fs::hard_link(&a, &b).unwrap();
+    std::fs::hard_link(&a, &c).unwrap();
+    let mut f = std::fs::OpenOptions::new().write(true).open(&a).unwrap();
+    f.write_all(b"X").unwrap();
+    std::fs::remove_file(&a).unwrap();
+    f.seek(SeekFrom::Start(1)).unwrap();
+    f.write_all(b"Y").unwrap();
+    // Another name replaced by a rename while the file is open.
+    std::fs::write(mounted.path().join("new"), b"other").unwrap();
+    std::fs::rename(mounted.path().join("new"), &b).unwrap();
+    f.seek(SeekFrom::Start(2)).unwrap();
+    f.write_all(b"Z").unwrap();
+    drop(f);
+    assert!(!a.exists(), "a removed name came back");
+    assert_eq!(std::fs::read(&b).unwrap(), b"other");
+    assert_eq!(std::fs::read(&c).unwrap(), b"XYZ.....");
+    mounted.unmount();
+    assert!(!anyfs::FsRead::exists(&backend, Path::new("/a")).unwrap());
+    assert_eq!(
+        anyfs::FsRead::read(&backend, Path::new("/c")).unwrap(),
+        b"XYZ....."
+    );
+}
