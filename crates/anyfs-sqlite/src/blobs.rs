@@ -243,6 +243,43 @@ impl Content for Blobs {
         }
     }
 
+    /// One range goes as `write_at` would (an append in place); several
+    /// make one new blob with all of them in, not one copy per range.
+    fn write_ranges(
+        &self,
+        tx: &Connection,
+        path: &Path,
+        file: &FileRow,
+        ranges: &[(u64, &[u8])],
+        after: &mut After,
+    ) -> FsResult<()> {
+        match ranges {
+            [] => Ok(()),
+            [(offset, data)] => self.write_at(tx, path, file, *offset, data, after),
+            _ => {
+                let mut len = file.size;
+                for (offset, data) in ranges {
+                    let end = offset
+                        .checked_add(data.len() as u64)
+                        .filter(|&end| end <= i64::MAX as u64)
+                        .ok_or_else(|| FsError::FileSizeExceeded {
+                            path: path.into(),
+                            size: offset.saturating_add(data.len() as u64),
+                            limit: i64::MAX as u64,
+                        })?;
+                    len = len.max(end);
+                }
+                self.rewrite(tx, path, file, file.size, after, |f| {
+                    f.set_len(len)?;
+                    for (offset, data) in ranges {
+                        f.write_all_at(data, *offset)?;
+                    }
+                    Ok(())
+                })
+            }
+        }
+    }
+
     fn truncate(
         &self,
         tx: &Connection,

@@ -104,6 +104,20 @@ pub(crate) trait Content: Send + Sync + 'static {
         data: &[u8],
         after: &mut After,
     ) -> FsResult<()>;
+    /// Writes each range in order (zeros fill any gap). The provided
+    /// method suits stores whose `write_at` leaves the content where it is.
+    fn write_ranges(
+        &self,
+        tx: &Connection,
+        path: &Path,
+        file: &FileRow,
+        ranges: &[(u64, &[u8])],
+        after: &mut After,
+    ) -> FsResult<()> {
+        ranges
+            .iter()
+            .try_for_each(|(offset, data)| self.write_at(tx, path, file, *offset, data, after))
+    }
     /// Cuts or extends (with zeros) to `size`.
     fn truncate(
         &self,
@@ -1021,17 +1035,23 @@ impl<C: Content> FsWrite for Store<C> {
             }
         }
         self.db.write(path, |tx, after| {
-            let ino = Self::file_node(tx, path, q::lookup(tx, path)?)?.ino;
-            for (offset, data) in ranges.iter().filter(|(_, data)| !data.is_empty()) {
-                // Read again for each range: writing one may move the
-                // content (a new blob) and changes the size.
-                let node = q::node(tx, path, ino)?;
-                self.content
-                    .write_at(tx, path, &node.file(), *offset, data, after)?;
-                let size = node.size.max(offset.saturating_add(data.len() as u64));
-                q::set_size(tx, path, ino, size, now)?;
+            let node = Self::file_node(tx, path, q::lookup(tx, path)?)?;
+            let ranges: Vec<(u64, &[u8])> = ranges
+                .iter()
+                .filter(|(_, data)| !data.is_empty())
+                .copied()
+                .collect();
+            if ranges.is_empty() {
+                return Ok(());
             }
-            Ok(())
+            self.content
+                .write_ranges(tx, path, &node.file(), &ranges, after)?;
+            let end = ranges
+                .iter()
+                .map(|(offset, data)| offset + data.len() as u64)
+                .max()
+                .unwrap_or(0);
+            q::set_size(tx, path, node.ino, node.size.max(end), now)
         })
     }
 
