@@ -175,6 +175,21 @@ fn errors_reach_programs_as_their_own_errno() {
     let long = std::fs::write(root.join("n".repeat(256)), b"x").unwrap_err();
     assert_eq!(long.raw_os_error(), Some(libc::ENAMETOOLONG), "{long}");
     mounted.unmount();
+
+    // A memory workspace's disk is the host's memory: a write far past it
+    // is ENOSPC at write(), not a mount run out of memory.
+    let mounted = Mounted::new(MemoryBackend::new());
+    let sparse = mounted.path().join("sparse");
+    std::fs::write(&sparse, b"x").unwrap();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&sparse)
+        .unwrap();
+    let far = std::os::unix::fs::FileExt::write_at(&file, b"y", 1 << 45).unwrap_err();
+    assert_eq!(far.raw_os_error(), Some(libc::ENOSPC), "{far}");
+    drop(file);
+    assert_eq!(std::fs::read(&sparse).unwrap(), b"x");
+    mounted.unmount();
 }
 
 #[test]

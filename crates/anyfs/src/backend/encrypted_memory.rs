@@ -879,9 +879,7 @@ impl FsWrite for EncryptedMemoryBackend {
         })?;
         self.run(path, true, |tx| {
             let ino = tx.lookup(path)?;
-            if size > tx.file_data(path, ino)?.len() {
-                super::room_for(path, size)?;
-            }
+            super::room_for(path, tx.file_data(path, ino)?.len(), size)?;
             tx.edit_content(ino, |buf| buf.resize(size, 0))
         })
     }
@@ -1151,11 +1149,12 @@ impl FsStats for EncryptedMemoryBackend {
     fn statfs(&self) -> FsResult<StatFs> {
         let vault = self.vault.lock();
         let used: u64 = vault.nodes.values().map(|n| n.0.len() as u64).sum();
-        let total = used.max(1 << 40);
+        // Free is what the host can still give, as for `MemoryBackend`.
+        let available = super::memory::memory_available().unwrap_or(1 << 40);
         Ok(StatFs {
-            total_bytes: total,
+            total_bytes: used + available,
             used_bytes: used,
-            available_bytes: total - used,
+            available_bytes: available,
             total_inodes: u64::MAX,
             used_inodes: vault.nodes.len() as u64,
             available_inodes: u64::MAX - vault.nodes.len() as u64,

@@ -687,22 +687,42 @@ pub(crate) fn spans_of<'a>(
         .map(|(offset, data)| span_of(path, *offset, data.len()).map(|(s, e)| (s, e, *data)))
         .collect::<FsResult<Vec<_>>>()?;
     let end = spans.iter().map(|(_, end, _)| *end).max().unwrap_or(0);
-    if end > len {
-        room_for(path, end)?;
-    }
+    room_for(path, len, end)?;
     Ok(spans)
 }
 
-/// Whether memory for `len` bytes can be had at all: an absurd size is an
-/// error, not an abort.
-pub(crate) fn room_for(path: &Path, len: usize) -> FsResult<()> {
-    Vec::<u8>::new()
-        .try_reserve_exact(len)
-        .map_err(|_| FsError::Io {
-            path: path.into(),
-            op: "grow the file in memory",
-            source: std::io::ErrorKind::OutOfMemory.into(),
-        })
+/// How much memory the host can still give (`MemAvailable`), if it says.
+pub(crate) fn memory_available() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib = info
+        .lines()
+        .find_map(|line| line.strip_prefix("MemAvailable:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    Some(kib.saturating_mul(1024))
+}
+
+/// Whether a file held in memory may grow from `from` to `to` bytes: not
+/// by more than the host has left (growing by a few MiB is not checked),
+/// and an absurd size is an error, never an abort. The error is `ENOSPC`:
+/// memory is this backend's disk.
+pub(crate) fn room_for(path: &Path, from: usize, to: usize) -> FsResult<()> {
+    const UNCHECKED: usize = 16 << 20;
+    if to <= from.saturating_add(UNCHECKED) {
+        return Ok(());
+    }
+    let full = || FsError::Io {
+        path: path.into(),
+        op: "grow the file in memory",
+        source: std::io::Error::from_raw_os_error(libc::ENOSPC),
+    };
+    if memory_available().is_some_and(|available| (to - from) as u64 > available) {
+        return Err(full());
+    }
+    Vec::<u8>::new().try_reserve_exact(to).map_err(|_| full())
 }
 
 /// Writes `data` over `buf[start..end]`, growing `buf` with zeros if needed.
@@ -833,9 +853,7 @@ impl FsWrite for MemoryBackend {
         })?;
         self.write_state(|s, now| {
             let ino = s.lookup(path)?;
-            if size > s.file_data(path, ino)?.len() {
-                room_for(path, size)?;
-            }
+            room_for(path, s.file_data(path, ino)?.len(), size)?;
             s.edit_content(ino, now, |buf| buf.resize(size, 0));
             Ok(())
         })
@@ -1088,13 +1106,15 @@ impl FsStats for MemoryBackend {
     fn statfs(&self) -> FsResult<StatFs> {
         let s = self.state.read();
         let nodes = s.nodes.len() as u64;
-        // Memory has no fixed size; report what is used plus a large,
-        // honest-looking headroom so tools that check free space proceed.
+        // Memory has no fixed size: what is free is what the host can still
+        // give (a mount refuses writes past it with ENOSPC rather than
+        // running the process out of memory).
         let headroom = 1u64 << 40;
+        let available = memory_available().unwrap_or(headroom);
         Ok(StatFs {
-            total_bytes: s.used_bytes + headroom,
+            total_bytes: s.used_bytes + available,
             used_bytes: s.used_bytes,
-            available_bytes: headroom,
+            available_bytes: available,
             total_inodes: nodes + headroom,
             used_inodes: nodes,
             available_inodes: headroom,

@@ -864,9 +864,7 @@ impl<B: FsRead + FsWrite + FsDir, M: SealMode> FsWrite for Sealed<B, M> {
             size,
             limit: usize::MAX as u64,
         })?;
-        if size > plain.len() {
-            crate::backend::room_for(path, size)?;
-        }
+        crate::backend::room_for(path, plain.len(), size)?;
         plain.resize(size, 0);
         let sealed = self.seal_file(path, &plain)?;
         self.inner.write(path, &sealed)
