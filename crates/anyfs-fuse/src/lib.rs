@@ -229,6 +229,15 @@ struct Handle {
     append: bool,
 }
 
+/// What a name going away does to an open file (see `detach`).
+enum Detached {
+    Nothing,
+    /// Its last name: it lives on in memory, with this metadata.
+    Orphan(u64, Option<Metadata>),
+    /// One of several names, the one it is committed under.
+    Renamed(u64),
+}
+
 /// What a `setattr` asks to change.
 struct Changes {
     mode: Option<u32>,
@@ -646,6 +655,10 @@ impl<B: FsFuse> AnyFuse<B> {
             return Ok(());
         }
         let Some(path) = &file.path else {
+            if file.orphan.is_none() {
+                // It has names, but none could be found: fail, never drop.
+                return Err(libc::EIO);
+            }
             // Unlinked while open: nothing to commit to.
             file.dirty = false;
             return Ok(());
@@ -761,45 +774,65 @@ impl<B: FsFuse> AnyFuse<B> {
         }
     }
 
-    /// Before a name goes away. If it names an open file losing its last
-    /// name, the file's content is kept in memory, so that open handles
-    /// still read and write it (refused if it cannot be read: nothing open
-    /// is lost). If other names remain, buffered writes are committed under
-    /// this one first; the node is returned for [`Self::reattach`].
-    fn detach(&mut self, path: &Path) -> Result<Option<u64>> {
+    /// Before a name goes away: what becomes of an open file it names,
+    /// applied by [`Self::reattach`] once the name is really gone. A file
+    /// losing its last name has its content loaded into memory first, so
+    /// that open handles still read and write it (if it cannot be read, its
+    /// handles get errors instead; the removal goes ahead).
+    fn detach(&mut self, path: &Path) -> Detached {
         let Some(node) = self.open_node(path) else {
-            return Ok(None);
+            return Detached::Nothing;
         };
         match self.fs.symlink_metadata(path) {
+            // Other names remain: buffered writes are the node's, whatever
+            // name they are committed under; only a file committed under
+            // this name needs another.
             Ok(meta) if meta.nlink > 1 => {
-                self.commit(node)?;
-                Ok(Some(node))
+                let here = self
+                    .files
+                    .get(&node)
+                    .is_some_and(|f| f.path.as_deref() == Some(path));
+                if here {
+                    Detached::Renamed(node)
+                } else {
+                    Detached::Nothing
+                }
             }
             meta => {
-                self.load(node)?;
-                if let Some(file) = self.files.get_mut(&node) {
-                    file.path = None;
-                    file.orphan = meta.ok().map(|mut m| {
+                let _ = self.load(node);
+                Detached::Orphan(
+                    node,
+                    meta.ok().map(|mut m| {
                         m.nlink = 0;
                         m
-                    });
-                }
-                Ok(None)
+                    }),
+                )
             }
         }
     }
 
-    /// After a name of an open file with other names went away: the file
-    /// is committed under one of those from now on.
-    fn reattach(&mut self, node: Option<u64>) {
-        let Some(node) = node else { return };
-        let path = self
-            .inode_of(node)
-            .ok()
-            .and_then(|inode| self.fs.inode_to_path(inode).ok());
-        // No name found (a backend that cannot tell): never the removed one.
-        if let Some(file) = self.files.get_mut(&node) {
-            file.path = path;
+    /// After the name went away: the open file it named is committed under
+    /// another of its names, or is kept without one.
+    fn reattach(&mut self, detached: Detached) {
+        match detached {
+            Detached::Nothing => {}
+            Detached::Orphan(node, meta) => {
+                if let Some(file) = self.files.get_mut(&node) {
+                    file.path = None;
+                    file.orphan = meta;
+                }
+            }
+            Detached::Renamed(node) => {
+                let path = self
+                    .inode_of(node)
+                    .ok()
+                    .and_then(|inode| self.fs.inode_to_path(inode).ok());
+                // No name found (hidden, or a backend that cannot tell):
+                // never the removed one; its commits then fail (EIO).
+                if let Some(file) = self.files.get_mut(&node) {
+                    file.path = path;
+                }
+            }
         }
     }
 
@@ -1046,10 +1079,10 @@ impl<B: FsFuse> Filesystem for AnyFuse<B> {
         let result = (|| {
             self.writable()?;
             let path = self.child(parent, name)?;
-            let kept = self.detach(&path)?;
+            let detached = self.detach(&path);
             let inode = self.fs.path_to_inode(&path).ok();
             self.fs.remove_file(&path).map_err(fail)?;
-            self.reattach(kept);
+            self.reattach(detached);
             self.removed(inode);
             Ok(())
         })();
@@ -1117,15 +1150,15 @@ impl<B: FsFuse> Filesystem for AnyFuse<B> {
             if let Some(node) = self.open_node(&from) {
                 self.commit(node)?;
             }
-            let (replaced, kept) = if from != to {
-                let kept = self.detach(&to)?;
-                (self.fs.path_to_inode(&to).ok(), kept)
+            let (replaced, detached) = if from != to {
+                let detached = self.detach(&to);
+                (self.fs.path_to_inode(&to).ok(), detached)
             } else {
-                (None, None)
+                (None, Detached::Nothing)
             };
             self.fs.rename(&from, &to).map_err(fail)?;
             self.moved(&from, &to);
-            self.reattach(kept);
+            self.reattach(detached);
             if replaced != self.fs.path_to_inode(&to).ok() {
                 self.removed(replaced);
             }

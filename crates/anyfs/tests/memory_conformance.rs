@@ -34,6 +34,21 @@ fn growing_past_the_hosts_memory_is_no_space() {
         "MemoryBackend",
     );
     assert_eq!(memory.read("/f").unwrap(), b"small");
+    {
+        use anyfs::{FsHandles, OpenFlags};
+        let backend = memory.backend();
+        let h = backend
+            .open(std::path::Path::new("/f"), OpenFlags::READ_WRITE)
+            .unwrap();
+        let err = backend.write_at(h, b"x", far).unwrap_err();
+        assert_eq!(
+            err.errno(),
+            libc::ENOSPC,
+            "write_at through a handle: {err}"
+        );
+        backend.close(h).unwrap();
+    }
+    assert_eq!(memory.read("/f").unwrap(), b"small");
     let free = memory.backend().statfs().unwrap().available_bytes;
     assert!(free < far, "statfs says {free} bytes are free");
 

@@ -1147,10 +1147,10 @@ impl FsSync for EncryptedMemoryBackend {
 
 impl FsStats for EncryptedMemoryBackend {
     fn statfs(&self) -> FsResult<StatFs> {
+        let available = super::memory::memory_available().unwrap_or(1 << 40);
         let vault = self.vault.lock();
         let used: u64 = vault.nodes.values().map(|n| n.0.len() as u64).sum();
         // Free is what the host can still give, as for `MemoryBackend`.
-        let available = super::memory::memory_available().unwrap_or(1 << 40);
         Ok(StatFs {
             total_bytes: used + available,
             used_bytes: used,

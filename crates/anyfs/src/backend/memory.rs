@@ -691,18 +691,39 @@ pub(crate) fn spans_of<'a>(
     Ok(spans)
 }
 
-/// How much memory the host can still give (`MemAvailable`), if it says.
+/// How much memory the host can still give: `MemAvailable`, or less if
+/// the process's cgroup is limited to less. `None` if nothing says.
 pub(crate) fn memory_available() -> Option<u64> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let kib = info
-        .lines()
-        .find_map(|line| line.strip_prefix("MemAvailable:"))?
-        .trim()
-        .strip_suffix("kB")?
-        .trim()
-        .parse::<u64>()
-        .ok()?;
-    Some(kib.saturating_mul(1024))
+    let host = (|| {
+        let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+        let kib = info
+            .lines()
+            .find_map(|line| line.strip_prefix("MemAvailable:"))?
+            .trim()
+            .strip_suffix("kB")?
+            .trim()
+            .parse::<u64>()
+            .ok()?;
+        Some(kib.saturating_mul(1024))
+    })();
+    // A cgroup v2 limit on the process's own group ("max" is none).
+    let group = (|| {
+        let cgroup = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+        let rel = cgroup.lines().find_map(|line| line.strip_prefix("0::"))?;
+        let dir = Path::new("/sys/fs/cgroup").join(rel.trim().trim_start_matches('/'));
+        let read = |name: &str| -> Option<u64> {
+            std::fs::read_to_string(dir.join(name))
+                .ok()?
+                .trim()
+                .parse()
+                .ok()
+        };
+        Some(read("memory.max")?.saturating_sub(read("memory.current")?))
+    })();
+    match (host, group) {
+        (Some(h), Some(g)) => Some(h.min(g)),
+        (h, g) => h.or(g),
+    }
 }
 
 /// Whether a file held in memory may grow from `from` to `to` bytes: not
@@ -1104,13 +1125,14 @@ impl FsSync for MemoryBackend {
 
 impl FsStats for MemoryBackend {
     fn statfs(&self) -> FsResult<StatFs> {
+        let available = memory_available();
         let s = self.state.read();
         let nodes = s.nodes.len() as u64;
         // Memory has no fixed size: what is free is what the host can still
         // give (a mount refuses writes past it with ENOSPC rather than
         // running the process out of memory).
         let headroom = 1u64 << 40;
-        let available = memory_available().unwrap_or(headroom);
+        let available = available.unwrap_or(headroom);
         Ok(StatFs {
             total_bytes: s.used_bytes + available,
             used_bytes: s.used_bytes,
@@ -1202,10 +1224,17 @@ impl FsHandles for MemoryBackend {
                 size: offset,
                 limit: usize::MAX as u64,
             })?;
-            s.edit_content(open.ino, now, |buf| {
-                let at = if open.flags.append { buf.len() } else { start };
-                splice_into(buf, at, at + data.len(), data);
-            });
+            let len = s.file_data(&open.path, open.ino)?.len();
+            let at = if open.flags.append { len } else { start };
+            let end = at
+                .checked_add(data.len())
+                .ok_or(FsError::FileSizeExceeded {
+                    path: open.path.clone(),
+                    size: offset.saturating_add(data.len() as u64),
+                    limit: usize::MAX as u64,
+                })?;
+            room_for(&open.path, len, end)?;
+            s.edit_content(open.ino, now, |buf| splice_into(buf, at, end, data));
             Ok(data.len())
         })
     }
