@@ -94,10 +94,11 @@ impl anyfs::FsWrite for Counting {
             .fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
         self.inner.append(path, data)
     }
-    fn write_range(&self, path: &Path, offset: u64, data: &[u8]) -> anyfs::FsResult<()> {
+    fn write_ranges(&self, path: &Path, ranges: &[(u64, &[u8])]) -> anyfs::FsResult<()> {
+        let bytes: usize = ranges.iter().map(|(_, data)| data.len()).sum();
         self.ranged
-            .fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        self.inner.write_range(path, offset, data)
+            .fetch_add(bytes as u64, std::sync::atomic::Ordering::Relaxed);
+        self.inner.write_ranges(path, ranges)
     }
     fn remove_file(&self, path: &Path) -> anyfs::FsResult<()> {
         self.inner.remove_file(path)

@@ -201,21 +201,37 @@ impl Content for Blobs {
         data: &[u8],
         after: &mut After,
     ) -> FsResult<()> {
-        if data.is_empty() {
-            return Ok(());
-        }
-        match &file.blob {
+        self.write_ranges(tx, path, file, &[(offset, data)], after)
+    }
+
+    /// Several ranges make one new blob with all of them in, not one copy
+    /// per range.
+    fn write_ranges(
+        &self,
+        tx: &Connection,
+        path: &Path,
+        file: &FileRow,
+        ranges: &[(u64, &[u8])],
+        after: &mut After,
+    ) -> FsResult<()> {
+        let ranges: Vec<(u64, &[u8])> = ranges
+            .iter()
+            .filter(|(_, data)| !data.is_empty())
+            .copied()
+            .collect();
+        match (ranges.as_slice(), &file.blob) {
+            ([], _) => Ok(()),
             // Appending leaves every committed byte as it is, so it can go to
             // the current blob in place: a crash leaves bytes past the
             // committed size, which are cut before the next append.
-            Some(blob) if offset == file.size => {
+            ([(offset, data)], Some(blob)) if *offset == file.size => {
                 let f = OpenOptions::new()
                     .write(true)
                     .open(self.file(blob))
                     .map_err(|e| io_error(path, "append to a blob", e))?;
                 (|| {
                     f.set_len(file.size)?;
-                    f.write_all_at(data, offset)?;
+                    f.write_all_at(data, *offset)?;
                     if self.durable {
                         f.sync_data()?;
                     }
@@ -226,39 +242,8 @@ impl Content for Blobs {
             // Anything else rewrites a copy, so readers and crashes only ever
             // see the old blob or the new one.
             _ => {
-                let end = offset
-                    .checked_add(data.len() as u64)
-                    .filter(|&end| end <= i64::MAX as u64)
-                    .ok_or_else(|| FsError::FileSizeExceeded {
-                        path: path.into(),
-                        size: offset.saturating_add(data.len() as u64),
-                        limit: i64::MAX as u64,
-                    })?;
-                let len = file.size.max(end);
-                self.rewrite(tx, path, file, file.size, after, |f| {
-                    f.set_len(len)?;
-                    f.write_all_at(data, offset)
-                })
-            }
-        }
-    }
-
-    /// One range goes as `write_at` would (an append in place); several
-    /// make one new blob with all of them in, not one copy per range.
-    fn write_ranges(
-        &self,
-        tx: &Connection,
-        path: &Path,
-        file: &FileRow,
-        ranges: &[(u64, &[u8])],
-        after: &mut After,
-    ) -> FsResult<()> {
-        match ranges {
-            [] => Ok(()),
-            [(offset, data)] => self.write_at(tx, path, file, *offset, data, after),
-            _ => {
                 let mut len = file.size;
-                for (offset, data) in ranges {
+                for (offset, data) in &ranges {
                     let end = offset
                         .checked_add(data.len() as u64)
                         .filter(|&end| end <= i64::MAX as u64)
@@ -271,7 +256,7 @@ impl Content for Blobs {
                 }
                 self.rewrite(tx, path, file, file.size, after, |f| {
                     f.set_len(len)?;
-                    for (offset, data) in ranges {
+                    for (offset, data) in &ranges {
                         f.write_all_at(data, *offset)?;
                     }
                     Ok(())

@@ -1015,10 +1015,6 @@ impl<C: Content> FsWrite for Store<C> {
         })
     }
 
-    fn write_range(&self, path: &Path, offset: u64, data: &[u8]) -> FsResult<()> {
-        self.write_ranges(path, &[(offset, data)])
-    }
-
     fn write_ranges(&self, path: &Path, ranges: &[(u64, &[u8])]) -> FsResult<()> {
         let now = now_ns();
         // Every range is checked before any is written: inside a batch, a

@@ -284,9 +284,6 @@ impl<B: FsRead + FsWrite> FsWrite for FileStorage<B> {
     fn append(&self, path: &Path, data: &[u8]) -> FsResult<()> {
         self.at(path, true, |b, p| b.append(p, data))
     }
-    fn write_range(&self, path: &Path, offset: u64, data: &[u8]) -> FsResult<()> {
-        self.at(path, true, |b, p| b.write_range(p, offset, data))
-    }
     fn write_ranges(&self, path: &Path, ranges: &[(u64, &[u8])]) -> FsResult<()> {
         self.at(path, true, |b, p| b.write_ranges(p, ranges))
     }

@@ -149,19 +149,16 @@ pub trait FsWrite: Send + Sync {
     /// ends past its end, and a gap before `offset` reads as zeros. Only
     /// what changes is written (a mounted workspace commits a write into a
     /// large file without rewriting it). Writing nothing changes nothing.
-    fn write_range(&self, path: &Path, offset: u64, data: &[u8]) -> FsResult<()>;
+    fn write_range(&self, path: &Path, offset: u64, data: &[u8]) -> FsResult<()> {
+        self.write_ranges(path, &[(offset, data)])
+    }
 
     /// Writes several ranges into the existing file, in order, each as
-    /// [`write_range`](Self::write_range) would. The backends and layers
-    /// here apply them in one step — all of them or, on an error, none —
-    /// except the host-directory backends, which check every range first
-    /// but can be stopped part way by the host (a full disk), as `pwrite`
-    /// can. The provided method (for others) writes them one by one.
-    fn write_ranges(&self, path: &Path, ranges: &[(u64, &[u8])]) -> FsResult<()> {
-        ranges
-            .iter()
-            .try_for_each(|(offset, data)| self.write_range(path, *offset, data))
-    }
+    /// [`write_range`](Self::write_range) would, in one step: all of them
+    /// or, on an error, none. The host-directory backends check every
+    /// range first but can be stopped part way by the host (a full disk),
+    /// as `pwrite` can.
+    fn write_ranges(&self, path: &Path, ranges: &[(u64, &[u8])]) -> FsResult<()>;
 
     /// Removes a file or symlink (not a directory).
     fn remove_file(&self, path: &Path) -> FsResult<()>;

@@ -787,10 +787,6 @@ impl FsWrite for EncryptedMemoryBackend {
         })
     }
 
-    fn write_range(&self, path: &Path, offset: u64, data: &[u8]) -> FsResult<()> {
-        self.write_ranges(path, &[(offset, data)])
-    }
-
     fn write_ranges(&self, path: &Path, ranges: &[(u64, &[u8])]) -> FsResult<()> {
         self.run(path, true, |tx| {
             let ino = tx.lookup(path)?;

@@ -774,10 +774,6 @@ impl FsWrite for MemoryBackend {
         })
     }
 
-    fn write_range(&self, path: &Path, offset: u64, data: &[u8]) -> FsResult<()> {
-        self.write_ranges(path, &[(offset, data)])
-    }
-
     fn write_ranges(&self, path: &Path, ranges: &[(u64, &[u8])]) -> FsResult<()> {
         self.write_state(|s, now| {
             let ino = s.lookup(path)?;

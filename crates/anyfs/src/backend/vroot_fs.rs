@@ -506,10 +506,6 @@ impl FsWrite for VRootFsBackend {
             .map_err(|e| host::error(e, path, "append"))
     }
 
-    fn write_range(&self, path: &Path, offset: u64, data: &[u8]) -> FsResult<()> {
-        self.write_ranges(path, &[(offset, data)])
-    }
-
     /// Every range is checked before any is written; a host error part way
     /// (a full disk) can leave the earlier ones written, as with `pwrite`.
     fn write_ranges(&self, path: &Path, ranges: &[(u64, &[u8])]) -> FsResult<()> {

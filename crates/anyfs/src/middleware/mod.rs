@@ -479,14 +479,6 @@ impl<B: FsWrite, P: Policy> FsWrite for Guarded<B, P> {
             |b| b.append(path, data),
         )
     }
-    fn write_range(&self, path: &Path, offset: u64, data: &[u8]) -> FsResult<()> {
-        let path = &path::resolved_normal_form(path)?;
-        self.run(
-            Request::new(Operation::WriteRange, path),
-            |_| data.len() as u64,
-            |b| b.write_range(path, offset, data),
-        )
-    }
     fn write_ranges(&self, path: &Path, ranges: &[(u64, &[u8])]) -> FsResult<()> {
         let path = &path::resolved_normal_form(path)?;
         let bytes: u64 = ranges.iter().map(|(_, data)| data.len() as u64).sum();

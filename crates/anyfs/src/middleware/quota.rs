@@ -441,10 +441,6 @@ impl<B: FsRead + FsWrite + FsDir> FsWrite for Quota<B> {
         )
     }
 
-    fn write_range(&self, path: &Path, offset: u64, data: &[u8]) -> FsResult<()> {
-        self.write_ranges(path, &[(offset, data)])
-    }
-
     fn write_ranges(&self, path: &Path, ranges: &[(u64, &[u8])]) -> FsResult<()> {
         let mut charge = self.lock();
         charge.usage()?;

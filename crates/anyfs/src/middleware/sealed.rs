@@ -835,10 +835,6 @@ impl<B: FsRead + FsWrite + FsDir, M: SealMode> FsWrite for Sealed<B, M> {
         self.rebind_file(to, from)
     }
 
-    fn write_range(&self, path: &Path, offset: u64, data: &[u8]) -> FsResult<()> {
-        self.write_ranges(path, &[(offset, data)])
-    }
-
     /// Opens the whole file and seals it again with the new bytes in: fresh
     /// records under a fresh file id, so no record of the old content can
     /// be replayed into the new one. Costs the whole file, not the ranges.
