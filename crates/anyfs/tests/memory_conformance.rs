@@ -8,32 +8,28 @@ use anyfs::MemoryBackend;
 anyfs_test::conformance!(MemoryBackend => MemoryBackend::new();
     links, permissions, sync, stats, inode, handles);
 
+/// A file at `/f` in `fs` cannot grow to `far` bytes, by `write_range` or
+/// `truncate`: "no space", naming the path, and the file unchanged.
+fn refuses_to_grow_to<B: anyfs::Fs>(fs: &anyfs::FileStorage<B>, far: u64, name: &str) {
+    fs.write("/f", b"small").unwrap();
+    for err in [
+        fs.write_range("/f", far, b"x").unwrap_err(),
+        fs.truncate("/f", far).unwrap_err(),
+    ] {
+        assert_eq!(err.errno(), libc::ENOSPC, "{name}: {err}");
+        assert!(err.to_string().contains("/f"), "{name}: {err}");
+    }
+    assert_eq!(fs.read("/f").unwrap(), b"small", "{name}");
+}
+
 /// Memory is a memory backend's disk: growing a file past what the host can
 /// give is "no space left", never an abort or an out-of-memory kill.
 #[test]
 fn growing_past_the_hosts_memory_is_no_space() {
     use anyfs::{EncryptedMemoryBackend, FileStorage, FsStats};
     let far = 1u64 << 45; // 32 TiB
-    let check = |fs: &dyn Fn(u64, bool) -> anyfs::FsResult<()>, name: &str| {
-        for truncate in [false, true] {
-            let err = fs(far, truncate).unwrap_err();
-            assert_eq!(err.errno(), libc::ENOSPC, "{name}: {err}");
-            assert!(err.to_string().contains("/f"), "{name}: {err}");
-        }
-    };
     let memory = FileStorage::new(MemoryBackend::new());
-    memory.write("/f", b"small").unwrap();
-    check(
-        &|at, truncate| {
-            if truncate {
-                memory.truncate("/f", at)
-            } else {
-                memory.write_range("/f", at, b"x")
-            }
-        },
-        "MemoryBackend",
-    );
-    assert_eq!(memory.read("/f").unwrap(), b"small");
+    refuses_to_grow_to(&memory, far, "MemoryBackend");
     {
         use anyfs::{FsHandles, OpenFlags};
         let backend = memory.backend();
@@ -55,16 +51,5 @@ fn growing_past_the_hosts_memory_is_no_space() {
     let sealed = FileStorage::new(EncryptedMemoryBackend::new(
         anyfs::crypto::Key::random().unwrap(),
     ));
-    sealed.write("/f", b"small").unwrap();
-    check(
-        &|at, truncate| {
-            if truncate {
-                sealed.truncate("/f", at)
-            } else {
-                sealed.write_range("/f", at, b"x")
-            }
-        },
-        "EncryptedMemoryBackend",
-    );
-    assert_eq!(sealed.read("/f").unwrap(), b"small");
+    refuses_to_grow_to(&sealed, far, "EncryptedMemoryBackend");
 }
