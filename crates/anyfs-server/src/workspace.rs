@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyfs::crypto::Key;
-use anyfs::middleware::{Guarded, Policy, Request};
-use anyfs::{FsError, FsFull, FsResult, PathFilterLayer, Quota, QuotaLayer, RateLimitLayer};
+use anyfs::{
+    FsError, FsFull, FsResult, PathFilterLayer, Quota, QuotaLayer, RateLimitLayer, ReadOnlyLayer,
+};
 use anyfs_sqlite::SqliteBackend;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -25,22 +26,6 @@ pub struct AgentPolicy {
     pub quota: Option<u64>,
     /// Operations per second allowed to this agent.
     pub rate: Option<u32>,
-}
-
-/// Refuses changes to paths matching its globs.
-#[derive(Debug)]
-struct ReadOnlyPaths(PathFilterLayer);
-
-impl Policy for ReadOnlyPaths {
-    fn check(&self, request: &Request<'_>) -> FsResult<()> {
-        if request.op.is_mutation() && request.paths().any(|p| self.0.is_allowed(p)) {
-            return Err(FsError::ReadOnly {
-                path: request.error_path(),
-                op: request.op.name(),
-            });
-        }
-        Ok(())
-    }
 }
 
 /// A filesystem stack as the API uses it.
@@ -260,12 +245,13 @@ impl Workspaces {
                     .layer(stack),
             );
         }
-        let mut read_only = PathFilterLayer::builder().allow("/skills/**");
-        for glob in &policy.read_only {
-            read_only = read_only.allow(glob.clone());
-        }
-        let read_only = read_only.build().map_err(invalid)?;
-        stack = Arc::new(Guarded::with_policy(stack, ReadOnlyPaths(read_only)));
+        let read_only =
+            std::iter::once("/skills/**").chain(policy.read_only.iter().map(String::as_str));
+        stack = Arc::new(
+            ReadOnlyLayer::paths(read_only)
+                .map_err(invalid)?
+                .layer(stack),
+        );
         if !policy.deny.is_empty() {
             let mut filter = PathFilterLayer::builder().allow("/**");
             for glob in &policy.deny {

@@ -36,6 +36,40 @@
 //! Every middleware re-checks that the paths it is given are resolved
 //! (absolute, no `..`, no NUL), because it can be called without
 //! [`FileStorage`](crate::FileStorage) in front of it.
+//!
+//! # Subtrees
+//!
+//! An operation is judged by every path it affects. Renaming or removing
+//! a directory affects everything under it, so a policy that can refuse a
+//! path below a directory it allows ([`Policy::judges_below`]) is asked
+//! about each path under it as well — for a move, the old and the new
+//! place of each — before anything changes, and the whole operation is
+//! refused if any one would be. Moving `/home` is refused when
+//! `/home/alice/private/**` is denied or read-only; `remove_dir_all` of a
+//! folder holding a denied `secrets` folder removes nothing.
+//!
+//! ```
+//! use anyfs::{FileStorage, FsErrorKind, MemoryBackend, PathFilterLayer};
+//!
+//! let backend = MemoryBackend::new();
+//! let owner = FileStorage::new(backend.clone());
+//! owner.create_dir_all("/home/alice/private")?;
+//! owner.write("/home/alice/private/deep.txt", "hidden")?;
+//!
+//! let agent = FileStorage::new(
+//!     PathFilterLayer::builder().allow("/**").deny("/home/alice/private/**").build()?.layer(backend),
+//! );
+//! assert_eq!(agent.rename("/home", "/h2").unwrap_err().kind(), FsErrorKind::AccessDenied);
+//! assert_eq!(agent.remove_dir_all("/home").unwrap_err().kind(), FsErrorKind::AccessDenied);
+//! assert_eq!(owner.read_to_string("/home/alice/private/deep.txt")?, "hidden");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The refusal names the directory asked for, with the reason any direct
+//! refusal gives, never the protected path below it: it shows that
+//! something under the directory is protected, not what or where. The
+//! walk and the change are two steps: a path that another caller creates
+//! under the directory between them is not judged.
 
 mod path_filter;
 mod quota;
@@ -274,6 +308,18 @@ pub trait Policy: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Whether the policy may refuse some path strictly below the
+    /// directory `dir` (normalized and absolute) while allowing `dir`
+    /// itself. When it may, an operation that affects everything under a
+    /// directory (`rename`, `remove_dir_all`, `copy`) is also put to
+    /// [`Policy::check`] once for each path below it, before it runs (see
+    /// the module docs). Answering `true` when unsure is always safe; it
+    /// costs a walk of the directory.
+    fn judges_below(&self, dir: &Path) -> bool {
+        let _ = dir;
+        false
+    }
+
     /// Whether [`Policy::observe`] wants to be called (timing costs a little).
     fn observes(&self) -> bool {
         false
@@ -370,6 +416,58 @@ impl<B, P: Policy> Guarded<B, P> {
     }
 }
 
+impl<B: FsDir, P: Policy> Guarded<B, P> {
+    /// Puts every path below `from` to the policy, as an `op` of its own
+    /// (for a move or copy, with the matching path below `to`), when the
+    /// policy may refuse something there. A refusal names `from`: the
+    /// protected path itself is not shown.
+    fn check_below(&self, op: Operation, from: &Path, to: Option<&Path>) -> FsResult<()> {
+        let judged = |p: &Path| self.policy.judges_below(p);
+        if !judged(from) && !to.is_some_and(judged) {
+            return Ok(());
+        }
+        // `Path::join` of an empty path would add a trailing `/`.
+        let under = |base: &Path, rel: &Path| {
+            if rel.as_os_str().is_empty() {
+                base.to_path_buf()
+            } else {
+                base.join(rel)
+            }
+        };
+        let mut dirs = vec![PathBuf::new()];
+        while let Some(rel) = dirs.pop() {
+            let listing = match self.inner.read_dir(&under(from, &rel)) {
+                Ok(listing) => listing,
+                // Not a directory (or not there): nothing below to judge;
+                // the operation itself says what is wrong.
+                Err(FsError::NotADirectory { .. } | FsError::NotFound { .. })
+                    if rel.as_os_str().is_empty() =>
+                {
+                    return Ok(());
+                }
+                Err(e) => return Err(e.with_path(from)),
+            };
+            for entry in listing {
+                let entry = entry.map_err(|e| e.with_path(from))?;
+                let below = rel.join(&entry.name);
+                let path = under(from, &below);
+                let dest = to.map(|t| under(t, &below));
+                let request = Request {
+                    op,
+                    path: Some(&path),
+                    to: dest.as_deref(),
+                    link_target: None,
+                };
+                self.policy.check(&request).map_err(|e| e.with_path(from))?;
+                if entry.file_type == crate::types::FileType::Directory {
+                    dirs.push(below);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 fn none<T>(_: &T) -> u64 {
     0
 }
@@ -462,7 +560,7 @@ impl<B: FsRead, P: Policy> FsRead for Guarded<B, P> {
     }
 }
 
-impl<B: FsWrite, P: Policy> FsWrite for Guarded<B, P> {
+impl<B: FsWrite + FsDir, P: Policy> FsWrite for Guarded<B, P> {
     fn write(&self, path: &Path, data: &[u8]) -> FsResult<()> {
         let path = &path::resolved_normal_form(path)?;
         self.run(
@@ -500,13 +598,17 @@ impl<B: FsWrite, P: Policy> FsWrite for Guarded<B, P> {
         self.run(
             Request::new(Operation::Rename, from).with_to(to),
             none,
-            |b| b.rename(from, to),
+            |b| {
+                self.check_below(Operation::Rename, from, Some(to))?;
+                b.rename(from, to)
+            },
         )
     }
     fn copy(&self, from: &Path, to: &Path) -> FsResult<()> {
         let from = &path::resolved_normal_form(from)?;
         let to = &path::resolved_normal_form(to)?;
         self.run(Request::new(Operation::Copy, from).with_to(to), none, |b| {
+            self.check_below(Operation::Copy, from, Some(to))?;
             b.copy(from, to)
         })
     }
@@ -557,6 +659,7 @@ impl<B: FsDir, P: Policy> FsDir for Guarded<B, P> {
     fn remove_dir_all(&self, path: &Path) -> FsResult<()> {
         let path = &path::resolved_normal_form(path)?;
         self.run(Request::new(Operation::RemoveDirAll, path), none, |b| {
+            self.check_below(Operation::RemoveDirAll, path, None)?;
             b.remove_dir_all(path)
         })
     }

@@ -76,6 +76,10 @@ pub struct PathFilterLayer {
     /// Directories on the way to what the allow rules match: each proper
     /// prefix of an allow rule, and everything below a `**` in one.
     reach: GlobSet,
+    /// Directories above (or at) what the deny rules match: each proper
+    /// prefix of a deny rule, and everything below a `**` in one. Nothing
+    /// below a directory outside these can be denied.
+    deny_reach: GlobSet,
     rules: Vec<(bool, String)>,
     /// Set when the rules did not compile: every path is refused with it.
     broken: Option<String>,
@@ -148,6 +152,28 @@ impl PathFilterLayer {
         }
     }
 
+    /// Whether some path strictly below the directory `dir` may be refused
+    /// although `dir` itself is not: a deny rule can match below it, or no
+    /// `/…/**` allow rule covers everything below it. Conservative: `true`
+    /// only costs a walk of the directory.
+    pub fn may_refuse_below(&self, dir: &Path) -> bool {
+        if self.broken.is_some() {
+            return true;
+        }
+        let bytes = dir.as_os_str().as_encoded_bytes();
+        let root = bytes == b"/";
+        let denied_below = if root {
+            self.rules.iter().any(|(allow, _)| !allow)
+        } else {
+            self.deny_reach
+                .is_match_candidate(&Candidate::from_bytes(bytes))
+        };
+        let wholly_allowed = self.allow.shapes.iter().any(|shape| {
+            matches!(shape, Shape::Under(_)) && shape.matches(if root { b"" } else { bytes })
+        });
+        denied_below || !wholly_allowed
+    }
+
     fn decide(&self, path: &Path) -> Result<(), String> {
         if let Some(broken) = &self.broken {
             return Err(broken.clone());
@@ -192,20 +218,32 @@ impl PathFilterBuilder {
                 !allow,
             )
         };
-        let mut reach = GlobSetBuilder::new();
-        for (_, pattern) in self.rules.iter().filter(|r| r.0) {
-            for glob in reach_globs(pattern) {
-                // A prefix that is no glob of its own (an alternation cut
-                // in two) reaches nothing: closed, not open.
-                if let Ok(glob) = compile_glob(pattern, &glob, self.case_insensitive) {
-                    reach.add(glob);
+        let reach = |allow: bool| {
+            let mut reach = GlobSetBuilder::new();
+            for (_, pattern) in self.rules.iter().filter(|r| r.0 == allow) {
+                for glob in reach_globs(pattern) {
+                    match compile_glob(pattern, &glob, self.case_insensitive) {
+                        Ok(glob) => {
+                            reach.add(glob);
+                        }
+                        // A prefix that is no glob of its own (an
+                        // alternation cut in two): an allow rule reaches
+                        // nothing through it (closed); a deny rule may
+                        // match below anything (closed too).
+                        Err(_) if !allow => {
+                            reach.add(compile_glob(pattern, "/**", false)?);
+                        }
+                        Err(_) => {}
+                    }
                 }
             }
-        }
+            Ok::<_, PathFilterError>(reach.build().unwrap_or_else(|_| GlobSet::empty()))
+        };
         Ok(PathFilterLayer {
             deny: set(false)?,
             allow: set(true)?,
-            reach: reach.build().unwrap_or_else(|_| GlobSet::empty()),
+            reach: reach(true)?,
+            deny_reach: reach(false)?,
             rules: self.rules,
             broken: None,
         })
@@ -409,6 +447,7 @@ impl<B> Layer<B> for Result<PathFilterLayer, PathFilterError> {
             deny: empty.clone(),
             allow: empty,
             reach: GlobSet::empty(),
+            deny_reach: GlobSet::empty(),
             rules: Vec::new(),
             broken: Some(format!("the path filter is invalid: {err}")),
         });
@@ -433,6 +472,10 @@ impl Policy for PathFilterLayer {
 
     fn judges_traversal(&self) -> bool {
         true
+    }
+
+    fn judges_below(&self, dir: &Path) -> bool {
+        self.may_refuse_below(dir)
     }
 
     /// A resolution passes only through paths the rules leave reachable,
