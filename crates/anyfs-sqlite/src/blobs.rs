@@ -314,6 +314,18 @@ impl Content for Blobs {
         self.swap(tx, path, dst, name.as_deref(), after)
     }
 
+    fn adopt(
+        &self,
+        tx: &Connection,
+        path: &Path,
+        src: &FileRow,
+        dst: &FileRow,
+        after: &mut After,
+    ) -> FsResult<()> {
+        self.swap(tx, path, dst, src.blob.as_deref(), after)?;
+        Self::point(tx, path, src.ino, None)
+    }
+
     fn remove(
         &self,
         _tx: &Connection,

@@ -216,6 +216,23 @@ impl Content for Chunks {
         Ok(())
     }
 
+    fn adopt(
+        &self,
+        tx: &Connection,
+        path: &Path,
+        src: &FileRow,
+        dst: &FileRow,
+        _: &mut After,
+    ) -> FsResult<()> {
+        delete_from(tx, path, dst.ino, 0)?;
+        tx.prepare_cached(
+            "UPDATE chunks SET id = (?3 << 24) | (id & 16777215) WHERE id BETWEEN ?1 AND ?2",
+        )
+        .and_then(|mut s| s.execute(params![id(src.ino, 0), last_id(src.ino), dst.ino]))
+        .map_err(|e| sql_error(path, "move content", e))?;
+        Ok(())
+    }
+
     fn remove(&self, tx: &Connection, path: &Path, file: &FileRow, _: &mut After) -> FsResult<()> {
         delete_from(tx, path, file.ino, 0)
     }

@@ -13,8 +13,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyfs::path::{self as vpath, CROSSES_SYMLINK, PathWalker, Step};
 use anyfs::{
-    DirEntry, FileType, FsDir, FsError, FsHandles, FsInode, FsLink, FsPermissions, FsRead,
-    FsReader, FsResult, FsStats, FsSync, FsWrite, FsWriter, Handle, Metadata, OpenFlags,
+    DirEntry, FileType, FileWriter, FsDir, FsError, FsHandles, FsInode, FsLink, FsPermissions,
+    FsRead, FsReader, FsResult, FsStats, FsSync, FsWrite, FsWriter, Handle, Metadata, OpenFlags,
     Permissions, ReadDir, StatFs,
 };
 use parking_lot::{Mutex, RwLock};
@@ -129,6 +129,16 @@ pub(crate) trait Content: Send + Sync + 'static {
     ) -> FsResult<()>;
     /// Makes `dst`'s content a copy of `src`'s.
     fn copy(
+        &self,
+        tx: &Connection,
+        path: &Path,
+        src: &FileRow,
+        dst: &FileRow,
+        after: &mut After,
+    ) -> FsResult<()>;
+    /// Moves `src`'s content to `dst`, replacing `dst`'s: `src` is left
+    /// with none. Sizes are the caller's to set.
+    fn adopt(
         &self,
         tx: &Connection,
         path: &Path,
@@ -900,6 +910,27 @@ impl<C: Content> Store<C> {
         retry_conflicts(|| self.db.read(path, read), || self.db.with_writer(read))
     }
 
+    /// Makes the staged node's content the file's at `path` (which is
+    /// created with it, if missing), in one transaction.
+    fn commit_staged(&self, path: &Path, staging: i64) -> FsResult<()> {
+        let now = now_ns();
+        self.db.write(path, |tx, after| {
+            let staged = q::node(tx, path, staging)?;
+            let (parent, name) = q::slot(tx, path)?;
+            match q::child(tx, path, parent, name.as_bytes())? {
+                // The staged node becomes the file.
+                None => q::link(tx, path, parent, name.as_bytes(), staging, false, now),
+                Some((ino, _)) => {
+                    let node = Self::file_node(tx, path, ino)?;
+                    self.content
+                        .adopt(tx, path, &staged.file(), &node.file(), after)?;
+                    q::set_size(tx, path, ino, staged.size, now)?;
+                    q::set_size(tx, path, staging, 0, now)
+                }
+            }
+        })
+    }
+
     /// Appends a block to a pinned file for a stream.
     fn append_block(&self, path: &Path, ino: i64, data: &[u8]) -> FsResult<()> {
         let now = now_ns();
@@ -951,7 +982,8 @@ impl<C: Content> Drop for StoreReader<C> {
     }
 }
 
-/// A streamed write: gathered into blocks, each block one transaction.
+/// A streamed write: gathered into blocks, each block one transaction into
+/// a staging node, moved into the file at the commit.
 struct StoreWriter<C: Content> {
     store: Arc<Store<C>>,
     ino: i64,
@@ -984,9 +1016,18 @@ impl<C: Content> Write for StoreWriter<C> {
     }
 }
 
+impl<C: Content> FileWriter for StoreWriter<C> {
+    fn commit(mut self: Box<Self>) -> FsResult<()> {
+        self.push()
+            .map_err(|e| FsError::from_io(&self.path, "open_write", e))?;
+        self.store.commit_staged(&self.path, self.ino)
+        // Dropping the writer lets the staging node go, if it has no name.
+    }
+}
+
 impl<C: Content> Drop for StoreWriter<C> {
     fn drop(&mut self) {
-        let _ = self.push();
+        // Not committed: the staged content goes with its node.
         let _ = self.store.unretain(&self.path, self.ino);
     }
 }
@@ -1141,18 +1182,23 @@ impl<C: Content> FsWrite for Store<C> {
         })
     }
 
+    /// The content is staged in a node of its own, with no name (so a
+    /// crash leaves an orphan that the next open frees), and moved into
+    /// the file in one transaction at the commit.
     fn open_write(&self, path: &Path) -> FsResult<FsWriter> {
         let now = now_ns();
-        let ino = self.db.write(path, |tx, after| {
-            let node = self.file_for_write(tx, path, now)?;
-            self.content.truncate(tx, path, &node.file(), 0, after)?;
-            q::set_size(tx, path, node.ino, 0, now)?;
-            Ok(node.ino)
+        let staging = self.db.write(path, |tx, _| {
+            // Checked now, created only at the commit.
+            let (parent, name) = q::slot(tx, path)?;
+            if let Some((ino, _)) = q::child(tx, path, parent, name.as_bytes())? {
+                Self::file_node(tx, path, ino)?;
+            }
+            q::alloc(tx, path, KIND_FILE, 0o644, self.owner, None, now)
         })?;
-        self.retain(ino);
+        self.retain(staging);
         Ok(Box::new(StoreWriter {
             store: self.me(),
-            ino,
+            ino: staging,
             path: path.to_path_buf(),
             buf: Vec::new(),
         }))

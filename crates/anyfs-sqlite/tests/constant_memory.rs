@@ -58,7 +58,7 @@ fn stream_child() {
             w.write_all(&buf).unwrap();
             peak = peak.max(rss_anon_kib());
         }
-        w.flush().unwrap();
+        w.commit().unwrap();
     }
     assert_eq!(backend.metadata(Path::new("/big.bin")).unwrap().len, SIZE);
     let mut r = backend.open_read(Path::new("/big.bin")).unwrap();

@@ -410,15 +410,17 @@ pub fn truncate_shrinks_and_extends<B: Fs>(fs: &B) {
     assert_err(fs.truncate(p("/missing"), 0), FsErrorKind::NotFound);
 }
 
-/// `open_write` creates or empties the file at once; `open_read` streams it.
+/// `open_write` replaces the file whole at its commit, and not before;
+/// `open_read` streams it.
 pub fn streaming_read_and_write<B: Fs>(fs: &B) {
     fs.write(p("/s"), b"old content that is long").unwrap();
-    {
-        let mut w = fs.open_write(p("/s")).unwrap();
-        w.write_all(b"new ").unwrap();
-        w.write_all(b"content").unwrap();
-        w.flush().unwrap();
-    }
+    let mut w = fs.open_write(p("/s")).unwrap();
+    w.write_all(b"new ").unwrap();
+    assert_eq!(fs.read(p("/s")).unwrap(), b"old content that is long");
+    w.write_all(b"content").unwrap();
+    w.flush().unwrap();
+    assert_eq!(fs.read(p("/s")).unwrap(), b"old content that is long");
+    w.commit().unwrap();
     assert_eq!(fs.read(p("/s")).unwrap(), b"new content");
     let mut r = fs.open_read(p("/s")).unwrap();
     let mut first = [0u8; 4];
@@ -427,8 +429,24 @@ pub fn streaming_read_and_write<B: Fs>(fs: &B) {
     let mut rest = String::new();
     r.read_to_string(&mut rest).unwrap();
     assert_eq!(rest, "content");
-    drop(fs.open_write(p("/created")).unwrap());
+    fs.open_write(p("/created")).unwrap().commit().unwrap();
     assert_eq!(fs.metadata(p("/created")).unwrap().len, 0);
+    // Cut off before its commit, a write changes nothing: the old content
+    // stays, and a new file is never made.
+    let mut cut = fs.open_write(p("/s")).unwrap();
+    cut.write_all(&[b'x'; 100_000]).unwrap();
+    drop(cut);
+    assert_eq!(fs.read(p("/s")).unwrap(), b"new content");
+    let mut cut = fs.open_write(p("/never")).unwrap();
+    cut.write_all(b"half").unwrap();
+    drop(cut);
+    assert!(!fs.exists(p("/never")).unwrap());
+    // A commit names one file: another made meanwhile at its place is
+    // replaced whole.
+    let w = fs.open_write(p("/raced")).unwrap();
+    fs.write(p("/raced"), b"made meanwhile").unwrap();
+    w.commit().unwrap();
+    assert_eq!(fs.read(p("/raced")).unwrap(), b"");
     assert_err(
         fs.open_write(p("/no/parent")).map(drop),
         FsErrorKind::NotFound,

@@ -32,7 +32,7 @@ pub fn stream_64_mib_round_trip<B: Fs>(fs: &B) {
             fill(i, &mut chunk);
             w.write_all(&chunk).unwrap();
         }
-        w.flush().unwrap();
+        w.commit().unwrap();
     }
     assert_eq!(fs.metadata(p("/large.bin")).unwrap().len, LARGE_FILE as u64);
 

@@ -66,7 +66,7 @@ pub use middleware::{
 };
 pub use storage::FileStorage;
 pub use traits::{
-    Fs, FsDir, FsFull, FsFuse, FsHandles, FsInode, FsLink, FsPermissions, FsRead, FsReader,
-    FsStats, FsSync, FsWrite, FsWriter, resolve_with_links,
+    FileWriter, Fs, FsDir, FsFull, FsFuse, FsHandles, FsInode, FsLink, FsPermissions, FsRead,
+    FsReader, FsStats, FsSync, FsWrite, FsWriter, resolve_with_links,
 };
 pub use types::{DirEntry, FileType, Handle, Metadata, OpenFlags, Permissions, ReadDir, StatFs};

@@ -23,7 +23,41 @@ use crate::types::{FileType, Handle, Metadata, OpenFlags, Permissions, ReadDir, 
 /// A streaming reader returned by [`FsRead::open_read`].
 pub type FsReader = Box<dyn Read + Send>;
 /// A streaming writer returned by [`FsWrite::open_write`].
-pub type FsWriter = Box<dyn Write + Send>;
+pub type FsWriter = Box<dyn FileWriter>;
+
+/// A streamed replacement of a file's content, from [`FsWrite::open_write`].
+///
+/// What is written replaces the file's content all at once when
+/// [`commit`](FileWriter::commit) succeeds. Until then readers, and a
+/// crash, see the old content (or no file, for a new one). A writer dropped
+/// without a commit — an upload cut off, an error half way, a panic —
+/// changes nothing.
+///
+/// ```
+/// use std::io::Write;
+/// use anyfs::{FileStorage, MemoryBackend};
+///
+/// let fs = FileStorage::new(MemoryBackend::new());
+/// fs.write("/report.txt", "old")?;
+/// let mut out = fs.open_write("/report.txt")?;
+/// out.write_all(b"new, in ").unwrap();
+/// assert_eq!(fs.read_to_string("/report.txt")?, "old");
+/// out.write_all(b"two parts").unwrap();
+/// out.commit()?;
+/// assert_eq!(fs.read_to_string("/report.txt")?, "new, in two parts");
+///
+/// let mut cut_off = fs.open_write("/report.txt")?;
+/// cut_off.write_all(b"half").unwrap();
+/// drop(cut_off);
+/// assert_eq!(fs.read_to_string("/report.txt")?, "new, in two parts");
+/// # Ok::<(), anyfs::FsError>(())
+/// ```
+pub trait FileWriter: Write + Send {
+    /// Makes everything written the file's content, in one step: the file
+    /// is created if it is missing, and its old content is gone only once
+    /// this succeeds.
+    fn commit(self: Box<Self>) -> FsResult<()>;
+}
 
 /// Reading files and metadata.
 pub trait FsRead: Send + Sync {
@@ -174,8 +208,10 @@ pub trait FsWrite: Send + Sync {
     /// Cuts or extends (with zeros) the file to `size` bytes.
     fn truncate(&self, path: &Path, size: u64) -> FsResult<()>;
 
-    /// A streaming writer: the file is created or cut to zero length at once,
-    /// and every write appends to it.
+    /// A streaming writer whose content replaces the file's, all at once,
+    /// when it is committed (see [`FileWriter`]). Whether the file can be
+    /// written (its parent exists, it is not a directory, policies allow
+    /// it) is checked here; it is created only by the commit.
     fn open_write(&self, path: &Path) -> FsResult<FsWriter>;
 }
 

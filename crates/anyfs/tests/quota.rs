@@ -176,13 +176,28 @@ fn streamed_write_stops_at_the_limit_with_usage_exact() {
     let err = w.write_all(&[7u8; 300]).unwrap_err();
     let fs_err = anyfs::FsError::from_io("/stream", "write", err);
     assert_eq!(fs_err.kind(), FsErrorKind::QuotaExceeded);
-    drop(w);
+    // While staged, what it holds is counted.
+    assert_eq!(fs.backend().usage().total_size, 1000);
+    w.commit().unwrap();
     assert_eq!(fs.metadata("/stream").unwrap().len, 900);
     assert_eq!(fs.backend().usage().total_size, 1000);
     assert_eq!(fs.backend().usage(), measure(&backend));
-    // Re-opening the stream empties the file and gives the space back.
-    drop(fs.open_write("/stream").unwrap());
-    assert_eq!(fs.backend().usage().total_size, 100);
+    // A replacement is charged only for what it adds beyond the old
+    // content, which it gives back at the commit.
+    let mut w = fs.open_write("/stream").unwrap();
+    w.write_all(&[1u8; 400]).unwrap();
+    assert_eq!(fs.backend().usage().total_size, 1000);
+    w.commit().unwrap();
+    assert_eq!(fs.backend().usage().total_size, 500);
+    assert_eq!(fs.backend().usage(), measure(&backend));
+    // One never committed gives back everything it was charged.
+    let mut w = fs.open_write("/new").unwrap();
+    w.write_all(&[1u8; 300]).unwrap();
+    assert_eq!(fs.backend().usage().total_size, 800);
+    drop(w);
+    assert_eq!(fs.backend().usage(), measure(&backend));
+    assert_eq!(fs.backend().usage().total_size, 500);
+    assert!(!fs.exists("/new").unwrap());
 }
 
 #[test]

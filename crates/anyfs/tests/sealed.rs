@@ -143,7 +143,7 @@ fn streams_of_64_mib_round_trip_in_chunks() {
             writer.write_all(&block[..n]).unwrap();
             written += n;
         }
-        drop(writer);
+        writer.commit().unwrap();
         assert_eq!(fs.metadata(p("/big")).unwrap().len, len as u64);
         let records = len.div_ceil(CHUNK_SIZE);
         assert_eq!(
@@ -176,7 +176,7 @@ fn no_plaintext_reaches_the_storage() {
     fs.append(p("/secret"), &secret[..1000]).unwrap();
     let mut writer = fs.open_write(p("/streamed")).unwrap();
     writer.write_all(&secret).unwrap();
-    drop(writer);
+    writer.commit().unwrap();
     fs.copy(p("/secret"), p("/copied")).unwrap();
     fs.rename(p("/copied"), p("/renamed")).unwrap();
     for path in ["/secret", "/streamed", "/renamed"] {

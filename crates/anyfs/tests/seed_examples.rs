@@ -137,7 +137,7 @@ fn resource_limits() {
     use std::io::Write;
     w.write_all(&vec![0u8; 10 * 1024 * 1024]).unwrap();
     assert!(w.write_all(b"one byte too many").is_err());
-    drop(w);
+    w.commit().unwrap();
     let deep = format!("/{}", vec!["d"; 65].join("/"));
     assert_eq!(
         fs.create_dir_all(&deep).unwrap_err().kind(),

@@ -249,6 +249,7 @@ fn attack(fx: &Fixture, fs: &dyn Target, path: &Path, context: &str) {
     let _ = fs.truncate(path, 0);
     if let Ok(mut writer) = fs.open_write(path) {
         let _ = writer.write_all(b"PWNED-stream");
+        let _ = writer.commit();
     }
     let _ = fs.set_permissions(path, Permissions::from_mode(0o777));
     let _ = fs.set_times(

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
-use std::io::{self, Cursor, Write};
+use std::io::Cursor;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -745,33 +745,6 @@ impl FsRead for EncryptedMemoryBackend {
     }
 }
 
-/// A streamed write, held (wiped on drop) and stored when flushed or dropped.
-struct EncryptedWriter {
-    backend: EncryptedMemoryBackend,
-    path: PathBuf,
-    data: Zeroizing<Vec<u8>>,
-}
-
-impl Write for EncryptedWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.data.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.backend
-            .write(&self.path, &self.data)
-            .map_err(io::Error::other)
-    }
-}
-
-impl Drop for EncryptedWriter {
-    fn drop(&mut self) {
-        if let Err(error) = self.flush() {
-            tracing::error!(path = %self.path.display(), %error, "a streamed write was lost");
-        }
-    }
-}
-
 impl FsWrite for EncryptedMemoryBackend {
     fn write(&self, path: &Path, data: &[u8]) -> FsResult<()> {
         self.run(path, true, |tx| {
@@ -881,12 +854,7 @@ impl FsWrite for EncryptedMemoryBackend {
     }
 
     fn open_write(&self, path: &Path) -> FsResult<FsWriter> {
-        self.write(path, &[])?;
-        Ok(Box::new(EncryptedWriter {
-            backend: self.clone(),
-            path: path.to_path_buf(),
-            data: Zeroizing::new(Vec::new()),
-        }))
+        Ok(Box::new(super::WholeFileWriter::open(self.clone(), path)?))
     }
 }
 

@@ -4,7 +4,7 @@
 use std::ffi::OsStr;
 use std::fs;
 use std::io;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -232,81 +232,179 @@ pub(crate) fn is_temp(name: &[u8]) -> bool {
 /// Replaces the content of `name` in `dir` so that a reader sees the old
 /// content or the new, never a mix or an empty file, and a crash leaves one
 /// of the two: `fill` writes a temporary file beside it, which is then
-/// renamed over it. The replaced file's permission bits (or `mode`, for a
-/// copy) and owner carry over. A file with several hard links is rewritten
-/// in place instead, so that every name keeps seeing one file.
+/// renamed over it (see [`Staged`]).
 pub(crate) fn replace(
     dir: BorrowedFd<'_>,
     name: &OsStr,
     mode: Option<u32>,
     fill: impl FnOnce(&mut fs::File) -> io::Result<()>,
 ) -> io::Result<()> {
-    use rustix::fs::{AtFlags, FileType as Kind, Mode, OFlags};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let dir = rustix::io::fcntl_dupfd_cloexec(dir, 0)?;
+    let mut staged = Staged::new(dir, name, mode)?;
+    fill(&mut staged.file)?;
+    staged.commit()
+}
 
-    let existing = match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
-        Ok(stat) => Some(stat),
-        Err(rustix::io::Errno::NOENT) => None,
-        Err(e) => return Err(e.into()),
-    };
-    if let Some(stat) = &existing {
-        match Kind::from_raw_mode(stat.st_mode) {
-            Kind::RegularFile => {}
-            Kind::Directory => return Err(io::Error::from_raw_os_error(libc::EISDIR)),
-            Kind::Symlink => return Err(io::Error::from_raw_os_error(libc::ELOOP)),
-            _ => return Err(io::Error::from_raw_os_error(libc::ENXIO)),
-        }
-        if stat.st_nlink > 1 {
-            let flags = OFlags::WRONLY
-                | OFlags::TRUNC
-                | OFlags::NOFOLLOW
-                | OFlags::NONBLOCK
-                | OFlags::NOCTTY
-                | OFlags::CLOEXEC;
-            let mut file = fs::File::from(rustix::fs::openat(dir, name, flags, Mode::empty())?);
-            fill(&mut file)?;
-            if let Some(mode) = mode {
-                rustix::fs::fchmod(&file, Mode::from_raw_mode(mode))?;
-            }
-            return Ok(());
-        }
-    }
-    let mut temp = TEMP_PREFIX.to_vec();
-    let stamp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    temp.extend_from_slice(
-        format!(
-            "{}-{}-{stamp:08x}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        )
-        .as_bytes(),
-    );
-    let temp = OsStr::from_bytes(&temp);
-    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let fd = rustix::fs::openat(dir, temp, flags, Mode::from_raw_mode(0o666))?;
-    let mut file = fs::File::from(fd);
-    let written = (|| {
-        fill(&mut file)?;
-        let keep = mode.or(existing.as_ref().map(|s| s.st_mode & 0o7777));
-        if let Some(mode) = keep {
-            rustix::fs::fchmod(&file, Mode::from_raw_mode(mode))?;
-        }
+/// A replacement of one file's content, staged in a temporary file beside
+/// it until [`commit`](Staged::commit) renames it into place: readers see
+/// the old content or the new, never a mix, and a crash leaves one of the
+/// two (and a temporary file that listings leave out). Dropped without a
+/// commit, the temporary file goes and nothing changed. The replaced file's
+/// permission bits (or `mode`, for a copy) and owner carry over. A file
+/// with several hard links is rewritten in place at commit instead, so that
+/// every name keeps seeing one file; only that rewrite is not atomic.
+pub(crate) struct Staged {
+    dir: OwnedFd,
+    name: std::ffi::OsString,
+    temp: std::ffi::OsString,
+    mode: Option<u32>,
+    existing: Option<rustix::fs::Stat>,
+    /// The temporary file being written.
+    pub(crate) file: fs::File,
+}
+
+impl Staged {
+    /// Checks that `name` in `dir` is a regular file or missing, and opens
+    /// the temporary file.
+    pub(crate) fn new(dir: OwnedFd, name: &OsStr, mode: Option<u32>) -> io::Result<Self> {
+        use rustix::fs::{AtFlags, FileType as Kind, Mode, OFlags};
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+
+        let existing = match rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(stat) => Some(stat),
+            Err(rustix::io::Errno::NOENT) => None,
+            Err(e) => return Err(e.into()),
+        };
         if let Some(stat) = &existing {
-            // Best effort, as only a privileged process may give files away.
-            let _ = rustix::fs::fchown(
-                &file,
-                Some(rustix::fs::Uid::from_raw(stat.st_uid)),
-                Some(rustix::fs::Gid::from_raw(stat.st_gid)),
-            );
+            match Kind::from_raw_mode(stat.st_mode) {
+                Kind::RegularFile => {}
+                Kind::Directory => return Err(io::Error::from_raw_os_error(libc::EISDIR)),
+                Kind::Symlink => return Err(io::Error::from_raw_os_error(libc::ELOOP)),
+                _ => return Err(io::Error::from_raw_os_error(libc::ENXIO)),
+            }
         }
-        rustix::fs::renameat(dir, temp, dir, name)?;
-        Ok(())
-    })();
-    if written.is_err() {
-        let _ = rustix::fs::unlinkat(dir, temp, AtFlags::empty());
+        let mut temp = TEMP_PREFIX.to_vec();
+        let stamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        temp.extend_from_slice(
+            format!(
+                "{}-{}-{stamp:08x}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            )
+            .as_bytes(),
+        );
+        let temp = OsStr::from_bytes(&temp).to_os_string();
+        let flags =
+            OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = rustix::fs::openat(&dir, &temp, flags, Mode::from_raw_mode(0o666))?;
+        Ok(Self {
+            dir,
+            name: name.to_os_string(),
+            temp,
+            mode,
+            existing,
+            file: fs::File::from(fd),
+        })
     }
-    written
+
+    /// Puts the staged content in place.
+    pub(crate) fn commit(mut self) -> io::Result<()> {
+        use rustix::fs::{AtFlags, Mode, OFlags};
+        let result = (|| {
+            // Another name may have been linked to the file since: checked
+            // again now, so that no name is cut off from the new content.
+            let linked = match rustix::fs::statat(&self.dir, &self.name, AtFlags::SYMLINK_NOFOLLOW)
+            {
+                Ok(stat) => stat.st_nlink > 1,
+                Err(_) => false,
+            };
+            if linked {
+                let flags = OFlags::WRONLY
+                    | OFlags::TRUNC
+                    | OFlags::NOFOLLOW
+                    | OFlags::NONBLOCK
+                    | OFlags::NOCTTY
+                    | OFlags::CLOEXEC;
+                let mut target = fs::File::from(rustix::fs::openat(
+                    &self.dir,
+                    &self.name,
+                    flags,
+                    Mode::empty(),
+                )?);
+                io::Seek::rewind(&mut self.file)?;
+                io::copy(&mut self.file, &mut target)?;
+                if let Some(mode) = self.mode {
+                    rustix::fs::fchmod(&target, Mode::from_raw_mode(mode))?;
+                }
+                return Ok(());
+            }
+            let keep = self
+                .mode
+                .or(self.existing.as_ref().map(|s| s.st_mode & 0o7777));
+            if let Some(mode) = keep {
+                rustix::fs::fchmod(&self.file, Mode::from_raw_mode(mode))?;
+            }
+            if let Some(stat) = &self.existing {
+                // Best effort, as only a privileged process may give files away.
+                let _ = rustix::fs::fchown(
+                    &self.file,
+                    Some(rustix::fs::Uid::from_raw(stat.st_uid)),
+                    Some(rustix::fs::Gid::from_raw(stat.st_gid)),
+                );
+            }
+            rustix::fs::renameat(&self.dir, &self.temp, &self.dir, &self.name)?;
+            self.temp.clear();
+            Ok(())
+        })();
+        self.remove_temp();
+        result
+    }
+
+    fn remove_temp(&mut self) {
+        if !self.temp.is_empty() {
+            let _ = rustix::fs::unlinkat(&self.dir, &self.temp, rustix::fs::AtFlags::empty());
+            self.temp.clear();
+        }
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        // After a commit there is nothing left to remove.
+        self.remove_temp();
+    }
+}
+
+/// A streamed write through a [`Staged`] replacement.
+pub(crate) struct StagedWriter {
+    staged: Staged,
+    path: std::path::PathBuf,
+}
+
+impl StagedWriter {
+    pub(crate) fn new(staged: Staged, path: &Path) -> Self {
+        Self {
+            staged,
+            path: path.to_path_buf(),
+        }
+    }
+}
+
+impl io::Write for StagedWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.staged.file.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.staged.file.flush()
+    }
+}
+
+impl crate::traits::FileWriter for StagedWriter {
+    fn commit(self: Box<Self>) -> FsResult<()> {
+        let StagedWriter { staged, path } = *self;
+        staged.commit().map_err(|e| error(e, &path, "open_write"))
+    }
 }

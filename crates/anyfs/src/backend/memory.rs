@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -582,30 +582,6 @@ impl Read for SnapshotReader {
     }
 }
 
-/// A streaming writer: each write appends to the open file.
-struct MemoryWriter {
-    backend: MemoryBackend,
-    handle: Handle,
-    pos: u64,
-}
-
-impl Write for MemoryWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.backend.write_at(self.handle, buf, self.pos)?;
-        self.pos += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Drop for MemoryWriter {
-    fn drop(&mut self) {
-        let _ = self.backend.close(self.handle);
-    }
-}
-
 impl FsRead for MemoryBackend {
     fn read(&self, path: &Path) -> FsResult<Vec<u8>> {
         let data = self.read_state(|s| {
@@ -877,12 +853,7 @@ impl FsWrite for MemoryBackend {
     }
 
     fn open_write(&self, path: &Path) -> FsResult<FsWriter> {
-        let handle = self.open(path, OpenFlags::CREATE)?;
-        Ok(Box::new(MemoryWriter {
-            backend: self.clone(),
-            handle,
-            pos: 0,
-        }))
+        Ok(Box::new(super::WholeFileWriter::open(self.clone(), path)?))
     }
 }
 

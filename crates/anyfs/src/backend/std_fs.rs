@@ -233,12 +233,12 @@ impl FsWrite for StdFsBackend {
     }
 
     fn open_write(&self, path: &Path) -> FsResult<FsWriter> {
-        let file = self.open_file(
-            path,
-            "open_write",
-            OpenOptions::new().write(true).create(true).truncate(true),
-        )?;
-        Ok(Box::new(file))
+        Self::not_root(path)?;
+        let staged = self.in_parent(path, "open_write", |dir, name| {
+            let dir = rustix::io::fcntl_dupfd_cloexec(dir, 0)?;
+            host::Staged::new(dir, name, None)
+        })?;
+        Ok(Box::new(host::StagedWriter::new(staged, path)))
     }
 }
 

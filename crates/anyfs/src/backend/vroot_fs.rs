@@ -550,12 +550,14 @@ impl FsWrite for VRootFsBackend {
     }
 
     fn open_write(&self, path: &Path) -> FsResult<FsWriter> {
-        let file = self.open_file(
-            path,
-            "open_write",
-            OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC,
-        )?;
-        Ok(Box::new(file))
+        let parent = self.parent(path, "open_write")?;
+        let fail = |e: std::io::Error| host::error(e, path, "open_write");
+        let dir = match parent.dir {
+            Some(dir) => dir,
+            None => rustix::io::fcntl_dupfd_cloexec(&self.root, 0).map_err(|e| fail(e.into()))?,
+        };
+        let staged = host::Staged::new(dir, parent.name, None).map_err(fail)?;
+        Ok(Box::new(host::StagedWriter::new(staged, path)))
     }
 }
 

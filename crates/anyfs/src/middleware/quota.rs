@@ -10,7 +10,7 @@ use parking_lot::{Mutex, MutexGuard};
 use crate::error::{FsError, FsResult};
 use crate::layer::Layer;
 use crate::path;
-use crate::traits::{FsDir, FsHandles, FsLink, FsRead, FsStats, FsWrite, FsWriter};
+use crate::traits::{FileWriter, FsDir, FsHandles, FsLink, FsRead, FsStats, FsWrite, FsWriter};
 use crate::types::{FileType, Handle, Metadata, OpenFlags, ReadDir, StatFs};
 
 /// Limits what a backend may hold: total bytes, bytes per file, number of
@@ -543,7 +543,7 @@ impl<B: FsRead + FsWrite + FsDir> FsWrite for Quota<B> {
     }
 
     fn open_write(&self, path: &Path) -> FsResult<FsWriter> {
-        let mut charge = self.lock();
+        let charge = self.lock();
         charge.usage()?;
         let old = self.existing(path)?;
         let old_len = match &old {
@@ -556,40 +556,93 @@ impl<B: FsRead + FsWrite + FsDir> FsWrite for Quota<B> {
             charge.check(path, 0, 0, 1)?;
         }
         let writer = self.inner.open_write(path)?;
-        charge.apply(0, old_len, u64::from(new_name), 0);
         Ok(Box::new(QuotaWriter {
-            inner: writer,
+            inner: Some(writer),
             state: self.state.clone(),
             path: path.to_path_buf(),
             written: 0,
+            charged: 0,
+            old_len,
+            new_name,
         }))
     }
 }
 
-/// A streamed write, charged chunk by chunk.
+/// A streamed replacement, charged chunk by chunk for what it adds beyond
+/// the size the file had when it was opened; the old content is given back
+/// at the commit, and everything charged if it never comes.
 struct QuotaWriter {
-    inner: FsWriter,
+    inner: Option<FsWriter>,
     state: Arc<QuotaState>,
     path: PathBuf,
     written: u64,
+    /// Bytes charged so far: what `written` exceeds `old_len` by.
+    charged: u64,
+    old_len: u64,
+    new_name: bool,
+}
+
+impl QuotaWriter {
+    fn charge(&self) -> Charge<'_> {
+        Charge {
+            usage: self.state.usage.lock(),
+            limits: self.state.limits,
+        }
+    }
 }
 
 impl Write for QuotaWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let Some(inner) = self.inner.as_mut() else {
+            return Err(io::Error::other("the streamed write was committed"));
+        };
         let mut charge = Charge {
             usage: self.state.usage.lock(),
             limits: self.state.limits,
         };
         let len = buf.len() as u64;
         charge.file_size(&self.path, self.written + len)?;
-        charge.check(&self.path, len, 0, 0)?;
-        let n = self.inner.write(buf)?;
-        charge.apply(n as u64, 0, 0, 0);
+        let grows = |written: u64| written.saturating_sub(self.old_len);
+        charge.check(&self.path, grows(self.written + len) - self.charged, 0, 0)?;
+        let n = inner.write(buf)?;
         self.written += n as u64;
+        let more = grows(self.written) - self.charged;
+        charge.apply(more, 0, 0, 0);
+        self.charged += more;
         Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
+        self.inner.as_mut().map_or(Ok(()), |inner| inner.flush())
+    }
+}
+
+impl FileWriter for QuotaWriter {
+    fn commit(mut self: Box<Self>) -> FsResult<()> {
+        let Some(inner) = self.inner.take() else {
+            return Ok(());
+        };
+        let mut charge = self.charge();
+        if self.new_name {
+            charge.check(&self.path, 0, 0, 1)?;
+        }
+        inner.commit()?;
+        // What the old content held beyond the new is given back.
+        let shrunk = self.old_len.saturating_sub(self.written);
+        charge.apply(0, shrunk, u64::from(self.new_name), 0);
+        drop(charge);
+        // Charged for good now: nothing to give back on drop.
+        self.charged = 0;
+        Ok(())
+    }
+}
+
+impl Drop for QuotaWriter {
+    fn drop(&mut self) {
+        // Never committed (or the commit failed): the staged bytes are gone.
+        if self.charged > 0 {
+            let charged = self.charged;
+            self.charge().apply(0, charged, 0, 0);
+        }
     }
 }
 

@@ -37,7 +37,8 @@ use crate::error::{FsError, FsResult};
 use crate::layer::Layer;
 use crate::path;
 use crate::traits::{
-    FsDir, FsInode, FsLink, FsPermissions, FsRead, FsReader, FsStats, FsSync, FsWrite, FsWriter,
+    FileWriter, FsDir, FsInode, FsLink, FsPermissions, FsRead, FsReader, FsStats, FsSync, FsWrite,
+    FsWriter,
 };
 use crate::types::{FileType, Metadata, Permissions, ReadDir, StatFs};
 
@@ -695,8 +696,9 @@ impl<M: SealMode> Read for SealReader<M> {
     }
 }
 
-/// A streaming writer: content is sealed a record at a time; the last
-/// record is written when the writer is dropped.
+/// A streaming writer: content is sealed a record at a time into a staged
+/// replacement of the stored file; the last record is written at the
+/// commit, which commits the stored file.
 struct SealWriter<M: SealMode> {
     stored: Option<FsWriter>,
     mode: Arc<M>,
@@ -747,18 +749,15 @@ impl<M: SealMode> Write for SealWriter<M> {
     }
 }
 
-impl<M: SealMode> Drop for SealWriter<M> {
-    fn drop(&mut self) {
-        let finished = self.emit(true).and_then(|()| self.flush());
-        if let Err(error) = finished {
-            tracing::error!(
-                path = %self.path.display(),
-                %error,
-                "the last record of a streamed sealed file was not written; the file will fail its integrity check"
-            );
+impl<M: SealMode> FileWriter for SealWriter<M> {
+    fn commit(mut self: Box<Self>) -> FsResult<()> {
+        let path = self.path.clone();
+        self.emit(true)
+            .map_err(|e| FsError::from_io(&path, "open_write", e))?;
+        match self.stored.take() {
+            Some(stored) => stored.commit(),
+            None => Ok(()),
         }
-        // Dropping the inner writer completes the stored file.
-        self.stored = None;
     }
 }
 
