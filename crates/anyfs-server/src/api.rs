@@ -171,6 +171,8 @@ pub(crate) fn workspace_of(
 }
 
 fn authenticate(service: &Service, headers: &HeaderMap) -> ApiResult<Caller> {
+    // Nothing is done that could not be audited.
+    audit_ready(service)?;
     let refuse = |reason: &str| {
         let _ = service
             .registry
@@ -228,7 +230,8 @@ fn authenticate(service: &Service, headers: &HeaderMap) -> ApiResult<Caller> {
                 );
                 return Err(ApiError::forbidden("the account is suspended"));
             }
-            let policy = serde_json::from_str(&agent.policy).unwrap_or_default();
+            // A policy that does not parse refuses the agent, never frees it.
+            let policy = serde_json::from_str(&agent.policy).map_err(ApiError::internal)?;
             Ok(Caller::Agent {
                 account,
                 agent,
@@ -237,6 +240,19 @@ fn authenticate(service: &Service, headers: &HeaderMap) -> ApiResult<Caller> {
         }
         _ => Err(refuse("unrecognised secret")),
     }
+}
+
+/// Refuses the request while audit records cannot be written: an
+/// operation that would leave no record is not done.
+fn audit_ready(service: &Service) -> ApiResult<()> {
+    service.registry.audit_ready().map_err(|e| {
+        tracing::error!(error = %e, "request refused: the audit log cannot be written");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "AuditUnavailable",
+            "the audit log cannot be written at the moment; nothing was done",
+        )
+    })
 }
 
 /// The account secret's caller; agent tokens and the admin cannot manage
@@ -310,8 +326,10 @@ pub fn router(service: Arc<Service>) -> Router {
                 crate::bundle::MAX_BYTES as usize,
             )),
         )
+        .route("/v1/skills", get(list_skills))
         .route("/v1/audit", get(audit))
         .route("/openapi.json", get(openapi))
+        .route("/healthz", get(healthz))
         .nest_service("/mcp", {
             let service = service.clone();
             rmcp::transport::streamable_http_server::StreamableHttpService::new(
@@ -326,8 +344,88 @@ pub fn router(service: Arc<Service>) -> Router {
                 Default::default(),
             )
         })
+        .fallback(no_route)
+        .layer(axum::middleware::from_fn(json_errors))
         .layer(axum::middleware::from_fn(log_request))
         .with_state(service)
+}
+
+/// What answers a path no route matches: the JSON error, not an empty 404.
+async fn no_route() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        "no such route: see /openapi.json",
+    )
+}
+
+/// Whether the service can do its work: 200 `{"status": "ok"}`, or 503
+/// while audit records cannot be written (nothing is done then). No secret
+/// needed, for load balancers and supervisors.
+async fn healthz(State(service): State<Shared>) -> Response {
+    match service.registry.audit_ready() {
+        Ok(()) => Json(json!({"status": "ok"})).into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "unavailable", "reason": e.to_string()})),
+        )
+            .into_response(),
+    }
+}
+
+/// The largest body of a plain-text error that is turned into JSON.
+const REWRITTEN_ERROR_MAX: usize = 16 * 1024;
+
+/// Gives every error the documented JSON form `{"error": {"kind",
+/// "message", "path"}}`, including those made before a handler runs: the
+/// plain-text rejections of axum's extractors (a body that is not JSON or
+/// not the expected shape, a bad query string, a body over the limit, a
+/// wrong content type) and the router's 405. Headers such as `Retry-After`,
+/// `Allow` and `Content-Range` are kept. The MCP endpoint answers in its
+/// own protocol and is left alone.
+async fn json_errors(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let mcp = request.uri().path().starts_with("/mcp");
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if mcp || is_json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, REWRITTEN_ERROR_MAX)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let kind = match status {
+        StatusCode::BAD_REQUEST => "BadRequest",
+        StatusCode::NOT_FOUND => "NotFound",
+        StatusCode::METHOD_NOT_ALLOWED => "MethodNotAllowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "PayloadTooLarge",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "UnsupportedMediaType",
+        StatusCode::UNPROCESSABLE_ENTITY => "InvalidBody",
+        StatusCode::RANGE_NOT_SATISFIABLE => "RangeNotSatisfiable",
+        s if s.is_server_error() => "Internal",
+        _ => "BadRequest",
+    };
+    let message = if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("request refused")
+            .to_string()
+    } else {
+        text
+    };
+    let mut out = ApiError::new(status, kind, message).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            out.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    out
 }
 
 // ------------------------------------------------------------------ accounts
@@ -352,6 +450,7 @@ async fn signup(
     Json(body): Json<NewAccount>,
 ) -> ApiResult<impl IntoResponse> {
     check_name(&body.name)?;
+    audit_ready(&service)?;
     if let Err(wait) = service.signup_allowed(peer.ip()) {
         let mut e = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -538,6 +637,24 @@ fn agent_view(service: &Service, row: &AgentRow) -> ApiResult<Value> {
     }))
 }
 
+/// Refuses a policy whose globs do not compile, naming the first bad one:
+/// accepted, it would break every request of the agent.
+fn check_policy(policy: &AgentPolicy) -> ApiResult<()> {
+    for (field, globs) in [("deny", &policy.deny), ("read_only", &policy.read_only)] {
+        for glob in globs {
+            anyfs::PathFilterLayer::builder()
+                .deny(glob.clone())
+                .build()
+                .map_err(|e| {
+                    let mut err = ApiError::bad_request(format!("policy.{field}: {e}"));
+                    err.kind = "InvalidPolicy";
+                    err
+                })?;
+        }
+    }
+    Ok(())
+}
+
 async fn create_agent(
     State(service): State<Shared>,
     headers: HeaderMap,
@@ -545,6 +662,7 @@ async fn create_agent(
 ) -> ApiResult<impl IntoResponse> {
     let account = account_only(&service, &headers)?;
     check_name(&body.name)?;
+    check_policy(&body.policy)?;
     let config = if body.config.is_null() {
         json!({})
     } else {
@@ -651,6 +769,7 @@ async fn patch_agent(
         let merged = merge_patch(&stored, policy_patch);
         let policy: AgentPolicy = serde_json::from_value(merged)
             .map_err(|e| ApiError::bad_request(format!("policy: {e}")))?;
+        check_policy(&policy)?;
         row.policy = serde_json::to_string(&policy).map_err(ApiError::internal)?;
         service.workspaces.forget_agent(&account.id, &id);
     }
@@ -1301,18 +1420,142 @@ async fn install_skill(
     ))
 }
 
+/// `GET /v1/skills`: the names of the skills installed under `/skills`
+/// (an empty list when there are none).
+async fn list_skills(State(service): State<Shared>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+    let names = file_op(
+        &service,
+        &headers,
+        "list skills",
+        "/skills".into(),
+        |fs, path| {
+            let entries = match fs.read_dir(path) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == FsErrorKind::NotFound => return Ok(Vec::new()),
+                Err(e) => return Err(e),
+            };
+            let mut names = Vec::new();
+            for entry in entries {
+                let entry = entry?;
+                let name = entry.name.to_string_lossy().into_owned();
+                // An install in progress is not a skill yet.
+                if entry.file_type == anyfs::FileType::Directory && !name.starts_with(".staging-") {
+                    names.push(name);
+                }
+            }
+            names.sort();
+            Ok(names)
+        },
+    )
+    .await?;
+    Ok(Json(json!({ "skills": names })))
+}
+
 // --------------------------------------------------------------------- audit
 
-async fn audit(State(service): State<Shared>, headers: HeaderMap) -> ApiResult<Json<Value>> {
-    let caller = authenticate(&service, &headers)?;
-    let Some(account) = caller.account() else {
-        return Err(ApiError::forbidden("the admin has no account log"));
+/// The most records one page of `GET /v1/audit` holds.
+const AUDIT_PAGE_MAX: usize = 1000;
+
+/// `GET /v1/audit`'s query: a page after `cursor` (the last `seq` seen),
+/// filtered.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditParams {
+    cursor: Option<i64>,
+    limit: Option<usize>,
+    /// An agent id: only that agent's records.
+    agent: Option<String>,
+    /// Only records of this action (`write`, `read`, `mcp write_file`, …).
+    operation: Option<String>,
+    /// Only records with this outcome (`ok`, `AccessDenied`, …).
+    outcome: Option<String>,
+    /// Only records at or after this time (seconds since the epoch).
+    since: Option<i64>,
+    /// Only records at or before this time.
+    until: Option<i64>,
+}
+
+/// Whether an agent with `policy` may see a record: not if its path, or
+/// where that path resolves to, is one the policy hides.
+fn visible_to(
+    policy: &AgentPolicy,
+) -> ApiResult<impl Fn(&crate::registry::AuditRecord) -> bool + Send + use<>> {
+    let filter = if policy.deny.is_empty() {
+        None
+    } else {
+        let mut builder = anyfs::PathFilterLayer::builder().allow("/**");
+        for glob in &policy.deny {
+            builder = builder.deny(glob.clone());
+        }
+        Some(builder.build().map_err(ApiError::internal)?)
     };
-    let records = service
-        .registry
-        .audit_of(&account.id, 1000)
-        .map_err(ApiError::internal)?;
-    Ok(Json(json!({ "records": records })))
+    Ok(
+        move |r: &crate::registry::AuditRecord| match (&filter, &r.path) {
+            (_, None) => r.sealed.is_none(),
+            (None, Some(_)) => true,
+            (Some(filter), Some(path)) => {
+                let resolved = r
+                    .resolved_path
+                    .clone()
+                    .unwrap_or_else(|| crate::registry::lexical_resolution(path));
+                [crate::registry::lexical_resolution(path), resolved]
+                    .iter()
+                    .all(|p| filter.is_allowed(std::path::Path::new(p)))
+            }
+        },
+    )
+}
+
+/// The caller's audit records, a page at a time: everything of its account
+/// for the account; for an agent only its own records, and only of paths
+/// its policy lets it see.
+async fn audit(
+    State(service): State<Shared>,
+    headers: HeaderMap,
+    Query(params): Query<AuditParams>,
+) -> ApiResult<Json<Value>> {
+    let caller = authenticate(&service, &headers)?;
+    let mut query = crate::registry::AuditQuery {
+        cursor: params.cursor.unwrap_or(0),
+        limit: params.limit.unwrap_or(100).clamp(1, AUDIT_PAGE_MAX),
+        actor: params.agent.map(|id| format!("agent:{id}")),
+        action: params.operation,
+        outcome: params.outcome,
+        since: params.since,
+        until: params.until,
+        ..Default::default()
+    };
+    let policy = match &caller {
+        Caller::Account(account) => {
+            query.account = account.id.clone();
+            None
+        }
+        Caller::Agent {
+            account,
+            agent,
+            policy,
+        } => {
+            query.account = account.id.clone();
+            let own = format!("agent:{}", agent.id);
+            if query.actor.as_ref().is_some_and(|a| *a != own) {
+                // Another agent's records: none to show.
+                return Ok(Json(json!({"records": [], "next_cursor": null})));
+            }
+            query.actor = Some(own);
+            Some(policy.clone())
+        }
+        Caller::Admin => return Err(ApiError::forbidden("the admin has no account log")),
+    };
+    let visible = visible_to(&policy.unwrap_or_default())?;
+    let (records, next) = tokio::task::spawn_blocking(move || {
+        service
+            .registry
+            .audit_page(&query, visible)
+            .map_err(ApiError::internal)
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    Ok(Json(json!({ "records": records, "next_cursor": next })))
 }
 
 /// The OpenAPI document of the routes above.
@@ -1320,11 +1563,17 @@ async fn openapi() -> Json<Value> {
     Json(crate::openapi::document())
 }
 
-/// One log line per request: method, path, status, time. Never a header,
-/// a body or a query string (they may hold secrets).
+/// One log line per request: method, route, status, time. Never a header,
+/// a body, a query string (they may hold secrets) or the path asked for
+/// (file names are the tenant's data): the route it matched, such as
+/// `/v1/files/{*path}`.
 async fn log_request(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let method = request.method().clone();
-    let path = request.uri().path().to_string();
+    let path = match request.extensions().get::<axum::extract::MatchedPath>() {
+        Some(route) => route.as_str().to_string(),
+        None if request.uri().path().starts_with("/mcp") => "/mcp".to_string(),
+        None => "(no route)".to_string(),
+    };
     let start = std::time::Instant::now();
     let response = next.run(request).await;
     tracing::info!(

@@ -164,17 +164,106 @@ pub(crate) const ROUTES: &[(&str, &str, &str, &str)] = &[
         "account or agent",
     ),
     (
+        "put",
+        "/v1/skills/{name}",
+        "Install a skill bundle (.tar.gz or .zip) under /skills/{name}, whole or not at all",
+        "account",
+    ),
+    (
+        "get",
+        "/v1/skills",
+        "The names of the skills installed under /skills",
+        "account or agent",
+    ),
+    (
         "get",
         "/v1/audit",
-        "The account's audit records",
+        "Audit records, oldest first, a page at a time (`next_cursor` is the `cursor` of the \
+         next page, null at the end). The account sees all of its records; an agent only its \
+         own, and only of paths its policy lets it see. Each record has `path` (as asked) and \
+         `resolved_path`",
         "account or agent",
     ),
     ("get", "/openapi.json", "This document", "none"),
+    (
+        "get",
+        "/healthz",
+        "`{\"status\": \"ok\"}`, or 503 while audit records cannot be written",
+        "none",
+    ),
     (
         "post",
         "/mcp",
         "MCP (Streamable HTTP): the files API as tools; every tool call needs the bearer secret",
         "account or agent",
+    ),
+];
+
+/// Query parameters of the routes that take some: (method, path, name,
+/// type, description).
+const PARAMETERS: &[(&str, &str, &str, &str, &str)] = &[
+    (
+        "get",
+        "/v1/audit",
+        "cursor",
+        "integer",
+        "The `seq` of the last record seen (the previous page's `next_cursor`)",
+    ),
+    (
+        "get",
+        "/v1/audit",
+        "limit",
+        "integer",
+        "Records per page: 100 by default, at most 1000",
+    ),
+    (
+        "get",
+        "/v1/audit",
+        "agent",
+        "string",
+        "Only this agent's records (an agent id)",
+    ),
+    (
+        "get",
+        "/v1/audit",
+        "operation",
+        "string",
+        "Only records of this action (`write`, `read`, `delete`, `mcp write_file`, …)",
+    ),
+    (
+        "get",
+        "/v1/audit",
+        "outcome",
+        "string",
+        "Only records with this outcome (`ok`, `AccessDenied`, `NotFound`, …)",
+    ),
+    (
+        "get",
+        "/v1/audit",
+        "since",
+        "integer",
+        "Only records at or after this time (seconds since 1970)",
+    ),
+    (
+        "get",
+        "/v1/audit",
+        "until",
+        "integer",
+        "Only records at or before this time (seconds since 1970)",
+    ),
+    (
+        "get",
+        "/v1/fs/stat",
+        "path",
+        "string",
+        "The path to describe",
+    ),
+    (
+        "delete",
+        "/v1/files/{path}",
+        "recursive",
+        "boolean",
+        "Remove a directory with everything in it",
     ),
 ];
 
@@ -198,6 +287,17 @@ pub(crate) fn document() -> Value {
         if *needs != "none" {
             op["security"] = json!([{"bearer": []}]);
             op["x-caller"] = json!(needs);
+        }
+        let parameters: Vec<Value> = PARAMETERS
+            .iter()
+            .filter(|(m, p, ..)| m == method && p == path)
+            .map(|(_, _, name, kind, description)| {
+                json!({"name": name, "in": "query", "required": false,
+                       "description": description, "schema": {"type": kind}})
+            })
+            .collect();
+        if !parameters.is_empty() {
+            op["parameters"] = Value::Array(parameters);
         }
         entry[*method] = op;
     }

@@ -19,7 +19,7 @@ struct Running {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-const ADMIN: &str = "afs_admin_for_tests_only";
+const ADMIN: &str = "afs_admin_for_tests_only_not_a_real_secret";
 
 impl Running {
     fn start() -> Self {
@@ -697,7 +697,12 @@ fn the_openapi_document_matches_the_routes() {
     assert!(paths.len() >= 20);
     for (path, methods) in paths {
         for method in methods.as_object().unwrap().keys() {
-            let url = s.url(&path.replace("{id}", "x").replace("{path}", "x"));
+            let url = s.url(
+                &path
+                    .replace("{id}", "x")
+                    .replace("{path}", "x")
+                    .replace("{name}", "x"),
+            );
             let req = match method.as_str() {
                 "get" => client().get(&url),
                 "post" => client().post(&url),
@@ -1172,5 +1177,502 @@ fn a_download_in_progress_keeps_its_workspace_open() {
         // The stream's last piece may still be on its way out.
         assert!(start.elapsed() < std::time::Duration::from_secs(10));
         std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+// ------------------------------------------------- audit visibility and paging
+
+/// Every record of `GET /v1/audit` from `who`, page by page.
+fn audit_pages(s: &Running, who: &str, query: &str, limit: usize) -> (Vec<Value>, usize) {
+    let mut records = Vec::new();
+    let mut cursor: Option<i64> = None;
+    let mut pages = 0;
+    loop {
+        let mut url = format!("/v1/audit?limit={limit}{query}");
+        if let Some(c) = cursor {
+            url.push_str(&format!("&cursor={c}"));
+        }
+        let page = json_of(get(s, who, &url));
+        let got = page["records"].as_array().unwrap().clone();
+        assert!(got.len() <= limit, "{url}: {} records", got.len());
+        records.extend(got);
+        pages += 1;
+        match page["next_cursor"].as_i64() {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+        assert!(pages < 1000, "the cursor never ends");
+    }
+    (records, pages)
+}
+
+#[test]
+fn an_agent_sees_only_its_own_audit_records_of_paths_its_policy_shows() {
+    let s = Running::start();
+    let (_, a) = signup(&s, "alice");
+    let (bot_id, bot, _) = agent(
+        &s,
+        &a,
+        json!({"name": "bot", "policy": {"deny": ["/private/**"]}}),
+    );
+    let (_, sibling, _) = agent(&s, &a, json!({"name": "sibling"}));
+    assert_eq!(
+        put(&s, &a, "/private/salary-2026.txt", b"a lot"),
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        put(&s, &sibling, "/sibling-note.txt", b"mine"),
+        StatusCode::CREATED
+    );
+    assert_eq!(put(&s, &bot, "/notes/bot.txt", b"b"), StatusCode::CREATED);
+    assert_eq!(
+        get(&s, &bot, "/v1/files/private/salary-2026.txt").status(),
+        StatusCode::FORBIDDEN
+    );
+    // Asked for through `..`: the record holds where it resolves to.
+    let sneaky = client()
+        .put(s.url("/v1/files/notes/..%2Fprivate%2Fsneaky.txt"))
+        .bearer_auth(&bot)
+        .body("x")
+        .send()
+        .unwrap();
+    assert_eq!(sneaky.status(), StatusCode::FORBIDDEN);
+
+    let (seen, _) = audit_pages(&s, &bot, "", 1000);
+    let shown = Value::Array(seen.clone()).to_string();
+    assert!(shown.contains("/notes/bot.txt"), "{shown}");
+    for hidden in ["private", "salary", "sneaky", "sibling"] {
+        assert!(
+            !shown.contains(hidden),
+            "{hidden} shown to the agent: {shown}"
+        );
+    }
+    for r in &seen {
+        assert_eq!(r["actor"], format!("agent:{bot_id}"), "{r}");
+    }
+    // The owner sees everything of the account, resolved paths included.
+    let (all, _) = audit_pages(&s, &a, "", 1000);
+    let shown = Value::Array(all.clone()).to_string();
+    for visible in ["salary-2026", "sibling-note", "/notes/bot.txt"] {
+        assert!(shown.contains(visible), "{visible}: {shown}");
+    }
+    let traversal = all
+        .iter()
+        .find(|r| r["path"] == "/notes/../private/sneaky.txt")
+        .unwrap_or_else(|| panic!("no record of the traversal: {shown}"));
+    assert_eq!(traversal["resolved_path"], "/private/sneaky.txt");
+}
+
+#[test]
+fn the_audit_is_paged_and_filtered() {
+    let s = Running::start();
+    let (_, a) = signup(&s, "alice");
+    let (bot_id, bot, _) = agent(&s, &a, json!({"name": "bot"}));
+    let before = registry_now();
+    for i in 0..7 {
+        assert_eq!(
+            put(&s, &a, &format!("/f{i}.txt"), b"x"),
+            StatusCode::CREATED
+        );
+    }
+    assert_eq!(put(&s, &bot, "/by-bot.txt", b"x"), StatusCode::CREATED);
+    assert_eq!(
+        get(&s, &bot, "/v1/files/missing.txt").status(),
+        StatusCode::NOT_FOUND
+    );
+    let (whole, pages) = audit_pages(&s, &a, "", 1000);
+    assert_eq!(pages, 1);
+    let (paged, pages) = audit_pages(&s, &a, "", 2);
+    assert!(pages >= 5, "{pages} pages");
+    assert_eq!(paged, whole, "pages put together are the whole log");
+    let seqs: Vec<i64> = paged.iter().map(|r| r["seq"].as_i64().unwrap()).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "oldest first: {seqs:?}"
+    );
+    // Filters: operation, outcome, agent, time.
+    let (writes, _) = audit_pages(&s, &a, "&operation=write", 3);
+    assert_eq!(writes.len(), 8);
+    assert!(writes.iter().all(|r| r["action"] == "write"));
+    let (failed, _) = audit_pages(&s, &a, "&outcome=NotFound", 3);
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["path"], "/missing.txt");
+    let (by_bot, _) = audit_pages(&s, &a, &format!("&agent={bot_id}"), 3);
+    assert_eq!(by_bot.len(), 2);
+    let (since, _) = audit_pages(&s, &a, &format!("&since={before}"), 100);
+    assert!(since.len() >= 9);
+    let (until, _) = audit_pages(&s, &a, &format!("&until={}", before - 10), 100);
+    assert!(until.is_empty());
+    // A huge limit is capped, a bad one is a JSON 400.
+    let page = json_of(get(&s, &a, "/v1/audit?limit=1000000"));
+    assert!(page["records"].as_array().unwrap().len() <= 1000);
+    let bad = get(&s, &a, "/v1/audit?limit=lots");
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    assert!(json_of(bad)["error"]["kind"].is_string());
+}
+
+fn registry_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+#[test]
+fn audit_paths_and_agent_policies_are_encrypted_at_rest_and_the_chain_still_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Running::on(dir.path(), 100);
+    let (_, a) = signup(&s, "alice");
+    let (_, _, _) = agent(
+        &s,
+        &a,
+        json!({"name": "bot", "policy": {"deny": ["/POLICYCANARY/**"], "read_only": ["/ROCANARY/**"]}}),
+    );
+    assert_eq!(
+        put(&s, &a, "/PATHCANARY/report.txt", b"x"),
+        StatusCode::CREATED
+    );
+    // Still shown to the owner.
+    let audit = json_of(get(&s, &a, "/v1/audit")).to_string();
+    assert!(audit.contains("/PATHCANARY/report.txt"), "{audit}");
+    s.stop();
+    let bytes = registry_bytes(dir.path());
+    for canary in ["PATHCANARY", "POLICYCANARY", "ROCANARY"] {
+        assert!(!contains(&bytes, canary), "{canary} in the registry");
+    }
+    // The chain covers the sealed paths: an edit there is caught.
+    let db = dir.path().join("registry.db");
+    let n = anyfs_server::verify_chain(&db).unwrap();
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let (seq, sealed): (i64, Vec<u8>) = conn
+        .query_row(
+            "SELECT seq, sealed FROM audit WHERE sealed IS NOT NULL ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    let mut changed = sealed.clone();
+    changed[20] ^= 1;
+    conn.execute_batch("DROP TRIGGER audit_no_update;").unwrap();
+    conn.execute(
+        "UPDATE audit SET sealed = ?1 WHERE seq = ?2",
+        rusqlite::params![changed, seq],
+    )
+    .unwrap();
+    drop(conn);
+    let err = anyfs_server::verify_chain(&db).unwrap_err();
+    assert!(
+        err.contains(&format!("record {seq}")),
+        "{err} ({n} records)"
+    );
+}
+
+// ------------------------------------------- one service, no lost audit record
+
+#[test]
+fn a_second_service_on_the_same_data_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = || {
+        let mut c = Config::new(dir.path());
+        c.admin_secret = Some(ADMIN.into());
+        c
+    };
+    let first = Service::open(config()).unwrap();
+    let err = Service::open(config()).unwrap_err();
+    assert!(err.contains("another"), "{err}");
+    assert!(err.contains(&dir.path().display().to_string()), "{err}");
+    drop(first);
+    // Once the first is gone, the directory is free again.
+    Service::open(config()).unwrap();
+}
+
+#[test]
+fn a_wrong_master_key_is_refused_at_start_naming_which() {
+    use anyfs::crypto::Key;
+    let dir = tempfile::tempdir().unwrap();
+    let open = |keys: Vec<Key>| {
+        let mut config = Config::new(dir.path());
+        config.master_keys = keys;
+        config.admin_secret = Some(ADMIN.into());
+        Service::open(config).map(|o| o.service)
+    };
+    let (right, wrong, other) = (
+        Key::from_bytes([1; 32]),
+        Key::from_bytes([7; 32]),
+        Key::from_bytes([8; 32]),
+    );
+    {
+        let s = Running::serving(open(vec![right.clone()]).unwrap(), dir.path());
+        let (_, a) = signup(&s, "alice");
+        assert_eq!(put(&s, &a, "/f.txt", b"x"), StatusCode::CREATED);
+    }
+    let err = open(vec![wrong.clone()]).unwrap_err();
+    assert!(err.contains("key 1"), "{err}");
+    assert!(!err.contains("wrong password"), "{err}");
+    let err = open(vec![wrong.clone(), other]).unwrap_err();
+    assert!(err.contains("key 1") && err.contains("key 2"), "{err}");
+    // A new key in front of the right one is a rotation, not a mistake.
+    open(vec![wrong, right]).unwrap();
+}
+
+#[test]
+fn a_data_directory_from_before_key_checks_still_catches_a_wrong_key() {
+    use anyfs::crypto::Key;
+    let dir = tempfile::tempdir().unwrap();
+    let open = |keys: Vec<Key>| {
+        let mut config = Config::new(dir.path());
+        config.master_keys = keys;
+        config.admin_secret = Some(ADMIN.into());
+        Service::open(config).map(|o| o.service)
+    };
+    {
+        let s = Running::serving(open(vec![Key::from_bytes([1; 32])]).unwrap(), dir.path());
+        let (_, a) = signup(&s, "alice");
+        assert_eq!(put(&s, &a, "/f.txt", b"x"), StatusCode::CREATED);
+    }
+    // As an older version left it: no key check stored.
+    let conn = rusqlite::Connection::open(dir.path().join("registry.db")).unwrap();
+    conn.execute("DELETE FROM key_checks", []).unwrap();
+    drop(conn);
+    let err = open(vec![Key::from_bytes([7; 32])]).unwrap_err();
+    assert!(err.contains("key 1"), "{err}");
+    open(vec![Key::from_bytes([1; 32])]).unwrap();
+}
+
+#[test]
+fn operations_are_refused_while_their_audit_records_cannot_be_written() {
+    let s = Running::start();
+    let (_, a) = signup(&s, "alice");
+    assert_eq!(put(&s, &a, "/before.txt", b"x"), StatusCode::CREATED);
+    // The audit table refuses every insert, as a full disk would.
+    let conn = rusqlite::Connection::open(s.data.join("registry.db")).unwrap();
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .unwrap();
+    conn.execute_batch(
+        "CREATE TRIGGER audit_broken BEFORE INSERT ON audit
+         BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
+    )
+    .unwrap();
+    let mut acknowledged = Vec::new();
+    let mut refused = None;
+    for i in 0..200 {
+        let name = format!("/during-{i}.txt");
+        let status = client()
+            .put(s.url(&format!("/v1/files{name}")))
+            .bearer_auth(&a)
+            .body("x")
+            .send()
+            .unwrap()
+            .status();
+        if status == StatusCode::CREATED {
+            acknowledged.push(name);
+        } else {
+            refused = Some(status);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(refused, Some(StatusCode::SERVICE_UNAVAILABLE));
+    let r = get(&s, &a, "/v1/files/before.txt");
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(json_of(r)["error"]["kind"], "AuditUnavailable");
+    // Repaired: the service works again and nothing acknowledged is missing.
+    conn.execute_batch("DROP TRIGGER audit_broken;").unwrap();
+    let start = std::time::Instant::now();
+    while put(&s, &a, "/after.txt", b"x") != StatusCode::CREATED {
+        assert!(start.elapsed() < std::time::Duration::from_secs(10));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let log = json_of(get(&s, &a, "/v1/audit?limit=1000")).to_string();
+    for name in acknowledged
+        .iter()
+        .map(String::as_str)
+        .chain(["/after.txt"])
+    {
+        assert!(log.contains(&format!("\"{name}\"")), "{name} not audited");
+    }
+    drop(conn);
+    anyfs_server::verify_chain(&s.data.join("registry.db")).unwrap();
+}
+
+// ------------------------------------------------------------ lesser items
+
+#[test]
+fn every_error_is_the_documented_json_even_before_a_handler_runs() {
+    let s = Running::start();
+    let (_, a) = signup(&s, "alice");
+    let is_json_error = |r: Response, status: StatusCode| {
+        assert_eq!(r.status(), status);
+        let text = r.text().unwrap();
+        let v: Value =
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("{status}: not JSON: {text}"));
+        assert!(v["error"]["kind"].is_string(), "{text}");
+        assert!(v["error"]["message"].is_string(), "{text}");
+    };
+    // Not JSON at all, a wrong shape, no content type, a bad query.
+    let post = |body: &'static str, content_type: Option<&str>| {
+        let mut r = client()
+            .post(s.url("/v1/agents"))
+            .bearer_auth(&a)
+            .body(body);
+        if let Some(t) = content_type {
+            r = r.header("content-type", t);
+        }
+        r.send().unwrap()
+    };
+    is_json_error(
+        post("{not json", Some("application/json")),
+        StatusCode::BAD_REQUEST,
+    );
+    is_json_error(
+        post(r#"{"name": 5}"#, Some("application/json")),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    );
+    is_json_error(
+        post(r#"{"name": "x"}"#, None),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+    );
+    is_json_error(
+        client()
+            .delete(s.url("/v1/files/x?recursive=maybe"))
+            .bearer_auth(&a)
+            .send()
+            .unwrap(),
+        StatusCode::BAD_REQUEST,
+    );
+    // The router's own answers: an unknown route, `/`, a wrong method.
+    is_json_error(get(&s, &a, "/v1/nothing-here"), StatusCode::NOT_FOUND);
+    is_json_error(
+        client().get(s.url("/")).send().unwrap(),
+        StatusCode::NOT_FOUND,
+    );
+    is_json_error(
+        client().patch(s.url("/v1/audit")).send().unwrap(),
+        StatusCode::METHOD_NOT_ALLOWED,
+    );
+    // A body over the limit.
+    let big = vec![0u8; anyfs_server_bundle_limit() + 1];
+    is_json_error(
+        client()
+            .put(s.url("/v1/skills/big"))
+            .bearer_auth(&a)
+            .body(big)
+            .send()
+            .unwrap(),
+        StatusCode::PAYLOAD_TOO_LARGE,
+    );
+    // Health needs no secret.
+    let health = client().get(s.url("/healthz")).send().unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    assert_eq!(json_of(health)["status"], "ok");
+}
+
+/// The most bytes a skill bundle may have (the service's body limit there).
+fn anyfs_server_bundle_limit() -> usize {
+    64 << 20
+}
+
+#[test]
+fn installed_skills_are_listed_by_name() {
+    let s = Running::start();
+    let (_, a) = signup(&s, "alice");
+    let (_, bot, _) = agent(&s, &a, json!({"name": "bot"}));
+    let listed = json_of(get(&s, &a, "/v1/skills"));
+    assert_eq!(listed["skills"], json!([]));
+    for name in ["lint", "fmt"] {
+        let bundle = tar_gz(&[("SKILL.md", tar::EntryType::Regular, b"do it", None)]);
+        assert_eq!(install(&s, &a, name, bundle).0, StatusCode::CREATED);
+    }
+    assert_eq!(
+        json_of(get(&s, &a, "/v1/skills"))["skills"],
+        json!(["fmt", "lint"])
+    );
+    assert_eq!(
+        json_of(get(&s, &bot, "/v1/skills"))["skills"],
+        json!(["fmt", "lint"])
+    );
+}
+
+#[test]
+fn a_policy_with_an_invalid_glob_is_refused_naming_it() {
+    let s = Running::start();
+    let (_, a) = signup(&s, "alice");
+    let r = client()
+        .post(s.url("/v1/agents"))
+        .bearer_auth(&a)
+        .json(&json!({"name": "bot", "policy": {"deny": ["/ok/**", "/bad/[z-a"]}}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let text = r.text().unwrap();
+    assert!(text.contains("/bad/[z-a"), "{text}");
+    let (id, bot, _) = agent(&s, &a, json!({"name": "bot"}));
+    let r = client()
+        .patch(s.url(&format!("/v1/agents/{id}")))
+        .bearer_auth(&a)
+        .json(&json!({"policy": {"read_only": ["relative/*"]}}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.text().unwrap().contains("relative/*"));
+    // The agent still works: nothing of the bad policy was kept.
+    assert_eq!(put(&s, &bot, "/x.txt", b"x"), StatusCode::CREATED);
+}
+
+#[test]
+fn an_admin_secret_that_could_never_authenticate_or_is_short_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for bad in [
+        "letmein-this-is-long-enough-but-no-prefix-at-all",
+        "afs_admin_short",
+    ] {
+        let mut config = Config::new(dir.path());
+        config.admin_secret = Some(bad.into());
+        let err = Service::open(config).unwrap_err();
+        assert!(err.contains("ANYFS_ADMIN_SECRET"), "{err}");
+        assert!(!err.contains(bad), "the secret itself is shown: {err}");
+    }
+}
+
+#[test]
+fn every_file_the_service_makes_is_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::new(dir.path());
+    config.signups_per_hour = 100;
+    let opened = Service::open(config).unwrap();
+    {
+        let s = Running::serving(opened.service, dir.path());
+        let (_, a) = signup(&s, "alice");
+        let (_, bot, _) = agent(&s, &a, json!({"name": "bot"}));
+        assert_eq!(put(&s, &bot, "/x.txt", b"x"), StatusCode::CREATED);
+        let _ = json_of(get(&s, &a, "/v1/audit"));
+        let mut seen = Vec::new();
+        let mut dirs = vec![dir.path().to_path_buf()];
+        while let Some(d) = dirs.pop() {
+            for entry in std::fs::read_dir(&d).unwrap() {
+                let entry = entry.unwrap();
+                let meta = entry.metadata().unwrap();
+                // Workspace files are made by the SQLite backend: `anyfs
+                // serve`'s umask covers them (see the CLI's tests).
+                if meta.is_dir() {
+                    if entry.file_name() != "workspaces" {
+                        dirs.push(entry.path());
+                    }
+                    continue;
+                }
+                let mode = meta.permissions().mode() & 0o777;
+                seen.push(entry.file_name().to_string_lossy().into_owned());
+                assert_eq!(mode, 0o600, "{} is {mode:o}", entry.path().display());
+            }
+        }
+        for expected in [
+            "registry.db",
+            "registry.db-wal",
+            "admin.digest",
+            "anyfs.lock",
+        ] {
+            assert!(seen.iter().any(|n| n == expected), "{expected}: {seen:?}");
+        }
     }
 }
