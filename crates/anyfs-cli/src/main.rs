@@ -2,6 +2,7 @@
 
 #![forbid(unsafe_code)]
 
+mod hardening;
 mod serve;
 mod workspace;
 
@@ -12,9 +13,11 @@ use clap::{Args, Parser, Subcommand};
 
 use workspace::Workspace;
 
-/// AnyFS: secure workspaces for AI agents.
+/// AnyFS: secure workspaces for AI agents. `anyfs serve` runs the
+/// multi-tenant workspace service; `mount` and `run` open one workspace
+/// file as a real filesystem.
 #[derive(Debug, Parser)]
-#[command(name = "anyfs", version, about)]
+#[command(name = "anyfs", version)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -22,9 +25,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the multi-tenant workspace service (HTTP API) until Ctrl-C or
-    /// SIGTERM. With no flags: SQLite files in ./anyfs-data, on
+    /// Run the multi-tenant workspace service (HTTP API and MCP) until
+    /// Ctrl-C or SIGTERM. With no flags: SQLite files in ./anyfs-data, on
     /// 127.0.0.1:8700.
+    #[command(after_long_help = SERVE_ENVIRONMENT, after_help = SERVE_ENVIRONMENT)]
     Serve {
         /// Where the registry, workspaces and master key live.
         #[arg(long, default_value = "anyfs-data", value_name = "DIR")]
@@ -81,6 +85,19 @@ enum Command {
     },
 }
 
+/// What `anyfs serve --help` says about the environment.
+const SERVE_ENVIRONMENT: &str = "\
+Environment:
+  ANYFS_MASTER_KEY    The master key(s): 32 bytes in hex or base64; several, comma-separated,
+                      to rotate (the first encrypts, all decrypt). Without it the key is
+                      DATA_DIR/master.key, made at the first start. A key that does not open
+                      the data directory stops the start, naming its position.
+  ANYFS_ADMIN_SECRET  The admin secret: `afs_admin_` and at least 24 more characters. Without
+                      it one is made at the first start: shown on a terminal, otherwise written
+                      to DATA_DIR/admin-secret.txt (owner-only).
+  RUST_LOG            Log filter (default `info`: one line per request with its route, status
+                      and time; never a secret, a query string or a file path).";
+
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
     /// Check the hash chain of a service's audit log: every record intact,
@@ -130,6 +147,12 @@ struct WorkspaceArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(
+        cli.command,
+        Command::Serve { .. } | Command::Mount { .. } | Command::Run { .. }
+    ) {
+        hardening::no_core_dumps();
+    }
     let result = match cli.command {
         Command::Serve {
             data_dir,

@@ -5,11 +5,13 @@ use std::path::PathBuf;
 
 use anyfs::crypto::Key;
 use base64::Engine;
+use zeroize::Zeroizing;
 
 /// Master keys from `ANYFS_MASTER_KEY`: comma-separated, each 32 bytes in
-/// hex or base64; the first encrypts, all decrypt.
+/// hex or base64; the first encrypts, all decrypt. Every copy made on the
+/// way is wiped.
 fn master_keys() -> Result<Vec<Key>, String> {
-    let Ok(value) = std::env::var("ANYFS_MASTER_KEY") else {
+    let Ok(value) = std::env::var("ANYFS_MASTER_KEY").map(Zeroizing::new) else {
         return Ok(Vec::new());
     };
     value
@@ -17,24 +19,47 @@ fn master_keys() -> Result<Vec<Key>, String> {
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(|s| {
-            let bytes = if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
-                (0..32)
-                    .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16))
-                    .collect::<Result<Vec<u8>, _>>()
-                    .map_err(|_| "ANYFS_MASTER_KEY: bad hex".to_string())?
-            } else {
-                base64::engine::general_purpose::STANDARD
-                    .decode(s)
-                    .map_err(|_| {
-                        "ANYFS_MASTER_KEY: each key is 32 bytes in hex or base64".to_string()
-                    })?
-            };
-            let bytes: [u8; 32] = bytes
-                .try_into()
-                .map_err(|_| "ANYFS_MASTER_KEY: each key is 32 bytes".to_string())?;
-            Ok(Key::from_bytes(bytes))
+            let bytes = Zeroizing::new(
+                if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    (0..32)
+                        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16))
+                        .collect::<Result<Vec<u8>, _>>()
+                        .map_err(|_| "ANYFS_MASTER_KEY: bad hex".to_string())?
+                } else {
+                    base64::engine::general_purpose::STANDARD
+                        .decode(s)
+                        .map_err(|_| {
+                            "ANYFS_MASTER_KEY: each key is 32 bytes in hex or base64".to_string()
+                        })?
+                },
+            );
+            let mut key = Zeroizing::new([0u8; 32]);
+            if bytes.len() != key.len() {
+                return Err("ANYFS_MASTER_KEY: each key is 32 bytes".to_string());
+            }
+            key.copy_from_slice(&bytes);
+            Ok(Key::from_bytes(*key))
         })
         .collect()
+}
+
+/// Shows a newly made admin secret once: on the terminal when stderr is
+/// one; otherwise (stderr goes to a log file or a journal, which keep it)
+/// written to an owner-only file in the data directory, and only its place
+/// is printed.
+fn show_admin_secret(data_dir: &std::path::Path, secret: &str) -> Result<(), String> {
+    use std::io::IsTerminal;
+    if std::io::stderr().is_terminal() {
+        eprintln!("anyfs: the admin secret (shown once, keep it): {secret}");
+        return Ok(());
+    }
+    let file = data_dir.join("admin-secret.txt");
+    anyfs_server::write_private_file(&file, format!("{secret}\n").as_bytes())?;
+    eprintln!(
+        "anyfs: a new admin secret was written to {} (owner-only): keep it somewhere safe, then delete the file",
+        file.display()
+    );
+    Ok(())
 }
 
 /// File descriptors an open workspace holds (its database, log and shared
@@ -81,6 +106,7 @@ pub(crate) fn run(
     agent_rate: Option<u32>,
     max_open_workspaces: usize,
 ) -> Result<(), String> {
+    crate::hardening::owner_only_files();
     // Logs: RUST_LOG (default `info`): one line per request, never a header.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
@@ -101,10 +127,7 @@ pub(crate) fn run(
     config.max_open_workspaces = fit_open_files(max_open_workspaces);
     let opened = anyfs_server::Service::open(config)?;
     if let Some(secret) = &opened.new_admin_secret {
-        eprintln!(
-            "anyfs: the admin secret (shown once, keep it): {}",
-            secret.as_str()
-        );
+        show_admin_secret(&data_dir, secret)?;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -60,7 +60,13 @@ impl Workspace {
                     }
                     None => SqliteBackend::open_with_options(file, options),
                 };
-                let backend = opened.map_err(|e| format!("{label}: {e}"))?;
+                // Named by the file, not by the root path inside it.
+                let backend = opened.map_err(|e| match e.kind() {
+                    anyfs::FsErrorKind::InvalidPassword => {
+                        format!("{label}: wrong password or key (or not an AnyFS workspace)")
+                    }
+                    _ => format!("{label}: {e}"),
+                })?;
                 (Box::new(backend), label)
             }
         };

@@ -46,25 +46,37 @@ impl Drop for Server {
     }
 }
 
-fn start(data: &Path, port: u16, log: &Path) -> Server {
+/// `anyfs serve` on `data` and `port`, logging to `log`, with no key or
+/// secret from the environment and the default log level.
+fn serve_command(data: &Path, port: u16, log: &Path) -> Command {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .unwrap();
-    let child = Server(
-        Command::new(env!("CARGO_BIN_EXE_anyfs"))
-            .args(["serve", "--data-dir"])
-            .arg(data)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .env_remove("ANYFS_ADMIN_SECRET")
-            .env_remove("ANYFS_MASTER_KEY")
-            .env("RUST_LOG", "debug")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
+    let mut command = Command::new(env!("CARGO_BIN_EXE_anyfs"));
+    command
+        .args(["serve", "--data-dir"])
+        .arg(data)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env_remove("ANYFS_ADMIN_SECRET")
+        .env_remove("ANYFS_MASTER_KEY")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(log);
+    command
+}
+
+fn start(data: &Path, port: u16, log: &Path) -> Server {
+    start_command(
+        serve_command(data, port, log).env("RUST_LOG", "debug"),
+        port,
+    )
+}
+
+/// Starts `command` and waits until the service answers on `port`.
+fn start_command(command: &mut Command, port: u16) -> Server {
+    let child = Server(command.spawn().unwrap());
     let start = Instant::now();
     let url = format!("http://127.0.0.1:{port}/openapi.json");
     while Client::new().get(&url).send().is_err() {
@@ -224,8 +236,137 @@ fn a_sigkill_under_write_load_loses_no_acknowledged_write_and_logs_hold_no_secre
     for secret in [secret.as_str(), token.as_str(), "sk-LOGCANARY"] {
         assert!(!logs.contains(secret), "a secret reached the log");
     }
-    // The admin secret is printed once, at the first start only.
-    assert_eq!(logs.matches("afs_admin_").count(), 1, "{logs}");
+    // The admin secret never reaches a log file: it is written once, at the
+    // first start only, to an owner-only file, and the log says where.
+    assert!(!logs.contains("afs_admin_"), "{logs}");
+    assert_eq!(logs.matches("admin-secret.txt").count(), 1, "{logs}");
+    let file = data.join("admin-secret.txt");
+    assert!(
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .starts_with("afs_admin_")
+    );
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+}
+
+#[test]
+fn a_second_service_or_a_wrong_master_key_is_refused_and_a_stop_is_announced() {
+    let Fresh {
+        _dir,
+        data,
+        log,
+        port,
+        mut server,
+        ..
+    } = Fresh::start();
+    // A second service on the same directory: refused, naming it.
+    let second = serve_command(&data, free_port(), &log)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let said = String::from_utf8_lossy(&second.stderr);
+    assert!(said.contains("another"), "{said}");
+    assert!(said.contains(&data.display().to_string()), "{said}");
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status();
+    server.wait().unwrap();
+    let logs = std::fs::read_to_string(&log).unwrap();
+    assert!(logs.contains("shutting down"), "{logs}");
+    // The data directory's key is in master.key: another one is refused.
+    let wrong = serve_command(&data, port, &log)
+        .env("ANYFS_MASTER_KEY", "07".repeat(32))
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(!wrong.status.success());
+    let said = String::from_utf8_lossy(&wrong.stderr);
+    assert!(said.contains("key 1"), "{said}");
+    assert!(!said.contains("07070707"), "the key was printed: {said}");
+    // A malformed admin secret: refused before anything starts.
+    let short = serve_command(&data, port, &log)
+        .env("ANYFS_ADMIN_SECRET", "afs_admin_x")
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(!short.status.success());
+    assert!(String::from_utf8_lossy(&short.stderr).contains("ANYFS_ADMIN_SECRET"));
+}
+
+#[test]
+fn the_service_keeps_no_core_dump_owner_only_files_and_no_path_in_its_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log = dir.path().join("service.log");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut server = start_command(&mut serve_command(&data, port, &log), port);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.id())).unwrap();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap();
+    assert_eq!(core.split_whitespace().nth(4), Some("0"), "{core}");
+
+    let client = Client::new();
+    let secret = signup(&client, &base, "alice");
+    let r = client
+        .put(format!("{base}/v1/files/private/PATHCANARY-salary.txt"))
+        .bearer_auth(&secret)
+        .body("x")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status();
+    server.wait().unwrap();
+    // Every file it made, workspaces included, is owner-only.
+    use std::os::unix::fs::PermissionsExt;
+    let mut dirs = vec![data.clone()];
+    let mut files = 0;
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let entry = entry.unwrap();
+            let meta = entry.metadata().unwrap();
+            if meta.is_dir() {
+                dirs.push(entry.path());
+            } else {
+                files += 1;
+                let mode = meta.permissions().mode() & 0o777;
+                assert_eq!(mode, 0o600, "{} is {mode:o}", entry.path().display());
+            }
+        }
+    }
+    assert!(files >= 5, "{files} files");
+    // The request log names routes, not the files asked for.
+    let logs = std::fs::read_to_string(&log).unwrap();
+    assert!(logs.contains("/v1/files/{*path}"), "{logs}");
+    assert!(!logs.contains("PATHCANARY"), "{logs}");
+}
+
+#[test]
+fn the_help_says_how_to_start_the_service() {
+    let help = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_anyfs"))
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // What the command is for, in its first line, names the service.
+    let top = help(&["--help"]);
+    assert!(top.lines().next().unwrap().contains("serve"), "{top}");
+    for short_or_long in ["-h", "--help"] {
+        let serve = help(&["serve", short_or_long]);
+        for variable in ["ANYFS_MASTER_KEY", "ANYFS_ADMIN_SECRET", "RUST_LOG"] {
+            assert!(serve.contains(variable), "{variable}: {serve}");
+        }
+    }
 }
 
 /// Peak resident memory of a process, in KiB.
