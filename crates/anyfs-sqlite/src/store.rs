@@ -922,10 +922,25 @@ impl<C: Content> Store<C> {
                 None => q::link(tx, path, parent, name.as_bytes(), staging, false, now),
                 Some((ino, _)) => {
                     let node = Self::file_node(tx, path, ino)?;
-                    self.content
-                        .adopt(tx, path, &staged.file(), &node.file(), after)?;
-                    q::set_size(tx, path, ino, staged.size, now)?;
-                    q::set_size(tx, path, staging, 0, now)
+                    if node.nlink > 1 {
+                        // Other names must keep seeing one file: the
+                        // content moves into it instead.
+                        self.content
+                            .adopt(tx, path, &staged.file(), &node.file(), after)?;
+                        q::set_size(tx, path, ino, staged.size, now)?;
+                        return q::set_size(tx, path, staging, 0, now);
+                    }
+                    // The staged node takes the name, with the old one's
+                    // permissions and owner; a reader still streaming the
+                    // old node keeps it (and its content) until it closes.
+                    tx.prepare_cached(
+                        "UPDATE inodes SET mode = ?2, uid = ?3, gid = ?4 WHERE ino = ?1",
+                    )
+                    .and_then(|mut s| s.execute(params![staging, node.mode, node.uid, node.gid]))
+                    .map_err(|e| sql_error(path, "keep permissions", e))?;
+                    let gone = q::unlink(tx, path, parent, name.as_bytes(), now)?;
+                    q::link(tx, path, parent, name.as_bytes(), staging, false, now)?;
+                    self.release(tx, path, gone, after)
                 }
             }
         })

@@ -447,6 +447,20 @@ pub fn streaming_read_and_write<B: Fs>(fs: &B) {
     fs.write(p("/raced"), b"made meanwhile").unwrap();
     w.commit().unwrap();
     assert_eq!(fs.read(p("/raced")).unwrap(), b"");
+    // A stream opened before a replacement reads the old content to its
+    // end, never a mix of old and new.
+    fs.write(p("/r"), &[1u8; 300_000]).unwrap();
+    let mut reader = fs.open_read(p("/r")).unwrap();
+    let mut head = vec![0u8; 1000];
+    reader.read_exact(&mut head).unwrap();
+    let mut w = fs.open_write(p("/r")).unwrap();
+    w.write_all(&[2u8; 300_000]).unwrap();
+    w.commit().unwrap();
+    let mut rest = Vec::new();
+    reader.read_to_end(&mut rest).unwrap();
+    assert_eq!(rest.len(), 299_000);
+    assert!(head.iter().chain(&rest).all(|&b| b == 1), "a mixed read");
+    assert_eq!(fs.read(p("/r")).unwrap(), vec![2u8; 300_000]);
     assert_err(
         fs.open_write(p("/no/parent")).map(drop),
         FsErrorKind::NotFound,
