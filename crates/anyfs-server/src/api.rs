@@ -756,7 +756,7 @@ async fn patch_agent(
         let stored = service
             .open_config(&account.id, &id, &row.sealed_config)
             .ok_or_else(|| ApiError::internal("an agent config does not decrypt"))?;
-        let merged = merge_patch(&stored, config_patch);
+        let merged = crate::Decrypted(merge_patch(&stored, config_patch));
         if !merged.is_object() {
             return Err(ApiError::bad_request("config must stay a JSON object"));
         }
@@ -858,13 +858,36 @@ fn workspace(service: &Service, caller: &Caller) -> ApiResult<(String, FileStora
     Ok((account, FileStorage::new(stack)))
 }
 
+/// A caller's workspace for one file operation: its files (through the
+/// caller's stack, as `Deref`), and permits for streamed work.
+pub(crate) struct OpenWorkspace {
+    fs: FileStorage<Stack>,
+    account: String,
+    service: Shared,
+}
+
+impl std::ops::Deref for OpenWorkspace {
+    type Target = FileStorage<Stack>;
+    fn deref(&self) -> &FileStorage<Stack> {
+        &self.fs
+    }
+}
+
+impl OpenWorkspace {
+    /// A permit for a streamed upload or download (see
+    /// [`crate::workspace::MAX_HEAVY_PER_ACCOUNT`]).
+    fn heavy(&self, path: &str) -> Result<crate::workspace::HeavyPermit, FsError> {
+        self.service.workspaces.heavy(&self.account, path)
+    }
+}
+
 /// Runs a file operation on the blocking pool and audits it.
 async fn file_op<T: Send + 'static>(
     service: &Shared,
     headers: &HeaderMap,
     action: &'static str,
     path: String,
-    op: impl FnOnce(&FileStorage<Stack>, &str) -> Result<T, FsError> + Send + 'static,
+    op: impl FnOnce(&OpenWorkspace, &str) -> Result<T, FsError> + Send + 'static,
 ) -> ApiResult<T> {
     let caller = authenticate(service, headers)?;
     let actor = caller.actor();
@@ -872,14 +895,19 @@ async fn file_op<T: Send + 'static>(
     tokio::task::spawn_blocking(move || {
         // Opening a workspace may scan it: on the blocking pool too.
         let (account, fs) = workspace(&service, &caller)?;
-        let result = op(&fs, &path);
+        let open = OpenWorkspace {
+            fs,
+            account,
+            service: service.clone(),
+        };
+        let result = op(&open, &path);
         let outcome = match &result {
             Ok(_) => "ok".to_string(),
             Err(e) => format!("{:?}", e.kind()),
         };
         let _ = service
             .registry
-            .audit(Some(&account), &actor, action, Some(&path), &outcome);
+            .audit(Some(&open.account), &actor, action, Some(&path), &outcome);
         result.map_err(ApiError::from)
     })
     .await
@@ -908,7 +936,10 @@ fn listing(fs: &FileStorage<Stack>, path: &str) -> Result<Value, FsError> {
 }
 
 async fn list_root(State(service): State<Shared>, headers: HeaderMap) -> ApiResult<Json<Value>> {
-    let value = file_op(&service, &headers, "list", "/".into(), listing).await?;
+    let value = file_op(&service, &headers, "list", "/".into(), |fs, path| {
+        listing(fs, path)
+    })
+    .await?;
     Ok(Json(value))
 }
 
@@ -940,13 +971,21 @@ async fn read_file(
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
         .map(String::from);
+    /// Ranges and files larger than this are streamed, never read whole.
+    const IN_ONE_PIECE: u64 = 256 * 1024;
     enum Got {
         Dir(Value),
         Small(Vec<u8>),
-        /// The stream, and the workspace it reads, kept open until the
-        /// stream ends (a workspace nobody holds may be closed).
-        Whole(anyfs::FsReader, u64, FileStorage<Stack>),
         Part(Vec<u8>, u64, u64, u64),
+        /// A stream of `len` bytes (`Some((start, end, file_len))` for a
+        /// range), with the workspace it reads and its permit, both kept
+        /// until the stream ends (a workspace nobody holds may be closed).
+        Stream {
+            reader: Box<dyn Read + Send>,
+            len: u64,
+            range: Option<(u64, u64, u64)>,
+            keep: (FileStorage<Stack>, crate::workspace::HeavyPermit),
+        },
         BadRange(u64),
     }
     let got = file_op(&service, &headers, "read", path, move |fs, path| {
@@ -954,18 +993,33 @@ async fn read_file(
         if meta.is_dir() {
             return Ok(Got::Dir(listing(fs, path)?));
         }
-        match range {
+        let ranged = range.is_some();
+        let (start, end) = match range {
             Some(r) => match parse_range(&r, meta.len) {
-                Some((start, end)) => {
-                    let bytes = fs.read_range(path, start, (end - start + 1) as usize)?;
-                    Ok(Got::Part(bytes, start, end, meta.len))
-                }
-                None => Ok(Got::BadRange(meta.len)),
+                Some(span) => span,
+                None => return Ok(Got::BadRange(meta.len)),
             },
-            // Small files in one piece; larger ones streamed.
-            None if meta.len <= 256 * 1024 => Ok(Got::Small(fs.read(path)?)),
-            None => Ok(Got::Whole(fs.open_read(path)?, meta.len, fs.clone())),
+            None if meta.len <= IN_ONE_PIECE => return Ok(Got::Small(fs.read(path)?)),
+            None => (0, meta.len - 1),
+        };
+        let len = end - start + 1;
+        if ranged && len <= IN_ONE_PIECE {
+            let bytes = fs.read_range(path, start, len as usize)?;
+            return Ok(Got::Part(bytes, start, end, meta.len));
         }
+        let permit = fs.heavy(path)?;
+        // One stream, so the bytes come from one version of the file even
+        // if it is replaced meanwhile; what comes before the range is
+        // read and dropped.
+        let mut reader = fs.open_read(path)?;
+        std::io::copy(&mut (&mut reader).take(start), &mut std::io::sink())
+            .map_err(|e| FsError::from_io(path, "read", e))?;
+        Ok(Got::Stream {
+            reader: Box::new(reader.take(len)),
+            len,
+            range: ranged.then_some((start, end, meta.len)),
+            keep: (fs.fs.clone(), permit),
+        })
     })
     .await?;
     Ok(match got {
@@ -987,11 +1041,16 @@ async fn read_file(
             [(header::CONTENT_RANGE, format!("bytes */{len}"))],
         )
             .into_response(),
-        Got::Whole(reader, len, workspace) => {
+        Got::Stream {
+            reader,
+            len,
+            range,
+            keep,
+        } => {
             // Streamed: 64 KiB at a time from a blocking reader.
             let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
             tokio::task::spawn_blocking(move || {
-                let _workspace = workspace;
+                let _keep = keep;
                 let mut reader = reader;
                 let mut buf = vec![0u8; 64 * 1024];
                 loop {
@@ -1015,15 +1074,30 @@ async fn read_file(
             let stream = futures_util::stream::unfold(rx, |mut rx| async move {
                 rx.recv().await.map(|item| (item, rx))
             });
-            Response::builder()
+            let mut response = Response::builder()
                 .header(header::CONTENT_TYPE, "application/octet-stream")
-                .header(header::CONTENT_LENGTH, len)
+                .header(header::CONTENT_LENGTH, len);
+            if let Some((start, end, file_len)) = range {
+                response = response.status(StatusCode::PARTIAL_CONTENT).header(
+                    header::CONTENT_RANGE,
+                    format!("bytes {start}-{end}/{file_len}"),
+                );
+            }
+            response
                 .body(Body::from_stream(stream))
                 .map_err(ApiError::internal)?
         }
     })
 }
 
+/// How much of a refused upload is still read (and dropped), so that the
+/// client hears the JSON error instead of a reset connection.
+const DRAIN_AFTER_REFUSAL: u64 = 64 << 20;
+
+/// Replaces (or creates) a file with the request body, streamed in
+/// constant memory. The new content takes the file's place only once the
+/// whole body is in and stored: a cut-off, refused or failed upload leaves
+/// the old content (or no file), and so does a crash.
 async fn write_file(
     State(service): State<Shared>,
     headers: HeaderMap,
@@ -1032,38 +1106,68 @@ async fn write_file(
 ) -> ApiResult<Response> {
     use futures_util::StreamExt;
     let path = vpath(&path);
+    let declared: Option<u64> = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
     // The body flows to a blocking writer through a small channel: a large
-    // upload never sits in memory whole.
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Bytes>(4);
+    // upload never sits in memory whole. `None` says the body broke off.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Option<Bytes>>(4);
     let writer = file_op(&service, &headers, "write", path, move |fs, path| {
         // Like an object store: the folders a file goes into are made.
         if let Some((parent, _)) = anyfs::path::split_parent(std::path::Path::new(path)) {
-            fs.create_dir_all(&parent)?;
+            fs.create_dir_all(&parent).map_err(|e| e.with_path(path))?;
         }
+        let cut_off = |why: &str| FsError::Io {
+            path: path.into(),
+            op: "receive the upload",
+            source: std::io::Error::new(std::io::ErrorKind::UnexpectedEof, why.to_string()),
+        };
+        let _permit = fs.heavy(path)?;
         let mut out = fs.open_write(path)?;
         let mut written = 0u64;
         for chunk in rx {
+            let Some(chunk) = chunk else {
+                return Err(cut_off("the upload broke off before its end"));
+            };
             out.write_all(&chunk)
                 .map_err(|e| FsError::from_io(path, "write", e))?;
             written += chunk.len() as u64;
         }
-        out.flush()
-            .map_err(|e| FsError::from_io(path, "write", e))?;
-        drop(out);
+        if declared.is_some_and(|n| n != written) {
+            return Err(cut_off("the upload ended before the length it declared"));
+        }
+        // Only now does the new content replace the old.
+        out.commit()?;
         Ok(written)
     });
     let feed = async move {
         let mut stream = body.into_data_stream();
+        let mut drained = 0u64;
+        let mut refused = false;
         while let Some(chunk) = stream.next().await {
-            let Ok(chunk) = chunk else { break };
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
+                Err(_) => {
+                    let tx = tx.clone();
+                    let _ = tokio::task::spawn_blocking(move || tx.send(None)).await;
+                    break;
+                }
+            };
+            if refused {
+                // The writer refused: read on (bounded) so the client
+                // gets the answer, not a reset.
+                drained += chunk.len() as u64;
+                if drained > DRAIN_AFTER_REFUSAL {
+                    break;
+                }
+                continue;
+            }
             let tx = tx.clone();
-            if tokio::task::spawn_blocking(move || tx.send(chunk))
+            refused = tokio::task::spawn_blocking(move || tx.send(Some(chunk)))
                 .await
                 .map(|r| r.is_err())
-                .unwrap_or(true)
-            {
-                break;
-            }
+                .unwrap_or(true);
         }
         drop(tx);
     };

@@ -48,8 +48,16 @@ fn tools() -> Vec<Tool> {
     vec![
         tool(
             "read_file",
-            "Read a text file of the workspace",
-            schema(path.clone(), &["path"]),
+            "Read a text file of the workspace: at most 1 MiB per call; give `offset` \
+             (and `length`) to read further into a larger file",
+            schema(
+                json!({
+                    "path": path["path"],
+                    "offset": {"type": "integer", "minimum": 0, "description": "first byte to read (default 0)"},
+                    "length": {"type": "integer", "minimum": 1, "description": "bytes to read (default and most: 1 MiB)"}
+                }),
+                &["path"],
+            ),
         ),
         tool(
             "write_file",
@@ -100,6 +108,55 @@ fn arg(args: &Map<String, Value>, name: &str) -> Result<String, String> {
         .ok_or_else(|| format!("missing string argument `{name}`"))
 }
 
+/// The most a `read_file` call returns: a tool result is held whole in
+/// memory (and in the model's context), so a large file is read in parts.
+const READ_LIMIT: u64 = 1 << 20;
+
+/// A part of a text file, at most [`READ_LIMIT`] bytes, with a note saying
+/// how to read on when there is more.
+fn read_text(
+    fs: &FileStorage<crate::workspace::Stack>,
+    path: &str,
+    args: &Map<String, Value>,
+) -> Result<String, String> {
+    let number = |name: &str| match args.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| format!("`{name}` must be a whole number of bytes")),
+    };
+    let offset = number("offset")?.unwrap_or(0);
+    let length = number("length")?.unwrap_or(READ_LIMIT).clamp(1, READ_LIMIT);
+    let size = fs.metadata(path).map_err(|e| e.to_string())?.len;
+    let mut bytes = fs
+        .read_range(path, offset, length as usize)
+        .map_err(|e| e.to_string())?;
+    // A part may end inside a character: that character is left for the next.
+    let text = match String::from_utf8(bytes.clone()) {
+        Ok(text) => text,
+        Err(e) if e.utf8_error().error_len().is_none() => {
+            bytes.truncate(e.utf8_error().valid_up_to());
+            String::from_utf8(bytes).map_err(|_| "the file is not UTF-8 text".to_string())?
+        }
+        Err(_) => {
+            return Err(
+                "the file is not UTF-8 text; read it with the HTTP files API (GET /v1/files/…)"
+                    .into(),
+            );
+        }
+    };
+    let next = offset + text.len() as u64;
+    if next < size {
+        Ok(format!(
+            "{text}\n\n[{path} has {size} bytes; this is bytes {offset} to {next}. Call read_file \
+             with offset {next} for more.]"
+        ))
+    } else {
+        Ok(text)
+    }
+}
+
 /// Runs one tool on the caller's workspace.
 fn run(
     fs: &FileStorage<crate::workspace::Stack>,
@@ -108,11 +165,7 @@ fn run(
 ) -> Result<String, String> {
     let fs_err = |e: FsError| e.to_string();
     match name {
-        "read_file" => {
-            let bytes = fs.read(arg(args, "path")?).map_err(fs_err)?;
-            String::from_utf8(bytes)
-                .map_err(|_| "the file is not UTF-8 text; use the HTTP files API".into())
-        }
+        "read_file" => read_text(fs, &arg(args, "path")?, args),
         "write_file" => {
             let path = arg(args, "path")?;
             let content = args

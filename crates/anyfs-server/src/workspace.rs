@@ -77,6 +77,32 @@ pub(crate) struct Workspaces {
     /// quota scan of the whole workspace) happens without the cache locked,
     /// so other accounts never wait for it.
     opening: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// Streamed uploads and downloads in progress, per account.
+    heavy: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+/// How many streamed uploads and downloads one account may have in
+/// progress at once. Each holds a little memory and a blocking thread for
+/// as long as its client takes: without a cap, one tenant could hold them
+/// all.
+pub(crate) const MAX_HEAVY_PER_ACCOUNT: usize = 8;
+
+/// One streamed upload or download of an account, counted until dropped.
+pub(crate) struct HeavyPermit {
+    counts: Arc<Mutex<HashMap<String, usize>>>,
+    account: String,
+}
+
+impl Drop for HeavyPermit {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock();
+        if let Some(n) = counts.get_mut(&self.account) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.account);
+            }
+        }
+    }
 }
 
 impl Workspaces {
@@ -89,7 +115,27 @@ impl Workspaces {
             open: Mutex::new(HashMap::new()),
             deleted: Mutex::new(HashSet::new()),
             opening: Mutex::new(HashMap::new()),
+            heavy: Arc::new(Mutex::new(HashMap::new())),
         }
+    }
+
+    /// A permit for one more streamed upload or download of `account`, or
+    /// a rate-limit refusal (naming `path`) while it has
+    /// [`MAX_HEAVY_PER_ACCOUNT`] in progress.
+    pub(crate) fn heavy(&self, account: &str, path: &str) -> FsResult<HeavyPermit> {
+        let mut counts = self.heavy.lock();
+        let n = counts.entry(account.to_string()).or_default();
+        if *n >= MAX_HEAVY_PER_ACCOUNT {
+            return Err(FsError::RateLimitExceeded {
+                path: path.into(),
+                retry_after: std::time::Duration::from_secs(1),
+            });
+        }
+        *n += 1;
+        Ok(HeavyPermit {
+            counts: self.heavy.clone(),
+            account: account.to_string(),
+        })
     }
 
     /// The account's workspace if it is open.

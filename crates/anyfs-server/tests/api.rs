@@ -231,10 +231,8 @@ fn agent_configs_are_encrypted_and_redacted_at_depth_and_patches_keep_placeholde
         }
     }
     assert_eq!(view["config"]["openai_api_key"], "********");
-    assert_eq!(
-        view["config"]["tools"][0]["auth"]["access_token"],
-        "********"
-    );
+    // `auth` names a secret: what it holds is hidden whole.
+    assert_eq!(view["config"]["tools"][0]["auth"], "********");
     assert_eq!(view["config"]["db"]["host"], "db.internal");
     let stored = registry_bytes(&s.data);
     for canary in [
@@ -261,6 +259,7 @@ fn agent_configs_are_encrypted_and_redacted_at_depth_and_patches_keep_placeholde
     assert_eq!(after["config"]["db"]["host"], "db2.internal");
     assert!(after["config"].get("model").is_none(), "null deletes");
     assert_eq!(after["config"]["db"]["password"], "********");
+    assert_eq!(after["config"]["tools"][0]["auth"], "********");
     // The stored secrets survived the round trip: rotate nothing, re-read the
     // raw config through a second patch that replaces one secret.
     let r = client()
@@ -1675,4 +1674,209 @@ fn every_file_the_service_makes_is_owner_only() {
             assert!(seen.iter().any(|n| n == expected), "{expected}: {seen:?}");
         }
     }
+}
+
+// ------------------------------------------------- uploads: whole or not at all
+
+/// Sends the head of a PUT and `body` over a raw connection, then closes it
+/// without waiting: a client that went away part way.
+fn put_and_hang_up(s: &Running, secret: &str, path: &str, head: &str, body: &[u8]) {
+    use std::io::Write;
+    let addr = s.base.trim_start_matches("http://");
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    let request = format!(
+        "PUT /v1/files{path} HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {secret}\r\n{head}\r\n"
+    );
+    conn.write_all(request.as_bytes()).unwrap();
+    conn.write_all(body).unwrap();
+    conn.flush().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    drop(conn);
+}
+
+/// The file's content once the service is done with what it was sent.
+fn settled(s: &Running, secret: &str, path: &str) -> (StatusCode, Vec<u8>) {
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let r = get(s, secret, &format!("/v1/files{path}"));
+    (r.status(), r.bytes().unwrap().to_vec())
+}
+
+#[test]
+fn an_upload_cut_off_broken_or_refused_leaves_the_old_content() {
+    let s = Running::start(); // a 1 MiB quota
+    let (_, secret) = signup(&s, "uploads");
+    let old: &'static [u8] = &[b'o'; 17_000];
+    assert_eq!(put(&s, &secret, "/doc.txt", old), StatusCode::CREATED);
+
+    // The client declares 700,000 bytes, sends 300,000 and goes away.
+    put_and_hang_up(
+        &s,
+        &secret,
+        "/doc.txt",
+        "content-length: 700000\r\n",
+        &[b'n'; 300_000],
+    );
+    assert_eq!(
+        settled(&s, &secret, "/doc.txt"),
+        (StatusCode::OK, old.to_vec())
+    );
+    // A chunked body that breaks off, and one that turns to garbage.
+    for tail in [&b""[..], b"zz-not-a-chunk-size\r\n\r\n"] {
+        let mut body = b"4000\r\n".to_vec();
+        body.extend([b'c'; 0x4000]);
+        body.extend(b"\r\n");
+        body.extend(tail);
+        put_and_hang_up(
+            &s,
+            &secret,
+            "/doc.txt",
+            "transfer-encoding: chunked\r\n",
+            &body,
+        );
+        assert_eq!(
+            settled(&s, &secret, "/doc.txt"),
+            (StatusCode::OK, old.to_vec())
+        );
+    }
+    // A new file cut off is not there at all, not even empty.
+    put_and_hang_up(
+        &s,
+        &secret,
+        "/new.bin",
+        "content-length: 500000\r\n",
+        &[b'n'; 100_000],
+    );
+    assert_eq!(settled(&s, &secret, "/new.bin").0, StatusCode::NOT_FOUND);
+
+    // Past the quota part way: the client hears the JSON error (the rest
+    // of its body is read and dropped), and the old content stays.
+    let r = client()
+        .put(s.url("/v1/files/doc.txt"))
+        .bearer_auth(&secret)
+        .body(vec![b'q'; 3 << 20])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::INSUFFICIENT_STORAGE);
+    assert_eq!(json_of(r)["error"]["kind"], "QuotaExceeded");
+    assert_eq!(
+        settled(&s, &secret, "/doc.txt"),
+        (StatusCode::OK, old.to_vec())
+    );
+    // And the audit says none of these wrote anything.
+    let audit = json_of(get(&s, &secret, "/v1/audit?limit=100"));
+    let writes: Vec<&Value> = audit["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"] == "write")
+        .collect();
+    let ok = writes.iter().filter(|r| r["outcome"] == "ok").count();
+    assert_eq!(ok, 1, "{writes:?}");
+}
+
+/// Reads of large files stream: a range comes back as asked, an account
+/// holding eight streams open is told to wait before a ninth, and an MCP
+/// read returns at most 1 MiB with a note saying how to read on.
+#[test]
+fn large_reads_stream_are_capped_per_account_and_bounded_over_mcp() {
+    let s = Running::capped(16);
+    let (_, secret) = signup(&s, "reader");
+    // More than loopback's socket buffers hold, so that a download whose
+    // client does not read stays in progress.
+    let size = 64 << 20;
+    let content: Vec<u8> = (0..size).map(|i| b'a' + (i % 23) as u8).collect();
+    let r = client()
+        .put(s.url("/v1/files/big.txt"))
+        .bearer_auth(&secret)
+        .body(content.clone())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = client()
+        .get(s.url("/v1/files/big.txt"))
+        .bearer_auth(&secret)
+        .header("range", "bytes=1000-")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        r.headers()["content-range"],
+        format!("bytes 1000-{}/{size}", size - 1).as_str()
+    );
+    assert_eq!(r.bytes().unwrap(), &content[1000..]);
+
+    // Eight downloads held open (their clients not reading): a ninth waits.
+    let held: Vec<Response> = (0..8)
+        .map(|_| {
+            let r = get(&s, &secret, "/v1/files/big.txt");
+            assert_eq!(r.status(), StatusCode::OK);
+            r
+        })
+        .collect();
+    let ninth = get(&s, &secret, "/v1/files/big.txt");
+    assert_eq!(ninth.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(ninth.headers().contains_key("retry-after"));
+    // Another account is not held up by this one.
+    let (_, other) = signup(&s, "other reader");
+    let r = client()
+        .put(s.url("/v1/files/big.txt"))
+        .bearer_auth(&other)
+        .body(content.clone())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    drop(held);
+    let mut again = None;
+    for _ in 0..50 {
+        let r = get(&s, &secret, "/v1/files/big.txt");
+        if r.status() == StatusCode::OK {
+            again = Some(r);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(
+        again.expect("the permits came back").bytes().unwrap(),
+        content
+    );
+
+    // Over MCP: a part at a time.
+    let (session, _) = mcp(
+        &s,
+        None,
+        Some(&secret),
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-03-26", "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"}}}),
+    );
+    let session = session.unwrap();
+    let _ = mcp(
+        &s,
+        Some(&session),
+        Some(&secret),
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    );
+    let call = |id: u64, args: Value| {
+        let (_, reply) = mcp(
+            &s,
+            Some(&session),
+            Some(&secret),
+            json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                   "params": {"name": "read_file", "arguments": args}}),
+        );
+        reply["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let first = call(2, json!({"path": "/big.txt"}));
+    assert!(first.len() < (1 << 20) + 300, "{}", first.len());
+    assert!(first.starts_with(std::str::from_utf8(&content[..1 << 20]).unwrap()));
+    assert!(
+        first.contains("offset 1048576"),
+        "{}",
+        &first[first.len() - 200..]
+    );
+    let last = call(3, json!({"path": "/big.txt", "offset": size - 10}));
+    assert_eq!(last.as_bytes(), &content[size - 10..]);
 }
