@@ -454,14 +454,16 @@ impl Service {
     }
 
     /// Opens an agent config (with any master key), or `None` if it does not
-    /// authenticate for this account and agent.
+    /// authenticate for this account and agent. Its strings are wiped when
+    /// it is dropped.
     pub(crate) fn open_config(
         &self,
         account: &str,
         agent: &str,
         sealed: &[u8],
-    ) -> Option<serde_json::Value> {
+    ) -> Option<Decrypted> {
         self.open_sealed("agent config", account, agent, sealed)
+            .map(Decrypted)
     }
 
     /// Seals a JSON value of `kind`, bound to its account and row id.
@@ -519,6 +521,32 @@ fn check_admin_secret(secret: &str) -> Result<(), String> {
 
 fn sealed_aad(kind: &str, account: &str, id: &str) -> Vec<u8> {
     format!("anyfs {kind}\0{account}\0{id}").into_bytes()
+}
+
+/// A decrypted JSON value holding credentials (an agent config): every
+/// string in it is overwritten with zeros when it is dropped.
+pub(crate) struct Decrypted(pub(crate) serde_json::Value);
+
+impl std::ops::Deref for Decrypted {
+    type Target = serde_json::Value;
+    fn deref(&self) -> &serde_json::Value {
+        &self.0
+    }
+}
+
+impl Drop for Decrypted {
+    fn drop(&mut self) {
+        fn wipe(value: &mut serde_json::Value) {
+            use zeroize::Zeroize;
+            match value {
+                serde_json::Value::String(s) => s.zeroize(),
+                serde_json::Value::Array(items) => items.iter_mut().for_each(wipe),
+                serde_json::Value::Object(map) => map.values_mut().for_each(wipe),
+                _ => {}
+            }
+        }
+        wipe(&mut self.0);
+    }
 }
 
 /// Serves `service` on `listen` until Ctrl-C or SIGTERM.
