@@ -246,13 +246,21 @@ fn authenticate(service: &Service, headers: &HeaderMap) -> ApiResult<Caller> {
 /// operation that would leave no record is not done.
 fn audit_ready(service: &Service) -> ApiResult<()> {
     service.registry.audit_ready().map_err(|e| {
-        tracing::error!(error = %e, "request refused: the audit log cannot be written");
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "AuditUnavailable",
-            "the audit log cannot be written at the moment; nothing was done",
-        )
+        let mut refused = audit_unavailable(e);
+        refused.message = "the audit log cannot be written at the moment; nothing was done".into();
+        refused
     })
+}
+
+/// The 503 of an operation whose audit record could not be handed to a
+/// working audit writer: it must not be reported as done.
+pub(crate) fn audit_unavailable(error: impl std::fmt::Display) -> ApiError {
+    tracing::error!(%error, "the audit log cannot be written");
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "AuditUnavailable",
+        "the audit log cannot be written at the moment; the operation is not confirmed",
+    )
 }
 
 /// The account secret's caller; agent tokens and the admin cannot manage
