@@ -916,10 +916,41 @@ async fn file_op<T: Send + 'static>(
         let _ = service
             .registry
             .audit(Some(&open.account), &actor, action, Some(&path), &outcome);
-        result.map_err(ApiError::from)
+        result.map_err(|e| explained(&caller, e))
     })
     .await
     .map_err(ApiError::internal)?
+}
+
+/// The API error for `error`, a quota refusal said in the words of the
+/// limit it hit: the agent's ceiling on the workspace, or the account's
+/// quota.
+fn explained(caller: &Caller, error: FsError) -> ApiError {
+    let FsError::QuotaExceeded {
+        path,
+        limit,
+        requested,
+        usage,
+    } = &error
+    else {
+        return ApiError::from(error);
+    };
+    let message = match caller {
+        Caller::Agent { policy, .. } if policy.quota == Some(*limit) => format!(
+            "{}: this agent may add data only while the workspace holds at most {limit} bytes \
+             (the quota of its policy); the workspace holds {usage} bytes and this needs \
+             {requested} more",
+            path.display()
+        ),
+        _ => format!(
+            "{}: the workspace quota is {limit} bytes; it holds {usage} bytes and this needs \
+             {requested} more",
+            path.display()
+        ),
+    };
+    let mut api = ApiError::from(error);
+    api.message = message;
+    api
 }
 
 fn vpath(path: &str) -> String {

@@ -22,7 +22,11 @@ pub struct AgentPolicy {
     pub read_only: Vec<String>,
     /// Globs the agent can neither see nor touch.
     pub deny: Vec<String>,
-    /// The most bytes the workspace may hold while this agent writes.
+    /// A ceiling on the whole workspace while this agent writes: the agent
+    /// may add bytes only while the workspace (everything the owner and
+    /// every agent stored) stays within it. It is not a budget of the
+    /// agent's own: there is one usage figure per workspace, shared by
+    /// every stack.
     pub quota: Option<u64>,
     /// Operations per second allowed to this agent.
     pub rate: Option<u32>,
@@ -50,8 +54,8 @@ impl AccountFs {
             return false;
         }
         let agents = self.agents.lock();
-        // Each cached agent stack holds the owner's stack once, inside.
-        Arc::strong_count(&self.owner) == 1 + agents.len()
+        // Agent stacks are views of the owner's (not holders of it).
+        Arc::strong_count(&self.owner) == 1
             && agents
                 .values()
                 .all(|(_, stack)| Arc::strong_count(stack) == 1)
@@ -282,15 +286,13 @@ impl Workspaces {
                 "a policy glob is invalid"
             },
         };
-        let mut stack: Stack = fs.owner.clone();
+        // The agent's view of the workspace's one usage figure: what the
+        // owner and every agent write counts against each ceiling.
+        let mut limits = fs.owner.limits();
         if let Some(bytes) = policy.quota {
-            stack = Arc::new(
-                QuotaLayer::builder()
-                    .max_total_size(bytes)
-                    .build()
-                    .layer(stack),
-            );
+            limits.max_total_size = Some(limits.max_total_size.map_or(bytes, |own| own.min(bytes)));
         }
+        let mut stack: Stack = Arc::new(fs.owner.with_limits(limits));
         let read_only =
             std::iter::once("/skills/**").chain(policy.read_only.iter().map(String::as_str));
         stack = Arc::new(

@@ -1841,34 +1841,7 @@ fn large_reads_stream_are_capped_per_account_and_bounded_over_mcp() {
     );
 
     // Over MCP: a part at a time.
-    let (session, _) = mcp(
-        &s,
-        None,
-        Some(&secret),
-        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": "2025-03-26", "capabilities": {},
-            "clientInfo": {"name": "t", "version": "1"}}}),
-    );
-    let session = session.unwrap();
-    let _ = mcp(
-        &s,
-        Some(&session),
-        Some(&secret),
-        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
-    );
-    let call = |id: u64, args: Value| {
-        let (_, reply) = mcp(
-            &s,
-            Some(&session),
-            Some(&secret),
-            json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
-                   "params": {"name": "read_file", "arguments": args}}),
-        );
-        reply["result"]["content"][0]["text"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
+    let call = |_: u64, args: Value| mcp_tool(&s, &secret, "read_file", args).1;
     let first = call(2, json!({"path": "/big.txt"}));
     assert!(first.len() < (1 << 20) + 300, "{}", first.len());
     assert!(first.starts_with(std::str::from_utf8(&content[..1 << 20]).unwrap()));
@@ -1879,4 +1852,209 @@ fn large_reads_stream_are_capped_per_account_and_bounded_over_mcp() {
     );
     let last = call(3, json!({"path": "/big.txt", "offset": size - 10}));
     assert_eq!(last.as_bytes(), &content[size - 10..]);
+}
+
+/// Calls one MCP tool in a session of its own: whether the result is an
+/// error, and its text.
+fn mcp_tool(s: &Running, bearer: &str, tool: &str, args: Value) -> (bool, String) {
+    let (session, _) = mcp(
+        s,
+        None,
+        Some(bearer),
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-03-26", "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"}}}),
+    );
+    let session = session.expect("a session id");
+    let _ = mcp(
+        s,
+        Some(&session),
+        Some(bearer),
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    );
+    let (_, reply) = mcp(
+        s,
+        Some(&session),
+        Some(bearer),
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+               "params": {"name": tool, "arguments": args}}),
+    );
+    let result = &reply["result"];
+    (
+        result["isError"].as_bool().unwrap_or(false),
+        result["content"][0]["text"]
+            .as_str()
+            .unwrap_or("")
+            .to_string(),
+    )
+}
+
+fn move_node(s: &Running, who: &str, from: &str, to: &str) -> StatusCode {
+    client()
+        .post(s.url("/v1/fs/move"))
+        .bearer_auth(who)
+        .json(&json!({"from": from, "to": to}))
+        .send()
+        .unwrap()
+        .status()
+}
+
+/// A policy holds through parents: an agent cannot move, remove or copy a
+/// directory to reach what its policy hides or protects below it — over
+/// HTTP or MCP — and the owner's files stay as they were.
+#[test]
+fn policies_hold_through_parent_directories_over_http_and_mcp() {
+    let s = Running::start();
+    let (_, owner) = signup(&s, "alice");
+    for (path, body) in [
+        ("/home/alice/private/deep.txt", &b"salary"[..]),
+        ("/data/site.key", b"KEY"),
+        ("/project/secrets/creds.txt", b"creds"),
+        ("/project/config.json", b"{}"),
+        ("/project/src/main.rs", b"fn main() {}"),
+    ] {
+        let body: &'static [u8] = Box::leak(body.to_vec().into_boxed_slice());
+        assert_eq!(put(&s, &owner, path, body), StatusCode::CREATED);
+    }
+    let (_, bot, _) = agent(
+        &s,
+        &owner,
+        json!({"name": "bot", "policy": {
+            "deny": ["/home/alice/private/**", "/data/*.key", "**/secrets/**"],
+            "read_only": ["/project/config.json"]}}),
+    );
+    assert_eq!(
+        get(&s, &bot, "/v1/files/home/alice/private/deep.txt").status(),
+        StatusCode::FORBIDDEN
+    );
+    for (from, to) in [("/home", "/h2"), ("/data", "/d2"), ("/project", "/p2")] {
+        assert_eq!(
+            move_node(&s, &bot, from, to),
+            StatusCode::FORBIDDEN,
+            "{from}"
+        );
+        let (error, text) = mcp_tool(&s, &bot, "move", json!({"from": from, "to": to}));
+        assert!(error, "mcp move {from}: {text}");
+    }
+    assert_eq!(
+        get(&s, &bot, "/v1/files/h2/alice/private/deep.txt").status(),
+        StatusCode::NOT_FOUND
+    );
+    let r = client()
+        .delete(s.url("/v1/files/project?recursive=true"))
+        .bearer_auth(&bot)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // The refusal does not name what is hidden.
+    assert!(!r.text().unwrap().contains("secrets"));
+    let (error, text) = mcp_tool(
+        &s,
+        &bot,
+        "delete",
+        json!({"path": "/project", "recursive": true}),
+    );
+    assert!(error && !text.contains("secrets"), "{text}");
+    for (path, body) in [
+        ("/home/alice/private/deep.txt", "salary"),
+        ("/data/site.key", "KEY"),
+        ("/project/secrets/creds.txt", "creds"),
+        ("/project/config.json", "{}"),
+        ("/project/src/main.rs", "fn main() {}"),
+    ] {
+        let r = get(&s, &owner, &format!("/v1/files{path}"));
+        assert_eq!(r.text().unwrap(), body, "{path}");
+    }
+    // What holds nothing hidden moves and goes as before.
+    assert_eq!(
+        move_node(&s, &bot, "/project/src", "/src"),
+        StatusCode::NO_CONTENT
+    );
+    let (error, text) = mcp_tool(
+        &s,
+        &bot,
+        "delete",
+        json!({"path": "/src", "recursive": true}),
+    );
+    assert!(!error, "{text}");
+}
+
+/// An agent's quota is a ceiling on the whole workspace, counted from the
+/// one usage figure every stack shares: what the owner writes after the
+/// agent's stack was built counts, and the refusal says so in words.
+#[test]
+fn an_agent_quota_counts_everything_the_workspace_holds() {
+    let s = Running::capped(8);
+    let (_, owner) = signup(&s, "owner");
+    let (_, bot, _) = agent(
+        &s,
+        &owner,
+        json!({"name": "bot", "policy": {"quota": 3 << 20}}),
+    );
+    // The agent's stack is built (and counts) before the owner writes.
+    assert_eq!(put(&s, &bot, "/early.txt", b"x"), StatusCode::CREATED);
+    let half: &'static [u8] = Box::leak(vec![1u8; 5 << 19].into_boxed_slice());
+    assert_eq!(put(&s, &owner, "/owners.bin", half), StatusCode::CREATED);
+    let r = client()
+        .put(s.url("/v1/files/agents.bin"))
+        .bearer_auth(&bot)
+        .body(half)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::INSUFFICIENT_STORAGE);
+    let message = json_of(r)["error"]["message"].as_str().unwrap().to_string();
+    assert!(
+        message.contains(
+            "this agent may add data only while the workspace holds at most 3145728 bytes"
+        ),
+        "{message}"
+    );
+    // Within the ceiling it writes.
+    let small: &'static [u8] = Box::leak(vec![2u8; 1 << 18].into_boxed_slice());
+    assert_eq!(put(&s, &bot, "/agents.bin", small), StatusCode::CREATED);
+    // The owner's own quota is the account's, not the agent's.
+    assert_eq!(put(&s, &owner, "/more.bin", half), StatusCode::CREATED);
+}
+
+#[test]
+fn a_registry_from_before_sealing_gets_its_policies_sealed_and_keeps_working() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path()).unwrap();
+    // The registry as the version before left it: clear policies, audit
+    // records without sealed paths.
+    let token = "afs_agent_an_old_agent_token_of_enough_length_000";
+    {
+        let conn = rusqlite::Connection::open(dir.path().join("registry.db")).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE accounts (id TEXT PRIMARY KEY, name TEXT NOT NULL,
+                 secret_digest BLOB NOT NULL UNIQUE, suspended INTEGER NOT NULL DEFAULT 0,
+                 created_at INTEGER NOT NULL);
+             CREATE TABLE agents (id TEXT PRIMARY KEY, account_id TEXT NOT NULL,
+                 name TEXT NOT NULL, token_digest BLOB NOT NULL UNIQUE, config BLOB NOT NULL,
+                 policy TEXT NOT NULL, created_at INTEGER NOT NULL);
+             CREATE TABLE audit (seq INTEGER PRIMARY KEY, account_id TEXT, at INTEGER NOT NULL,
+                 actor TEXT NOT NULL, action TEXT NOT NULL, path TEXT, outcome TEXT NOT NULL,
+                 prev BLOB NOT NULL, hash BLOB NOT NULL);
+             INSERT INTO accounts VALUES ('acct_old', 'old', x'00', 0, 0);",
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO agents VALUES ('agent_old', 'acct_old', 'bot', ?1, x'00', ?2, 0)",
+            rusqlite::params![
+                anyfs_server::secrets::digest(token).to_vec(),
+                r#"{"deny":["/OLDPOLICYCANARY/**"]}"#
+            ],
+        )
+        .unwrap();
+    }
+    let mut s = Running::on(dir.path(), 100);
+    assert_eq!(
+        put(&s, token, "/OLDPOLICYCANARY/x.txt", b"x"),
+        StatusCode::FORBIDDEN,
+        "the old policy still holds"
+    );
+    assert_eq!(put(&s, token, "/fine.txt", b"x"), StatusCode::CREATED);
+    s.stop();
+    assert!(!contains(&registry_bytes(dir.path()), "OLDPOLICYCANARY"));
+    anyfs_server::verify_chain(&dir.path().join("registry.db")).unwrap();
 }

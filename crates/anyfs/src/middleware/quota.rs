@@ -62,12 +62,13 @@ use crate::types::{FileType, Handle, Metadata, OpenFlags, ReadDir, StatFs};
 pub struct Quota<B> {
     inner: B,
     state: Arc<QuotaState>,
+    limits: QuotaLimits,
 }
 
 impl<B: std::fmt::Debug> std::fmt::Debug for Quota<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Quota")
-            .field("limits", &self.state.limits)
+            .field("limits", &self.limits)
             .field("usage", &*self.state.usage.lock())
             .field("inner", &self.inner)
             .finish()
@@ -122,10 +123,10 @@ impl QuotaLayer {
         Quota {
             inner: backend,
             state: Arc::new(QuotaState {
-                limits: self.limits,
                 usage: Mutex::new(usage),
                 handles: Mutex::new(HashMap::new()),
             }),
+            limits: self.limits,
         }
     }
 }
@@ -171,8 +172,8 @@ impl<B: FsRead + FsDir> Layer<B> for QuotaLayer {
     }
 }
 
+/// What every view of one quota shares (see [`Quota::with_limits`]).
 struct QuotaState {
-    limits: QuotaLimits,
     /// `Err` holds why the initial measurement failed.
     usage: Mutex<Result<QuotaUsage, String>>,
     /// Open handles: their path, the size charged for the file, and whether
@@ -286,7 +287,7 @@ impl<B> Quota<B> {
     }
     /// The limits.
     pub fn limits(&self) -> QuotaLimits {
-        self.state.limits
+        self.limits
     }
     /// What is left before each limit (`u64::MAX` where there is none).
     pub fn remaining(&self) -> QuotaUsage {
@@ -294,13 +295,41 @@ impl<B> Quota<B> {
         let left =
             |limit: Option<u64>, used: u64| limit.map_or(u64::MAX, |l| l.saturating_sub(used));
         QuotaUsage {
-            total_size: left(self.state.limits.max_total_size, usage.total_size),
-            node_count: left(self.state.limits.max_node_count, usage.node_count),
+            total_size: left(self.limits.max_total_size, usage.total_size),
+            node_count: left(self.limits.max_node_count, usage.node_count),
         }
     }
     /// The wrapped backend.
     pub fn inner(&self) -> &B {
         &self.inner
+    }
+
+    /// Another view of the same backend and the same usage, with other
+    /// limits: every change made through either is counted once, and seen
+    /// by both. For several users of one store, each with its own
+    /// ceiling on what the store may hold while they write.
+    ///
+    /// ```
+    /// use anyfs::{FileStorage, FsErrorKind, MemoryBackend, QuotaLayer, QuotaLimits};
+    ///
+    /// let owner = QuotaLayer::builder().max_total_size(1000).build().layer(MemoryBackend::new());
+    /// let agent = owner.with_limits(QuotaLimits { max_total_size: Some(100), ..owner.limits() });
+    /// FileStorage::new(&owner).write("/owners.bin", vec![0u8; 90])?;
+    /// // The agent's ceiling counts what the owner wrote.
+    /// let err = FileStorage::new(&agent).write("/agents.bin", vec![0u8; 20]).unwrap_err();
+    /// assert_eq!(err.kind(), FsErrorKind::QuotaExceeded);
+    /// assert_eq!(agent.usage(), owner.usage());
+    /// # Ok::<(), anyfs::FsError>(())
+    /// ```
+    pub fn with_limits(&self, limits: QuotaLimits) -> Quota<B>
+    where
+        B: Clone,
+    {
+        Quota {
+            inner: self.inner.clone(),
+            state: self.state.clone(),
+            limits,
+        }
     }
     /// Wraps this middleware in another layer.
     pub fn layer<L: Layer<Self>>(self, layer: L) -> L::Backend {
@@ -310,7 +339,7 @@ impl<B> Quota<B> {
     fn lock(&self) -> Charge<'_> {
         Charge {
             usage: self.state.usage.lock(),
-            limits: self.state.limits,
+            limits: self.limits,
         }
     }
 }
@@ -328,7 +357,7 @@ impl<B: FsRead + FsDir> Quota<B> {
     /// The checks for a new name at `path` (depth, directory size), before
     /// it is created.
     fn check_new_name(&self, path: &Path, extra_depth: u64) -> FsResult<()> {
-        let limits = self.state.limits;
+        let limits = self.limits;
         if let Some(limit) = limits.max_path_depth {
             let d = depth(path) + extra_depth;
             if d > limit {
@@ -488,7 +517,7 @@ impl<B: FsRead + FsWrite + FsDir> FsWrite for Quota<B> {
         if dst.is_none() {
             let same_dir =
                 path::split_parent(from).map(|p| p.0) == path::split_parent(to).map(|p| p.0);
-            let extra = if src.is_dir() && self.state.limits.max_path_depth.is_some() {
+            let extra = if src.is_dir() && self.limits.max_path_depth.is_some() {
                 self.subtree(from)?.2
             } else {
                 0
@@ -559,6 +588,7 @@ impl<B: FsRead + FsWrite + FsDir> FsWrite for Quota<B> {
         Ok(Box::new(QuotaWriter {
             inner: Some(writer),
             state: self.state.clone(),
+            limits: self.limits,
             path: path.to_path_buf(),
             written: 0,
             charged: 0,
@@ -574,6 +604,7 @@ impl<B: FsRead + FsWrite + FsDir> FsWrite for Quota<B> {
 struct QuotaWriter {
     inner: Option<FsWriter>,
     state: Arc<QuotaState>,
+    limits: QuotaLimits,
     path: PathBuf,
     written: u64,
     /// Bytes charged so far: what `written` exceeds `old_len` by.
@@ -586,7 +617,7 @@ impl QuotaWriter {
     fn charge(&self) -> Charge<'_> {
         Charge {
             usage: self.state.usage.lock(),
-            limits: self.state.limits,
+            limits: self.limits,
         }
     }
 }
@@ -598,7 +629,7 @@ impl Write for QuotaWriter {
         };
         let mut charge = Charge {
             usage: self.state.usage.lock(),
-            limits: self.state.limits,
+            limits: self.limits,
         };
         let len = buf.len() as u64;
         charge.file_size(&self.path, self.written + len)?;
@@ -762,7 +793,7 @@ impl<B: FsStats> FsStats for Quota<B> {
     fn statfs(&self) -> FsResult<StatFs> {
         let mut stats = self.inner.statfs()?;
         let usage = self.usage();
-        let limits = self.state.limits;
+        let limits = self.limits;
         if let Some(limit) = limits.max_total_size {
             stats.total_bytes = stats.total_bytes.min(limit);
             stats.used_bytes = usage.total_size;
