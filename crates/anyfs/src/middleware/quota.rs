@@ -310,7 +310,8 @@ impl<B> Quota<B> {
     /// ceiling on what the store may hold while they write.
     ///
     /// ```
-    /// use anyfs::{FileStorage, FsErrorKind, MemoryBackend, QuotaLayer, QuotaLimits};
+    /// use anyfs::{FileStorage, FsErrorKind, MemoryBackend, QuotaLayer};
+    /// use anyfs::middleware::QuotaLimits;
     ///
     /// let owner = QuotaLayer::builder().max_total_size(1000).build().layer(MemoryBackend::new());
     /// let agent = owner.with_limits(QuotaLimits { max_total_size: Some(100), ..owner.limits() });
