@@ -819,31 +819,11 @@ impl Registry {
         let mut out = Vec::new();
         let mut cursor = query.cursor;
         let mut scanned = 0;
-        let conn = self.conn.lock();
-        let mut stmt = conn.prepare_cached(
-            "SELECT seq, account_id, at, actor, action, path, outcome, prev, hash, sealed FROM audit
-             WHERE account_id = ?1 AND seq > ?2
-               AND (?3 IS NULL OR actor = ?3) AND (?4 IS NULL OR action = ?4)
-               AND (?5 IS NULL OR outcome = ?5)
-               AND (?6 IS NULL OR at >= ?6) AND (?7 IS NULL OR at <= ?7)
-             ORDER BY seq LIMIT ?8",
-        )?;
         loop {
             let batch = limit - out.len();
-            let rows = stmt.query_map(
-                params![
-                    query.account,
-                    cursor,
-                    query.actor,
-                    query.action,
-                    query.outcome,
-                    query.since,
-                    query.until,
-                    batch as i64
-                ],
-                audit_from,
-            )?;
-            let rows: Vec<AuditRecord> = rows.collect::<rusqlite::Result<_>>()?;
+            // The connection is held only while rows are read: opening and
+            // filtering them happens with every other request free to go.
+            let rows = self.audit_rows(query, cursor, batch)?;
             let exhausted = rows.len() < batch;
             scanned += rows.len();
             for mut r in rows {
@@ -860,6 +840,39 @@ impl Registry {
                 return Ok((out, Some(cursor)));
             }
         }
+    }
+
+    /// Up to `batch` of the records `query` asks for after `cursor`, still
+    /// sealed.
+    fn audit_rows(
+        &self,
+        query: &AuditQuery,
+        cursor: i64,
+        batch: usize,
+    ) -> Result<Vec<AuditRecord>> {
+        let conn = self.conn.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT seq, account_id, at, actor, action, path, outcome, prev, hash, sealed FROM audit
+             WHERE account_id = ?1 AND seq > ?2
+               AND (?3 IS NULL OR actor = ?3) AND (?4 IS NULL OR action = ?4)
+               AND (?5 IS NULL OR outcome = ?5)
+               AND (?6 IS NULL OR at >= ?6) AND (?7 IS NULL OR at <= ?7)
+             ORDER BY seq LIMIT ?8",
+        )?;
+        let rows = stmt.query_map(
+            params![
+                query.account,
+                cursor,
+                query.actor,
+                query.action,
+                query.outcome,
+                query.since,
+                query.until,
+                batch as i64
+            ],
+            audit_from,
+        )?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Fills in a record's paths from its sealed form.
