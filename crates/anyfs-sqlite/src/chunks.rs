@@ -54,6 +54,23 @@ fn delete_from(conn: &Connection, path: &Path, ino: i64, first_index: u64) -> Fs
     Ok(())
 }
 
+/// Empties `dst`, then runs `sql` (with `?1 ..= ?2` the ids of `src`'s
+/// chunks and `?3` the inode of `dst`) to give it `src`'s chunks.
+fn onto(
+    tx: &Connection,
+    path: &Path,
+    src: &FileRow,
+    dst: &FileRow,
+    what: &'static str,
+    sql: &str,
+) -> FsResult<()> {
+    delete_from(tx, path, dst.ino, 0)?;
+    tx.prepare_cached(sql)
+        .and_then(|mut s| s.execute(params![id(src.ino, 0), last_id(src.ino), dst.ino]))
+        .map_err(|e| sql_error(path, what, e))?;
+    Ok(())
+}
+
 impl Content for Chunks {
     fn read(
         &self,
@@ -206,14 +223,15 @@ impl Content for Chunks {
         dst: &FileRow,
         _: &mut After,
     ) -> FsResult<()> {
-        delete_from(tx, path, dst.ino, 0)?;
-        tx.prepare_cached(
+        onto(
+            tx,
+            path,
+            src,
+            dst,
+            "copy content",
             "INSERT INTO chunks (id, data)
              SELECT (?3 << 24) | (id & 16777215), data FROM chunks WHERE id BETWEEN ?1 AND ?2",
         )
-        .and_then(|mut s| s.execute(params![id(src.ino, 0), last_id(src.ino), dst.ino]))
-        .map_err(|e| sql_error(path, "copy content", e))?;
-        Ok(())
     }
 
     fn adopt(
@@ -224,13 +242,14 @@ impl Content for Chunks {
         dst: &FileRow,
         _: &mut After,
     ) -> FsResult<()> {
-        delete_from(tx, path, dst.ino, 0)?;
-        tx.prepare_cached(
+        onto(
+            tx,
+            path,
+            src,
+            dst,
+            "move content",
             "UPDATE chunks SET id = (?3 << 24) | (id & 16777215) WHERE id BETWEEN ?1 AND ?2",
         )
-        .and_then(|mut s| s.execute(params![id(src.ino, 0), last_id(src.ino), dst.ino]))
-        .map_err(|e| sql_error(path, "move content", e))?;
-        Ok(())
     }
 
     fn remove(&self, tx: &Connection, path: &Path, file: &FileRow, _: &mut After) -> FsResult<()> {
