@@ -281,7 +281,11 @@ pub(crate) fn document() -> Value {
                 "401": {"$ref": "#/components/responses/Error"},
                 "403": {"$ref": "#/components/responses/Error"},
                 "404": {"$ref": "#/components/responses/Error"},
-                "429": {"$ref": "#/components/responses/Error"}
+                "413": {"$ref": "#/components/responses/Error"},
+                "415": {"$ref": "#/components/responses/Error"},
+                "422": {"$ref": "#/components/responses/Error"},
+                "429": {"$ref": "#/components/responses/Error"},
+                "503": {"$ref": "#/components/responses/Error"}
             }
         });
         if *needs != "none" {
@@ -309,7 +313,10 @@ pub(crate) fn document() -> Value {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "responses": {
                 "Error": {
-                    "description": "`{\"error\": {\"kind\", \"message\", \"path\"}}`",
+                    "description": "`{\"error\": {\"kind\", \"message\", \"path\"}}`, for every error, \
+                        those of request parsing included (a body that is not JSON: 400 or 422; \
+                        a wrong content type: 415; a body over the limit: 413). 503 \
+                        `AuditUnavailable`: audit records cannot be written, nothing was done",
                     "content": {"application/json": {"schema": {"type": "object"}}}
                 }
             }
