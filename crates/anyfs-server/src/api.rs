@@ -871,6 +871,7 @@ fn workspace(service: &Service, caller: &Caller) -> ApiResult<(String, FileStora
 pub(crate) struct OpenWorkspace {
     fs: FileStorage<Stack>,
     account: String,
+    actor: String,
     service: Shared,
 }
 
@@ -887,6 +888,60 @@ impl OpenWorkspace {
     fn heavy(&self, path: &str) -> Result<crate::workspace::HeavyPermit, FsError> {
         self.service.workspaces.heavy(&self.account, path)
     }
+
+    /// Audits `action` on `path` with its outcome.
+    fn audit<T>(
+        &self,
+        action: &str,
+        path: &str,
+        result: &Result<T, FsError>,
+    ) -> Result<(), crate::registry::RegistryError> {
+        audit_file_op(
+            &self.service,
+            &self.fs,
+            &self.account,
+            &self.actor,
+            action,
+            path,
+            &outcome_of(result),
+        )
+    }
+}
+
+/// How an operation ended, in the audit's words: `ok`, or the error's kind.
+pub(crate) fn outcome_of<T>(result: &Result<T, FsError>) -> String {
+    match result {
+        Ok(_) => "ok".to_string(),
+        Err(e) => format!("{:?}", e.kind()),
+    }
+}
+
+/// Audits a file operation with the path as asked and, where the asked
+/// form is not already resolved, where it resolves to (looked up only
+/// then: a lookup through the caller's stack is not free). An error means
+/// no healthy writer took the record: the operation must not be reported
+/// as done.
+pub(crate) fn audit_file_op(
+    service: &Service,
+    fs: &FileStorage<Stack>,
+    account: &str,
+    actor: &str,
+    action: &str,
+    path: &str,
+    outcome: &str,
+) -> Result<(), crate::registry::RegistryError> {
+    let resolved = (crate::registry::lexical_resolution(path) != path)
+        .then(|| fs.canonicalize(path).ok())
+        .flatten()
+        .map(|p| p.display().to_string());
+    service.registry.audit_resolved(
+        Some(account),
+        actor,
+        action,
+        Some(path),
+        resolved.as_deref(),
+        outcome,
+    )
 }
 
 /// Runs a file operation on the blocking pool and audits it.
@@ -906,16 +961,16 @@ async fn file_op<T: Send + 'static>(
         let open = OpenWorkspace {
             fs,
             account,
+            actor,
             service: service.clone(),
         };
         let result = op(&open, &path);
-        let outcome = match &result {
-            Ok(_) => "ok".to_string(),
-            Err(e) => format!("{:?}", e.kind()),
-        };
-        let _ = service
-            .registry
-            .audit(Some(&open.account), &actor, action, Some(&path), &outcome);
+        // No operation is confirmed without its record.
+        if let Err(e) = open.audit(action, &path, &result)
+            && result.is_ok()
+        {
+            return Err(audit_unavailable(e));
+        }
         result.map_err(|e| explained(&caller, e))
     })
     .await
@@ -1010,8 +1065,6 @@ async fn read_file(
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
         .map(String::from);
-    /// Ranges and files larger than this are streamed, never read whole.
-    const IN_ONE_PIECE: u64 = 256 * 1024;
     enum Got {
         Dir(Value),
         Small(Vec<u8>),
@@ -1129,6 +1182,10 @@ async fn read_file(
     })
 }
 
+/// Files, ranges and uploads larger than this are streamed transfers:
+/// never held whole, and counted against `MAX_HEAVY_PER_ACCOUNT`.
+const IN_ONE_PIECE: u64 = 256 * 1024;
+
 /// How much of a refused upload is still read (and dropped), so that the
 /// client hears the JSON error instead of a reset connection.
 const DRAIN_AFTER_REFUSAL: u64 = 64 << 20;
@@ -1162,9 +1219,11 @@ async fn write_file(
             op: "receive the upload",
             source: std::io::Error::new(std::io::ErrorKind::UnexpectedEof, why.to_string()),
         };
-        let _permit = fs.heavy(path)?;
         let mut out = fs.open_write(path)?;
         let mut written = 0u64;
+        // Only a large upload counts as a streamed transfer (see
+        // `MAX_HEAVY_PER_ACCOUNT`): small ones never wait for a permit.
+        let mut permit = None;
         for chunk in rx {
             let Some(chunk) = chunk else {
                 return Err(cut_off("the upload broke off before its end"));
@@ -1172,6 +1231,9 @@ async fn write_file(
             out.write_all(&chunk)
                 .map_err(|e| FsError::from_io(path, "write", e))?;
             written += chunk.len() as u64;
+            if permit.is_none() && written > IN_ONE_PIECE {
+                permit = Some(fs.heavy(path)?);
+            }
         }
         if declared.is_some_and(|n| n != written) {
             return Err(cut_off("the upload ended before the length it declared"));
@@ -1301,7 +1363,15 @@ async fn from_to(
 ) -> ApiResult<StatusCode> {
     let to = vpath(&q.to);
     file_op(service, headers, action, vpath(&q.from), move |fs, from| {
-        op(fs, from, &to)
+        let result = op(fs, from, &to);
+        // The destination is audited too (`move` records the source).
+        fs.audit(&format!("{action} to"), &to, &result)
+            .map_err(|e| FsError::Backend {
+                path: to.as_str().into(),
+                op: "audit",
+                message: e.to_string(),
+            })?;
+        result
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)

@@ -15,7 +15,7 @@ use rmcp::{ErrorData, ServerHandler};
 use serde_json::{Map, Value, json};
 
 use crate::Service;
-use crate::api::{Caller, authenticate_caller, workspace_of};
+use crate::api::{Caller, audit_file_op, authenticate_caller, workspace_of};
 
 /// The MCP server: one per session, sharing the service.
 #[derive(Clone)]
@@ -173,7 +173,8 @@ fn run(
                 .and_then(Value::as_str)
                 .ok_or("missing string argument `content`")?;
             if let Some((parent, _)) = anyfs::path::split_parent(std::path::Path::new(&path)) {
-                fs.create_dir_all(&parent).map_err(fs_err)?;
+                fs.create_dir_all(&parent)
+                    .map_err(|e| fs_err(e.with_path(&path)))?;
             }
             fs.write(&path, content).map_err(fs_err)?;
             Ok(format!("wrote {} bytes to {path}", content.len()))
@@ -279,19 +280,25 @@ impl ServerHandler for McpFiles {
             // Opening a workspace may scan it: on the blocking pool.
             let (account, fs) = workspace_of(&service, &caller)?;
             let result = run(&fs, &name, &args);
-            let path = args
-                .get("path")
-                .or_else(|| args.get("from"))
-                .and_then(Value::as_str)
-                .map(String::from);
             let status = if result.is_ok() { "ok" } else { "error" };
-            let _ = service.registry.audit(
-                Some(&account),
-                &actor,
-                &format!("mcp {name}"),
-                path.as_deref(),
-                status,
-            );
+            let action = format!("mcp {name}");
+            // Every path the call named is audited (a move's both).
+            for key in ["path", "from", "to"] {
+                let Some(path) = args.get(key).and_then(Value::as_str) else {
+                    continue;
+                };
+                let path = format!("/{}", path.trim_start_matches('/'));
+                let audited =
+                    audit_file_op(&service, &fs, &account, &actor, &action, &path, status);
+                // No operation is confirmed without its record.
+                if audited.is_err() && result.is_ok() {
+                    return Err(
+                        "the audit log cannot be written at the moment; the operation is not \
+                         confirmed"
+                            .to_string(),
+                    );
+                }
+            }
             result
         })
         .await

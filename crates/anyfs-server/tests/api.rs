@@ -1816,6 +1816,22 @@ fn large_reads_stream_are_capped_per_account_and_bounded_over_mcp() {
     let ninth = get(&s, &secret, "/v1/files/big.txt");
     assert_eq!(ninth.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(ninth.headers().contains_key("retry-after"));
+    // So does a large upload; small requests are not held up.
+    let upload = client()
+        .put(s.url("/v1/files/another.bin"))
+        .bearer_auth(&secret)
+        .body(vec![0u8; 1 << 20])
+        .send()
+        .unwrap();
+    assert_eq!(upload.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        get(&s, &secret, "/v1/files/another.bin").status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        put(&s, &secret, "/small.txt", b"small"),
+        StatusCode::CREATED
+    );
     // Another account is not held up by this one.
     let (_, other) = signup(&s, "other reader");
     let r = client()
@@ -2057,4 +2073,36 @@ fn a_registry_from_before_sealing_gets_its_policies_sealed_and_keeps_working() {
     s.stop();
     assert!(!contains(&registry_bytes(dir.path()), "OLDPOLICYCANARY"));
     anyfs_server::verify_chain(&dir.path().join("registry.db")).unwrap();
+}
+
+/// The audit names both ends of a move, over HTTP and MCP.
+#[test]
+fn the_audit_records_both_ends_of_a_move() {
+    let s = Running::start();
+    let (_, owner) = signup(&s, "owner");
+    assert_eq!(put(&s, &owner, "/real/f.txt", b"x"), StatusCode::CREATED);
+    assert_eq!(
+        move_node(&s, &owner, "/real", "/moved"),
+        StatusCode::NO_CONTENT
+    );
+    let (error, text) = mcp_tool(
+        &s,
+        &owner,
+        "move",
+        json!({"from": "/moved", "to": "/again"}),
+    );
+    assert!(!error, "{text}");
+    let audit = json_of(get(&s, &owner, "/v1/audit?limit=100"));
+    let records = audit["records"].as_array().unwrap();
+    let find = |action: &str, path: &str| {
+        records
+            .iter()
+            .find(|r| r["action"] == action && r["path"] == path)
+            .unwrap_or_else(|| panic!("no {action} {path} in {records:?}"))
+            .clone()
+    };
+    find("move", "/real");
+    assert_eq!(find("move to", "/moved")["outcome"], "ok");
+    find("mcp move", "/moved");
+    find("mcp move", "/again");
 }

@@ -115,6 +115,23 @@ impl After {
 
 /// An SQLite error as an [`FsError`] about `path`. SQLite's messages hold no
 /// host paths.
+/// Makes a new database file readable by its owner only, before SQLite
+/// opens it (SQLite gives its `-wal` and `-shm` files the database's
+/// mode): a tenant's files are nobody else's, whatever the umask.
+fn owner_only_file(path: &Path) -> FsResult<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(FsError::from_io(root(), "create the database", e)),
+    }
+}
+
 pub(crate) fn sql_error(path: &Path, op: &'static str, err: rusqlite::Error) -> FsError {
     FsError::Backend {
         path: path.to_path_buf(),
@@ -479,6 +496,11 @@ impl Db {
         let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         if create {
             flags |= OpenFlags::SQLITE_OPEN_CREATE;
+        }
+        if let Some(p) = path
+            && create
+        {
+            owner_only_file(p)?;
         }
         let conn = match path {
             Some(p) => Connection::open_with_flags(p, flags),

@@ -314,3 +314,25 @@ fn statfs_reports_the_host_filesystems_free_space() {
     let memory = SqliteBackend::open_in_memory().unwrap().statfs().unwrap();
     assert!(memory.available_bytes >= 1 << 30);
 }
+
+/// A tenant's database and its log are readable by their owner only,
+/// whatever the process's umask.
+#[test]
+fn database_files_are_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    type Open = fn(&Path) -> anyfs::FsResult<SqliteBackend>;
+    let plain: Open = |p| SqliteBackend::open(p);
+    let sealed: Open = |p| SqliteBackend::open_with_key(p, &[4; 32]);
+    for (name, open) in [("plain.db", plain), ("sealed.db", sealed)] {
+        let db = dir.path().join(name);
+        let fs = FileStorage::new(open(&db).unwrap());
+        fs.write("/f", "x").unwrap();
+        for suffix in ["", "-wal"] {
+            let mut file = db.as_os_str().to_owned();
+            file.push(suffix);
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{}", Path::new(&file).display());
+        }
+    }
+}
