@@ -107,6 +107,33 @@ fn a_glob_on_names_protects_through_every_parent() {
 }
 
 #[test]
+fn a_character_class_that_matches_a_slash_protects_through_parents() {
+    let backend = owner_tree(&[("/hr/salaries", "CEO 1,000,000")]);
+    let fs = agent(&backend, &["/hr[!x]salaries"], &[]);
+    assert_eq!(
+        fs.read("/hr/salaries").unwrap_err().kind(),
+        FsErrorKind::AccessDenied
+    );
+    assert_eq!(
+        fs.rename("/hr", "/x").unwrap_err().kind(),
+        FsErrorKind::AccessDenied
+    );
+    assert_eq!(
+        fs.remove_dir_all("/hr").unwrap_err().kind(),
+        FsErrorKind::AccessDenied
+    );
+    let fs = agent(&backend, &[], &["/hr[!x]salaries"]);
+    assert_eq!(
+        fs.rename("/hr", "/x").unwrap_err().kind(),
+        FsErrorKind::ReadOnly
+    );
+    assert_eq!(
+        read(&backend, "/hr/salaries").as_deref(),
+        Some("CEO 1,000,000")
+    );
+}
+
+#[test]
 fn removing_a_tree_with_a_denied_folder_removes_nothing() {
     let backend = owner_tree(&[
         ("/project/secrets/creds.txt", "creds"),
@@ -199,6 +226,9 @@ fn rule() -> impl Strategy<Value = String> {
         prop::collection::vec(name(), 0..3)
             .prop_map(|v| format!("/{}/*.key", v.join("/")).replace("//", "/")),
         prop::collection::vec(name(), 2..5).prop_map(|v| format!("/{}", v.join("/"))),
+        // A class matches `/` too: `/a[!x]b` matches `/a/b`.
+        (name(), name()).prop_map(|(a, b)| format!("/{a}[!x]{b}")),
+        (name(), name()).prop_map(|(a, b)| format!("/{a}/*[!q]{b}")),
     ]
 }
 

@@ -276,15 +276,16 @@ enum Shape {
 /// The globs for the directories a walk may pass through on its way to
 /// what `pattern` (an allow rule) matches: each proper prefix of it
 /// (`/a`, `/a/b` for `/a/b/*.rs`), and everything below the part before a
-/// `**` (`/**` for `**/x`).
+/// `**` (`/**` for `**/x`) or before a name with a character class (a
+/// class such as `[!x]` also matches `/`, so `/a[!x]b` matches `/a/b`).
 fn reach_globs(pattern: &str) -> Vec<String> {
     let names: Vec<&str> = pattern.split('/').filter(|n| !n.is_empty()).collect();
     let mut globs = Vec::new();
     for k in 0..names.len() {
         let prefix = format!("/{}", names[..k].join("/"));
         let prefix = if k == 0 { String::new() } else { prefix };
-        // Only a whole `**` spans names (`**.csv` is one name).
-        if names[k] == "**" {
+        // Only a whole `**` (`**.csv` is one name), or a class, spans names.
+        if names[k] == "**" || names[k].contains('[') {
             globs.push(format!("{prefix}/**"));
             break;
         }
