@@ -405,3 +405,37 @@ fn copies_racing_writes_of_their_source_keep_usage_exact() {
     });
     assert_eq!(fs.backend().usage(), measure(&backend));
 }
+
+/// A streamed replacement is charged against what its file holds when it
+/// is committed: moving or removing the old file while the write is open
+/// neither lets the store grow past its limit nor loses count.
+#[test]
+fn a_replacement_is_charged_against_the_file_it_replaces_at_its_commit() {
+    use std::io::Write;
+    let (backend, fs) = with_total_limit(1000);
+    fs.write("/a", vec![0u8; 1000]).unwrap();
+    for i in 0..5 {
+        let mut w = fs.open_write("/a").unwrap();
+        w.write_all(&[1u8; 1000]).unwrap();
+        fs.rename("/a", format!("/kept{i}")).unwrap();
+        // The old content is still held (as /keptN): the new one does not fit.
+        let err = w.commit().unwrap_err();
+        assert_eq!(err.kind(), FsErrorKind::QuotaExceeded);
+        assert_eq!(fs.backend().usage(), measure(&backend));
+        assert!(!fs.exists("/a").unwrap());
+        fs.rename(format!("/kept{i}"), "/a").unwrap();
+    }
+    // Removed meanwhile: the count follows what is stored.
+    let mut w = fs.open_write("/a").unwrap();
+    w.write_all(&[2u8; 300]).unwrap();
+    fs.remove_file("/a").unwrap();
+    w.commit().unwrap();
+    assert_eq!(fs.read("/a").unwrap(), vec![2u8; 300]);
+    assert_eq!(fs.backend().usage(), measure(&backend));
+    // Created by someone else meanwhile: counted once.
+    let mut w = fs.open_write("/b").unwrap();
+    w.write_all(&[3u8; 2]).unwrap();
+    fs.write("/b", vec![4u8; 400]).unwrap();
+    w.commit().unwrap();
+    assert_eq!(fs.backend().usage(), measure(&backend));
+}

@@ -60,7 +60,7 @@ use crate::types::{FileType, Handle, Metadata, OpenFlags, ReadDir, StatFs};
 /// Order: innermost among the policy layers, so only operations the other
 /// policies allowed are charged.
 pub struct Quota<B> {
-    inner: B,
+    inner: Arc<B>,
     state: Arc<QuotaState>,
     limits: QuotaLimits,
 }
@@ -121,7 +121,7 @@ impl QuotaLayer {
     pub fn layer<B: FsRead + FsDir>(self, backend: B) -> Quota<B> {
         let usage = measure(&backend);
         Quota {
-            inner: backend,
+            inner: Arc::new(backend),
             state: Arc::new(QuotaState {
                 usage: Mutex::new(usage),
                 handles: Mutex::new(HashMap::new()),
@@ -322,10 +322,7 @@ impl<B> Quota<B> {
     /// assert_eq!(agent.usage(), owner.usage());
     /// # Ok::<(), anyfs::FsError>(())
     /// ```
-    pub fn with_limits(&self, limits: QuotaLimits) -> Quota<B>
-    where
-        B: Clone,
-    {
+    pub fn with_limits(&self, limits: QuotaLimits) -> Quota<B> {
         Quota {
             inner: self.inner.clone(),
             state: self.state.clone(),
@@ -455,7 +452,7 @@ impl<B: FsRead + FsDir> Quota<B> {
 
 crate::delegate_fs!(Quota<B>, inner; FsRead, FsPermissions, FsSync, FsInode);
 
-impl<B: FsRead + FsWrite + FsDir> FsWrite for Quota<B> {
+impl<B: FsRead + FsWrite + FsDir + 'static> FsWrite for Quota<B> {
     fn write(&self, path: &Path, data: &[u8]) -> FsResult<()> {
         self.replace_content(path, |_, _| Ok(data.len() as u64), |b| b.write(path, data))
     }
@@ -580,30 +577,32 @@ impl<B: FsRead + FsWrite + FsDir> FsWrite for Quota<B> {
             Some(m) if m.is_file() => m.len,
             _ => 0,
         };
-        let new_name = old.is_none();
-        if new_name {
+        if old.is_none() {
             self.check_new_name(path, 0)?;
             charge.check(path, 0, 0, 1)?;
         }
         let writer = self.inner.open_write(path)?;
         Ok(Box::new(QuotaWriter {
             inner: Some(writer),
+            backend: self.inner.clone(),
             state: self.state.clone(),
             limits: self.limits,
             path: path.to_path_buf(),
             written: 0,
             charged: 0,
             old_len,
-            new_name,
         }))
     }
 }
 
 /// A streamed replacement, charged chunk by chunk for what it adds beyond
-/// the size the file had when it was opened; the old content is given back
-/// at the commit, and everything charged if it never comes.
-struct QuotaWriter {
+/// the size the file had when it was opened; at the commit it is charged
+/// against what the file holds then (it may have been replaced, moved or
+/// removed meanwhile), and everything charged is given back if the commit
+/// never comes.
+struct QuotaWriter<B> {
     inner: Option<FsWriter>,
+    backend: Arc<B>,
     state: Arc<QuotaState>,
     limits: QuotaLimits,
     path: PathBuf,
@@ -611,10 +610,9 @@ struct QuotaWriter {
     /// Bytes charged so far: what `written` exceeds `old_len` by.
     charged: u64,
     old_len: u64,
-    new_name: bool,
 }
 
-impl QuotaWriter {
+impl<B> QuotaWriter<B> {
     fn charge(&self) -> Charge<'_> {
         Charge {
             usage: self.state.usage.lock(),
@@ -623,7 +621,7 @@ impl QuotaWriter {
     }
 }
 
-impl Write for QuotaWriter {
+impl<B: Send + Sync> Write for QuotaWriter<B> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let Some(inner) = self.inner.as_mut() else {
             return Err(io::Error::other("the streamed write was committed"));
@@ -648,19 +646,26 @@ impl Write for QuotaWriter {
     }
 }
 
-impl FileWriter for QuotaWriter {
+impl<B: FsRead + FsDir + Send + Sync> FileWriter for QuotaWriter<B> {
     fn commit(mut self: Box<Self>) -> FsResult<()> {
         let Some(inner) = self.inner.take() else {
             return Ok(());
         };
         let mut charge = self.charge();
-        if self.new_name {
-            charge.check(&self.path, 0, 0, 1)?;
-        }
+        // Under the lock every change made through this quota waits: what
+        // the file holds now is what the commit replaces.
+        let (replaced, new_name) = match self.backend.metadata(&self.path) {
+            Ok(meta) if meta.is_file() => (meta.len, false),
+            Ok(_) => (0, false),
+            Err(FsError::NotFound { .. } | FsError::NotADirectory { .. }) => (0, true),
+            Err(e) => return Err(e),
+        };
+        // From what was charged to what the commit adds: `written` in,
+        // `replaced` out.
+        let (add, sub) = (self.written, replaced + self.charged);
+        charge.check(&self.path, add, sub, u64::from(new_name))?;
         inner.commit()?;
-        // What the old content held beyond the new is given back.
-        let shrunk = self.old_len.saturating_sub(self.written);
-        charge.apply(0, shrunk, u64::from(self.new_name), 0);
+        charge.apply(add, sub, u64::from(new_name), 0);
         drop(charge);
         // Charged for good now: nothing to give back on drop.
         self.charged = 0;
@@ -668,7 +673,7 @@ impl FileWriter for QuotaWriter {
     }
 }
 
-impl Drop for QuotaWriter {
+impl<B> Drop for QuotaWriter<B> {
     fn drop(&mut self) {
         // Never committed (or the commit failed): the staged bytes are gone.
         if self.charged > 0 {
