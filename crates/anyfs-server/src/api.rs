@@ -1186,6 +1186,12 @@ async fn read_file(
 /// never held whole, and counted against `MAX_HEAVY_PER_ACCOUNT`.
 const IN_ONE_PIECE: u64 = 256 * 1024;
 
+/// How long an upload that declares at most `IN_ONE_PIECE` bytes may take.
+const SMALL_UPLOAD_TIME: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// How long any upload may go without sending a byte.
+const UPLOAD_IDLE_TIME: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// How much of a refused upload is still read (and dropped), so that the
 /// client hears the JSON error instead of a reset connection.
 const DRAIN_AFTER_REFUSAL: u64 = 64 << 20;
@@ -1219,11 +1225,17 @@ async fn write_file(
             op: "receive the upload",
             source: std::io::Error::new(std::io::ErrorKind::UnexpectedEof, why.to_string()),
         };
+        // An upload that may be large, or says nothing of its length,
+        // counts as a streamed transfer (see `MAX_HEAVY_PER_ACCOUNT`) from
+        // the start: it holds a blocking thread while its client sends.
+        // One that declares a small length does not, and must arrive
+        // within `SMALL_UPLOAD_TIME`.
+        let mut permit = match declared {
+            Some(n) if n <= IN_ONE_PIECE => None,
+            _ => Some(fs.heavy(path)?),
+        };
         let mut out = fs.open_write(path)?;
         let mut written = 0u64;
-        // Only a large upload counts as a streamed transfer (see
-        // `MAX_HEAVY_PER_ACCOUNT`): small ones never wait for a permit.
-        let mut permit = None;
         for chunk in rx {
             let Some(chunk) = chunk else {
                 return Err(cut_off("the upload broke off before its end"));
@@ -1235,6 +1247,7 @@ async fn write_file(
                 permit = Some(fs.heavy(path)?);
             }
         }
+        drop(permit);
         if declared.is_some_and(|n| n != written) {
             return Err(cut_off("the upload ended before the length it declared"));
         }
@@ -1246,10 +1259,24 @@ async fn write_file(
         let mut stream = body.into_data_stream();
         let mut drained = 0u64;
         let mut refused = false;
-        while let Some(chunk) = stream.next().await {
-            let chunk = match chunk {
+        // A client that stops sending is cut off: a small upload must be
+        // in within its time, any upload must keep moving.
+        let small = declared.is_some_and(|n| n <= IN_ONE_PIECE);
+        let deadline = tokio::time::Instant::now() + SMALL_UPLOAD_TIME;
+        loop {
+            let wait = if small {
+                deadline.saturating_duration_since(tokio::time::Instant::now())
+            } else {
+                UPLOAD_IDLE_TIME
+            };
+            let next = match tokio::time::timeout(wait, stream.next()).await {
+                Ok(Some(next)) => Ok(next),
+                Ok(None) => break,
+                Err(_) => Err(()),
+            };
+            let chunk = match next.and_then(|c| c.map_err(drop)) {
                 Ok(chunk) => chunk,
-                Err(_) => {
+                Err(()) => {
                     let tx = tx.clone();
                     let _ = tokio::task::spawn_blocking(move || tx.send(None)).await;
                     break;

@@ -1828,6 +1828,16 @@ fn large_reads_stream_are_capped_per_account_and_bounded_over_mcp() {
         get(&s, &secret, "/v1/files/another.bin").status(),
         StatusCode::NOT_FOUND
     );
+    // One that does not say its length is counted from its first byte.
+    let chunked = client()
+        .put(s.url("/v1/files/another.bin"))
+        .bearer_auth(&secret)
+        .body(reqwest::blocking::Body::new(std::io::Cursor::new(
+            b"x".to_vec(),
+        )))
+        .send()
+        .unwrap();
+    assert_eq!(chunked.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(
         put(&s, &secret, "/small.txt", b"small"),
         StatusCode::CREATED

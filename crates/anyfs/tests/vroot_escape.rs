@@ -819,3 +819,26 @@ fn the_suite_catches_a_backend_that_lets_the_host_follow_links() {
         "an escape through a planted link went unnoticed"
     );
 }
+
+/// A streamed replacement of an owner-only file is never readable by
+/// others on the host while it fills, and takes the file's mode when it
+/// replaces it.
+#[test]
+fn a_staged_replacement_is_owner_only_until_it_takes_the_files_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("private.key");
+    std::fs::write(&key, "old").unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let fs = anyfs::FileStorage::new(anyfs::VRootFsBackend::new(dir.path()).unwrap());
+    let mut w = fs.open_write("/private.key").unwrap();
+    w.write_all(b"new secret").unwrap();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let entry = entry.unwrap();
+        let mode = entry.metadata().unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{:?} is {mode:o}", entry.file_name());
+    }
+    w.commit().unwrap();
+    assert_eq!(std::fs::read(&key).unwrap(), b"new secret");
+    assert_eq!(std::fs::metadata(&key).unwrap().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}

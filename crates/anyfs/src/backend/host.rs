@@ -299,7 +299,9 @@ impl Staged {
         let temp = OsStr::from_bytes(&temp).to_os_string();
         let flags =
             OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let fd = rustix::fs::openat(&dir, &temp, flags, Mode::from_raw_mode(0o666))?;
+        // Owner-only while it fills: the replaced file's mode is given at
+        // the commit, never a wider one before.
+        let fd = rustix::fs::openat(&dir, &temp, flags, Mode::from_raw_mode(0o600))?;
         Ok(Self {
             dir,
             name: name.to_os_string(),
@@ -341,12 +343,12 @@ impl Staged {
                 }
                 return Ok(());
             }
+            // A new file gets the mode a plain create would have given it.
             let keep = self
                 .mode
-                .or(self.existing.as_ref().map(|s| s.st_mode & 0o7777));
-            if let Some(mode) = keep {
-                rustix::fs::fchmod(&self.file, Mode::from_raw_mode(mode))?;
-            }
+                .or(self.existing.as_ref().map(|s| s.st_mode & 0o7777))
+                .unwrap_or(0o666 & !process_umask());
+            rustix::fs::fchmod(&self.file, Mode::from_raw_mode(keep))?;
             if let Some(stat) = &self.existing {
                 // Best effort, as only a privileged process may give files away.
                 let _ = rustix::fs::fchown(
@@ -376,6 +378,20 @@ impl Drop for Staged {
         // After a commit there is nothing left to remove.
         self.remove_temp();
     }
+}
+
+/// The process's umask, read without changing it (`/proc/self/status`,
+/// Linux 4.7 and later); 022 where it cannot be read.
+fn process_umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Umask:"))
+                .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        })
+        .unwrap_or(0o022)
 }
 
 /// A streamed write through a [`Staged`] replacement.
