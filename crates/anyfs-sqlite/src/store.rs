@@ -1052,6 +1052,31 @@ impl<C: Content> FsWrite for Store<C> {
         let now = now_ns();
         self.db.write(path, |tx, after| {
             let (node, created) = self.file_for_write_sized(tx, path, now, data.len() as u64)?;
+            if !created && node.nlink == 1 && self.open.lock().contains_key(&node.ino) {
+                // Someone streams the old content: the new takes the name
+                // with a node of its own, and the reader keeps the old one
+                // whole until it closes.
+                let fresh = q::alloc(
+                    tx,
+                    path,
+                    KIND_FILE,
+                    node.mode,
+                    (node.uid, node.gid),
+                    None,
+                    now,
+                )?;
+                let row = FileRow {
+                    ino: fresh,
+                    size: 0,
+                    blob: None,
+                };
+                self.content.replace(tx, path, &row, data, after)?;
+                q::set_size(tx, path, fresh, data.len() as u64, now)?;
+                let (parent, name) = q::slot(tx, path)?;
+                let gone = q::unlink(tx, path, parent, name.as_bytes(), now)?;
+                q::link(tx, path, parent, name.as_bytes(), fresh, false, now)?;
+                return self.release(tx, path, gone, after);
+            }
             self.content.replace(tx, path, &node.file(), data, after)?;
             if created {
                 Ok(())

@@ -461,6 +461,14 @@ pub fn streaming_read_and_write<B: Fs>(fs: &B) {
     assert_eq!(rest.len(), 299_000);
     assert!(head.iter().chain(&rest).all(|&b| b == 1), "a mixed read");
     assert_eq!(fs.read(p("/r")).unwrap(), vec![2u8; 300_000]);
+    // The same for a replacement in one `write`.
+    let mut reader = fs.open_read(p("/r")).unwrap();
+    reader.read_exact(&mut head).unwrap();
+    fs.write(p("/r"), &[3u8; 300_000]).unwrap();
+    let mut rest = Vec::new();
+    reader.read_to_end(&mut rest).unwrap();
+    assert!(head.iter().chain(&rest).all(|&b| b == 2), "a mixed read");
+    assert_eq!(rest.len(), 299_000);
     assert_err(
         fs.open_write(p("/no/parent")).map(drop),
         FsErrorKind::NotFound,
