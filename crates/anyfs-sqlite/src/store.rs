@@ -946,6 +946,17 @@ impl<C: Content> Store<C> {
         })
     }
 
+    /// A new node with no name for a streamed write to `path`, kept (not
+    /// freed) until the writer lets it go.
+    fn stage(&self, path: &Path) -> FsResult<i64> {
+        let now = now_ns();
+        let ino = self.db.write(path, |tx, _| {
+            q::alloc(tx, path, KIND_FILE, 0o644, self.owner, None, now)
+        })?;
+        self.retain(ino);
+        Ok(ino)
+    }
+
     /// Appends a block to a pinned file for a stream.
     fn append_block(&self, path: &Path, ino: i64, data: &[u8]) -> FsResult<()> {
         let now = now_ns();
@@ -998,20 +1009,30 @@ impl<C: Content> Drop for StoreReader<C> {
 }
 
 /// A streamed write: gathered into blocks, each block one transaction into
-/// a staging node, moved into the file at the commit.
+/// a staging node (made with the first full block), moved into the file at
+/// the commit. A write that fits in one block is stored by one `write`.
 struct StoreWriter<C: Content> {
     store: Arc<Store<C>>,
-    ino: i64,
+    ino: Option<i64>,
     path: PathBuf,
     buf: Vec<u8>,
 }
 
 impl<C: Content> StoreWriter<C> {
     fn push(&mut self) -> io::Result<()> {
-        if !self.buf.is_empty() {
-            self.store.append_block(&self.path, self.ino, &self.buf)?;
-            self.buf.clear();
+        if self.buf.is_empty() {
+            return Ok(());
         }
+        let ino = match self.ino {
+            Some(ino) => ino,
+            None => {
+                let ino = self.store.stage(&self.path)?;
+                self.ino = Some(ino);
+                ino
+            }
+        };
+        self.store.append_block(&self.path, ino, &self.buf)?;
+        self.buf.clear();
         Ok(())
     }
 }
@@ -1027,15 +1048,20 @@ impl<C: Content> Write for StoreWriter<C> {
         Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.push()
+        // Nothing is visible before the commit: a flush stores nothing.
+        Ok(())
     }
 }
 
 impl<C: Content> FileWriter for StoreWriter<C> {
     fn commit(mut self: Box<Self>) -> FsResult<()> {
+        let Some(ino) = self.ino else {
+            // It all fits in one block: one transaction.
+            return self.store.write(&self.path, &self.buf);
+        };
         self.push()
             .map_err(|e| FsError::from_io(&self.path, "open_write", e))?;
-        self.store.commit_staged(&self.path, self.ino)
+        self.store.commit_staged(&self.path, ino)
         // Dropping the writer lets the staging node go, if it has no name.
     }
 }
@@ -1043,7 +1069,9 @@ impl<C: Content> FileWriter for StoreWriter<C> {
 impl<C: Content> Drop for StoreWriter<C> {
     fn drop(&mut self) {
         // Not committed: the staged content goes with its node.
-        let _ = self.store.unretain(&self.path, self.ino);
+        if let Some(ino) = self.ino {
+            let _ = self.store.unretain(&self.path, ino);
+        }
     }
 }
 
@@ -1226,19 +1254,17 @@ impl<C: Content> FsWrite for Store<C> {
     /// crash leaves an orphan that the next open frees), and moved into
     /// the file in one transaction at the commit.
     fn open_write(&self, path: &Path) -> FsResult<FsWriter> {
-        let now = now_ns();
-        let staging = self.db.write(path, |tx, _| {
-            // Checked now, created only at the commit.
-            let (parent, name) = q::slot(tx, path)?;
-            if let Some((ino, _)) = q::child(tx, path, parent, name.as_bytes())? {
-                Self::file_node(tx, path, ino)?;
+        // Checked now, created only at the commit.
+        self.db.read(path, |conn| {
+            let (parent, name) = q::slot(conn, path)?;
+            if let Some((ino, _)) = q::child(conn, path, parent, name.as_bytes())? {
+                Self::file_node(conn, path, ino)?;
             }
-            q::alloc(tx, path, KIND_FILE, 0o644, self.owner, None, now)
+            Ok(())
         })?;
-        self.retain(staging);
         Ok(Box::new(StoreWriter {
             store: self.me(),
-            ino: staging,
+            ino: None,
             path: path.to_path_buf(),
             buf: Vec::new(),
         }))
