@@ -842,3 +842,53 @@ fn a_staged_replacement_is_owner_only_until_it_takes_the_files_place() {
     assert_eq!(std::fs::metadata(&key).unwrap().mode() & 0o777, 0o600);
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
 }
+
+/// A streamed write whose folder is moved before its commit is refused,
+/// never committed under the new name (where a policy could not have
+/// judged it: a file staged in `/t1` would appear as `/etc/passwd`).
+#[test]
+fn a_staged_write_whose_folder_moved_is_not_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    for backend in [
+        Box::new(anyfs::VRootFsBackend::new(dir.path()).unwrap()) as Box<dyn anyfs::FsFull>,
+        Box::new(anyfs::StdFsBackend::at(dir.path())),
+    ] {
+        let fs = anyfs::FileStorage::new(backend);
+        fs.create_dir("/t1").unwrap();
+        let mut w = fs.open_write("/t1/passwd").unwrap();
+        w.write_all(b"root::0:0::/:/bin/sh").unwrap();
+        fs.rename("/t1", "/etc").unwrap();
+        // Its folder is gone from where the write was opened.
+        let err = w.commit().unwrap_err();
+        assert_eq!(err.kind(), anyfs::FsErrorKind::NotFound, "{err}");
+        assert!(!fs.exists("/etc/passwd").unwrap());
+        assert_eq!(fs.read_dir("/etc").unwrap().count(), 0);
+        // Another folder now has its name.
+        fs.create_dir("/t2").unwrap();
+        let mut w = fs.open_write("/t2/passwd").unwrap();
+        w.write_all(b"x").unwrap();
+        fs.rename("/t2", "/etc2").unwrap();
+        fs.create_dir("/t2").unwrap();
+        let err = w.commit().unwrap_err();
+        assert_eq!(err.kind(), anyfs::FsErrorKind::Conflict, "{err}");
+        assert!(!fs.exists("/etc2/passwd").unwrap());
+        assert!(!fs.exists("/t2/passwd").unwrap());
+        fs.remove_dir("/t2").unwrap();
+        fs.remove_dir("/etc2").unwrap();
+        // Where it stayed, it commits.
+        let mut w = fs.open_write("/etc/passwd").unwrap();
+        w.write_all(b"fine").unwrap();
+        w.commit().unwrap();
+        fs.remove_dir_all("/etc").unwrap();
+        // Names like the backend's own hidden temporary files cannot be
+        // made or used: a listing (and a policy's look below a folder)
+        // would never see what they hold.
+        for attempt in [
+            fs.create_dir("/.anyfs-tmp-x").map_err(|e| e.kind()),
+            fs.write("/.anyfs-tmp-y", "x").map_err(|e| e.kind()),
+            fs.rename("/nothing", "/.anyfs-tmp-z").map_err(|e| e.kind()),
+        ] {
+            assert_eq!(attempt, Err(anyfs::FsErrorKind::InvalidPath));
+        }
+    }
+}

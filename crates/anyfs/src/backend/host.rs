@@ -224,6 +224,20 @@ pub(crate) fn timestamps(
 /// place; listings leave them out.
 pub(crate) const TEMP_PREFIX: &[u8] = b".anyfs-tmp-";
 
+/// The names of a resolved path, refusing any that starts like one of our
+/// temporary files: those are hidden from listings (and so from a policy's
+/// look below a directory), so nobody else may make or name one.
+pub(crate) fn names(path: &Path) -> FsResult<Vec<&OsStr>> {
+    let names = crate::path::resolved_components(path)?;
+    if names.iter().any(|n| is_temp(n.as_bytes())) {
+        return Err(FsError::InvalidPath {
+            path: path.into(),
+            reason: "names starting with `.anyfs-tmp-` are kept for the backend's temporary files",
+        });
+    }
+    Ok(names)
+}
+
 /// Whether a directory entry is one of our temporary files.
 pub(crate) fn is_temp(name: &[u8]) -> bool {
     name.starts_with(TEMP_PREFIX)
@@ -398,13 +412,20 @@ fn process_umask() -> u32 {
 pub(crate) struct StagedWriter {
     staged: Staged,
     path: std::path::PathBuf,
+    /// Opens the directory `path` names now, to check at the commit that
+    /// it is still the one the write was staged in.
+    parent_now: ParentNow,
 }
 
+/// Opens the directory a path's parent names at the time of the call.
+pub(crate) type ParentNow = Box<dyn Fn() -> FsResult<OwnedFd> + Send>;
+
 impl StagedWriter {
-    pub(crate) fn new(staged: Staged, path: &Path) -> Self {
+    pub(crate) fn new(staged: Staged, path: &Path, parent_now: ParentNow) -> Self {
         Self {
             staged,
             path: path.to_path_buf(),
+            parent_now,
         }
     }
 }
@@ -419,8 +440,27 @@ impl io::Write for StagedWriter {
 }
 
 impl crate::traits::FileWriter for StagedWriter {
+    /// Refused if the file's directory was moved (or replaced) since the
+    /// write was opened: the staged file would land under another name
+    /// than the one every check was made for.
     fn commit(self: Box<Self>) -> FsResult<()> {
-        let StagedWriter { staged, path } = *self;
+        let StagedWriter {
+            staged,
+            path,
+            parent_now,
+        } = *self;
+        let same = |a: &OwnedFd, b: &OwnedFd| -> io::Result<bool> {
+            let (a, b) = (rustix::fs::fstat(a)?, rustix::fs::fstat(b)?);
+            Ok(a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+        };
+        let now = parent_now()?;
+        if !same(&now, &staged.dir).map_err(|e| error(e, &path, "open_write"))? {
+            return Err(FsError::Conflict {
+                path,
+                reason: "its folder was moved while the file was written; nothing was written"
+                    .into(),
+            });
+        }
         staged.commit().map_err(|e| error(e, &path, "open_write"))
     }
 }

@@ -71,7 +71,7 @@ impl StdFsBackend {
     /// The host path of a resolved virtual path.
     fn host(&self, path: &Path) -> FsResult<PathBuf> {
         let mut out = self.base.clone();
-        out.extend(path::resolved_components(path)?);
+        out.extend(host::names(path)?);
         Ok(out)
     }
 
@@ -111,7 +111,7 @@ impl StdFsBackend {
         op: &'static str,
         f: impl FnOnce(BorrowedFd<'_>, &OsStr) -> io::Result<T>,
     ) -> FsResult<T> {
-        let names = path::resolved_components(path)?;
+        let names = host::names(path)?;
         let Some((name, dirs)) = names.split_last() else {
             return Err(host::root_error(path));
         };
@@ -125,7 +125,7 @@ impl StdFsBackend {
 
     /// Refuses to create, replace, remove or move the root itself.
     fn not_root(path: &Path) -> FsResult<()> {
-        if path::resolved_components(path)?.is_empty() {
+        if host::names(path)?.is_empty() {
             return Err(host::root_error(path));
         }
         Ok(())
@@ -234,11 +234,23 @@ impl FsWrite for StdFsBackend {
 
     fn open_write(&self, path: &Path) -> FsResult<FsWriter> {
         Self::not_root(path)?;
+        let parent_now = {
+            let (backend, path) = (self.clone(), path.to_path_buf());
+            move || {
+                backend.in_parent(&path, "open_write", |dir, _| {
+                    Ok(rustix::io::fcntl_dupfd_cloexec(dir, 0)?)
+                })
+            }
+        };
         let staged = self.in_parent(path, "open_write", |dir, name| {
             let dir = rustix::io::fcntl_dupfd_cloexec(dir, 0)?;
             host::Staged::new(dir, name, None)
         })?;
-        Ok(Box::new(host::StagedWriter::new(staged, path)))
+        Ok(Box::new(host::StagedWriter::new(
+            staged,
+            path,
+            Box::new(parent_now),
+        )))
     }
 }
 

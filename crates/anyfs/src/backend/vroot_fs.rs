@@ -226,7 +226,7 @@ impl VRootFsBackend {
     /// A handle on the parent directory of the resolved `path` and its last
     /// name. The root has none: it cannot be created, replaced or removed.
     fn parent<'p>(&self, path: &'p Path, op: &'static str) -> FsResult<Parent<'p>> {
-        let names = path::resolved_components(path)?;
+        let names = host::names(path)?;
         let Some((name, dirs)) = names.split_last() else {
             return Err(host::root_error(path));
         };
@@ -250,7 +250,7 @@ impl VRootFsBackend {
         op: &'static str,
         f: impl FnOnce(BorrowedFd<'_>, &OsStr) -> Result<T, Errno>,
     ) -> FsResult<T> {
-        if path::resolved_components(path)?.is_empty() {
+        if host::names(path)?.is_empty() {
             return f(self.root.as_fd(), OsStr::new(DOT))
                 .map_err(|e| host::error(e.into(), path, op));
         }
@@ -271,7 +271,7 @@ impl VRootFsBackend {
     /// Opens the node at a resolved path itself (not following a final
     /// symlink).
     fn open_node(&self, path: &Path, op: &'static str, flags: OFlags) -> FsResult<OwnedFd> {
-        let names = path::resolved_components(path)?;
+        let names = host::names(path)?;
         self.open_rel(&join(&names), flags, Mode::empty())
             .map_err(|e| host::error(e.into(), path, op))
     }
@@ -279,7 +279,7 @@ impl VRootFsBackend {
     /// Opens a regular file: non-blocking (a FIFO cannot hang us) and
     /// checked to be a regular file before a byte moves.
     fn open_file(&self, path: &Path, op: &'static str, flags: OFlags) -> FsResult<File> {
-        let names = path::resolved_components(path)?;
+        let names = host::names(path)?;
         if names.is_empty() && flags.contains(OFlags::CREATE) {
             return Err(host::root_error(path));
         }
@@ -315,7 +315,7 @@ impl VRootFsBackend {
         f: impl FnOnce(BorrowedFd<'_>, &OsStr, BorrowedFd<'_>, &OsStr) -> Result<(), Errno>,
     ) -> FsResult<()> {
         let a = self.parent(from, op)?;
-        if path::resolved_components(to)?.is_empty() {
+        if host::names(to)?.is_empty() {
             // The source is looked up first, as for any other destination.
             rfs::statat(a.fd(&self.root), a.name, AtFlags::SYMLINK_NOFOLLOW)
                 .map_err(|e| host::error(e.into(), from, op))?;
@@ -550,14 +550,25 @@ impl FsWrite for VRootFsBackend {
     }
 
     fn open_write(&self, path: &Path) -> FsResult<FsWriter> {
+        let parent_now = {
+            let (backend, path) = (self.clone(), path.to_path_buf());
+            move || {
+                let parent = backend.parent(&path, "open_write")?;
+                match parent.dir {
+                    Some(dir) => Ok(dir),
+                    None => rustix::io::fcntl_dupfd_cloexec(&*backend.root, 0)
+                        .map_err(|e| host::error(e.into(), &path, "open_write")),
+                }
+            }
+        };
         let parent = self.parent(path, "open_write")?;
         let fail = |e: std::io::Error| host::error(e, path, "open_write");
-        let dir = match parent.dir {
-            Some(dir) => dir,
-            None => rustix::io::fcntl_dupfd_cloexec(&self.root, 0).map_err(|e| fail(e.into()))?,
-        };
-        let staged = host::Staged::new(dir, parent.name, None).map_err(fail)?;
-        Ok(Box::new(host::StagedWriter::new(staged, path)))
+        let staged = host::Staged::new(parent_now()?, parent.name, None).map_err(fail)?;
+        Ok(Box::new(host::StagedWriter::new(
+            staged,
+            path,
+            Box::new(parent_now),
+        )))
     }
 }
 
@@ -643,7 +654,7 @@ impl FsDir for VRootFsBackend {
     }
 
     fn create_dir_all(&self, path: &Path) -> FsResult<()> {
-        let names = path::resolved_components(path)?;
+        let names = host::names(path)?;
         let mut prefix = Vec::with_capacity(path.as_os_str().len());
         for name in names {
             prefix.push(b'/');
@@ -688,7 +699,7 @@ impl FsLink for VRootFsBackend {
     }
 
     fn hard_link(&self, original: &Path, link: &Path) -> FsResult<()> {
-        if path::resolved_components(original)?.is_empty() {
+        if host::names(original)?.is_empty() {
             return Err(host::root_error(original));
         }
         if self.metadata(original)?.is_dir() {
