@@ -570,3 +570,22 @@ fn a_large_upload_and_eight_concurrent_full_reads_stay_within_256_mib() {
         .status();
     server.wait().unwrap();
 }
+
+/// The running service keeps its keys in locked memory (never swapped out).
+#[test]
+fn the_service_keeps_its_keys_in_locked_memory() {
+    let Fresh {
+        _dir, mut server, ..
+    } = Fresh::start();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.id())).unwrap();
+    let locked: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmLck:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    assert!(locked > 0, "nothing locked: {status}");
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status();
+    server.wait().unwrap();
+}

@@ -220,6 +220,20 @@ fn owner_only_files(dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Keeps the pages that hold `keys` in RAM, never written to swap, where
+/// the OS allows it (within `RLIMIT_MEMLOCK`): best effort, with a warning
+/// when refused. The vectors keep their buffers for the life of the
+/// service, so the lock is kept for the life of the process.
+fn lock_in_memory(what: &str, keys: &[Key]) {
+    if keys.is_empty() {
+        return;
+    }
+    match region::lock(keys.as_ptr(), std::mem::size_of_val(keys)) {
+        Ok(guard) => std::mem::forget(guard),
+        Err(error) => tracing::warn!(%error, "{what} could not be locked in memory"),
+    }
+}
+
 /// Reads or creates `DATA_DIR/master.key` (32 random bytes, mode 0600).
 fn master_key_file(dir: &Path) -> Result<Key, String> {
     use std::io::Write;
@@ -414,6 +428,9 @@ impl Service {
                 }
             },
         };
+        lock_in_memory("the master keys", &keys);
+        lock_in_memory("the workspace keys", workspaces.keys());
+        lock_in_memory("the configured keys", &config.master_keys);
         Ok(Opened {
             service: Arc::new(Service {
                 registry,

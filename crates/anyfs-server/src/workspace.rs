@@ -123,6 +123,11 @@ impl Workspaces {
         }
     }
 
+    /// The workspace keys (one per master key), for locking in memory.
+    pub(crate) fn keys(&self) -> &[Key] {
+        &self.keys
+    }
+
     /// A permit for one more streamed upload or download of `account`, or
     /// a rate-limit refusal (naming `path`) while it has
     /// [`MAX_HEAVY_PER_ACCOUNT`] in progress.
