@@ -1091,7 +1091,15 @@ async fn read_file(
                 Some(span) => span,
                 None => return Ok(Got::BadRange(meta.len)),
             },
-            None if meta.len <= IN_ONE_PIECE => return Ok(Got::Small(fs.read(path)?)),
+            // Read with a bound: the file may have grown since `metadata`.
+            None if meta.len <= IN_ONE_PIECE => {
+                let bytes = fs.read_range(path, 0, IN_ONE_PIECE as usize + 1)?;
+                if bytes.len() as u64 <= IN_ONE_PIECE {
+                    return Ok(Got::Small(bytes));
+                }
+                let len = fs.metadata(path)?.len;
+                (0, len.max(1) - 1)
+            }
             None => (0, meta.len - 1),
         };
         let len = end - start + 1;

@@ -127,7 +127,8 @@ fn read_text(
             .ok_or_else(|| format!("`{name}` must be a whole number of bytes")),
     };
     let offset = number("offset")?.unwrap_or(0);
-    let length = number("length")?.unwrap_or(READ_LIMIT).clamp(1, READ_LIMIT);
+    // At least one whole character (UTF-8 takes up to 4 bytes).
+    let length = number("length")?.unwrap_or(READ_LIMIT).clamp(4, READ_LIMIT);
     let size = fs.metadata(path).map_err(|e| e.to_string())?.len;
     let mut bytes = fs
         .read_range(path, offset, length as usize)

@@ -892,3 +892,23 @@ fn a_staged_write_whose_folder_moved_is_not_committed() {
         }
     }
 }
+
+/// Under a policy that looks below folders, a symlink on a host backend
+/// still moves and goes: it is not a folder to look into.
+#[test]
+fn a_symlink_moves_under_a_policy_that_looks_below_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = anyfs::FileStorage::new(
+        anyfs::PathFilterLayer::builder()
+            .allow("/**")
+            .deny("**/secret/**")
+            .build()
+            .unwrap()
+            .layer(anyfs::VRootFsBackend::new(dir.path()).unwrap()),
+    );
+    fs.create_dir("/x").unwrap();
+    fs.symlink("/x", "/l").unwrap();
+    fs.rename("/l", "/m").unwrap();
+    fs.remove_file("/m").unwrap();
+    assert!(fs.exists("/x").unwrap());
+}

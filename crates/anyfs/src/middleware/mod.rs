@@ -440,9 +440,12 @@ impl<B: FsDir, P: Policy> Guarded<B, P> {
                 Ok(listing) => listing,
                 // Not a directory (or not there): nothing below to judge;
                 // the operation itself says what is wrong.
-                Err(FsError::NotADirectory { .. } | FsError::NotFound { .. })
-                    if rel.as_os_str().is_empty() =>
-                {
+                // (A host backend answers `InvalidPath` for a symlink.)
+                Err(
+                    FsError::NotADirectory { .. }
+                    | FsError::NotFound { .. }
+                    | FsError::InvalidPath { .. },
+                ) if rel.as_os_str().is_empty() => {
                     return Ok(());
                 }
                 Err(e) => return Err(e.with_path(from)),
