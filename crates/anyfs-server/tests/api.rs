@@ -1385,16 +1385,22 @@ fn a_second_service_on_the_same_data_directory_is_refused() {
     Service::open(config()).unwrap();
 }
 
+/// The service on `data` with these master keys.
+fn with_keys(
+    data: &Path,
+    keys: Vec<anyfs::crypto::Key>,
+) -> Result<std::sync::Arc<Service>, String> {
+    let mut config = Config::new(data);
+    config.master_keys = keys;
+    config.admin_secret = Some(ADMIN.into());
+    Service::open(config).map(|o| o.service)
+}
+
 #[test]
 fn a_wrong_master_key_is_refused_at_start_naming_which() {
     use anyfs::crypto::Key;
     let dir = tempfile::tempdir().unwrap();
-    let open = |keys: Vec<Key>| {
-        let mut config = Config::new(dir.path());
-        config.master_keys = keys;
-        config.admin_secret = Some(ADMIN.into());
-        Service::open(config).map(|o| o.service)
-    };
+    let open = |keys: Vec<Key>| with_keys(dir.path(), keys);
     let (right, wrong, other) = (
         Key::from_bytes([1; 32]),
         Key::from_bytes([7; 32]),
@@ -1418,12 +1424,7 @@ fn a_wrong_master_key_is_refused_at_start_naming_which() {
 fn a_data_directory_from_before_key_checks_still_catches_a_wrong_key() {
     use anyfs::crypto::Key;
     let dir = tempfile::tempdir().unwrap();
-    let open = |keys: Vec<Key>| {
-        let mut config = Config::new(dir.path());
-        config.master_keys = keys;
-        config.admin_secret = Some(ADMIN.into());
-        Service::open(config).map(|o| o.service)
-    };
+    let open = |keys: Vec<Key>| with_keys(dir.path(), keys);
     {
         let s = Running::serving(open(vec![Key::from_bytes([1; 32])]).unwrap(), dir.path());
         let (_, a) = signup(&s, "alice");
