@@ -218,6 +218,33 @@ fn a_sigkill_under_write_load_loses_no_acknowledged_write_and_logs_hold_no_secre
         );
         assert_eq!(&got.text().unwrap(), body);
     }
+    // And every acknowledged write has its record: the answer waited for it.
+    let mut audited = std::collections::HashSet::new();
+    let mut cursor = 0;
+    loop {
+        let page: Value = client
+            .get(format!(
+                "{base}/v1/audit?operation=write&outcome=ok&limit=1000&cursor={cursor}"
+            ))
+            .bearer_auth(&secret)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        for record in page["records"].as_array().unwrap() {
+            audited.insert(record["path"].as_str().unwrap().to_string());
+        }
+        match page["next_cursor"].as_i64() {
+            Some(next) => cursor = next,
+            None => break,
+        }
+    }
+    for (name, _) in &acked {
+        assert!(
+            audited.contains(&format!("/load/{name}")),
+            "{name} was acknowledged without its audit record"
+        );
+    }
     let _ = Command::new("kill")
         .args(["-TERM", &server.id().to_string()])
         .status();

@@ -873,6 +873,8 @@ pub(crate) struct OpenWorkspace {
     account: String,
     actor: String,
     service: Shared,
+    /// The account's tree lock (see `Workspaces::tree`).
+    tree: Arc<parking_lot::RwLock<()>>,
 }
 
 impl std::ops::Deref for OpenWorkspace {
@@ -941,6 +943,30 @@ pub(crate) fn audit_file_op(
         Some(path),
         resolved.as_deref(),
         outcome,
+    )?;
+    // A change is confirmed only once its record is committed: a crash
+    // after the answer cannot leave a change the log does not show.
+    if changes_files(action) && outcome == "ok" {
+        service.registry.flush_audit();
+        service.registry.audit_ready()?;
+    }
+    Ok(())
+}
+
+/// Whether an audited action changes files (its record is then waited for).
+fn changes_files(action: &str) -> bool {
+    let action = action.strip_prefix("mcp ").unwrap_or(action);
+    matches!(
+        action,
+        "write"
+            | "delete"
+            | "mkdir"
+            | "move"
+            | "copy"
+            | "move to"
+            | "copy to"
+            | "write_file"
+            | "make_dir"
     )
 }
 
@@ -958,13 +984,27 @@ async fn file_op<T: Send + 'static>(
     tokio::task::spawn_blocking(move || {
         // Opening a workspace may scan it: on the blocking pool too.
         let (account, fs) = workspace(&service, &caller)?;
+        let tree = service.workspaces.tree(&account);
         let open = OpenWorkspace {
             fs,
             account,
             actor,
             service: service.clone(),
+            tree,
         };
-        let result = op(&open, &path);
+        // An operation that may take a whole folder runs alone in the
+        // account; an upload takes its share only to open and to commit.
+        let result = match action {
+            "move" | "copy" | "delete" => {
+                let _alone = open.tree.write();
+                op(&open, &path)
+            }
+            "write" => op(&open, &path),
+            _ => {
+                let _shared = open.tree.read();
+                op(&open, &path)
+            }
+        };
         // No operation is confirmed without its record.
         if let Err(e) = open.audit(action, &path, &result)
             && result.is_ok()
@@ -1226,6 +1266,7 @@ async fn write_file(
     let writer = file_op(&service, &headers, "write", path, move |fs, path| {
         // Like an object store: the folders a file goes into are made.
         if let Some((parent, _)) = anyfs::path::split_parent(std::path::Path::new(path)) {
+            let _shared = fs.tree.read();
             fs.create_dir_all(&parent).map_err(|e| e.with_path(path))?;
         }
         let cut_off = |why: &str| FsError::Io {
@@ -1242,7 +1283,10 @@ async fn write_file(
             Some(n) if n <= IN_ONE_PIECE => None,
             _ => Some(fs.heavy(path)?),
         };
-        let mut out = fs.open_write(path)?;
+        let mut out = {
+            let _shared = fs.tree.read();
+            fs.open_write(path)?
+        };
         let mut written = 0u64;
         for chunk in rx {
             let Some(chunk) = chunk else {
@@ -1260,6 +1304,7 @@ async fn write_file(
             return Err(cut_off("the upload ended before the length it declared"));
         }
         // Only now does the new content replace the old.
+        let _shared = fs.tree.read();
         out.commit()?;
         Ok(written)
     });

@@ -280,7 +280,16 @@ impl ServerHandler for McpFiles {
         let outcome = tokio::task::spawn_blocking(move || {
             // Opening a workspace may scan it: on the blocking pool.
             let (account, fs) = workspace_of(&service, &caller)?;
-            let result = run(&fs, &name, &args);
+            // As over HTTP: a call that may take a whole folder runs alone
+            // in the account, every other one shares.
+            let tree = service.workspaces.tree(&account);
+            let result = if matches!(name.as_str(), "move" | "delete") {
+                let _alone = tree.write();
+                run(&fs, &name, &args)
+            } else {
+                let _shared = tree.read();
+                run(&fs, &name, &args)
+            };
             let status = if result.is_ok() { "ok" } else { "error" };
             let action = format!("mcp {name}");
             // Every path the call named is audited (a move's both).

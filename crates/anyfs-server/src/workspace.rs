@@ -83,6 +83,11 @@ pub(crate) struct Workspaces {
     opening: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     /// Streamed uploads and downloads in progress, per account.
     heavy: Arc<Mutex<HashMap<String, usize>>>,
+    /// Per account: held exclusively by an operation on a whole folder
+    /// (a move, copy or delete, judged path by path below it), shared by
+    /// every other change, so that nothing is made under a folder between
+    /// the judging and the change.
+    trees: Mutex<HashMap<String, Arc<parking_lot::RwLock<()>>>>,
 }
 
 /// How many streamed uploads and downloads one account may have in
@@ -120,7 +125,17 @@ impl Workspaces {
             deleted: Mutex::new(HashSet::new()),
             opening: Mutex::new(HashMap::new()),
             heavy: Arc::new(Mutex::new(HashMap::new())),
+            trees: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The account's tree lock (see `trees`).
+    pub(crate) fn tree(&self, account: &str) -> Arc<parking_lot::RwLock<()>> {
+        self.trees
+            .lock()
+            .entry(account.to_string())
+            .or_default()
+            .clone()
     }
 
     /// The workspace keys (one per master key), for locking in memory.

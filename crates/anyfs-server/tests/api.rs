@@ -2117,3 +2117,48 @@ fn the_audit_records_both_ends_of_a_move() {
     find("mcp move", "/moved");
     find("mcp move", "/again");
 }
+
+/// While an agent moves a folder back and forth, the owner keeps making
+/// and removing a file that the agent's policy hides below it: a move is
+/// judged and done as one step, so a hidden file made in between is never
+/// carried along to where the agent could read it.
+#[test]
+fn a_folder_move_never_carries_a_hidden_file_made_meanwhile() {
+    let s = Running::capped(4);
+    let (_, owner) = signup(&s, "owner");
+    let (_, bot, _) = agent(
+        &s,
+        &owner,
+        json!({"name": "bot", "policy": {"deny": ["/home/alice/private/**"]}}),
+    );
+    assert_eq!(
+        put(&s, &owner, "/home/alice/notes.txt", b"n"),
+        StatusCode::CREATED
+    );
+    let moved = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            for _ in 0..200 {
+                let _ = put(&s, &owner, "/home/alice/private/f", b"hidden");
+                let _ = client()
+                    .delete(s.url("/v1/files/home/alice/private?recursive=true"))
+                    .bearer_auth(&owner)
+                    .send()
+                    .unwrap();
+            }
+        });
+        scope.spawn(|| {
+            for i in 0..200 {
+                let to = format!("/h{i}");
+                if move_node(&s, &bot, "/home", &to) != StatusCode::NO_CONTENT {
+                    continue;
+                }
+                moved.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let carried = get(&s, &bot, &format!("/v1/files{to}/alice/private/f"));
+                assert_ne!(carried.status(), StatusCode::OK, "carried to {to}");
+                let _ = move_node(&s, &bot, &to, "/home");
+            }
+        });
+    });
+    assert!(moved.into_inner() > 0, "no move ever went through");
+}
