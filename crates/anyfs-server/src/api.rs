@@ -993,17 +993,18 @@ async fn file_op<T: Send + 'static>(
             tree,
         };
         // An operation that may take a whole folder runs alone in the
-        // account; an upload takes its share only to open and to commit.
+        // account; every other change shares (an upload only to make its
+        // folders, open and commit); a read changes nothing and takes none.
         let result = match action {
             "move" | "copy" | "delete" => {
                 let _alone = open.tree.write();
                 op(&open, &path)
             }
-            "write" => op(&open, &path),
-            _ => {
+            "mkdir" => {
                 let _shared = open.tree.read();
                 op(&open, &path)
             }
+            _ => op(&open, &path),
         };
         // No operation is confirmed without its record.
         if let Err(e) = open.audit(action, &path, &result)
@@ -1133,8 +1134,10 @@ async fn read_file(
             },
             // Read with a bound: the file may have grown since `metadata`.
             None if meta.len <= IN_ONE_PIECE => {
-                let bytes = fs.read_range(path, 0, IN_ONE_PIECE as usize + 1)?;
-                if bytes.len() as u64 <= IN_ONE_PIECE {
+                // One byte more than measured tells a file that grew (a
+                // bound of the file's own size: no large buffer per read).
+                let bytes = fs.read_range(path, 0, meta.len as usize + 1)?;
+                if bytes.len() as u64 <= meta.len {
                     return Ok(Got::Small(bytes));
                 }
                 let len = fs.metadata(path)?.len;

@@ -283,12 +283,16 @@ impl ServerHandler for McpFiles {
             // As over HTTP: a call that may take a whole folder runs alone
             // in the account, every other one shares.
             let tree = service.workspaces.tree(&account);
-            let result = if matches!(name.as_str(), "move" | "delete") {
-                let _alone = tree.write();
-                run(&fs, &name, &args)
-            } else {
-                let _shared = tree.read();
-                run(&fs, &name, &args)
+            let result = match name.as_str() {
+                "move" | "delete" => {
+                    let _alone = tree.write();
+                    run(&fs, &name, &args)
+                }
+                "write_file" | "make_dir" => {
+                    let _shared = tree.read();
+                    run(&fs, &name, &args)
+                }
+                _ => run(&fs, &name, &args),
             };
             let status = if result.is_ok() { "ok" } else { "error" };
             let action = format!("mcp {name}");

@@ -131,11 +131,11 @@ impl Workspaces {
 
     /// The account's tree lock (see `trees`).
     pub(crate) fn tree(&self, account: &str) -> Arc<parking_lot::RwLock<()>> {
-        self.trees
-            .lock()
-            .entry(account.to_string())
-            .or_default()
-            .clone()
+        let mut trees = self.trees.lock();
+        if let Some(tree) = trees.get(account) {
+            return tree.clone();
+        }
+        trees.entry(account.to_string()).or_default().clone()
     }
 
     /// The workspace keys (one per master key), for locking in memory.
