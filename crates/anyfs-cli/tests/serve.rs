@@ -37,6 +37,16 @@ impl std::ops::DerefMut for Server {
     }
 }
 
+impl Server {
+    /// Stops the service as an operator would (SIGTERM) and waits for it.
+    fn terminate(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        self.0.wait().unwrap();
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         if matches!(self.0.try_wait(), Ok(None)) {
@@ -245,10 +255,7 @@ fn a_sigkill_under_write_load_loses_no_acknowledged_write_and_logs_hold_no_secre
             "{name} was acknowledged without its audit record"
         );
     }
-    let _ = Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
-        .status();
-    server.wait().unwrap();
+    server.terminate();
 
     // The audit chain of the whole run checks out.
     let verify = Command::new(env!("CARGO_BIN_EXE_anyfs"))
@@ -298,10 +305,7 @@ fn a_second_service_or_a_wrong_master_key_is_refused_and_a_stop_is_announced() {
     let said = String::from_utf8_lossy(&second.stderr);
     assert!(said.contains("another"), "{said}");
     assert!(said.contains(&data.display().to_string()), "{said}");
-    let _ = Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
-        .status();
-    server.wait().unwrap();
+    server.terminate();
     let logs = std::fs::read_to_string(&log).unwrap();
     assert!(logs.contains("shutting down"), "{logs}");
     // The data directory's key is in master.key: another one is refused.
@@ -348,10 +352,7 @@ fn the_service_keeps_no_core_dump_owner_only_files_and_no_path_in_its_log() {
         .send()
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
-    let _ = Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
-        .status();
-    server.wait().unwrap();
+    server.terminate();
     // Every file it made, workspaces included, is owner-only.
     use std::os::unix::fs::PermissionsExt;
     let mut dirs = vec![data.clone()];
@@ -592,10 +593,7 @@ fn a_large_upload_and_eight_concurrent_full_reads_stay_within_256_mib() {
         grown < 256 * 1024,
         "a 512 MiB upload and eight reads of it grew the service by {grown} KiB"
     );
-    let _ = Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
-        .status();
-    server.wait().unwrap();
+    server.terminate();
 }
 
 /// The running service keeps its keys in locked memory (never swapped out).
@@ -611,8 +609,5 @@ fn the_service_keeps_its_keys_in_locked_memory() {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap();
     assert!(locked > 0, "nothing locked: {status}");
-    let _ = Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
-        .status();
-    server.wait().unwrap();
+    server.terminate();
 }
