@@ -297,35 +297,26 @@ fn a_second_service_or_a_wrong_master_key_is_refused_and_a_stop_is_announced() {
         ..
     } = Fresh::start();
     // A second service on the same directory: refused, naming it.
-    let second = serve_command(&data, free_port(), &log)
-        .stderr(Stdio::piped())
-        .output()
-        .unwrap();
-    assert!(!second.status.success());
-    let said = String::from_utf8_lossy(&second.stderr);
+    let said = refused(&mut serve_command(&data, free_port(), &log));
     assert!(said.contains("another"), "{said}");
     assert!(said.contains(&data.display().to_string()), "{said}");
     server.terminate();
     let logs = std::fs::read_to_string(&log).unwrap();
     assert!(logs.contains("shutting down"), "{logs}");
     // The data directory's key is in master.key: another one is refused.
-    let wrong = serve_command(&data, port, &log)
-        .env("ANYFS_MASTER_KEY", "07".repeat(32))
-        .stderr(Stdio::piped())
-        .output()
-        .unwrap();
-    assert!(!wrong.status.success());
-    let said = String::from_utf8_lossy(&wrong.stderr);
+    let said = refused(serve_command(&data, port, &log).env("ANYFS_MASTER_KEY", "07".repeat(32)));
     assert!(said.contains("key 1"), "{said}");
     assert!(!said.contains("07070707"), "the key was printed: {said}");
     // A malformed admin secret: refused before anything starts.
-    let short = serve_command(&data, port, &log)
-        .env("ANYFS_ADMIN_SECRET", "afs_admin_x")
-        .stderr(Stdio::piped())
-        .output()
-        .unwrap();
-    assert!(!short.status.success());
-    assert!(String::from_utf8_lossy(&short.stderr).contains("ANYFS_ADMIN_SECRET"));
+    let said = refused(serve_command(&data, port, &log).env("ANYFS_ADMIN_SECRET", "afs_admin_x"));
+    assert!(said.contains("ANYFS_ADMIN_SECRET"), "{said}");
+}
+
+/// Runs a service start that must be refused; what it said on stderr.
+fn refused(command: &mut Command) -> String {
+    let out = command.stderr(Stdio::piped()).output().unwrap();
+    assert!(!out.status.success(), "the service started");
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 #[test]
