@@ -4,6 +4,7 @@ use std::io::Read;
 use std::path::Path;
 use std::sync::mpsc;
 
+use anyfs::prelude::*;
 use anyfs::{FsFuse, MemoryBackend, PathFilterLayer, QuotaLayer, ReadOnly};
 use anyfs_fuse::{MountOptions, mount};
 use anyfs_sqlite::{SqliteBackend, SqliteOptions};

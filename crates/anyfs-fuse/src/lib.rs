@@ -50,7 +50,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use anyfs::{FileType, FsError, FsFuse, Metadata, Permissions};
+use anyfs::{FileType, FsError, FsErrorKind, FsFuse, Metadata, Permissions};
 use fuser::{
     FileAttr, Filesystem, KernelConfig, MountOption, ReplyAttr, ReplyCreate, ReplyData,
     ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
@@ -920,7 +920,7 @@ impl<B: FsFuse> AnyFuse<B> {
                     self.truncate(open, &path, 0)?;
                 }
             }
-            Err(FsError::NotFound { .. }) => {
+            Err(e) if e.kind() == FsErrorKind::NotFound => {
                 self.fs.write(&path, &[]).map_err(fail)?;
                 let mode = mode & 0o7777;
                 if mode != 0o644 {

@@ -9,6 +9,7 @@ mod common;
 use std::path::Path;
 
 use anyfs::MemoryBackend;
+use anyfs::prelude::*;
 use anyfs_sqlite::SqliteBackend;
 use common::{Mounted, sh, skip};
 

@@ -88,10 +88,7 @@ impl From<FsError> for ApiError {
             FsErrorKind::IntegrityError => (StatusCode::INTERNAL_SERVER_ERROR, "IntegrityError"),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "Backend"),
         };
-        let retry_after = match &e {
-            FsError::RateLimitExceeded { retry_after, .. } => Some(retry_after.as_secs().max(1)),
-            _ => None,
-        };
+        let retry_after = e.retry_after().map(|wait| wait.as_secs().max(1));
         Self {
             status,
             kind,
@@ -1022,17 +1019,19 @@ async fn file_op<T: Send + 'static>(
 /// limit it hit: the agent's ceiling on the workspace, or the account's
 /// quota.
 fn explained(caller: &Caller, error: FsError) -> ApiError {
-    let FsError::QuotaExceeded {
-        path,
+    let Some(anyfs::QuotaFigures {
         limit,
         requested,
         usage,
-    } = &error
+    }) = error
+        .quota()
+        .filter(|_| error.kind() == anyfs::FsErrorKind::QuotaExceeded)
     else {
         return ApiError::from(error);
     };
+    let path = error.path();
     let message = match caller {
-        Caller::Agent { policy, .. } if policy.quota == Some(*limit) => format!(
+        Caller::Agent { policy, .. } if policy.quota == Some(limit) => format!(
             "{}: this agent may add data only while the workspace holds at most {limit} bytes \
              (the quota of its policy); the workspace holds {usage} bytes and this needs \
              {requested} more",
@@ -1272,10 +1271,12 @@ async fn write_file(
             let _shared = fs.tree.read();
             fs.create_dir_all(&parent).map_err(|e| e.with_path(path))?;
         }
-        let cut_off = |why: &str| FsError::Io {
-            path: path.into(),
-            op: "receive the upload",
-            source: std::io::Error::new(std::io::ErrorKind::UnexpectedEof, why.to_string()),
+        let cut_off = |why: &str| {
+            FsError::io(
+                path,
+                "receive the upload",
+                std::io::Error::new(std::io::ErrorKind::UnexpectedEof, why.to_string()),
+            )
         };
         // An upload that may be large, or says nothing of its length,
         // counts as a streamed transfer (see `MAX_HEAVY_PER_ACCOUNT`) from
@@ -1449,11 +1450,7 @@ async fn from_to(
         let result = op(fs, from, &to);
         // The destination is audited too (`move` records the source).
         fs.audit(&format!("{action} to"), &to, &result)
-            .map_err(|e| FsError::Backend {
-                path: to.as_str().into(),
-                op: "audit",
-                message: e.to_string(),
-            })?;
+            .map_err(|e| FsError::backend(to.as_str(), "audit", e.to_string()))?;
         result
     })
     .await?;

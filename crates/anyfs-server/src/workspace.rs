@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyfs::crypto::Key;
+use anyfs::prelude::*;
 use anyfs::{
     FsError, FsFull, FsResult, PathFilterLayer, Quota, QuotaLayer, RateLimitLayer, ReadOnlyLayer,
 };
@@ -150,10 +151,10 @@ impl Workspaces {
         let mut counts = self.heavy.lock();
         let n = counts.entry(account.to_string()).or_default();
         if *n >= MAX_HEAVY_PER_ACCOUNT {
-            return Err(FsError::RateLimitExceeded {
-                path: path.into(),
-                retry_after: std::time::Duration::from_secs(1),
-            });
+            return Err(FsError::rate_limit_exceeded(
+                path,
+                std::time::Duration::from_secs(1),
+            ));
         }
         *n += 1;
         Ok(HeavyPermit {
@@ -240,7 +241,7 @@ impl Workspaces {
             return Ok(fs);
         }
         if self.deleted.lock().contains(account) {
-            return Err(FsError::NotFound { path: "/".into() });
+            return Err(FsError::not_found("/"));
         }
         let file = self.file(account);
         let mut last = None;
@@ -256,7 +257,7 @@ impl Workspaces {
         }
         let backend = match backend {
             Some(b) => b,
-            None => return Err(last.unwrap_or(FsError::InvalidPassword { path: "/".into() })),
+            None => return Err(last.unwrap_or(FsError::invalid_password("/"))),
         };
         let owner = Arc::new(
             QuotaLayer::builder()
@@ -298,13 +299,15 @@ impl Workspaces {
         {
             return Ok(stack.clone());
         }
-        let invalid = |e: anyfs::middleware::PathFilterError| FsError::InvalidPath {
-            path: "/".into(),
-            reason: if e.to_string().is_empty() {
-                "bad glob"
-            } else {
-                "a policy glob is invalid"
-            },
+        let invalid = |e: anyfs::middleware::PathFilterError| {
+            FsError::invalid_path(
+                "/",
+                if e.to_string().is_empty() {
+                    "bad glob"
+                } else {
+                    "a policy glob is invalid"
+                },
+            )
         };
         // The agent's view of the workspace's one usage figure: what the
         // owner and every agent write counts against each ceiling.

@@ -18,7 +18,7 @@ use crate::store::{Content, FileRow};
 
 /// Blob files in one directory.
 #[derive(Debug)]
-pub(crate) struct Blobs {
+pub struct Blobs {
     dir: PathBuf,
     /// Flush each new blob to disk before its name is committed.
     durable: bool,
@@ -26,11 +26,7 @@ pub(crate) struct Blobs {
 
 fn io_error(path: &Path, op: &'static str, err: io::Error) -> FsError {
     // `io::Error`s from opening files carry no path, so no host path leaks.
-    FsError::Io {
-        path: path.into(),
-        op,
-        source: err,
-    }
+    FsError::io(path, op, err)
 }
 
 impl Blobs {
@@ -155,10 +151,10 @@ impl Content for Blobs {
             Ok(f) => f,
             // Replaced and retired after this snapshot was taken.
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(FsError::Conflict {
-                    path: path.into(),
-                    reason: "the file was rewritten while being read".into(),
-                });
+                return Err(FsError::conflict(
+                    path,
+                    "the file was rewritten while being read",
+                ));
             }
             Err(e) => return Err(io_error(path, "read a blob", e)),
         };
@@ -247,10 +243,12 @@ impl Content for Blobs {
                     let end = offset
                         .checked_add(data.len() as u64)
                         .filter(|&end| end <= i64::MAX as u64)
-                        .ok_or_else(|| FsError::FileSizeExceeded {
-                            path: path.into(),
-                            size: offset.saturating_add(data.len() as u64),
-                            limit: i64::MAX as u64,
+                        .ok_or_else(|| {
+                            FsError::file_size_exceeded(
+                                path,
+                                offset.saturating_add(data.len() as u64),
+                                i64::MAX as u64,
+                            )
                         })?;
                     len = len.max(end);
                 }

@@ -16,7 +16,7 @@ const INDEX_BITS: u32 = 24;
 
 /// Chunked content in the `chunks` table.
 #[derive(Debug, Default)]
-pub(crate) struct Chunks;
+pub struct Chunks;
 
 fn id(ino: i64, index: u64) -> i64 {
     (ino << INDEX_BITS) | index as i64
@@ -27,11 +27,7 @@ fn last_id(ino: i64) -> i64 {
 }
 
 fn too_big(path: &Path, size: u64) -> FsError {
-    FsError::FileSizeExceeded {
-        path: path.into(),
-        size,
-        limit: CHUNK << INDEX_BITS,
-    }
+    FsError::file_size_exceeded(path, size, CHUNK << INDEX_BITS)
 }
 
 fn chunk(conn: &Connection, path: &Path, ino: i64, index: u64) -> FsResult<Option<Vec<u8>>> {

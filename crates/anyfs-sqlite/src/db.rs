@@ -133,11 +133,7 @@ fn owner_only_file(path: &Path) -> FsResult<()> {
 }
 
 pub(crate) fn sql_error(path: &Path, op: &'static str, err: rusqlite::Error) -> FsError {
-    FsError::Backend {
-        path: path.to_path_buf(),
-        op,
-        message: err.to_string(),
-    }
+    FsError::backend(path.to_path_buf(), op, err.to_string())
 }
 
 fn root() -> &'static Path {
@@ -396,11 +392,7 @@ fn spawn_background(core: Weak<Core>) -> FsResult<JoinHandle<()>> {
                 }
             }
         })
-        .map_err(|e| FsError::Backend {
-            path: root().into(),
-            op: "start the background thread",
-            message: e.to_string(),
-        })
+        .map_err(|e| FsError::backend(root(), "start the background thread", e.to_string()))
 }
 
 /// A reader connection and the read transaction it keeps open.
@@ -720,12 +712,10 @@ impl Db {
         if let Some(reason) = writer.poisoned.take() {
             drop(writer);
             drop(end);
-            return Err(FsError::Conflict {
-                path: root.into(),
-                reason: format!(
-                    "an operation failed part way, so the batch was rolled back: {reason}"
-                ),
-            });
+            return Err(FsError::conflict(
+                root,
+                format!("an operation failed part way, so the batch was rolled back: {reason}"),
+            ));
         }
         let after = writer.batch.take().unwrap_or_default();
         self.core.generation.fetch_add(1, Ordering::Release);
@@ -771,10 +761,8 @@ impl Db {
         }) {
             return result;
         }
-        let f = f.take().ok_or_else(|| FsError::Backend {
-            path: path.into(),
-            op: "read",
-            message: "no reader connection could be opened".into(),
+        let f = f.take().ok_or_else(|| {
+            FsError::backend(path, "read", "no reader connection could be opened")
         })?;
         // In a batch on this thread: through the writer.
         let guard = self.core.writer.lock();
@@ -917,11 +905,11 @@ impl Drop for Db {
 
 /// The error for writes acknowledged in a group that failed to commit.
 fn lost_writes(path: &Path, reason: &str) -> FsError {
-    FsError::Backend {
-        path: path.into(),
-        op: "commit",
-        message: format!("earlier writes were lost: they could not be committed: {reason}"),
-    }
+    FsError::backend(
+        path,
+        "commit",
+        format!("earlier writes were lost: they could not be committed: {reason}"),
+    )
 }
 
 fn apply_key(conn: &Connection, key: &Key, pragma: &'static str) -> FsResult<()> {
@@ -944,10 +932,7 @@ fn apply_key(conn: &Connection, key: &Key, pragma: &'static str) -> FsResult<()>
         .query_row("PRAGMA cipher_version", [], |r| r.get(0))
         .ok();
     if cipher.is_none_or(|v| v.is_empty()) {
-        return Err(FsError::FeatureNotEnabled {
-            path: root().into(),
-            feature: "encryption",
-        });
+        return Err(FsError::feature_not_enabled(root(), "encryption"));
     }
     Ok(())
 }
@@ -958,14 +943,12 @@ fn not_a_database(err: rusqlite::Error, keyed: bool) -> FsError {
         rusqlite::Error::SqliteFailure(e, _) if e.code == rusqlite::ErrorCode::NotADatabase
     );
     match (not_db, keyed) {
-        (true, true) => FsError::InvalidPassword {
-            path: root().into(),
-        },
-        (true, false) => FsError::Backend {
-            path: root().into(),
-            op: "open the database",
-            message: "the file is not a database, or it is encrypted and needs its key".into(),
-        },
+        (true, true) => FsError::invalid_password(root()),
+        (true, false) => FsError::backend(
+            root(),
+            "open the database",
+            "the file is not a database, or it is encrypted and needs its key",
+        ),
         _ => sql_error(root(), "open the database", err),
     }
 }

@@ -50,11 +50,8 @@ impl IndexedBackend {
     pub fn open_with_options(dir: impl AsRef<Path>, options: SqliteOptions) -> FsResult<Self> {
         let dir = dir.as_ref();
         let blob_dir = dir.join("blobs");
-        std::fs::create_dir_all(&blob_dir).map_err(|e| FsError::Io {
-            path: "/".into(),
-            op: "create the blob directory",
-            source: e,
-        })?;
+        std::fs::create_dir_all(&blob_dir)
+            .map_err(|e| FsError::io("/", "create the blob directory", e))?;
         let owner = crate::current_owner();
         let db = Db::open(Some(&dir.join("index.db")), None, options, owner)?;
         let blobs = Blobs::new(blob_dir, options.durability == Durability::Full);
@@ -97,5 +94,10 @@ impl IndexedBackend {
     }
 }
 
-anyfs::delegate_fs!(type IndexedBackend, store;
-    FsRead, FsWrite, FsDir, FsLink, FsPermissions, FsSync, FsStats, FsInode, FsHandles);
+/// Every operation is the store's.
+impl anyfs::middleware::Middleware for IndexedBackend {
+    type Inner = Store<Blobs>;
+    fn inner(&self) -> &Store<Blobs> {
+        &self.store
+    }
+}

@@ -81,6 +81,11 @@
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
+// Each backend forwards to its store, which it names as its inner backend
+// (`anyfs::middleware::Middleware::Inner`): the store is a public type in a
+// private module, bound by crate-private traits. Nothing outside the crate
+// can name it or what it is built from.
+#![allow(private_bounds)]
 
 mod blobs;
 mod chunks;
@@ -106,11 +111,8 @@ fn create_parent(path: &std::path::Path) -> anyfs::FsResult<()> {
     if let Some(parent) = path.parent()
         && !parent.as_os_str().is_empty()
     {
-        std::fs::create_dir_all(parent).map_err(|e| anyfs::FsError::Io {
-            path: "/".into(),
-            op: "create the database directory",
-            source: e,
-        })?;
+        std::fs::create_dir_all(parent)
+            .map_err(|e| anyfs::FsError::io("/", "create the database directory", e))?;
     }
     Ok(())
 }

@@ -131,7 +131,7 @@ impl SqliteBackend {
     /// exists.
     pub fn create_encrypted(path: impl AsRef<Path>, password: impl AsRef<str>) -> FsResult<Self> {
         if path.as_ref().exists() {
-            return Err(anyfs::FsError::AlreadyExists { path: "/".into() });
+            return Err(anyfs::FsError::already_exists("/"));
         }
         Self::open_encrypted(path, password)
     }
@@ -144,5 +144,10 @@ impl SqliteBackend {
     }
 }
 
-anyfs::delegate_fs!(type SqliteBackend, store;
-    FsRead, FsWrite, FsDir, FsLink, FsPermissions, FsSync, FsStats, FsInode, FsHandles);
+/// Every operation is the store's.
+impl anyfs::middleware::Middleware for SqliteBackend {
+    type Inner = Store<Chunks>;
+    fn inner(&self) -> &Store<Chunks> {
+        &self.store
+    }
+}

@@ -13,9 +13,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyfs::path::{self as vpath, CROSSES_SYMLINK, PathWalker, Step};
 use anyfs::{
-    DirEntry, FileType, FileWriter, FsDir, FsError, FsHandles, FsInode, FsLink, FsPermissions,
-    FsRead, FsReader, FsResult, FsStats, FsSync, FsWrite, FsWriter, Handle, Metadata, OpenFlags,
-    Permissions, ReadDir, StatFs,
+    DirEntry, FileType, FileWriter, FsDir, FsError, FsErrorKind, FsHandles, FsInode, FsLink,
+    FsPermissions, FsRead, FsReader, FsResult, FsStats, FsSync, FsWrite, FsWriter, Handle,
+    Metadata, OpenFlags, Permissions, ReadDir, StatFs,
 };
 use parking_lot::{Mutex, RwLock};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -58,7 +58,7 @@ fn retry_conflicts<T>(
 ) -> FsResult<T> {
     for _ in 0..4 {
         match read() {
-            Err(FsError::Conflict { .. }) => {}
+            Err(e) if e.kind() == FsErrorKind::Conflict => {}
             other => return other,
         }
     }
@@ -262,7 +262,9 @@ struct OpenFile {
 }
 
 /// The shared backend: a database and a content store.
-pub(crate) struct Store<C> {
+/// The store behind [`SqliteBackend`](crate::SqliteBackend) and
+/// [`IndexedBackend`](crate::IndexedBackend), with contents kept by `C`.
+pub struct Store<C> {
     /// The `Arc` this store lives in, for streams that outlive a call.
     me: Weak<Store<C>>,
     pub(crate) db: Db,
@@ -296,7 +298,7 @@ mod q {
         conn.prepare_cached(&format!("SELECT {NODE_COLUMNS} FROM inodes WHERE ino = ?1"))
             .and_then(|mut s| s.query_row([ino], node_from_row).optional())
             .map_err(|e| sql_error(path, "read a node", e))?
-            .ok_or_else(|| FsError::NotFound { path: path.into() })
+            .ok_or_else(|| FsError::not_found(path))
     }
 
     pub(super) fn child(
@@ -338,15 +340,12 @@ mod q {
             match kind {
                 KIND_DIR => {}
                 KIND_SYMLINK => {
-                    return Err(FsError::InvalidPath {
-                        path: path.into(),
-                        reason: CROSSES_SYMLINK,
-                    });
+                    return Err(FsError::invalid_path(path, CROSSES_SYMLINK));
                 }
-                _ => return Err(FsError::NotADirectory { path: path.into() }),
+                _ => return Err(FsError::not_a_directory(path)),
             }
-            (ino, kind) = child(conn, path, ino, name.as_bytes())?
-                .ok_or_else(|| FsError::NotFound { path: path.into() })?;
+            (ino, kind) =
+                child(conn, path, ino, name.as_bytes())?.ok_or_else(|| FsError::not_found(path))?;
         }
         Ok((ino, kind))
     }
@@ -355,19 +354,16 @@ mod q {
     pub(super) fn slot<'p>(conn: &Connection, path: &'p Path) -> FsResult<(i64, &'p OsStr)> {
         let names = vpath::resolved_components(path)?;
         let Some((name, parents)) = names.split_last() else {
-            return Err(FsError::InvalidPath {
-                path: path.into(),
-                reason: "the root cannot be created, removed or moved",
-            });
+            return Err(FsError::invalid_path(
+                path,
+                "the root cannot be created, removed or moved",
+            ));
         };
         let (parent, kind) = walk_kind(conn, path, parents)?;
         match kind {
             KIND_DIR => Ok((parent, name)),
-            KIND_SYMLINK => Err(FsError::InvalidPath {
-                path: path.into(),
-                reason: CROSSES_SYMLINK,
-            }),
-            _ => Err(FsError::NotADirectory { path: path.into() }),
+            KIND_SYMLINK => Err(FsError::invalid_path(path, CROSSES_SYMLINK)),
+            _ => Err(FsError::not_a_directory(path)),
         }
     }
 
@@ -452,7 +448,7 @@ mod q {
         now: i64,
     ) -> FsResult<Option<Node>> {
         let Some((ino, kind)) = child(conn, path, parent, name)? else {
-            return Err(FsError::NotFound { path: path.into() });
+            return Err(FsError::not_found(path));
         };
         let run = || -> rusqlite::Result<()> {
             conn.prepare_cached("DELETE FROM entries WHERE parent = ?1 AND name = ?2")?
@@ -599,6 +595,12 @@ impl PathWalker for SqlWalker<'_> {
     }
 }
 
+impl<C> std::fmt::Debug for Store<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
 impl<C: Content> Store<C> {
     pub(crate) fn new(db: Db, content: C, owner: (u32, u32)) -> FsResult<Arc<Self>> {
         let store = Arc::new_cyclic(|me| Self {
@@ -665,11 +667,8 @@ impl<C: Content> Store<C> {
         let node = q::node(tx, path, ino)?;
         match node.kind {
             KIND_FILE => Ok(node),
-            KIND_DIR => Err(FsError::IsADirectory { path: path.into() }),
-            _ => Err(FsError::InvalidPath {
-                path: path.into(),
-                reason: CROSSES_SYMLINK,
-            }),
+            KIND_DIR => Err(FsError::is_a_directory(path)),
+            _ => Err(FsError::invalid_path(path, CROSSES_SYMLINK)),
         }
     }
 
@@ -832,7 +831,7 @@ impl<C: Content> FsRead for Store<C> {
     fn exists(&self, path: &Path) -> FsResult<bool> {
         self.db.read(path, |conn| match q::lookup(conn, path) {
             Ok(_) => Ok(true),
-            Err(FsError::NotFound { .. } | FsError::NotADirectory { .. }) => Ok(false),
+            Err(e) if e.is_absent() => Ok(false),
             Err(e) => Err(e),
         })
     }
@@ -1132,11 +1131,7 @@ impl<C: Content> FsWrite for Store<C> {
         for (offset, data) in ranges.iter().filter(|(_, data)| !data.is_empty()) {
             let end = offset.saturating_add(data.len() as u64);
             if end > limit {
-                return Err(FsError::FileSizeExceeded {
-                    path: path.into(),
-                    size: end,
-                    limit,
-                });
+                return Err(FsError::file_size_exceeded(path, end, limit));
             }
         }
         self.db.write(path, |tx, after| {
@@ -1165,8 +1160,8 @@ impl<C: Content> FsWrite for Store<C> {
         self.db.write(path, |tx, after| {
             let (parent, name) = q::slot(tx, path)?;
             match q::child(tx, path, parent, name.as_bytes())? {
-                None => return Err(FsError::NotFound { path: path.into() }),
-                Some((_, KIND_DIR)) => return Err(FsError::IsADirectory { path: path.into() }),
+                None => return Err(FsError::not_found(path)),
+                Some((_, KIND_DIR)) => return Err(FsError::is_a_directory(path)),
                 Some(_) => {}
             }
             let gone = q::unlink(tx, path, parent, name.as_bytes(), now)?;
@@ -1179,14 +1174,14 @@ impl<C: Content> FsWrite for Store<C> {
         self.db.write(from, |tx, after| {
             let (src_parent, src_name) = q::slot(tx, from)?;
             let (ino, kind) = q::child(tx, from, src_parent, src_name.as_bytes())?
-                .ok_or_else(|| FsError::NotFound { path: from.into() })?;
+                .ok_or_else(|| FsError::not_found(from))?;
             let (dst_parent, dst_name) = q::slot(tx, to)?;
             let src_is_dir = kind == KIND_DIR;
             if src_is_dir && q::is_within(tx, to, dst_parent, ino)? {
-                return Err(FsError::InvalidPath {
-                    path: to.into(),
-                    reason: "a directory cannot move into itself",
-                });
+                return Err(FsError::invalid_path(
+                    to,
+                    "a directory cannot move into itself",
+                ));
             }
             if let Some((existing, existing_kind)) =
                 q::child(tx, to, dst_parent, dst_name.as_bytes())?
@@ -1197,11 +1192,11 @@ impl<C: Content> FsWrite for Store<C> {
                 match (existing_kind == KIND_DIR, src_is_dir) {
                     (true, true) => {
                         if q::has_entries(tx, to, existing)? {
-                            return Err(FsError::DirectoryNotEmpty { path: to.into() });
+                            return Err(FsError::directory_not_empty(to));
                         }
                     }
-                    (true, false) => return Err(FsError::IsADirectory { path: to.into() }),
-                    (false, true) => return Err(FsError::NotADirectory { path: to.into() }),
+                    (true, false) => return Err(FsError::is_a_directory(to)),
+                    (false, true) => return Err(FsError::not_a_directory(to)),
                     (false, false) => {}
                 }
                 let gone = q::unlink(tx, to, dst_parent, dst_name.as_bytes(), now)?;
@@ -1276,7 +1271,7 @@ impl<C: Content> FsDir for Store<C> {
         let entries = self.db.read(path, |conn| {
             let ino = q::lookup(conn, path)?;
             if q::node(conn, path, ino)?.kind != KIND_DIR {
-                return Err(FsError::NotADirectory { path: path.into() });
+                return Err(FsError::not_a_directory(path));
             }
             q::entries(conn, path, ino)
         })?;
@@ -1306,7 +1301,7 @@ impl<C: Content> FsDir for Store<C> {
         self.db.write(path, |tx, _| {
             let (parent, name) = q::slot(tx, path)?;
             if q::child(tx, path, parent, name.as_bytes())?.is_some() {
-                return Err(FsError::AlreadyExists { path: path.into() });
+                return Err(FsError::already_exists(path));
             }
             let ino = q::alloc(tx, path, KIND_DIR, 0o755, self.owner, None, now)?;
             q::link(tx, path, parent, name.as_bytes(), ino, true, now)
@@ -1322,15 +1317,12 @@ impl<C: Content> FsDir for Store<C> {
                 dir = match q::child(tx, path, dir, name.as_bytes())? {
                     Some((ino, KIND_DIR)) => ino,
                     Some((_, KIND_SYMLINK)) => {
-                        return Err(FsError::InvalidPath {
-                            path: path.into(),
-                            reason: CROSSES_SYMLINK,
-                        });
+                        return Err(FsError::invalid_path(path, CROSSES_SYMLINK));
                     }
                     Some(_) if i + 1 == names.len() => {
-                        return Err(FsError::AlreadyExists { path: path.into() });
+                        return Err(FsError::already_exists(path));
                     }
-                    Some(_) => return Err(FsError::NotADirectory { path: path.into() }),
+                    Some(_) => return Err(FsError::not_a_directory(path)),
                     None => {
                         let ino = q::alloc(tx, path, KIND_DIR, 0o755, self.owner, None, now)?;
                         q::link(tx, path, dir, name.as_bytes(), ino, true, now)?;
@@ -1347,12 +1339,12 @@ impl<C: Content> FsDir for Store<C> {
         self.db.write(path, |tx, after| {
             let (parent, name) = q::slot(tx, path)?;
             let (ino, kind) = q::child(tx, path, parent, name.as_bytes())?
-                .ok_or_else(|| FsError::NotFound { path: path.into() })?;
+                .ok_or_else(|| FsError::not_found(path))?;
             if kind != KIND_DIR {
-                return Err(FsError::NotADirectory { path: path.into() });
+                return Err(FsError::not_a_directory(path));
             }
             if q::has_entries(tx, path, ino)? {
-                return Err(FsError::DirectoryNotEmpty { path: path.into() });
+                return Err(FsError::directory_not_empty(path));
             }
             let gone = q::unlink(tx, path, parent, name.as_bytes(), now)?;
             self.release(tx, path, gone, after)
@@ -1364,9 +1356,9 @@ impl<C: Content> FsDir for Store<C> {
         self.db.write(path, |tx, after| {
             let (parent, name) = q::slot(tx, path)?;
             let (ino, kind) = q::child(tx, path, parent, name.as_bytes())?
-                .ok_or_else(|| FsError::NotFound { path: path.into() })?;
+                .ok_or_else(|| FsError::not_found(path))?;
             match kind {
-                KIND_FILE => return Err(FsError::NotADirectory { path: path.into() }),
+                KIND_FILE => return Err(FsError::not_a_directory(path)),
                 KIND_DIR => {
                     // Empty the tree, deepest first, in this one transaction.
                     let mut order = Vec::new();
@@ -1401,7 +1393,7 @@ impl<C: Content> FsLink for Store<C> {
         self.db.write(link, |tx, _| {
             let (parent, name) = q::slot(tx, link)?;
             if q::child(tx, link, parent, name.as_bytes())?.is_some() {
-                return Err(FsError::AlreadyExists { path: link.into() });
+                return Err(FsError::already_exists(link));
             }
             let bytes = target.as_os_str().as_bytes();
             let ino = q::alloc(tx, link, KIND_SYMLINK, 0o777, self.owner, Some(bytes), now)?;
@@ -1413,21 +1405,17 @@ impl<C: Content> FsLink for Store<C> {
         let now = now_ns();
         self.db.write(link, |tx, _| {
             let (src_parent, src_name) = q::slot(tx, original)?;
-            let (ino, kind) =
-                q::child(tx, original, src_parent, src_name.as_bytes())?.ok_or_else(|| {
-                    FsError::NotFound {
-                        path: original.into(),
-                    }
-                })?;
+            let (ino, kind) = q::child(tx, original, src_parent, src_name.as_bytes())?
+                .ok_or_else(|| FsError::not_found(original))?;
             if kind == KIND_DIR {
-                return Err(FsError::PermissionDenied {
-                    path: original.into(),
-                    op: "hard_link a directory",
-                });
+                return Err(FsError::permission_denied(
+                    original,
+                    "hard_link a directory",
+                ));
             }
             let (parent, name) = q::slot(tx, link)?;
             if q::child(tx, link, parent, name.as_bytes())?.is_some() {
-                return Err(FsError::AlreadyExists { path: link.into() });
+                return Err(FsError::already_exists(link));
             }
             q::link(tx, link, parent, name.as_bytes(), ino, false, now)
         })
@@ -1439,10 +1427,7 @@ impl<C: Content> FsLink for Store<C> {
             let node = q::node(conn, path, ino)?;
             match (node.kind, node.target) {
                 (KIND_SYMLINK, Some(target)) => Ok(PathBuf::from(OsString::from_vec(target))),
-                _ => Err(FsError::InvalidPath {
-                    path: path.into(),
-                    reason: "not a symbolic link",
-                }),
+                _ => Err(FsError::invalid_path(path, "not a symbolic link")),
             }
         })
     }
@@ -1541,10 +1526,12 @@ impl<C: Content> FsStats for Store<C> {
                     .parent()
                     .filter(|d| !d.as_os_str().is_empty())
                     .unwrap_or(Path::new("."));
-                let host = rustix::fs::statvfs(dir).map_err(|e| FsError::Backend {
-                    path: root.into(),
-                    op: "statfs",
-                    message: format!("the host filesystem cannot be measured: {e}"),
+                let host = rustix::fs::statvfs(dir).map_err(|e| {
+                    FsError::backend(
+                        root,
+                        "statfs",
+                        format!("the host filesystem cannot be measured: {e}"),
+                    )
                 })?;
                 host.f_bavail.saturating_mul(host.f_frsize)
             }
@@ -1585,12 +1572,12 @@ impl<C: Content> FsInode for Store<C> {
                 .map_err(|_| FsError::inode_not_found(parent as u64))?;
             let dir_path = q::path_of(conn, parent).unwrap_or_else(|_| PathBuf::from("/"));
             if dir.kind != KIND_DIR {
-                return Err(FsError::NotADirectory { path: dir_path });
+                return Err(FsError::not_a_directory(dir_path));
             }
             let path = vpath::join(&dir_path, name);
             q::child(conn, &path, parent, name.as_bytes())?
                 .map(|(ino, _)| ino as u64)
-                .ok_or(FsError::NotFound { path })
+                .ok_or(FsError::not_found(path))
         })
     }
 
@@ -1611,11 +1598,11 @@ impl<C: Content> FsHandles for Store<C> {
             let (parent, name) = q::slot(tx, path)?;
             let node = match q::child(tx, path, parent, name.as_bytes())? {
                 Some(_) if flags.create_new => {
-                    return Err(FsError::AlreadyExists { path: path.into() });
+                    return Err(FsError::already_exists(path));
                 }
                 Some((ino, _)) => Self::file_node(tx, path, ino)?,
                 None if flags.create || flags.create_new => self.file_for_write(tx, path, now)?,
-                None => return Err(FsError::NotFound { path: path.into() }),
+                None => return Err(FsError::not_found(path)),
             };
             if flags.truncate && node.size > 0 {
                 self.content.truncate(tx, path, &node.file(), 0, after)?;
@@ -1639,10 +1626,10 @@ impl<C: Content> FsHandles for Store<C> {
     fn read_at(&self, handle: Handle, buf: &mut [u8], offset: u64) -> FsResult<usize> {
         let open = self.handle(handle)?;
         if !open.flags.read {
-            return Err(FsError::PermissionDenied {
-                path: open.path,
-                op: "read from a handle not opened for reading",
-            });
+            return Err(FsError::permission_denied(
+                open.path,
+                "read from a handle not opened for reading",
+            ));
         }
         let data = self.db.read(&open.path, |conn| {
             let node = q::node(conn, &open.path, open.ino)?;
@@ -1656,10 +1643,10 @@ impl<C: Content> FsHandles for Store<C> {
     fn write_at(&self, handle: Handle, data: &[u8], offset: u64) -> FsResult<usize> {
         let open = self.handle(handle)?;
         if !(open.flags.write || open.flags.append || open.flags.create_new) {
-            return Err(FsError::PermissionDenied {
-                path: open.path,
-                op: "write to a handle not opened for writing",
-            });
+            return Err(FsError::permission_denied(
+                open.path,
+                "write to a handle not opened for writing",
+            ));
         }
         let now = now_ns();
         self.db.write(&open.path, |tx, after| {
@@ -1674,12 +1661,9 @@ impl<C: Content> FsHandles for Store<C> {
     }
 
     fn close(&self, handle: Handle) -> FsResult<()> {
-        let open = self
-            .handles
-            .lock()
-            .remove(&handle.0)
-            .ok_or_else(|| FsError::NotFound {
-                path: PathBuf::from(format!("<handle {}>", handle.0)),
+        let open =
+            self.handles.lock().remove(&handle.0).ok_or_else(|| {
+                FsError::not_found(PathBuf::from(format!("<handle {}>", handle.0)))
             })?;
         self.unretain(&open.path, open.ino)
     }
@@ -1691,8 +1675,6 @@ impl<C: Content> Store<C> {
             .lock()
             .get(&handle.0)
             .cloned()
-            .ok_or_else(|| FsError::NotFound {
-                path: PathBuf::from(format!("<handle {}>", handle.0)),
-            })
+            .ok_or_else(|| FsError::not_found(PathBuf::from(format!("<handle {}>", handle.0))))
     }
 }

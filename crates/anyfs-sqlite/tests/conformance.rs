@@ -14,8 +14,12 @@ macro_rules! in_temp_dir {
             backend: $backend,
             _dir: TempDir,
         }
-        anyfs::delegate_fs!(type $name, backend;
-            FsRead, FsWrite, FsDir, FsLink, FsPermissions, FsSync, FsStats, FsInode, FsHandles);
+        impl anyfs::middleware::Middleware for $name {
+            type Inner = $backend;
+            fn inner(&self) -> &$backend {
+                &self.backend
+            }
+        }
     };
 }
 

@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use anyfs::prelude::*;
 use anyfs::{FileStorage, Fs, FsErrorKind, QuotaLayer};
 use anyfs_sqlite::SqliteBackend;
 use rusqlite::Connection;

@@ -734,10 +734,7 @@ pub fn check<B: Fs>(make: impl Fn() -> B, cases: u32) {
             &|op| run_plain(&fs, op).expect("no link operations generated"),
             &|| {
                 walk(&fs, &|path| {
-                    Err(anyfs::FsError::NotSupported {
-                        path: path.into(),
-                        op: "read_link",
-                    })
+                    Err(anyfs::FsError::not_supported(path, "read_link"))
                 })
             },
         )

@@ -1,6 +1,7 @@
 //! Path resolution through [`FileStorage`](anyfs::FileStorage): symlinks
 //! followed inside the backend, `..` applied after them, never above the root.
 
+use anyfs::prelude::*;
 use anyfs::{FileType, Fs, FsErrorKind, FsLink};
 
 use crate::{assert_err, p};

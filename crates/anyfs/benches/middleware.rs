@@ -15,6 +15,7 @@ use std::hint::black_box;
 use std::path::Path;
 use std::time::Duration;
 
+use anyfs::prelude::*;
 use anyfs::{
     FileStorage, FsDir, FsWrite, MemoryBackend, PathFilterLayer, QuotaLayer, RateLimitLayer,
     TracingLayer,

@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use anyfs::prelude::*;
 use anyfs::{
     FileStorage, FsError, MemoryAuditSink, MemoryBackend, PathFilterLayer, QuotaLayer,
     RateLimitLayer, TracingLayer,

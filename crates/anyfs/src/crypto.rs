@@ -159,20 +159,14 @@ impl Salt {
 }
 
 fn kdf_error(err: argon2::Error) -> FsError {
-    FsError::Backend {
-        path: "/".into(),
-        op: "derive key",
-        message: format!("Argon2id failed: {err}"),
-    }
+    FsError::backend("/", "derive key", format!("Argon2id failed: {err}"))
 }
 
 /// Fills `buf` from the operating system's secure generator.
 pub(crate) fn fill_random(buf: &mut [u8]) -> FsResult<()> {
-    SystemRandom::new().fill(buf).map_err(|_| FsError::Backend {
-        path: "/".into(),
-        op: "random",
-        message: "the system's random number generator failed".into(),
-    })
+    SystemRandom::new()
+        .fill(buf)
+        .map_err(|_| FsError::backend("/", "random", "the system's random number generator failed"))
 }
 
 /// AES-256-GCM with one key (from `ring`; hardware-accelerated where the
@@ -286,5 +280,5 @@ impl Aes256Gcm {
 
 /// The error for data that does not authenticate.
 pub(crate) fn integrity(path: &Path) -> FsError {
-    FsError::IntegrityError { path: path.into() }
+    FsError::integrity(path)
 }

@@ -1,11 +1,12 @@
 //! [`FsError`]: the one error type of every backend, middleware and [`FileStorage`].
 //!
-//! Every variant names the *virtual* path it concerns (never a host path), reads
+//! Every error names the *virtual* path it concerns (never a host path), reads
 //! well when shown to a user, maps to one `errno` (for FUSE) and has a stable
 //! [`FsErrorKind`] for matching.
 //!
 //! [`FileStorage`]: crate::FileStorage
 
+use std::borrow::Cow;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -14,200 +15,96 @@ use std::time::Duration;
 /// The result type used throughout AnyFS.
 pub type FsResult<T> = Result<T, FsError>;
 
-/// An error from a filesystem operation.
+/// An error from a filesystem operation: what kind of failure, the virtual
+/// path it concerns, and, where it has them, the operation and the reason.
 ///
-/// Each variant carries the virtual path it concerns. Operations that concern
-/// a whole store rather than one path (opening a database, `statfs`, `sync`)
-/// report the virtual root `/`.
-#[non_exhaustive]
-#[derive(Debug, thiserror::Error)]
-pub enum FsError {
-    /// Nothing exists at the path.
-    #[error("{}: not found", .path.display())]
-    NotFound {
-        /// The virtual path.
-        path: PathBuf,
-    },
-    /// Something already exists at the path.
-    #[error("{}: already exists", .path.display())]
-    AlreadyExists {
-        /// The virtual path.
-        path: PathBuf,
-    },
-    /// A directory was needed, something else was found.
-    #[error("{}: not a directory", .path.display())]
-    NotADirectory {
-        /// The virtual path.
-        path: PathBuf,
-    },
-    /// A file was needed, a directory was found.
-    #[error("{}: is a directory", .path.display())]
-    IsADirectory {
-        /// The virtual path.
-        path: PathBuf,
-    },
-    /// The directory still has entries.
-    #[error("{}: directory not empty", .path.display())]
-    DirectoryNotEmpty {
-        /// The virtual path.
-        path: PathBuf,
-    },
-    /// A policy (such as a path filter) refuses access to the path.
-    #[error("{}: access denied ({reason})", .path.display())]
-    AccessDenied {
-        /// The virtual path.
-        path: PathBuf,
-        /// Why access was refused, safe to show to the caller.
-        reason: String,
-    },
-    /// The operation is not permitted on this path (restricted or not owned).
-    #[error("{op} {}: permission denied", .path.display())]
-    PermissionDenied {
-        /// The virtual path.
-        path: PathBuf,
-        /// The operation that was refused.
-        op: &'static str,
-    },
-    /// The filesystem is read-only.
-    #[error("{op} {}: the filesystem is read-only", .path.display())]
-    ReadOnly {
-        /// The virtual path.
-        path: PathBuf,
-        /// The mutation that was refused.
-        op: &'static str,
-    },
-    /// A storage quota would be exceeded.
-    #[error(
-        "{}: quota exceeded ({requested} requested, {usage} of {limit} used)",
-        .path.display()
-    )]
-    QuotaExceeded {
-        /// The virtual path.
-        path: PathBuf,
-        /// The limit that would be exceeded.
+/// Build one with the constructor named after its kind
+/// ([`FsError::not_found`], [`FsError::access_denied`], …); match on
+/// [`kind`](Self::kind). Operations that concern a whole store rather than
+/// one path (opening a database, `statfs`, `sync`) report the virtual root
+/// `/`. The message (`Display`) names the path and the reason and never a
+/// host path or a secret.
+///
+/// ```
+/// use anyfs::{FsError, FsErrorKind};
+///
+/// let err = FsError::quota_exceeded("/workspace/big.bin", 100, 40, 80);
+/// assert_eq!(err.kind(), FsErrorKind::QuotaExceeded);
+/// assert_eq!(err.path().to_str(), Some("/workspace/big.bin"));
+/// assert_eq!(err.to_string(), "/workspace/big.bin: quota exceeded (40 requested, 80 of 100 used)");
+/// ```
+#[derive(Debug)]
+pub struct FsError {
+    kind: FsErrorKind,
+    path: PathBuf,
+    op: &'static str,
+    reason: Cow<'static, str>,
+    detail: Detail,
+    source: Option<io::Error>,
+}
+
+/// The figures some kinds carry.
+#[derive(Debug, Clone, Copy)]
+enum Detail {
+    None,
+    Quota {
         limit: u64,
-        /// How much the operation asked for.
         requested: u64,
-        /// How much was in use when it asked.
         usage: u64,
     },
-    /// A file would grow beyond the largest size allowed.
-    #[error("{}: file would be {size} bytes, the limit is {limit}", .path.display())]
-    FileSizeExceeded {
-        /// The virtual path.
-        path: PathBuf,
-        /// The size the file would have had.
+    FileSize {
         size: u64,
-        /// The largest size allowed.
         limit: u64,
     },
-    /// Too many operations in too short a time.
-    #[error("{}: rate limit exceeded, retry in {retry_after:?}", .path.display())]
-    RateLimitExceeded {
-        /// The virtual path.
-        path: PathBuf,
-        /// How long to wait before the next operation can succeed.
-        retry_after: Duration,
-    },
-    /// The path is malformed or not allowed (NUL byte, too long, relative, `..`
-    /// where a resolved path is required, moving a directory into itself).
-    #[error("{}: invalid path ({reason})", .path.display())]
-    InvalidPath {
-        /// The path as given (lossy where it holds a NUL byte).
-        path: PathBuf,
-        /// What is wrong with it.
-        reason: &'static str,
-    },
-    /// Resolving the path followed more than 40 symbolic links.
-    #[error("{}: too many levels of symbolic links", .path.display())]
-    TooManySymlinks {
-        /// The virtual path.
-        path: PathBuf,
-    },
-    /// Stored data failed its authenticity check: it was tampered with, moved,
-    /// or read with the wrong key.
-    #[error("{}: integrity check failed", .path.display())]
-    IntegrityError {
-        /// The virtual path.
-        path: PathBuf,
-    },
-    /// The backend cannot perform this operation.
-    #[error("{op} {}: not supported by this backend", .path.display())]
-    NotSupported {
-        /// The virtual path.
-        path: PathBuf,
-        /// The operation.
-        op: &'static str,
-    },
-    /// The operation needs a cargo feature that was not compiled in.
-    #[error("{}: needs the `{feature}` feature, which is not enabled", .path.display())]
-    FeatureNotEnabled {
-        /// The virtual path (`/` for store-wide operations).
-        path: PathBuf,
-        /// The cargo feature.
-        feature: &'static str,
-    },
-    /// The password or key does not open the store.
-    #[error("{}: wrong password or key", .path.display())]
-    InvalidPassword {
-        /// The virtual path (`/` for store-wide operations).
-        path: PathBuf,
-    },
-    /// A concurrent change got in the way; the operation may be retried.
-    #[error("{}: conflict ({reason})", .path.display())]
-    Conflict {
-        /// The virtual path.
-        path: PathBuf,
-        /// What conflicted.
-        reason: String,
-    },
-    /// The storage engine failed.
-    #[error("{op} {}: backend error: {message}", .path.display())]
-    Backend {
-        /// The virtual path.
-        path: PathBuf,
-        /// The operation.
-        op: &'static str,
-        /// A description that holds no host path and no secret.
-        message: String,
-    },
-    /// An I/O error from the host.
-    #[error("{op} {}: {source}", .path.display())]
-    Io {
-        /// The virtual path.
-        path: PathBuf,
-        /// The operation.
-        op: &'static str,
-        /// The underlying error.
-        #[source]
-        source: io::Error,
-    },
+    RetryAfter(Duration),
 }
 
 /// The kind of an [`FsError`], stable for matching and comparing.
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[allow(missing_docs)] // each kind is documented on its `FsError` variant
 pub enum FsErrorKind {
+    /// Nothing exists at the path.
     NotFound,
+    /// Something already exists at the path.
     AlreadyExists,
+    /// A directory was needed, something else was found.
     NotADirectory,
+    /// A file was needed, a directory was found.
     IsADirectory,
+    /// The directory still has entries.
     DirectoryNotEmpty,
+    /// A policy (such as a path filter) refuses access to the path.
     AccessDenied,
+    /// The operation is not permitted on this path (restricted or not owned).
     PermissionDenied,
+    /// The filesystem is read-only.
     ReadOnly,
+    /// A storage quota would be exceeded.
     QuotaExceeded,
+    /// A file would grow beyond the largest size allowed.
     FileSizeExceeded,
+    /// Too many operations in too short a time.
     RateLimitExceeded,
+    /// The path is malformed or not allowed (NUL byte, too long, relative,
+    /// `..` where a resolved path is required, moving a directory into
+    /// itself).
     InvalidPath,
+    /// Resolving the path followed more than 40 symbolic links.
     TooManySymlinks,
+    /// Stored data failed its authenticity check: it was tampered with,
+    /// moved, or read with the wrong key.
     IntegrityError,
+    /// The backend cannot perform this operation.
     NotSupported,
+    /// The operation needs a cargo feature that was not compiled in.
     FeatureNotEnabled,
+    /// The password or key does not open the store.
     InvalidPassword,
+    /// A concurrent change got in the way; the operation may be retried.
     Conflict,
+    /// The storage engine failed.
     Backend,
+    /// An I/O error from the host.
     Io,
 }
 
@@ -217,116 +114,304 @@ impl fmt::Display for FsErrorKind {
     }
 }
 
+impl fmt::Display for FsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = self.path.display();
+        let (op, reason) = (self.op, &self.reason);
+        match (self.kind, self.detail) {
+            (FsErrorKind::NotFound, _) => write!(f, "{path}: not found"),
+            (FsErrorKind::AlreadyExists, _) => write!(f, "{path}: already exists"),
+            (FsErrorKind::NotADirectory, _) => write!(f, "{path}: not a directory"),
+            (FsErrorKind::IsADirectory, _) => write!(f, "{path}: is a directory"),
+            (FsErrorKind::DirectoryNotEmpty, _) => write!(f, "{path}: directory not empty"),
+            (FsErrorKind::AccessDenied, _) => write!(f, "{path}: access denied ({reason})"),
+            (FsErrorKind::PermissionDenied, _) => write!(f, "{op} {path}: permission denied"),
+            (FsErrorKind::ReadOnly, _) => write!(f, "{op} {path}: the filesystem is read-only"),
+            (
+                FsErrorKind::QuotaExceeded,
+                Detail::Quota {
+                    limit,
+                    requested,
+                    usage,
+                },
+            ) => write!(
+                f,
+                "{path}: quota exceeded ({requested} requested, {usage} of {limit} used)"
+            ),
+            (FsErrorKind::FileSizeExceeded, Detail::FileSize { size, limit }) => {
+                write!(
+                    f,
+                    "{path}: file would be {size} bytes, the limit is {limit}"
+                )
+            }
+            (FsErrorKind::RateLimitExceeded, Detail::RetryAfter(wait)) => {
+                write!(f, "{path}: rate limit exceeded, retry in {wait:?}")
+            }
+            (FsErrorKind::InvalidPath, _) => write!(f, "{path}: invalid path ({reason})"),
+            (FsErrorKind::TooManySymlinks, _) => {
+                write!(f, "{path}: too many levels of symbolic links")
+            }
+            (FsErrorKind::IntegrityError, _) => write!(f, "{path}: integrity check failed"),
+            (FsErrorKind::NotSupported, _) => {
+                write!(f, "{op} {path}: not supported by this backend")
+            }
+            (FsErrorKind::FeatureNotEnabled, _) => write!(
+                f,
+                "{path}: needs the `{reason}` feature, which is not enabled"
+            ),
+            (FsErrorKind::InvalidPassword, _) => write!(f, "{path}: wrong password or key"),
+            (FsErrorKind::Conflict, _) => write!(f, "{path}: conflict ({reason})"),
+            (FsErrorKind::Backend, _) => write!(f, "{op} {path}: backend error: {reason}"),
+            (FsErrorKind::Io, _) => match &self.source {
+                Some(source) => write!(f, "{op} {path}: {source}"),
+                None => write!(f, "{op} {path}: {reason}"),
+            },
+            // The constructors give every kind its figures.
+            (kind, _) => write!(f, "{path}: {kind}"),
+        }
+    }
+}
+
+impl std::error::Error for FsError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_ref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// Constructors, one per kind.
+impl FsError {
+    fn new(kind: FsErrorKind, path: impl Into<PathBuf>) -> Self {
+        Self {
+            kind,
+            path: path.into(),
+            op: "",
+            reason: Cow::Borrowed(""),
+            detail: Detail::None,
+            source: None,
+        }
+    }
+    fn op(mut self, op: &'static str) -> Self {
+        self.op = op;
+        self
+    }
+    fn because(mut self, reason: impl Into<Cow<'static, str>>) -> Self {
+        self.reason = reason.into();
+        self
+    }
+
+    /// Nothing exists at `path`.
+    pub fn not_found(path: impl Into<PathBuf>) -> Self {
+        Self::new(FsErrorKind::NotFound, path)
+    }
+    /// Something already exists at `path`.
+    pub fn already_exists(path: impl Into<PathBuf>) -> Self {
+        Self::new(FsErrorKind::AlreadyExists, path)
+    }
+    /// A directory was needed at `path`.
+    pub fn not_a_directory(path: impl Into<PathBuf>) -> Self {
+        Self::new(FsErrorKind::NotADirectory, path)
+    }
+    /// A file was needed at `path`, a directory was found.
+    pub fn is_a_directory(path: impl Into<PathBuf>) -> Self {
+        Self::new(FsErrorKind::IsADirectory, path)
+    }
+    /// The directory at `path` still has entries.
+    pub fn directory_not_empty(path: impl Into<PathBuf>) -> Self {
+        Self::new(FsErrorKind::DirectoryNotEmpty, path)
+    }
+    /// A policy refuses `path`; `reason` is shown to the caller.
+    pub fn access_denied(path: impl Into<PathBuf>, reason: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(FsErrorKind::AccessDenied, path).because(reason)
+    }
+    /// `op` is not permitted on `path`.
+    pub fn permission_denied(path: impl Into<PathBuf>, op: &'static str) -> Self {
+        Self::new(FsErrorKind::PermissionDenied, path).op(op)
+    }
+    /// The mutation `op` was refused: the filesystem is read-only.
+    pub fn read_only(path: impl Into<PathBuf>, op: &'static str) -> Self {
+        Self::new(FsErrorKind::ReadOnly, path).op(op)
+    }
+    /// Writing `requested` bytes would pass the quota's `limit`, with
+    /// `usage` in use.
+    pub fn quota_exceeded(
+        path: impl Into<PathBuf>,
+        limit: u64,
+        requested: u64,
+        usage: u64,
+    ) -> Self {
+        let mut err = Self::new(FsErrorKind::QuotaExceeded, path);
+        err.detail = Detail::Quota {
+            limit,
+            requested,
+            usage,
+        };
+        err
+    }
+    /// The file at `path` would be `size` bytes, more than `limit`.
+    pub fn file_size_exceeded(path: impl Into<PathBuf>, size: u64, limit: u64) -> Self {
+        let mut err = Self::new(FsErrorKind::FileSizeExceeded, path);
+        err.detail = Detail::FileSize { size, limit };
+        err
+    }
+    /// Too many operations: the next can succeed after `retry_after`.
+    pub fn rate_limit_exceeded(path: impl Into<PathBuf>, retry_after: Duration) -> Self {
+        let mut err = Self::new(FsErrorKind::RateLimitExceeded, path);
+        err.detail = Detail::RetryAfter(retry_after);
+        err
+    }
+    /// `path` (as given) is malformed or not allowed, for `reason`.
+    pub fn invalid_path(path: impl Into<PathBuf>, reason: &'static str) -> Self {
+        Self::new(FsErrorKind::InvalidPath, path).because(reason)
+    }
+    /// Resolving `path` followed too many symbolic links.
+    pub fn too_many_symlinks(path: impl Into<PathBuf>) -> Self {
+        Self::new(FsErrorKind::TooManySymlinks, path)
+    }
+    /// What is stored for `path` failed its authenticity check.
+    pub fn integrity(path: impl Into<PathBuf>) -> Self {
+        Self::new(FsErrorKind::IntegrityError, path)
+    }
+    /// The backend cannot do `op`.
+    pub fn not_supported(path: impl Into<PathBuf>, op: &'static str) -> Self {
+        Self::new(FsErrorKind::NotSupported, path).op(op)
+    }
+    /// The cargo `feature` is needed and was not compiled in.
+    pub fn feature_not_enabled(path: impl Into<PathBuf>, feature: &'static str) -> Self {
+        Self::new(FsErrorKind::FeatureNotEnabled, path).because(feature)
+    }
+    /// The password or key does not open the store.
+    pub fn invalid_password(path: impl Into<PathBuf>) -> Self {
+        Self::new(FsErrorKind::InvalidPassword, path)
+    }
+    /// A concurrent change got in the way, as `reason` says.
+    pub fn conflict(path: impl Into<PathBuf>, reason: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(FsErrorKind::Conflict, path).because(reason)
+    }
+    /// The storage engine failed in `op`; `message` holds no host path and
+    /// no secret.
+    pub fn backend(
+        path: impl Into<PathBuf>,
+        op: &'static str,
+        message: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Self::new(FsErrorKind::Backend, path)
+            .op(op)
+            .because(message)
+    }
+    /// The host failed `op` with `source`.
+    pub fn io(path: impl Into<PathBuf>, op: &'static str, source: io::Error) -> Self {
+        let mut err = Self::new(FsErrorKind::Io, path).op(op);
+        err.source = Some(source);
+        err
+    }
+}
+
+/// What an error says.
 impl FsError {
     /// The stable kind of this error.
     pub fn kind(&self) -> FsErrorKind {
-        match self {
-            FsError::NotFound { .. } => FsErrorKind::NotFound,
-            FsError::AlreadyExists { .. } => FsErrorKind::AlreadyExists,
-            FsError::NotADirectory { .. } => FsErrorKind::NotADirectory,
-            FsError::IsADirectory { .. } => FsErrorKind::IsADirectory,
-            FsError::DirectoryNotEmpty { .. } => FsErrorKind::DirectoryNotEmpty,
-            FsError::AccessDenied { .. } => FsErrorKind::AccessDenied,
-            FsError::PermissionDenied { .. } => FsErrorKind::PermissionDenied,
-            FsError::ReadOnly { .. } => FsErrorKind::ReadOnly,
-            FsError::QuotaExceeded { .. } => FsErrorKind::QuotaExceeded,
-            FsError::FileSizeExceeded { .. } => FsErrorKind::FileSizeExceeded,
-            FsError::RateLimitExceeded { .. } => FsErrorKind::RateLimitExceeded,
-            FsError::InvalidPath { .. } => FsErrorKind::InvalidPath,
-            FsError::TooManySymlinks { .. } => FsErrorKind::TooManySymlinks,
-            FsError::IntegrityError { .. } => FsErrorKind::IntegrityError,
-            FsError::NotSupported { .. } => FsErrorKind::NotSupported,
-            FsError::FeatureNotEnabled { .. } => FsErrorKind::FeatureNotEnabled,
-            FsError::InvalidPassword { .. } => FsErrorKind::InvalidPassword,
-            FsError::Conflict { .. } => FsErrorKind::Conflict,
-            FsError::Backend { .. } => FsErrorKind::Backend,
-            FsError::Io { .. } => FsErrorKind::Io,
-        }
+        self.kind
     }
 
     /// The virtual path this error concerns.
     pub fn path(&self) -> &Path {
-        match self {
-            FsError::NotFound { path }
-            | FsError::AlreadyExists { path }
-            | FsError::NotADirectory { path }
-            | FsError::IsADirectory { path }
-            | FsError::DirectoryNotEmpty { path }
-            | FsError::AccessDenied { path, .. }
-            | FsError::PermissionDenied { path, .. }
-            | FsError::ReadOnly { path, .. }
-            | FsError::QuotaExceeded { path, .. }
-            | FsError::FileSizeExceeded { path, .. }
-            | FsError::RateLimitExceeded { path, .. }
-            | FsError::InvalidPath { path, .. }
-            | FsError::TooManySymlinks { path }
-            | FsError::IntegrityError { path }
-            | FsError::NotSupported { path, .. }
-            | FsError::FeatureNotEnabled { path, .. }
-            | FsError::InvalidPassword { path }
-            | FsError::Conflict { path, .. }
-            | FsError::Backend { path, .. }
-            | FsError::Io { path, .. } => path,
+        &self.path
+    }
+
+    /// The operation that failed, for the kinds that name one
+    /// (`PermissionDenied`, `ReadOnly`, `NotSupported`, `Backend`, `Io`).
+    pub fn operation(&self) -> Option<&'static str> {
+        (!self.op.is_empty()).then_some(self.op)
+    }
+
+    /// Why, for the kinds that say (`AccessDenied`, `InvalidPath`,
+    /// `Conflict`, `Backend`; the feature, for `FeatureNotEnabled`).
+    pub fn reason(&self) -> Option<&str> {
+        (!self.reason.is_empty()).then_some(&*self.reason)
+    }
+
+    /// For `RateLimitExceeded`: how long to wait before the next operation
+    /// can succeed.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self.detail {
+            Detail::RetryAfter(wait) => Some(wait),
+            _ => None,
         }
+    }
+
+    /// For `QuotaExceeded`: the limit, what was requested and what was in
+    /// use; for `FileSizeExceeded`: the limit and the size the file would
+    /// have had (as "requested"), nothing in use.
+    pub fn quota(&self) -> Option<QuotaFigures> {
+        match self.detail {
+            Detail::Quota {
+                limit,
+                requested,
+                usage,
+            } => Some(QuotaFigures {
+                limit,
+                requested,
+                usage,
+            }),
+            Detail::FileSize { size, limit } => Some(QuotaFigures {
+                limit,
+                requested: size,
+                usage: 0,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Whether the error says nothing is at the path: `NotFound`, or
+    /// `NotADirectory` (a component of the path is not a directory, so
+    /// nothing can be below it).
+    pub fn is_absent(&self) -> bool {
+        matches!(
+            self.kind,
+            FsErrorKind::NotFound | FsErrorKind::NotADirectory
+        )
     }
 
     /// The same error about another path.
     ///
     /// Used where a lower layer only saw a resolved path and the caller should
     /// hear about the path it asked for.
-    pub fn with_path(mut self, new: impl Into<PathBuf>) -> Self {
-        let slot = match &mut self {
-            FsError::NotFound { path }
-            | FsError::AlreadyExists { path }
-            | FsError::NotADirectory { path }
-            | FsError::IsADirectory { path }
-            | FsError::DirectoryNotEmpty { path }
-            | FsError::AccessDenied { path, .. }
-            | FsError::PermissionDenied { path, .. }
-            | FsError::ReadOnly { path, .. }
-            | FsError::QuotaExceeded { path, .. }
-            | FsError::FileSizeExceeded { path, .. }
-            | FsError::RateLimitExceeded { path, .. }
-            | FsError::InvalidPath { path, .. }
-            | FsError::TooManySymlinks { path }
-            | FsError::IntegrityError { path }
-            | FsError::NotSupported { path, .. }
-            | FsError::FeatureNotEnabled { path, .. }
-            | FsError::InvalidPassword { path }
-            | FsError::Conflict { path, .. }
-            | FsError::Backend { path, .. }
-            | FsError::Io { path, .. } => path,
-        };
-        *slot = new.into();
+    pub fn with_path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.path = path.into();
         self
     }
 
-    /// The POSIX `errno` for this error: one per variant (for `Io`, the
-    /// host's own code where there is one).
+    /// The POSIX `errno` for this error: one per kind (for `Io`, the host's
+    /// own code where there is one).
     pub fn errno(&self) -> i32 {
-        match self {
-            FsError::NotFound { .. } => libc::ENOENT,
-            FsError::AlreadyExists { .. } => libc::EEXIST,
-            FsError::NotADirectory { .. } => libc::ENOTDIR,
-            FsError::IsADirectory { .. } => libc::EISDIR,
-            FsError::DirectoryNotEmpty { .. } => libc::ENOTEMPTY,
-            FsError::AccessDenied { .. } => libc::EACCES,
-            FsError::PermissionDenied { .. } => libc::EPERM,
-            FsError::ReadOnly { .. } => libc::EROFS,
-            FsError::QuotaExceeded { .. } => libc::EDQUOT,
-            FsError::FileSizeExceeded { .. } => libc::EFBIG,
-            FsError::RateLimitExceeded { .. } => libc::EAGAIN,
-            FsError::InvalidPath { .. } => libc::EINVAL,
-            FsError::TooManySymlinks { .. } => libc::ELOOP,
-            FsError::IntegrityError { .. } => libc::EBADMSG,
-            FsError::NotSupported { .. } => libc::EOPNOTSUPP,
-            FsError::FeatureNotEnabled { .. } => libc::ENOSYS,
-            FsError::InvalidPassword { .. } => libc::EACCES,
-            FsError::Conflict { .. } => libc::EBUSY,
-            FsError::Backend { .. } => libc::EIO,
-            FsError::Io { source, .. } => source
-                .raw_os_error()
-                .unwrap_or_else(|| io_kind_errno(source.kind())),
+        match self.kind {
+            FsErrorKind::NotFound => libc::ENOENT,
+            FsErrorKind::AlreadyExists => libc::EEXIST,
+            FsErrorKind::NotADirectory => libc::ENOTDIR,
+            FsErrorKind::IsADirectory => libc::EISDIR,
+            FsErrorKind::DirectoryNotEmpty => libc::ENOTEMPTY,
+            FsErrorKind::AccessDenied => libc::EACCES,
+            FsErrorKind::PermissionDenied => libc::EPERM,
+            FsErrorKind::ReadOnly => libc::EROFS,
+            FsErrorKind::QuotaExceeded => libc::EDQUOT,
+            FsErrorKind::FileSizeExceeded => libc::EFBIG,
+            FsErrorKind::RateLimitExceeded => libc::EAGAIN,
+            FsErrorKind::InvalidPath => libc::EINVAL,
+            FsErrorKind::TooManySymlinks => libc::ELOOP,
+            FsErrorKind::IntegrityError => libc::EBADMSG,
+            FsErrorKind::NotSupported => libc::EOPNOTSUPP,
+            FsErrorKind::FeatureNotEnabled => libc::ENOSYS,
+            FsErrorKind::InvalidPassword => libc::EACCES,
+            FsErrorKind::Conflict => libc::EBUSY,
+            FsErrorKind::Backend => libc::EIO,
+            FsErrorKind::Io => match &self.source {
+                Some(source) => source
+                    .raw_os_error()
+                    .unwrap_or_else(|| io_kind_errno(source.kind())),
+                None => libc::EIO,
+            },
         }
     }
 
@@ -334,7 +419,6 @@ impl FsError {
     /// travelled through an `io::Error` (from a streaming reader or writer) as
     /// it was.
     pub fn from_io(path: impl Into<PathBuf>, op: &'static str, err: io::Error) -> Self {
-        let path = path.into();
         if err
             .get_ref()
             .is_some_and(|inner| inner.downcast_ref::<FsError>().is_some())
@@ -347,22 +431,27 @@ impl FsError {
             unreachable!("checked above that the io::Error wraps an FsError");
         }
         match err.kind() {
-            io::ErrorKind::NotFound => FsError::NotFound { path },
-            io::ErrorKind::AlreadyExists => FsError::AlreadyExists { path },
-            _ => FsError::Io {
-                path,
-                op,
-                source: err,
-            },
+            io::ErrorKind::NotFound => FsError::not_found(path),
+            io::ErrorKind::AlreadyExists => FsError::already_exists(path),
+            _ => FsError::io(path, op, err),
         }
     }
 
     /// `NotFound` for an inode number that names nothing.
     pub fn inode_not_found(inode: u64) -> Self {
-        FsError::NotFound {
-            path: PathBuf::from(format!("<inode {inode}>")),
-        }
+        FsError::not_found(format!("<inode {inode}>"))
     }
+}
+
+/// The figures of a quota refusal, from [`FsError::quota`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuotaFigures {
+    /// The limit that would be passed.
+    pub limit: u64,
+    /// How much the operation asked for.
+    pub requested: u64,
+    /// How much was in use when it asked.
+    pub usage: u64,
 }
 
 fn io_kind_errno(kind: io::ErrorKind) -> i32 {
@@ -414,12 +503,7 @@ mod tests {
 
     #[test]
     fn display_names_the_path_and_the_reason() {
-        let err = FsError::QuotaExceeded {
-            path: "/workspace/big.bin".into(),
-            limit: 100,
-            requested: 40,
-            usage: 80,
-        };
+        let err = FsError::quota_exceeded("/workspace/big.bin", 100, 40, 80);
         assert_eq!(
             err.to_string(),
             "/workspace/big.bin: quota exceeded (40 requested, 80 of 100 used)"
@@ -430,20 +514,87 @@ mod tests {
 
     #[test]
     fn an_fs_error_survives_a_trip_through_io_error() {
-        let io: io::Error = FsError::ReadOnly {
-            path: "/a".into(),
-            op: "write",
-        }
-        .into();
+        let io: io::Error = FsError::read_only("/a", "write").into();
         assert_eq!(io.kind(), io::ErrorKind::ReadOnlyFilesystem);
         let back = FsError::from_io("/other", "write", io);
         assert_eq!(back.kind(), FsErrorKind::ReadOnly);
         assert_eq!(back.path(), Path::new("/a"));
     }
 
+    /// The message of every kind, as users have read it since the first
+    /// release: the path, then what went wrong.
+    #[test]
+    fn every_kind_reads_as_before() {
+        let io = io::Error::other("disk on fire");
+        let cases = [
+            (FsError::not_found("/a"), "/a: not found"),
+            (FsError::already_exists("/a"), "/a: already exists"),
+            (FsError::not_a_directory("/a"), "/a: not a directory"),
+            (FsError::is_a_directory("/a"), "/a: is a directory"),
+            (
+                FsError::directory_not_empty("/a"),
+                "/a: directory not empty",
+            ),
+            (
+                FsError::access_denied("/a", "denied by rule `/a`"),
+                "/a: access denied (denied by rule `/a`)",
+            ),
+            (
+                FsError::permission_denied("/a", "set_owner"),
+                "set_owner /a: permission denied",
+            ),
+            (
+                FsError::read_only("/a", "write"),
+                "write /a: the filesystem is read-only",
+            ),
+            (
+                FsError::quota_exceeded("/a", 100, 40, 80),
+                "/a: quota exceeded (40 requested, 80 of 100 used)",
+            ),
+            (
+                FsError::file_size_exceeded("/a", 11, 10),
+                "/a: file would be 11 bytes, the limit is 10",
+            ),
+            (
+                FsError::rate_limit_exceeded("/a", Duration::from_millis(250)),
+                "/a: rate limit exceeded, retry in 250ms",
+            ),
+            (
+                FsError::invalid_path("/a", "contains a NUL byte"),
+                "/a: invalid path (contains a NUL byte)",
+            ),
+            (
+                FsError::too_many_symlinks("/a"),
+                "/a: too many levels of symbolic links",
+            ),
+            (FsError::integrity("/a"), "/a: integrity check failed"),
+            (
+                FsError::not_supported("/a", "hard_link"),
+                "hard_link /a: not supported by this backend",
+            ),
+            (
+                FsError::feature_not_enabled("/", "encryption"),
+                "/: needs the `encryption` feature, which is not enabled",
+            ),
+            (FsError::invalid_password("/"), "/: wrong password or key"),
+            (
+                FsError::conflict("/a", "changed meanwhile"),
+                "/a: conflict (changed meanwhile)",
+            ),
+            (
+                FsError::backend("/a", "read", "database is locked"),
+                "read /a: backend error: database is locked",
+            ),
+            (FsError::io("/a", "write", io), "write /a: disk on fire"),
+        ];
+        for (err, message) in cases {
+            assert_eq!(err.to_string(), message, "{:?}", err.kind());
+        }
+    }
+
     #[test]
     fn with_path_replaces_only_the_path() {
-        let err = FsError::NotFound { path: "/x".into() }.with_path("/y");
+        let err = FsError::not_found("/x").with_path("/y");
         assert_eq!(err.path(), Path::new("/y"));
         assert_eq!(err.kind(), FsErrorKind::NotFound);
     }

@@ -49,6 +49,7 @@
 mod backend;
 pub mod crypto;
 mod error;
+mod handles;
 mod layer;
 pub mod middleware;
 pub mod path;
@@ -57,7 +58,8 @@ mod traits;
 mod types;
 
 pub use backend::{EncryptedMemoryBackend, MemoryBackend, StdFsBackend, VRootFsBackend};
-pub use error::{FsError, FsErrorKind, FsResult};
+pub use error::{FsError, FsErrorKind, FsResult, QuotaFigures};
+pub use handles::HandleTable;
 pub use layer::{Layer, LayerExt};
 pub use middleware::{
     AuditRecord, AuditSink, FileEncryption, FileEncryptionLayer, IntegrityLayer, IntegrityVerified,
@@ -70,3 +72,12 @@ pub use traits::{
     FsReader, FsStats, FsSync, FsWrite, FsWriter, resolve_with_links,
 };
 pub use types::{DirEntry, FileType, Handle, Metadata, OpenFlags, Permissions, ReadDir, StatFs};
+
+/// The traits that put a backend together and call it: `use anyfs::prelude::*;`.
+pub mod prelude {
+    pub use crate::layer::{Layer, LayerExt};
+    pub use crate::traits::{
+        Fs, FsDir, FsFull, FsFuse, FsHandles, FsInode, FsLink, FsPermissions, FsRead, FsStats,
+        FsSync, FsWrite,
+    };
+}

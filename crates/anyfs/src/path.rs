@@ -55,10 +55,7 @@ fn invalid(path: &Path, reason: &'static str) -> FsError {
     } else {
         path.to_path_buf()
     };
-    FsError::InvalidPath {
-        path: shown,
-        reason,
-    }
+    FsError::invalid_path(shown, reason)
 }
 
 /// Checks a caller-supplied path: not empty, no NUL byte, no name over
@@ -331,8 +328,8 @@ pub fn resolve_visiting<W: PathWalker>(
     while let Some(name) = pending.pop() {
         if *name == *b".." {
             match reached {
-                Reached::Missing => return Err(FsError::NotFound { path: path.into() }),
-                Reached::NotDir => return Err(FsError::NotADirectory { path: path.into() }),
+                Reached::Missing => return Err(FsError::not_found(path)),
+                Reached::NotDir => return Err(FsError::not_a_directory(path)),
                 Reached::Dir => {
                     if names.pop().is_some() {
                         nodes.pop();
@@ -352,7 +349,7 @@ pub fn resolve_visiting<W: PathWalker>(
                 if let Some((last, before)) = names.split_last() {
                     visit_step(&mut visit, before, last)?;
                 }
-                return Err(FsError::NotADirectory { path: path.into() });
+                return Err(FsError::not_a_directory(path));
             }
             Reached::Missing => {
                 names.push(name);
@@ -384,11 +381,11 @@ pub fn resolve_visiting<W: PathWalker>(
                 visit_step(&mut visit, &names, &name)?;
                 hops += 1;
                 if hops > MAX_SYMLINK_HOPS {
-                    return Err(FsError::TooManySymlinks { path: path.into() });
+                    return Err(FsError::too_many_symlinks(path));
                 }
                 let target = target.as_os_str().as_bytes();
                 if target.is_empty() {
-                    return Err(FsError::NotFound { path: path.into() });
+                    return Err(FsError::not_found(path));
                 }
                 if target[0] == b'/' {
                     names.clear();

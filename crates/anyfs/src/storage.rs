@@ -3,7 +3,6 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{FsError, FsResult};
-use crate::layer::Layer;
 use crate::path;
 use crate::traits::{
     FsDir, FsLink, FsPermissions, FsRead, FsReader, FsStats, FsSync, FsWrite, FsWriter,
@@ -50,10 +49,6 @@ impl<B> FileStorage<B> {
     /// Gives the backend back.
     pub fn into_inner(self) -> B {
         self.backend
-    }
-    /// Wraps the filesystem in a layer.
-    pub fn layer<L: Layer<Self>>(self, layer: L) -> L::Backend {
-        layer.layer(self)
     }
 }
 
@@ -256,7 +251,7 @@ impl<B: FsRead> FsRead for FileStorage<B> {
     }
     fn exists(&self, path: &Path) -> FsResult<bool> {
         match self.at(path, true, |b, p| b.exists(p)) {
-            Err(FsError::NotFound { .. } | FsError::NotADirectory { .. }) => Ok(false),
+            Err(e) if e.is_absent() => Ok(false),
             other => other,
         }
     }

@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-use anyfs::{StdFsBackend, VRootFsBackend, delegate_fs};
+use anyfs::{StdFsBackend, VRootFsBackend};
 use tempfile::TempDir;
 
 /// A backend together with the directory it lives in, removed on drop.
@@ -24,7 +24,12 @@ macro_rules! in_temp_dir {
             }
         }
 
-        delegate_fs!(type $name, fs; FsRead, FsWrite, FsDir, FsLink, FsPermissions, FsSync, FsStats);
+        impl anyfs::middleware::Middleware for $name {
+            type Inner = $backend;
+            fn inner(&self) -> &$backend {
+                &self.fs
+            }
+        }
     };
 }
 

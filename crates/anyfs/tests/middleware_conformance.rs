@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 use anyfs::middleware::{Guarded, PathFilterLayer, Quota};
+use anyfs::prelude::*;
 use anyfs::{
     MemoryBackend, PathFilter, QuotaLayer, RateLimit, RateLimitLayer, Restrictions,
     RestrictionsLayer, Tracing, TracingLayer,

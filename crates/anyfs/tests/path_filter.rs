@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
+use anyfs::prelude::*;
 use anyfs::{
     FileStorage, FsDir, FsErrorKind, FsInode, FsLink, FsRead, FsWrite, MemoryBackend,
     PathFilterLayer,

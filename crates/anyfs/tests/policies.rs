@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use anyfs::prelude::*;
 use anyfs::{
-    FileStorage, FsDir, FsError, FsErrorKind, FsHandles, FsLink, FsPermissions, FsRead, FsWrite,
+    FileStorage, FsDir, FsErrorKind, FsHandles, FsLink, FsPermissions, FsRead, FsWrite,
     MemoryBackend, OpenFlags, Permissions, RateLimitLayer, ReadOnly, RestrictionsLayer,
 };
 
@@ -26,9 +27,9 @@ fn a_burst_past_the_rate_is_refused_with_a_wait() {
         fs.write(format!("/f{i}"), "x").unwrap();
     }
     let wait = match fs.read("/f0") {
-        Err(FsError::RateLimitExceeded { retry_after, path }) => {
-            assert_eq!(path, Path::new("/f0"));
-            retry_after
+        Err(e) if e.kind() == FsErrorKind::RateLimitExceeded => {
+            assert_eq!(e.path(), Path::new("/f0"));
+            e.retry_after().unwrap()
         }
         other => panic!("expected a rate limit, got {other:?}"),
     };

@@ -7,6 +7,7 @@ use std::sync::Barrier;
 use std::thread;
 
 use anyfs::middleware::{Quota, QuotaUsage};
+use anyfs::prelude::*;
 use anyfs::{FileStorage, FsErrorKind, MemoryBackend, QuotaLayer};
 
 /// A memory backend and a filesystem over it limited to `limit` bytes.

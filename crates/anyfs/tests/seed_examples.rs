@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
+use anyfs::prelude::*;
 use anyfs::{FileStorage, FsErrorKind, Layer, MemoryBackend};
 
 #[test]

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use anyfs::prelude::*;
 use anyfs::{
     FileStorage, FileType, FsDir, FsErrorKind, FsLink, FsRead, MemoryBackend, PathFilter,
     PathFilterLayer, Permissions, ReadOnly, ReadOnlyLayer,

@@ -8,6 +8,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::thread;
 
+use anyfs::prelude::*;
 use anyfs::{
     FileStorage, FsErrorKind, MemoryAuditSink, MemoryBackend, PathFilterLayer, TracingLayer,
 };
@@ -212,4 +213,32 @@ fn every_operation_of_eight_threads_is_recorded_once() {
     paths.sort();
     paths.dedup();
     assert_eq!(paths.len(), 800);
+}
+
+/// Clones of one guarded backend share its open handles: a handle opened
+/// through one clone and written through another is judged and recorded
+/// with its path, as it would be through the first.
+#[test]
+fn a_handle_opened_through_one_clone_keeps_its_path_through_another() {
+    use anyfs::{Handle, OpenFlags};
+    use std::path::Path;
+
+    let sink = Arc::new(MemoryAuditSink::default());
+    let first = MemoryBackend::new().layer(TracingLayer::new().with_sink(sink.clone()));
+    let second = first.clone();
+    let handle: Handle = first
+        .open(Path::new("/notes.txt"), OpenFlags::CREATE)
+        .unwrap();
+    second.write_at(handle, b"written elsewhere", 0).unwrap();
+    second.close(handle).unwrap();
+
+    let records = sink.records();
+    for operation in ["write_at", "close"] {
+        let record = records.iter().find(|r| r.operation == operation).unwrap();
+        assert_eq!(
+            record.path.as_deref(),
+            Some(Path::new("/notes.txt")),
+            "{operation} was recorded without the handle's path"
+        );
+    }
 }

@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use anyfs::prelude::*;
 use anyfs::{
     FileStorage, FsDir, FsErrorKind, FsLink, FsPermissions, FsRead, FsWrite, Permissions,
     VRootFsBackend,

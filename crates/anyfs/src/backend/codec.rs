@@ -119,10 +119,9 @@ pub(crate) fn write_atomically(file: &Path, data: &[u8], op: &'static str) -> Fs
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let name = file.file_name().ok_or_else(|| FsError::InvalidPath {
-        path: "/".into(),
-        reason: "the file to write needs a name",
-    })?;
+    let name = file
+        .file_name()
+        .ok_or_else(|| FsError::invalid_path("/", "the file to write needs a name"))?;
     let mut temp_name = OsString::from(".");
     temp_name.push(name);
     temp_name.push(format!(".tmp-{}", std::process::id()));

@@ -340,15 +340,12 @@ impl<'v> Tx<'v> {
         let mut ino = ROOT;
         for name in names {
             ino = match &self.node(ino)?.kind {
-                Kind::Dir { entries, .. } => *entries
-                    .get(*name)
-                    .ok_or_else(|| FsError::NotFound { path: path.into() })?,
-                Kind::File(_) => return Err(FsError::NotADirectory { path: path.into() }),
+                Kind::Dir { entries, .. } => {
+                    *entries.get(*name).ok_or_else(|| FsError::not_found(path))?
+                }
+                Kind::File(_) => return Err(FsError::not_a_directory(path)),
                 Kind::Symlink(_) => {
-                    return Err(FsError::InvalidPath {
-                        path: path.into(),
-                        reason: CROSSES_SYMLINK,
-                    });
+                    return Err(FsError::invalid_path(path, CROSSES_SYMLINK));
                 }
             };
         }
@@ -364,22 +361,19 @@ impl<'v> Tx<'v> {
     fn slot<'p>(&mut self, path: &'p Path, op: &'static str) -> FsResult<(Ino, &'p OsStr)> {
         let names = path::resolved_components(path)?;
         let Some((name, parents)) = names.split_last() else {
-            return Err(FsError::InvalidPath {
-                path: path.into(),
-                reason: match op {
+            return Err(FsError::invalid_path(
+                path,
+                match op {
                     "remove" | "rename" => "the root cannot be removed or moved",
                     _ => "the root already exists",
                 },
-            });
+            ));
         };
         let parent = self.walk(parents)?;
         match self.node(parent)?.kind {
             Kind::Dir { .. } => Ok((parent, name)),
-            Kind::File(_) => Err(FsError::NotADirectory { path: path.into() }),
-            Kind::Symlink(_) => Err(FsError::InvalidPath {
-                path: path.into(),
-                reason: CROSSES_SYMLINK,
-            }),
+            Kind::File(_) => Err(FsError::not_a_directory(path)),
+            Kind::Symlink(_) => Err(FsError::invalid_path(path, CROSSES_SYMLINK)),
         }
     }
 
@@ -393,11 +387,8 @@ impl<'v> Tx<'v> {
     fn file_data(&mut self, path: &Path, ino: Ino) -> FsResult<&Vec<u8>> {
         match &self.node(ino)?.kind {
             Kind::File(data) => Ok(data),
-            Kind::Dir { .. } => Err(FsError::IsADirectory { path: path.into() }),
-            Kind::Symlink(_) => Err(FsError::InvalidPath {
-                path: path.into(),
-                reason: CROSSES_SYMLINK,
-            }),
+            Kind::Dir { .. } => Err(FsError::is_a_directory(path)),
+            Kind::Symlink(_) => Err(FsError::invalid_path(path, CROSSES_SYMLINK)),
         }
     }
 
@@ -627,15 +618,15 @@ impl EncryptedMemoryBackend {
             std::fs::read(file.as_ref()).map_err(|e| FsError::from_io("/", "load_from_file", e))?;
         let empty = Self::new(key);
         if bytes.len() < 8 + 32 || &bytes[..4] != FILE_MAGIC || bytes[4] != FILE_VERSION {
-            return Err(FsError::Backend {
-                path: "/".into(),
-                op: "load_from_file",
-                message: "not an AnyFS encrypted memory file".into(),
-            });
+            return Err(FsError::backend(
+                "/",
+                "load_from_file",
+                "not an AnyFS encrypted memory file",
+            ));
         }
         let (body, tag) = bytes.split_at(bytes.len() - 32);
         ring::hmac::verify(&empty.file_mac_key(), body, tag)
-            .map_err(|_| FsError::InvalidPassword { path: "/".into() })?;
+            .map_err(|_| FsError::invalid_password("/"))?;
         let bad = || crypto::integrity(Path::new("/"));
         let mut d = Decoder::new(&body[8..]);
         let next_ino = d.u64().ok_or_else(bad)?;
@@ -781,9 +772,9 @@ impl FsWrite for EncryptedMemoryBackend {
             let (parent, name) = tx.slot(path, "remove")?;
             let ino = tx
                 .child(parent, name)?
-                .ok_or_else(|| FsError::NotFound { path: path.into() })?;
+                .ok_or_else(|| FsError::not_found(path))?;
             if tx.node(ino)?.is_dir() {
-                return Err(FsError::IsADirectory { path: path.into() });
+                return Err(FsError::is_a_directory(path));
             }
             tx.unlink(parent, name, true).map(drop)
         })
@@ -794,14 +785,14 @@ impl FsWrite for EncryptedMemoryBackend {
             let (src_parent, src_name) = tx.slot(from, "rename")?;
             let ino = tx
                 .child(src_parent, src_name)?
-                .ok_or_else(|| FsError::NotFound { path: from.into() })?;
+                .ok_or_else(|| FsError::not_found(from))?;
             let (dst_parent, dst_name) = tx.slot(to, "rename")?;
             let src_is_dir = tx.node(ino)?.is_dir();
             if src_is_dir && tx.is_within(dst_parent, ino)? {
-                return Err(FsError::InvalidPath {
-                    path: to.into(),
-                    reason: "a directory cannot move into itself",
-                });
+                return Err(FsError::invalid_path(
+                    to,
+                    "a directory cannot move into itself",
+                ));
             }
             if let Some(existing) = tx.child(dst_parent, dst_name)? {
                 if existing == ino {
@@ -810,13 +801,13 @@ impl FsWrite for EncryptedMemoryBackend {
                 match (&tx.node(existing)?.kind, src_is_dir) {
                     (Kind::Dir { entries, .. }, true) => {
                         if !entries.is_empty() {
-                            return Err(FsError::DirectoryNotEmpty { path: to.into() });
+                            return Err(FsError::directory_not_empty(to));
                         }
                     }
                     (Kind::Dir { .. }, false) => {
-                        return Err(FsError::IsADirectory { path: to.into() });
+                        return Err(FsError::is_a_directory(to));
                     }
-                    (_, true) => return Err(FsError::NotADirectory { path: to.into() }),
+                    (_, true) => return Err(FsError::not_a_directory(to)),
                     (_, false) => {}
                 }
                 tx.unlink(dst_parent, dst_name, true)?;
@@ -841,11 +832,8 @@ impl FsWrite for EncryptedMemoryBackend {
     }
 
     fn truncate(&self, path: &Path, size: u64) -> FsResult<()> {
-        let size = usize::try_from(size).map_err(|_| FsError::FileSizeExceeded {
-            path: path.into(),
-            size,
-            limit: usize::MAX as u64,
-        })?;
+        let size = usize::try_from(size)
+            .map_err(|_| FsError::file_size_exceeded(path, size, usize::MAX as u64))?;
         self.run(path, true, |tx| {
             let ino = tx.lookup(path)?;
             super::room_for(path, tx.file_data(path, ino)?.len(), size)?;
@@ -864,7 +852,7 @@ impl FsDir for EncryptedMemoryBackend {
             let ino = tx.lookup(path)?;
             let children: Vec<(OsString, Ino)> = match &tx.node(ino)?.kind {
                 Kind::Dir { entries, .. } => entries.iter().map(|(n, &i)| (n.clone(), i)).collect(),
-                _ => return Err(FsError::NotADirectory { path: path.into() }),
+                _ => return Err(FsError::not_a_directory(path)),
             };
             children
                 .into_iter()
@@ -885,7 +873,7 @@ impl FsDir for EncryptedMemoryBackend {
         self.run(path, true, |tx| {
             let (parent, name) = tx.slot(path, "create")?;
             if tx.child(parent, name)?.is_some() {
-                return Err(FsError::AlreadyExists { path: path.into() });
+                return Err(FsError::already_exists(path));
             }
             let dir = tx.new_node(
                 Kind::Dir {
@@ -909,15 +897,12 @@ impl FsDir for EncryptedMemoryBackend {
                     Some(ino) => match tx.node(ino)?.kind {
                         Kind::Dir { .. } => ino,
                         Kind::Symlink(_) => {
-                            return Err(FsError::InvalidPath {
-                                path: path.into(),
-                                reason: CROSSES_SYMLINK,
-                            });
+                            return Err(FsError::invalid_path(path, CROSSES_SYMLINK));
                         }
                         Kind::File(_) if i + 1 == names.len() => {
-                            return Err(FsError::AlreadyExists { path: path.into() });
+                            return Err(FsError::already_exists(path));
                         }
-                        Kind::File(_) => return Err(FsError::NotADirectory { path: path.into() }),
+                        Kind::File(_) => return Err(FsError::not_a_directory(path)),
                     },
                     None => {
                         let node = tx.new_node(
@@ -943,13 +928,13 @@ impl FsDir for EncryptedMemoryBackend {
             let (parent, name) = tx.slot(path, "remove")?;
             let ino = tx
                 .child(parent, name)?
-                .ok_or_else(|| FsError::NotFound { path: path.into() })?;
+                .ok_or_else(|| FsError::not_found(path))?;
             match &tx.node(ino)?.kind {
                 Kind::Dir { entries, .. } if entries.is_empty() => {
                     tx.unlink(parent, name, true).map(drop)
                 }
-                Kind::Dir { .. } => Err(FsError::DirectoryNotEmpty { path: path.into() }),
-                _ => Err(FsError::NotADirectory { path: path.into() }),
+                Kind::Dir { .. } => Err(FsError::directory_not_empty(path)),
+                _ => Err(FsError::not_a_directory(path)),
             }
         })
     }
@@ -959,9 +944,9 @@ impl FsDir for EncryptedMemoryBackend {
             let (parent, name) = tx.slot(path, "remove")?;
             let ino = tx
                 .child(parent, name)?
-                .ok_or_else(|| FsError::NotFound { path: path.into() })?;
+                .ok_or_else(|| FsError::not_found(path))?;
             match tx.node(ino)?.kind {
-                Kind::File(_) => return Err(FsError::NotADirectory { path: path.into() }),
+                Kind::File(_) => return Err(FsError::not_a_directory(path)),
                 Kind::Symlink(_) => return tx.unlink(parent, name, true).map(drop),
                 Kind::Dir { .. } => {}
             }
@@ -1000,7 +985,7 @@ impl FsLink for EncryptedMemoryBackend {
         self.run(link, true, |tx| {
             let (parent, name) = tx.slot(link, "create")?;
             if tx.child(parent, name)?.is_some() {
-                return Err(FsError::AlreadyExists { path: link.into() });
+                return Err(FsError::already_exists(link));
             }
             let node = tx.new_node(Kind::Symlink(target.to_path_buf()), 0o777);
             let ino = tx.alloc(node);
@@ -1013,18 +998,16 @@ impl FsLink for EncryptedMemoryBackend {
             let (src_parent, src_name) = tx.slot(original, "link")?;
             let ino = tx
                 .child(src_parent, src_name)?
-                .ok_or_else(|| FsError::NotFound {
-                    path: original.into(),
-                })?;
+                .ok_or_else(|| FsError::not_found(original))?;
             if tx.node(ino)?.is_dir() {
-                return Err(FsError::PermissionDenied {
-                    path: original.into(),
-                    op: "hard_link a directory",
-                });
+                return Err(FsError::permission_denied(
+                    original,
+                    "hard_link a directory",
+                ));
             }
             let (parent, name) = tx.slot(link, "create")?;
             if tx.child(parent, name)?.is_some() {
-                return Err(FsError::AlreadyExists { path: link.into() });
+                return Err(FsError::already_exists(link));
             }
             tx.link(parent, name, ino)
         })
@@ -1035,10 +1018,7 @@ impl FsLink for EncryptedMemoryBackend {
             let ino = tx.lookup(path)?;
             match &tx.node(ino)?.kind {
                 Kind::Symlink(target) => Ok(target.clone()),
-                _ => Err(FsError::InvalidPath {
-                    path: path.into(),
-                    reason: "not a symbolic link",
-                }),
+                _ => Err(FsError::invalid_path(path, "not a symbolic link")),
             }
         })
     }

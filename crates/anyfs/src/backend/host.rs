@@ -23,10 +23,10 @@ pub(crate) const SPECIAL_FILE: &str =
 /// The error for creating, replacing, removing or moving the root itself,
 /// as every backend reports it.
 pub(crate) fn root_error(path: &Path) -> FsError {
-    FsError::InvalidPath {
-        path: path.into(),
-        reason: "the root cannot be created, replaced, removed or moved",
-    }
+    FsError::invalid_path(
+        path,
+        "the root cannot be created, replaced, removed or moved",
+    )
 }
 
 /// Our metadata from the host's. FIFOs, sockets and devices are reported as
@@ -72,38 +72,21 @@ pub(crate) fn error(err: io::Error, path: &Path, op: &'static str) -> FsError {
         return FsError::from_io(path, op, err);
     };
     match code {
-        libc::ENOENT => FsError::NotFound { path },
-        libc::EEXIST => FsError::AlreadyExists { path },
-        libc::ENOTDIR => FsError::NotADirectory { path },
-        libc::EISDIR => FsError::IsADirectory { path },
-        libc::ENOTEMPTY => FsError::DirectoryNotEmpty { path },
-        libc::EACCES | libc::EPERM => FsError::PermissionDenied { path, op },
-        libc::EROFS => FsError::ReadOnly { path, op },
-        libc::ELOOP => FsError::InvalidPath {
-            path,
-            reason: CROSSES_SYMLINK,
-        },
-        libc::ENAMETOOLONG => FsError::InvalidPath {
-            path,
-            reason: "a name or the path is too long for the host",
-        },
-        libc::EXDEV => FsError::InvalidPath {
-            path,
-            reason: "the path leaves the root",
-        },
-        libc::EINVAL => FsError::InvalidPath {
-            path,
-            reason: "the operation does not apply to this path",
-        },
-        libc::ENXIO | libc::ENODEV => FsError::AccessDenied {
-            path,
-            reason: SPECIAL_FILE.into(),
-        },
-        _ => FsError::Io {
-            path,
-            op,
-            source: err,
-        },
+        libc::ENOENT => FsError::not_found(path),
+        libc::EEXIST => FsError::already_exists(path),
+        libc::ENOTDIR => FsError::not_a_directory(path),
+        libc::EISDIR => FsError::is_a_directory(path),
+        libc::ENOTEMPTY => FsError::directory_not_empty(path),
+        libc::EACCES | libc::EPERM => FsError::permission_denied(path, op),
+        libc::EROFS => FsError::read_only(path, op),
+        libc::ELOOP => FsError::invalid_path(path, CROSSES_SYMLINK),
+        libc::ENAMETOOLONG => {
+            FsError::invalid_path(path, "a name or the path is too long for the host")
+        }
+        libc::EXDEV => FsError::invalid_path(path, "the path leaves the root"),
+        libc::EINVAL => FsError::invalid_path(path, "the operation does not apply to this path"),
+        libc::ENXIO | libc::ENODEV => FsError::access_denied(path, SPECIAL_FILE),
+        _ => FsError::io(path, op, err),
     }
 }
 
@@ -138,11 +121,11 @@ pub(crate) fn write_ranges(file: &fs::File, path: &Path, ranges: &[(u64, &[u8])]
             .checked_add(data.len() as u64)
             .is_none_or(|end| end > i64::MAX as u64)
         {
-            return Err(FsError::FileSizeExceeded {
-                path: path.into(),
-                size: offset.saturating_add(data.len() as u64),
-                limit: i64::MAX as u64,
-            });
+            return Err(FsError::file_size_exceeded(
+                path,
+                offset.saturating_add(data.len() as u64),
+                i64::MAX as u64,
+            ));
         }
     }
     for (offset, data) in ranges {
@@ -230,10 +213,10 @@ pub(crate) const TEMP_PREFIX: &[u8] = b".anyfs-tmp-";
 pub(crate) fn names(path: &Path) -> FsResult<Vec<&OsStr>> {
     let names = crate::path::resolved_components(path)?;
     if names.iter().any(|n| is_temp(n.as_bytes())) {
-        return Err(FsError::InvalidPath {
-            path: path.into(),
-            reason: "names starting with `.anyfs-tmp-` are kept for the backend's temporary files",
-        });
+        return Err(FsError::invalid_path(
+            path,
+            "names starting with `.anyfs-tmp-` are kept for the backend's temporary files",
+        ));
     }
     Ok(names)
 }
@@ -455,11 +438,10 @@ impl crate::traits::FileWriter for StagedWriter {
         };
         let now = parent_now()?;
         if !same(&now, &staged.dir).map_err(|e| error(e, &path, "open_write"))? {
-            return Err(FsError::Conflict {
+            return Err(FsError::conflict(
                 path,
-                reason: "its folder was moved while the file was written; nothing was written"
-                    .into(),
-            });
+                "its folder was moved while the file was written; nothing was written",
+            ));
         }
         staged.commit().map_err(|e| error(e, &path, "open_write"))
     }

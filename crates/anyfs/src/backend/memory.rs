@@ -280,14 +280,11 @@ impl State {
             match &node.kind {
                 Kind::Dir { entries, .. } => match entries.get(*name) {
                     Some(&child) => ino = child,
-                    None => return Err(FsError::NotFound { path: path.into() }),
+                    None => return Err(FsError::not_found(path)),
                 },
-                Kind::File(_) => return Err(FsError::NotADirectory { path: path.into() }),
+                Kind::File(_) => return Err(FsError::not_a_directory(path)),
                 Kind::Symlink(_) => {
-                    return Err(FsError::InvalidPath {
-                        path: path.into(),
-                        reason: CROSSES_SYMLINK,
-                    });
+                    return Err(FsError::invalid_path(path, CROSSES_SYMLINK));
                 }
             }
         }
@@ -299,22 +296,19 @@ impl State {
     fn slot<'p>(&self, path: &'p Path, op: &'static str) -> FsResult<Slot<'p>> {
         let names = path::resolved_components(path)?;
         let Some((name, parents)) = names.split_last() else {
-            return Err(FsError::InvalidPath {
-                path: path.into(),
-                reason: match op {
+            return Err(FsError::invalid_path(
+                path,
+                match op {
                     "remove" | "rename" => "the root cannot be removed or moved",
                     _ => "the root already exists",
                 },
-            });
+            ));
         };
         let parent = self.walk(path, parents)?;
         match &self.node(parent).kind {
             Kind::Dir { .. } => Ok(Slot { parent, name }),
-            Kind::File(_) => Err(FsError::NotADirectory { path: path.into() }),
-            Kind::Symlink(_) => Err(FsError::InvalidPath {
-                path: path.into(),
-                reason: CROSSES_SYMLINK,
-            }),
+            Kind::File(_) => Err(FsError::not_a_directory(path)),
+            Kind::Symlink(_) => Err(FsError::invalid_path(path, CROSSES_SYMLINK)),
         }
     }
 
@@ -327,11 +321,8 @@ impl State {
     fn file_data(&self, path: &Path, ino: Ino) -> FsResult<&Arc<Vec<u8>>> {
         match &self.node(ino).kind {
             Kind::File(data) => Ok(data),
-            Kind::Dir { .. } => Err(FsError::IsADirectory { path: path.into() }),
-            Kind::Symlink(_) => Err(FsError::InvalidPath {
-                path: path.into(),
-                reason: CROSSES_SYMLINK,
-            }),
+            Kind::Dir { .. } => Err(FsError::is_a_directory(path)),
+            Kind::Symlink(_) => Err(FsError::invalid_path(path, CROSSES_SYMLINK)),
         }
     }
 
@@ -502,7 +493,7 @@ impl State {
         let slot = self.slot(path, "open")?;
         let ino = match self.child(&slot) {
             Some(_) if flags.create_new => {
-                return Err(FsError::AlreadyExists { path: path.into() });
+                return Err(FsError::already_exists(path));
             }
             Some(ino) => {
                 self.file_data(path, ino)?;
@@ -512,7 +503,7 @@ impl State {
                 ino
             }
             None if flags.create || flags.create_new => self.file_for_write(path, now)?,
-            None => return Err(FsError::NotFound { path: path.into() }),
+            None => return Err(FsError::not_found(path)),
         };
         self.node_mut(ino).open += 1;
         let id = self.next_handle;
@@ -531,9 +522,7 @@ impl State {
     fn handle(&self, handle: Handle) -> FsResult<&OpenFile> {
         self.handles
             .get(&handle.0)
-            .ok_or_else(|| FsError::NotFound {
-                path: PathBuf::from(format!("<handle {}>", handle.0)),
-            })
+            .ok_or_else(|| FsError::not_found(PathBuf::from(format!("<handle {}>", handle.0))))
     }
 }
 
@@ -606,7 +595,7 @@ impl FsRead for MemoryBackend {
     fn exists(&self, path: &Path) -> FsResult<bool> {
         self.read_state(|s| match s.lookup(path) {
             Ok(_) => Ok(true),
-            Err(FsError::NotFound { .. } | FsError::NotADirectory { .. }) => Ok(false),
+            Err(e) if e.is_absent() => Ok(false),
             Err(e) => Err(e),
         })
     }
@@ -642,10 +631,8 @@ pub(crate) fn span_of(path: &Path, offset: u64, len: usize) -> FsResult<(usize, 
     usize::try_from(offset)
         .ok()
         .and_then(|start| Some((start, start.checked_add(len)?)))
-        .ok_or_else(|| FsError::FileSizeExceeded {
-            path: path.into(),
-            size: offset.saturating_add(len as u64),
-            limit: usize::MAX as u64,
+        .ok_or_else(|| {
+            FsError::file_size_exceeded(path, offset.saturating_add(len as u64), usize::MAX as u64)
         })
 }
 
@@ -711,10 +698,12 @@ pub(crate) fn room_for(path: &Path, from: usize, to: usize) -> FsResult<()> {
     if to <= from.saturating_add(UNCHECKED) {
         return Ok(());
     }
-    let full = || FsError::Io {
-        path: path.into(),
-        op: "grow the file in memory",
-        source: std::io::Error::from_raw_os_error(libc::ENOSPC),
+    let full = || {
+        FsError::io(
+            path,
+            "grow the file in memory",
+            std::io::Error::from_raw_os_error(libc::ENOSPC),
+        )
     };
     if memory_available().is_some_and(|available| (to - from) as u64 > available) {
         return Err(full());
@@ -769,11 +758,9 @@ impl FsWrite for MemoryBackend {
     fn remove_file(&self, path: &Path) -> FsResult<()> {
         self.write_state(|s, now| {
             let slot = s.slot(path, "remove")?;
-            let ino = s
-                .child(&slot)
-                .ok_or_else(|| FsError::NotFound { path: path.into() })?;
+            let ino = s.child(&slot).ok_or_else(|| FsError::not_found(path))?;
             if s.node(ino).kind.is_dir() {
-                return Err(FsError::IsADirectory { path: path.into() });
+                return Err(FsError::is_a_directory(path));
             }
             s.unlink(slot.parent, slot.name, now);
             Ok(())
@@ -783,16 +770,14 @@ impl FsWrite for MemoryBackend {
     fn rename(&self, from: &Path, to: &Path) -> FsResult<()> {
         self.write_state(|s, now| {
             let src = s.slot(from, "rename")?;
-            let ino = s
-                .child(&src)
-                .ok_or_else(|| FsError::NotFound { path: from.into() })?;
+            let ino = s.child(&src).ok_or_else(|| FsError::not_found(from))?;
             let dst = s.slot(to, "rename")?;
             let src_is_dir = s.node(ino).kind.is_dir();
             if src_is_dir && s.is_within(dst.parent, ino) {
-                return Err(FsError::InvalidPath {
-                    path: to.into(),
-                    reason: "a directory cannot move into itself",
-                });
+                return Err(FsError::invalid_path(
+                    to,
+                    "a directory cannot move into itself",
+                ));
             }
             if let Some(existing) = s.child(&dst) {
                 if existing == ino {
@@ -803,13 +788,13 @@ impl FsWrite for MemoryBackend {
                 match (&s.node(existing).kind, src_is_dir) {
                     (Kind::Dir { entries, .. }, true) => {
                         if !entries.is_empty() {
-                            return Err(FsError::DirectoryNotEmpty { path: to.into() });
+                            return Err(FsError::directory_not_empty(to));
                         }
                     }
                     (Kind::Dir { .. }, false) => {
-                        return Err(FsError::IsADirectory { path: to.into() });
+                        return Err(FsError::is_a_directory(to));
                     }
-                    (_, true) => return Err(FsError::NotADirectory { path: to.into() }),
+                    (_, true) => return Err(FsError::not_a_directory(to)),
                     (_, false) => {}
                 }
                 s.unlink(dst.parent, dst.name, now);
@@ -839,11 +824,8 @@ impl FsWrite for MemoryBackend {
     }
 
     fn truncate(&self, path: &Path, size: u64) -> FsResult<()> {
-        let size = usize::try_from(size).map_err(|_| FsError::FileSizeExceeded {
-            path: path.into(),
-            size,
-            limit: usize::MAX as u64,
-        })?;
+        let size = usize::try_from(size)
+            .map_err(|_| FsError::file_size_exceeded(path, size, usize::MAX as u64))?;
         self.write_state(|s, now| {
             let ino = s.lookup(path)?;
             room_for(path, s.file_data(path, ino)?.len(), size)?;
@@ -863,7 +845,7 @@ impl FsDir for MemoryBackend {
             let ino = s.lookup(path)?;
             let entries = s
                 .entries(ino)
-                .ok_or_else(|| FsError::NotADirectory { path: path.into() })?;
+                .ok_or_else(|| FsError::not_a_directory(path))?;
             Ok(entries
                 .iter()
                 .map(|(name, &child)| DirEntry {
@@ -881,7 +863,7 @@ impl FsDir for MemoryBackend {
         self.write_state(|s, now| {
             let slot = s.slot(path, "create")?;
             if s.child(&slot).is_some() {
-                return Err(FsError::AlreadyExists { path: path.into() });
+                return Err(FsError::already_exists(path));
             }
             s.new_dir(&slot, now);
             Ok(())
@@ -898,15 +880,12 @@ impl FsDir for MemoryBackend {
                     Some(ino) => match &s.node(ino).kind {
                         Kind::Dir { .. } => ino,
                         Kind::Symlink(_) => {
-                            return Err(FsError::InvalidPath {
-                                path: path.into(),
-                                reason: CROSSES_SYMLINK,
-                            });
+                            return Err(FsError::invalid_path(path, CROSSES_SYMLINK));
                         }
                         Kind::File(_) if i + 1 == names.len() => {
-                            return Err(FsError::AlreadyExists { path: path.into() });
+                            return Err(FsError::already_exists(path));
                         }
-                        Kind::File(_) => return Err(FsError::NotADirectory { path: path.into() }),
+                        Kind::File(_) => return Err(FsError::not_a_directory(path)),
                     },
                     None => s.new_dir(&Slot { parent: dir, name }, now),
                 };
@@ -918,12 +897,10 @@ impl FsDir for MemoryBackend {
     fn remove_dir(&self, path: &Path) -> FsResult<()> {
         self.write_state(|s, now| {
             let slot = s.slot(path, "remove")?;
-            let ino = s
-                .child(&slot)
-                .ok_or_else(|| FsError::NotFound { path: path.into() })?;
+            let ino = s.child(&slot).ok_or_else(|| FsError::not_found(path))?;
             match s.entries(ino) {
-                None => Err(FsError::NotADirectory { path: path.into() }),
-                Some(e) if !e.is_empty() => Err(FsError::DirectoryNotEmpty { path: path.into() }),
+                None => Err(FsError::not_a_directory(path)),
+                Some(e) if !e.is_empty() => Err(FsError::directory_not_empty(path)),
                 Some(_) => {
                     s.unlink(slot.parent, slot.name, now);
                     Ok(())
@@ -935,11 +912,9 @@ impl FsDir for MemoryBackend {
     fn remove_dir_all(&self, path: &Path) -> FsResult<()> {
         self.write_state(|s, now| {
             let slot = s.slot(path, "remove")?;
-            let ino = s
-                .child(&slot)
-                .ok_or_else(|| FsError::NotFound { path: path.into() })?;
+            let ino = s.child(&slot).ok_or_else(|| FsError::not_found(path))?;
             match &s.node(ino).kind {
-                Kind::File(_) => return Err(FsError::NotADirectory { path: path.into() }),
+                Kind::File(_) => return Err(FsError::not_a_directory(path)),
                 Kind::Symlink(_) => {
                     s.unlink(slot.parent, slot.name, now);
                     return Ok(());
@@ -980,7 +955,7 @@ impl FsLink for MemoryBackend {
         self.write_state(|s, now| {
             let slot = s.slot(link, "create")?;
             if s.child(&slot).is_some() {
-                return Err(FsError::AlreadyExists { path: link.into() });
+                return Err(FsError::already_exists(link));
             }
             let node = Node::new(
                 Kind::Symlink(target.to_path_buf()),
@@ -998,18 +973,16 @@ impl FsLink for MemoryBackend {
     fn hard_link(&self, original: &Path, link: &Path) -> FsResult<()> {
         self.write_state(|s, now| {
             let src = s.slot(original, "link")?;
-            let ino = s.child(&src).ok_or_else(|| FsError::NotFound {
-                path: original.into(),
-            })?;
+            let ino = s.child(&src).ok_or_else(|| FsError::not_found(original))?;
             if s.node(ino).kind.is_dir() {
-                return Err(FsError::PermissionDenied {
-                    path: original.into(),
-                    op: "hard_link a directory",
-                });
+                return Err(FsError::permission_denied(
+                    original,
+                    "hard_link a directory",
+                ));
             }
             let slot = s.slot(link, "create")?;
             if s.child(&slot).is_some() {
-                return Err(FsError::AlreadyExists { path: link.into() });
+                return Err(FsError::already_exists(link));
             }
             s.link(slot.parent, slot.name, ino, now);
             Ok(())
@@ -1021,10 +994,7 @@ impl FsLink for MemoryBackend {
             let ino = s.lookup(path)?;
             match &s.node(ino).kind {
                 Kind::Symlink(target) => Ok(target.clone()),
-                _ => Err(FsError::InvalidPath {
-                    path: path.into(),
-                    reason: "not a symbolic link",
-                }),
+                _ => Err(FsError::invalid_path(path, "not a symbolic link")),
             }
         })
     }
@@ -1130,15 +1100,14 @@ impl FsInode for MemoryBackend {
                 .get(&parent)
                 .ok_or_else(|| FsError::inode_not_found(parent))?;
             let Kind::Dir { entries, .. } = &dir.kind else {
-                return Err(FsError::NotADirectory {
-                    path: s.path_of(parent)?,
-                });
+                return Err(FsError::not_a_directory(s.path_of(parent)?));
             };
-            entries.get(name).copied().ok_or_else(|| FsError::NotFound {
-                path: s
-                    .path_of(parent)
-                    .map(|p| path::join(&p, name))
-                    .unwrap_or_else(|_| PathBuf::from(name)),
+            entries.get(name).copied().ok_or_else(|| {
+                FsError::not_found(
+                    s.path_of(parent)
+                        .map(|p| path::join(&p, name))
+                        .unwrap_or_else(|_| PathBuf::from(name)),
+                )
             })
         })
     }
@@ -1162,10 +1131,10 @@ impl FsHandles for MemoryBackend {
         let data = self.read_state(|s| {
             let open = s.handle(handle)?;
             if !open.flags.read {
-                return Err(FsError::PermissionDenied {
-                    path: open.path.clone(),
-                    op: "read from a handle not opened for reading",
-                });
+                return Err(FsError::permission_denied(
+                    open.path.clone(),
+                    "read from a handle not opened for reading",
+                ));
             }
             s.file_data(&open.path, open.ino).cloned()
         })?;
@@ -1181,25 +1150,23 @@ impl FsHandles for MemoryBackend {
         self.write_state(|s, now| {
             let open = s.handle(handle)?.clone();
             if !(open.flags.write || open.flags.append || open.flags.create_new) {
-                return Err(FsError::PermissionDenied {
-                    path: open.path,
-                    op: "write to a handle not opened for writing",
-                });
+                return Err(FsError::permission_denied(
+                    open.path,
+                    "write to a handle not opened for writing",
+                ));
             }
-            let start = usize::try_from(offset).map_err(|_| FsError::FileSizeExceeded {
-                path: open.path.clone(),
-                size: offset,
-                limit: usize::MAX as u64,
+            let start = usize::try_from(offset).map_err(|_| {
+                FsError::file_size_exceeded(open.path.clone(), offset, usize::MAX as u64)
             })?;
             let len = s.file_data(&open.path, open.ino)?.len();
             let at = if open.flags.append { len } else { start };
             let end = at
                 .checked_add(data.len())
-                .ok_or(FsError::FileSizeExceeded {
-                    path: open.path.clone(),
-                    size: offset.saturating_add(data.len() as u64),
-                    limit: usize::MAX as u64,
-                })?;
+                .ok_or(FsError::file_size_exceeded(
+                    open.path.clone(),
+                    offset.saturating_add(data.len() as u64),
+                    usize::MAX as u64,
+                ))?;
             room_for(&open.path, len, end)?;
             s.edit_content(open.ino, now, |buf| splice_into(buf, at, end, data));
             Ok(data.len())
@@ -1208,12 +1175,9 @@ impl FsHandles for MemoryBackend {
 
     fn close(&self, handle: Handle) -> FsResult<()> {
         self.write_state(|s, _| {
-            let open = s
-                .handles
-                .remove(&handle.0)
-                .ok_or_else(|| FsError::NotFound {
-                    path: PathBuf::from(format!("<handle {}>", handle.0)),
-                })?;
+            let open = s.handles.remove(&handle.0).ok_or_else(|| {
+                FsError::not_found(PathBuf::from(format!("<handle {}>", handle.0)))
+            })?;
             let node = s.node_mut(open.ino);
             node.open -= 1;
             if node.open == 0 && node.links.is_empty() && open.ino != ROOT {

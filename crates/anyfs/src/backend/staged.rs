@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use zeroize::Zeroizing;
 
-use crate::error::{FsError, FsResult};
+use crate::error::{FsError, FsErrorKind, FsResult};
 use crate::traits::{FileWriter, FsRead, FsWrite};
 
 /// Gathers a streamed write and stores it whole with `write` on commit
@@ -35,15 +35,15 @@ impl<B: FsRead + FsWrite> WholeFileWriter<B> {
 /// path is a file, or missing in an existing directory.
 fn writable<B: FsRead>(backend: &B, path: &Path) -> FsResult<()> {
     match backend.metadata(path) {
-        Ok(meta) if meta.is_dir() => Err(FsError::IsADirectory { path: path.into() }),
+        Ok(meta) if meta.is_dir() => Err(FsError::is_a_directory(path)),
         Ok(_) => Ok(()),
-        Err(FsError::NotFound { .. }) => {
+        Err(e) if e.kind() == FsErrorKind::NotFound => {
             let Some((parent, _)) = crate::path::split_parent(path) else {
-                return Err(FsError::IsADirectory { path: path.into() });
+                return Err(FsError::is_a_directory(path));
             };
             match backend.metadata(&parent) {
                 Ok(meta) if meta.is_dir() => Ok(()),
-                Ok(_) => Err(FsError::NotADirectory { path: path.into() }),
+                Ok(_) => Err(FsError::not_a_directory(path)),
                 Err(e) => Err(e.with_path(path)),
             }
         }
@@ -56,11 +56,11 @@ impl<B: FsWrite + Send> Write for WholeFileWriter<B> {
         crate::backend::room_for(&self.path, self.data.len(), self.data.len() + buf.len())?;
         // Never let a growing buffer abort the process.
         self.data.try_reserve(buf.len()).map_err(|_| {
-            io::Error::from(FsError::Io {
-                path: self.path.clone(),
-                op: "open_write",
-                source: io::Error::from_raw_os_error(libc::ENOSPC),
-            })
+            io::Error::from(FsError::io(
+                self.path.clone(),
+                "open_write",
+                io::Error::from_raw_os_error(libc::ENOSPC),
+            ))
         })?;
         self.data.extend_from_slice(buf);
         Ok(buf.len())

@@ -75,7 +75,7 @@ impl StdFsBackend {
         Ok(out)
     }
 
-    fn run<T>(
+    fn on_host<T>(
         &self,
         path: &Path,
         op: &'static str,
@@ -85,7 +85,7 @@ impl StdFsBackend {
         f(host).map_err(|e| host::error(e, path, op))
     }
 
-    fn run2(
+    fn on_host_pair(
         &self,
         from: &Path,
         to: &Path,
@@ -135,7 +135,7 @@ impl StdFsBackend {
         if matches!(op, "append" | "open_write") {
             Self::not_root(path)?;
         }
-        self.run(path, op, |host| {
+        self.on_host(path, op, |host| {
             let file = opts.open(host)?;
             if file.metadata()?.is_dir() {
                 return Err(io::Error::from_raw_os_error(libc::EISDIR));
@@ -147,7 +147,7 @@ impl StdFsBackend {
 
 impl FsRead for StdFsBackend {
     fn read(&self, path: &Path) -> FsResult<Vec<u8>> {
-        self.run(path, "read", fs::read)
+        self.on_host(path, "read", fs::read)
     }
 
     fn read_range(&self, path: &Path, offset: u64, len: usize) -> FsResult<Vec<u8>> {
@@ -156,7 +156,7 @@ impl FsRead for StdFsBackend {
     }
 
     fn metadata(&self, path: &Path) -> FsResult<Metadata> {
-        self.run(path, "metadata", |p| {
+        self.on_host(path, "metadata", |p| {
             fs::symlink_metadata(&p).map(|m| host::metadata(&m))
         })
     }
@@ -199,14 +199,14 @@ impl FsWrite for StdFsBackend {
 
     fn remove_file(&self, path: &Path) -> FsResult<()> {
         Self::not_root(path)?;
-        self.run(path, "remove_file", fs::remove_file)
+        self.on_host(path, "remove_file", fs::remove_file)
     }
 
     fn rename(&self, from: &Path, to: &Path) -> FsResult<()> {
         Self::not_root(from)?;
         self.metadata(from)?;
         Self::not_root(to)?;
-        self.run2(from, to, "rename", |a, b| {
+        self.on_host_pair(from, to, "rename", |a, b| {
             fs::rename(a, b).map_err(|e| {
                 // The kernel says ENOTEMPTY for a file moved onto a directory
                 // that holds it; it is a file over a directory all the same.
@@ -257,7 +257,7 @@ impl FsWrite for StdFsBackend {
 impl FsDir for StdFsBackend {
     fn read_dir(&self, path: &Path) -> FsResult<ReadDir> {
         let dir = path.to_path_buf();
-        let entries = self.run(path, "read_dir", fs::read_dir)?;
+        let entries = self.on_host(path, "read_dir", fs::read_dir)?;
         let list = entries
             .filter(|entry| {
                 !entry
@@ -290,21 +290,21 @@ impl FsDir for StdFsBackend {
 
     fn create_dir(&self, path: &Path) -> FsResult<()> {
         Self::not_root(path)?;
-        self.run(path, "create_dir", fs::create_dir)
+        self.on_host(path, "create_dir", fs::create_dir)
     }
 
     fn create_dir_all(&self, path: &Path) -> FsResult<()> {
-        self.run(path, "create_dir_all", fs::create_dir_all)
+        self.on_host(path, "create_dir_all", fs::create_dir_all)
     }
 
     fn remove_dir(&self, path: &Path) -> FsResult<()> {
         Self::not_root(path)?;
-        self.run(path, "remove_dir", fs::remove_dir)
+        self.on_host(path, "remove_dir", fs::remove_dir)
     }
 
     fn remove_dir_all(&self, path: &Path) -> FsResult<()> {
         Self::not_root(path)?;
-        self.run(path, "remove_dir_all", |p| {
+        self.on_host(path, "remove_dir_all", |p| {
             let kind = fs::symlink_metadata(&p)?.file_type();
             if kind.is_dir() {
                 fs::remove_dir_all(p)
@@ -321,23 +321,23 @@ impl FsDir for StdFsBackend {
 impl FsLink for StdFsBackend {
     fn symlink(&self, target: &Path, link: &Path) -> FsResult<()> {
         Self::not_root(link)?;
-        self.run(link, "symlink", |p| std::os::unix::fs::symlink(target, p))
+        self.on_host(link, "symlink", |p| std::os::unix::fs::symlink(target, p))
     }
 
     fn hard_link(&self, original: &Path, link: &Path) -> FsResult<()> {
         Self::not_root(original)?;
         if self.metadata(original)?.is_dir() {
-            return Err(FsError::PermissionDenied {
-                path: original.into(),
-                op: "hard_link to a directory",
-            });
+            return Err(FsError::permission_denied(
+                original,
+                "hard_link to a directory",
+            ));
         }
         Self::not_root(link)?;
-        self.run2(original, link, "hard_link", |a, b| fs::hard_link(a, b))
+        self.on_host_pair(original, link, "hard_link", |a, b| fs::hard_link(a, b))
     }
 
     fn read_link(&self, path: &Path) -> FsResult<PathBuf> {
-        self.run(path, "read_link", fs::read_link)
+        self.on_host(path, "read_link", fs::read_link)
     }
 
     fn symlink_metadata(&self, path: &Path) -> FsResult<Metadata> {
@@ -347,7 +347,7 @@ impl FsLink for StdFsBackend {
 
 impl FsPermissions for StdFsBackend {
     fn set_permissions(&self, path: &Path, perm: Permissions) -> FsResult<()> {
-        self.run(path, "set_permissions", |p| {
+        self.on_host(path, "set_permissions", |p| {
             fs::set_permissions(p, fs::Permissions::from_mode(perm.mode()))
         })
     }
@@ -358,7 +358,7 @@ impl FsPermissions for StdFsBackend {
         accessed: Option<SystemTime>,
         modified: Option<SystemTime>,
     ) -> FsResult<()> {
-        self.run(path, "set_times", |p| {
+        self.on_host(path, "set_times", |p| {
             rustix::fs::utimensat(
                 rustix::fs::CWD,
                 &p,
@@ -370,7 +370,7 @@ impl FsPermissions for StdFsBackend {
     }
 
     fn set_owner(&self, path: &Path, uid: Option<u32>, gid: Option<u32>) -> FsResult<()> {
-        self.run(path, "set_owner", |p| {
+        self.on_host(path, "set_owner", |p| {
             std::os::unix::fs::lchown(p, uid, gid)
         })
     }
@@ -383,7 +383,7 @@ impl FsSync for StdFsBackend {
     }
 
     fn fsync(&self, path: &Path) -> FsResult<()> {
-        self.run(path, "fsync", |p| File::open(p)?.sync_all())
+        self.on_host(path, "fsync", |p| File::open(p)?.sync_all())
     }
 }
 

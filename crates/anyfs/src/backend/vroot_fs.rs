@@ -13,7 +13,7 @@ use rustix::fs::{self as rfs, AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 
 use super::host;
-use crate::error::{FsError, FsResult};
+use crate::error::{FsError, FsErrorKind, FsResult};
 use crate::path::{self, PathWalker, Step};
 use crate::traits::{
     FsDir, FsLink, FsPermissions, FsRead, FsReader, FsStats, FsSync, FsWrite, FsWriter,
@@ -294,13 +294,10 @@ impl VRootFsBackend {
         let file = File::from(fd);
         let kind = file.metadata().map_err(fail)?.file_type();
         if kind.is_dir() {
-            return Err(FsError::IsADirectory { path: path.into() });
+            return Err(FsError::is_a_directory(path));
         }
         if !kind.is_file() {
-            return Err(FsError::AccessDenied {
-                path: path.into(),
-                reason: host::SPECIAL_FILE.into(),
-            });
+            return Err(FsError::access_denied(path, host::SPECIAL_FILE));
         }
         Ok(file)
     }
@@ -660,13 +657,14 @@ impl FsDir for VRootFsBackend {
             prefix.push(b'/');
             prefix.extend_from_slice(name.as_bytes());
             match self.create_dir(Path::new(OsStr::from_bytes(&prefix))) {
-                Ok(()) | Err(FsError::AlreadyExists { .. }) => {}
+                Ok(()) => {}
+                Err(e) if e.kind() == FsErrorKind::AlreadyExists => {}
                 Err(e) => return Err(e.with_path(path)),
             }
         }
         match self.metadata(path) {
             Ok(m) if m.is_dir() => Ok(()),
-            Ok(_) => Err(FsError::AlreadyExists { path: path.into() }),
+            Ok(_) => Err(FsError::already_exists(path)),
             Err(e) => Err(e),
         }
     }
@@ -703,10 +701,10 @@ impl FsLink for VRootFsBackend {
             return Err(host::root_error(original));
         }
         if self.metadata(original)?.is_dir() {
-            return Err(FsError::PermissionDenied {
-                path: original.into(),
-                op: "hard_link to a directory",
-            });
+            return Err(FsError::permission_denied(
+                original,
+                "hard_link to a directory",
+            ));
         }
         self.in_parents(original, link, "hard_link", |d1, n1, d2, n2| {
             rfs::linkat(d1, n1, d2, n2, AtFlags::empty())
@@ -733,16 +731,13 @@ impl FsPermissions for VRootFsBackend {
         match kind {
             rfs::FileType::RegularFile | rfs::FileType::Directory => {}
             rfs::FileType::Symlink => {
-                return Err(FsError::NotSupported {
-                    path: path.into(),
-                    op: "set_permissions on a symbolic link",
-                });
+                return Err(FsError::not_supported(
+                    path,
+                    "set_permissions on a symbolic link",
+                ));
             }
             _ => {
-                return Err(FsError::AccessDenied {
-                    path: path.into(),
-                    reason: host::SPECIAL_FILE.into(),
-                });
+                return Err(FsError::access_denied(path, host::SPECIAL_FILE));
             }
         }
         let mode = Mode::from_raw_mode(perm.mode());

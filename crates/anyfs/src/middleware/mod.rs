@@ -1,6 +1,7 @@
 //! Middleware: layers that wrap a backend and are backends themselves.
 //!
 //! ```
+//! use anyfs::prelude::*;
 //! use anyfs::{FileStorage, MemoryBackend, PathFilterLayer, QuotaLayer, RateLimitLayer, TracingLayer};
 //!
 //! let sandbox = MemoryBackend::new()
@@ -49,6 +50,7 @@
 //! folder holding a denied `secrets` folder removes nothing.
 //!
 //! ```
+//! use anyfs::prelude::*;
 //! use anyfs::{FileStorage, FsErrorKind, MemoryBackend, PathFilterLayer};
 //!
 //! let backend = MemoryBackend::new();
@@ -87,7 +89,8 @@ pub use restrictions::{Restrictions, RestrictionsBuilder, RestrictionsLayer};
 pub use sealed::{FileEncryption, FileEncryptionLayer, IntegrityLayer, IntegrityVerified};
 pub use tracing::{AuditRecord, AuditSink, MemoryAuditSink, Tracing, TracingLayer};
 
-use std::collections::HashMap;
+pub use crate::traits::Middleware;
+
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -95,7 +98,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::Mutex;
 
-use crate::error::{FsError, FsResult};
+use crate::error::{FsError, FsErrorKind, FsResult};
+use crate::handles::HandleTable;
 use crate::layer::Layer;
 use crate::path;
 use crate::traits::{
@@ -341,7 +345,10 @@ pub trait Policy: Send + Sync + 'static {
 pub struct Guarded<B, P> {
     inner: B,
     policy: Arc<P>,
-    handles: Mutex<HashMap<Handle, PathBuf>>,
+    /// The path of each handle opened through this guard, shared by its
+    /// clones (a handle opened through one is judged by its path through
+    /// any other).
+    handles: Arc<Mutex<HandleTable<PathBuf>>>,
 }
 
 impl<B: Clone, P> Clone for Guarded<B, P> {
@@ -349,7 +356,7 @@ impl<B: Clone, P> Clone for Guarded<B, P> {
         Self {
             inner: self.inner.clone(),
             policy: self.policy.clone(),
-            handles: Mutex::new(self.handles.lock().clone()),
+            handles: self.handles.clone(),
         }
     }
 }
@@ -369,7 +376,7 @@ impl<B, P: Policy> Guarded<B, P> {
         Self {
             inner,
             policy: Arc::new(policy),
-            handles: Mutex::new(HashMap::new()),
+            handles: Arc::default(),
         }
     }
     /// The policy.
@@ -384,13 +391,10 @@ impl<B, P: Policy> Guarded<B, P> {
     pub fn into_inner(self) -> B {
         self.inner
     }
-    /// Wraps this middleware in another layer.
-    pub fn layer<L: Layer<Self>>(self, layer: L) -> L::Backend {
-        layer.layer(self)
-    }
 
-    /// Checks, runs, and reports one request.
-    fn run<T>(
+    /// One request, judged by the policy: checked, run if allowed, and
+    /// reported to the policy when it observes.
+    fn judged<T>(
         &self,
         request: Request<'_>,
         bytes: impl FnOnce(&T) -> u64,
@@ -412,7 +416,16 @@ impl<B, P: Policy> Guarded<B, P> {
     }
 
     fn handle_path(&self, handle: Handle) -> Option<PathBuf> {
-        self.handles.lock().get(&handle).cloned()
+        self.handles.lock().get(handle).cloned()
+    }
+}
+
+/// Every policy is a layer: wrapping a backend guards it with (a copy of)
+/// the policy.
+impl<B, P: Policy + Clone> Layer<B> for P {
+    type Backend = Guarded<B, P>;
+    fn layer(&self, inner: B) -> Guarded<B, P> {
+        Guarded::with_policy(inner, self.clone())
     }
 }
 
@@ -441,11 +454,10 @@ impl<B: FsDir, P: Policy> Guarded<B, P> {
                 // Not a directory (or not there): nothing below to judge;
                 // the operation itself says what is wrong.
                 // (A host backend answers `InvalidPath` for a symlink.)
-                Err(
-                    FsError::NotADirectory { .. }
-                    | FsError::NotFound { .. }
-                    | FsError::InvalidPath { .. },
-                ) if rel.as_os_str().is_empty() => {
+                Err(e)
+                    if rel.as_os_str().is_empty()
+                        && (e.is_absent() || e.kind() == FsErrorKind::InvalidPath) =>
+                {
                     return Ok(());
                 }
                 Err(e) => return Err(e.with_path(from)),
@@ -471,14 +483,14 @@ impl<B: FsDir, P: Policy> Guarded<B, P> {
     }
 }
 
-fn none<T>(_: &T) -> u64 {
+fn no_bytes<T>(_: &T) -> u64 {
     0
 }
 
 impl<B: FsRead, P: Policy> FsRead for Guarded<B, P> {
     fn read(&self, path: &Path) -> FsResult<Vec<u8>> {
         let path = &path::resolved_normal_form(path)?;
-        self.run(
+        self.judged(
             Request::new(Operation::Read, path),
             |d: &Vec<u8>| d.len() as u64,
             |b| b.read(path),
@@ -486,7 +498,7 @@ impl<B: FsRead, P: Policy> FsRead for Guarded<B, P> {
     }
     fn read_to_string(&self, path: &Path) -> FsResult<String> {
         let path = &path::resolved_normal_form(path)?;
-        self.run(
+        self.judged(
             Request::new(Operation::Read, path),
             |s: &String| s.len() as u64,
             |b| b.read_to_string(path),
@@ -494,7 +506,7 @@ impl<B: FsRead, P: Policy> FsRead for Guarded<B, P> {
     }
     fn read_range(&self, path: &Path, offset: u64, len: usize) -> FsResult<Vec<u8>> {
         let path = &path::resolved_normal_form(path)?;
-        self.run(
+        self.judged(
             Request::new(Operation::ReadRange, path),
             |d: &Vec<u8>| d.len() as u64,
             |b| b.read_range(path, offset, len),
@@ -502,19 +514,19 @@ impl<B: FsRead, P: Policy> FsRead for Guarded<B, P> {
     }
     fn exists(&self, path: &Path) -> FsResult<bool> {
         let path = &path::resolved_normal_form(path)?;
-        self.run(Request::new(Operation::Exists, path), none, |b| {
+        self.judged(Request::new(Operation::Exists, path), no_bytes, |b| {
             b.exists(path)
         })
     }
     fn metadata(&self, path: &Path) -> FsResult<Metadata> {
         let path = &path::resolved_normal_form(path)?;
-        self.run(Request::new(Operation::Metadata, path), none, |b| {
+        self.judged(Request::new(Operation::Metadata, path), no_bytes, |b| {
             b.metadata(path)
         })
     }
     fn open_read(&self, path: &Path) -> FsResult<FsReader> {
         let path = &path::resolved_normal_form(path)?;
-        self.run(Request::new(Operation::OpenRead, path), none, |b| {
+        self.judged(Request::new(Operation::OpenRead, path), no_bytes, |b| {
             b.open_read(path)
         })
     }
@@ -548,7 +560,8 @@ impl<B: FsRead, P: Policy> FsRead for Guarded<B, P> {
         // not an operation: the one that follows is). It is not timed: no
         // operation ran, and a clock read per resolution would cost every
         // operation.
-        if let Err(error @ FsError::AccessDenied { .. }) = &result
+        if let Err(error) = &result
+            && error.kind() == FsErrorKind::AccessDenied
             && self.policy.observes()
         {
             let outcome = Outcome {
@@ -566,7 +579,7 @@ impl<B: FsRead, P: Policy> FsRead for Guarded<B, P> {
 impl<B: FsWrite + FsDir, P: Policy> FsWrite for Guarded<B, P> {
     fn write(&self, path: &Path, data: &[u8]) -> FsResult<()> {
         let path = &path::resolved_normal_form(path)?;
-        self.run(
+        self.judged(
             Request::new(Operation::Write, path),
             |_| data.len() as u64,
             |b| b.write(path, data),
@@ -574,7 +587,7 @@ impl<B: FsWrite + FsDir, P: Policy> FsWrite for Guarded<B, P> {
     }
     fn append(&self, path: &Path, data: &[u8]) -> FsResult<()> {
         let path = &path::resolved_normal_form(path)?;
-        self.run(
+        self.judged(
             Request::new(Operation::Append, path),
             |_| data.len() as u64,
             |b| b.append(path, data),
@@ -583,7 +596,7 @@ impl<B: FsWrite + FsDir, P: Policy> FsWrite for Guarded<B, P> {
     fn write_ranges(&self, path: &Path, ranges: &[(u64, &[u8])]) -> FsResult<()> {
         let path = &path::resolved_normal_form(path)?;
         let bytes: u64 = ranges.iter().map(|(_, data)| data.len() as u64).sum();
-        self.run(
+        self.judged(
             Request::new(Operation::WriteRange, path),
             |_| bytes,
             |b| b.write_ranges(path, ranges),
@@ -591,16 +604,16 @@ impl<B: FsWrite + FsDir, P: Policy> FsWrite for Guarded<B, P> {
     }
     fn remove_file(&self, path: &Path) -> FsResult<()> {
         let path = &path::resolved_normal_form(path)?;
-        self.run(Request::new(Operation::RemoveFile, path), none, |b| {
+        self.judged(Request::new(Operation::RemoveFile, path), no_bytes, |b| {
             b.remove_file(path)
         })
     }
     fn rename(&self, from: &Path, to: &Path) -> FsResult<()> {
         let from = &path::resolved_normal_form(from)?;
         let to = &path::resolved_normal_form(to)?;
-        self.run(
+        self.judged(
             Request::new(Operation::Rename, from).with_to(to),
-            none,
+            no_bytes,
             |b| {
                 self.check_below(Operation::Rename, from, Some(to))?;
                 b.rename(from, to)
@@ -610,20 +623,24 @@ impl<B: FsWrite + FsDir, P: Policy> FsWrite for Guarded<B, P> {
     fn copy(&self, from: &Path, to: &Path) -> FsResult<()> {
         let from = &path::resolved_normal_form(from)?;
         let to = &path::resolved_normal_form(to)?;
-        self.run(Request::new(Operation::Copy, from).with_to(to), none, |b| {
-            self.check_below(Operation::Copy, from, Some(to))?;
-            b.copy(from, to)
-        })
+        self.judged(
+            Request::new(Operation::Copy, from).with_to(to),
+            no_bytes,
+            |b| {
+                self.check_below(Operation::Copy, from, Some(to))?;
+                b.copy(from, to)
+            },
+        )
     }
     fn truncate(&self, path: &Path, size: u64) -> FsResult<()> {
         let path = &path::resolved_normal_form(path)?;
-        self.run(Request::new(Operation::Truncate, path), none, |b| {
+        self.judged(Request::new(Operation::Truncate, path), no_bytes, |b| {
             b.truncate(path, size)
         })
     }
     fn open_write(&self, path: &Path) -> FsResult<FsWriter> {
         let path = &path::resolved_normal_form(path)?;
-        self.run(Request::new(Operation::OpenWrite, path), none, |b| {
+        self.judged(Request::new(Operation::OpenWrite, path), no_bytes, |b| {
             b.open_write(path)
         })
     }
@@ -632,7 +649,7 @@ impl<B: FsWrite + FsDir, P: Policy> FsWrite for Guarded<B, P> {
 impl<B: FsDir, P: Policy> FsDir for Guarded<B, P> {
     fn read_dir(&self, path: &Path) -> FsResult<ReadDir> {
         let path = &path::resolved_normal_form(path)?;
-        let listing = self.run(Request::new(Operation::ReadDir, path), none, |b| {
+        let listing = self.judged(Request::new(Operation::ReadDir, path), no_bytes, |b| {
             b.read_dir(path)
         })?;
         let policy = self.policy.clone();
@@ -643,25 +660,25 @@ impl<B: FsDir, P: Policy> FsDir for Guarded<B, P> {
     }
     fn create_dir(&self, path: &Path) -> FsResult<()> {
         let path = &path::resolved_normal_form(path)?;
-        self.run(Request::new(Operation::CreateDir, path), none, |b| {
+        self.judged(Request::new(Operation::CreateDir, path), no_bytes, |b| {
             b.create_dir(path)
         })
     }
     fn create_dir_all(&self, path: &Path) -> FsResult<()> {
         let path = &path::resolved_normal_form(path)?;
-        self.run(Request::new(Operation::CreateDirAll, path), none, |b| {
+        self.judged(Request::new(Operation::CreateDirAll, path), no_bytes, |b| {
             b.create_dir_all(path)
         })
     }
     fn remove_dir(&self, path: &Path) -> FsResult<()> {
         let path = &path::resolved_normal_form(path)?;
-        self.run(Request::new(Operation::RemoveDir, path), none, |b| {
+        self.judged(Request::new(Operation::RemoveDir, path), no_bytes, |b| {
             b.remove_dir(path)
         })
     }
     fn remove_dir_all(&self, path: &Path) -> FsResult<()> {
         let path = &path::resolved_normal_form(path)?;
-        self.run(Request::new(Operation::RemoveDirAll, path), none, |b| {
+        self.judged(Request::new(Operation::RemoveDirAll, path), no_bytes, |b| {
             self.check_below(Operation::RemoveDirAll, path, None)?;
             b.remove_dir_all(path)
         })
@@ -675,37 +692,41 @@ impl<B: FsLink, P: Policy> FsLink for Guarded<B, P> {
             link_target: Some(target),
             ..Request::new(Operation::Symlink, link)
         };
-        self.run(request, none, |b| b.symlink(target, link))
+        self.judged(request, no_bytes, |b| b.symlink(target, link))
     }
     fn hard_link(&self, original: &Path, link: &Path) -> FsResult<()> {
         let original = &path::resolved_normal_form(original)?;
         let link = &path::resolved_normal_form(link)?;
-        self.run(
+        self.judged(
             Request::new(Operation::HardLink, original).with_to(link),
-            none,
+            no_bytes,
             |b| b.hard_link(original, link),
         )
     }
     fn read_link(&self, path: &Path) -> FsResult<PathBuf> {
         let path = &path::resolved_normal_form(path)?;
-        self.run(Request::new(Operation::ReadLink, path), none, |b| {
+        self.judged(Request::new(Operation::ReadLink, path), no_bytes, |b| {
             b.read_link(path)
         })
     }
     fn symlink_metadata(&self, path: &Path) -> FsResult<Metadata> {
         let path = &path::resolved_normal_form(path)?;
-        self.run(Request::new(Operation::SymlinkMetadata, path), none, |b| {
-            b.symlink_metadata(path)
-        })
+        self.judged(
+            Request::new(Operation::SymlinkMetadata, path),
+            no_bytes,
+            |b| b.symlink_metadata(path),
+        )
     }
 }
 
 impl<B: FsPermissions, P: Policy> FsPermissions for Guarded<B, P> {
     fn set_permissions(&self, path: &Path, perm: Permissions) -> FsResult<()> {
         let path = &path::resolved_normal_form(path)?;
-        self.run(Request::new(Operation::SetPermissions, path), none, |b| {
-            b.set_permissions(path, perm)
-        })
+        self.judged(
+            Request::new(Operation::SetPermissions, path),
+            no_bytes,
+            |b| b.set_permissions(path, perm),
+        )
     }
     fn set_times(
         &self,
@@ -714,13 +735,13 @@ impl<B: FsPermissions, P: Policy> FsPermissions for Guarded<B, P> {
         modified: Option<SystemTime>,
     ) -> FsResult<()> {
         let path = &path::resolved_normal_form(path)?;
-        self.run(Request::new(Operation::SetTimes, path), none, |b| {
+        self.judged(Request::new(Operation::SetTimes, path), no_bytes, |b| {
             b.set_times(path, accessed, modified)
         })
     }
     fn set_owner(&self, path: &Path, uid: Option<u32>, gid: Option<u32>) -> FsResult<()> {
         let path = &path::resolved_normal_form(path)?;
-        self.run(Request::new(Operation::SetOwner, path), none, |b| {
+        self.judged(Request::new(Operation::SetOwner, path), no_bytes, |b| {
             b.set_owner(path, uid, gid)
         })
     }
@@ -728,11 +749,11 @@ impl<B: FsPermissions, P: Policy> FsPermissions for Guarded<B, P> {
 
 impl<B: FsSync, P: Policy> FsSync for Guarded<B, P> {
     fn sync(&self) -> FsResult<()> {
-        self.run(Request::store(Operation::Sync), none, |b| b.sync())
+        self.judged(Request::store(Operation::Sync), no_bytes, |b| b.sync())
     }
     fn fsync(&self, path: &Path) -> FsResult<()> {
         let path = &path::resolved_normal_form(path)?;
-        self.run(Request::new(Operation::Fsync, path), none, |b| {
+        self.judged(Request::new(Operation::Fsync, path), no_bytes, |b| {
             b.fsync(path)
         })
     }
@@ -740,43 +761,47 @@ impl<B: FsSync, P: Policy> FsSync for Guarded<B, P> {
 
 impl<B: FsStats, P: Policy> FsStats for Guarded<B, P> {
     fn statfs(&self) -> FsResult<StatFs> {
-        self.run(Request::store(Operation::Statfs), none, |b| b.statfs())
+        self.judged(Request::store(Operation::Statfs), no_bytes, |b| b.statfs())
     }
 }
 
 impl<B: FsInode, P: Policy> FsInode for Guarded<B, P> {
     fn path_to_inode(&self, path: &Path) -> FsResult<u64> {
         let path = &path::resolved_normal_form(path)?;
-        self.run(Request::new(Operation::PathToInode, path), none, |b| {
+        self.judged(Request::new(Operation::PathToInode, path), no_bytes, |b| {
             b.path_to_inode(path)
         })
     }
     fn inode_to_path(&self, inode: u64) -> FsResult<PathBuf> {
         // The answer is a path; it is judged like any other.
         let path = self.inner.inode_to_path(inode)?;
-        self.run(Request::new(Operation::InodeToPath, &path), none, |_| {
-            Ok(path.clone())
-        })
+        self.judged(
+            Request::new(Operation::InodeToPath, &path),
+            no_bytes,
+            |_| Ok(path.clone()),
+        )
     }
     fn lookup(&self, parent: u64, name: &OsStr) -> FsResult<u64> {
         path::validate_name(name)?;
         let path = path::join(&self.inner.inode_to_path(parent)?, name);
-        self.run(Request::new(Operation::Lookup, &path), none, |b| {
+        self.judged(Request::new(Operation::Lookup, &path), no_bytes, |b| {
             b.lookup(parent, name)
         })
     }
     fn metadata_by_inode(&self, inode: u64) -> FsResult<Metadata> {
         let path = self.inner.inode_to_path(inode)?;
-        self.run(Request::new(Operation::MetadataByInode, &path), none, |b| {
-            b.metadata_by_inode(inode)
-        })
+        self.judged(
+            Request::new(Operation::MetadataByInode, &path),
+            no_bytes,
+            |b| b.metadata_by_inode(inode),
+        )
     }
 }
 
 impl<B: FsHandles, P: Policy> FsHandles for Guarded<B, P> {
     fn open(&self, path: &Path, flags: OpenFlags) -> FsResult<Handle> {
         let path = &path::resolved_normal_form(path)?;
-        let handle = self.run(Request::new(Operation::Open(flags), path), none, |b| {
+        let handle = self.judged(Request::new(Operation::Open(flags), path), no_bytes, |b| {
             b.open(path, flags)
         })?;
         self.handles.lock().insert(handle, path.to_path_buf());
@@ -788,7 +813,7 @@ impl<B: FsHandles, P: Policy> FsHandles for Guarded<B, P> {
             path: path.as_deref(),
             ..Request::store(Operation::ReadAt)
         };
-        self.run(
+        self.judged(
             request,
             |n: &usize| *n as u64,
             |b| b.read_at(handle, buf, offset),
@@ -800,7 +825,7 @@ impl<B: FsHandles, P: Policy> FsHandles for Guarded<B, P> {
             path: path.as_deref(),
             ..Request::store(Operation::WriteAt)
         };
-        self.run(
+        self.judged(
             request,
             |n: &usize| *n as u64,
             |b| b.write_at(handle, data, offset),
@@ -808,7 +833,7 @@ impl<B: FsHandles, P: Policy> FsHandles for Guarded<B, P> {
     }
     fn close(&self, handle: Handle) -> FsResult<()> {
         // Closing is never refused: a refused close would leak the handle.
-        let path = self.handles.lock().remove(&handle);
+        let path = self.handles.lock().remove(handle);
         let start = Instant::now();
         let result = self.inner.close(handle);
         if self.policy.observes() {

@@ -12,6 +12,7 @@ use crate::middleware::{Guarded, Policy, Request};
 /// Allows only paths that match an `allow` glob and no `deny` glob.
 ///
 /// ```
+/// use anyfs::prelude::*;
 /// use anyfs::{FileStorage, FsErrorKind, MemoryBackend, PathFilterLayer};
 ///
 /// let fs = FileStorage::new(
@@ -120,11 +121,6 @@ impl PathFilterLayer {
     /// A builder with no rules (which denies everything).
     pub fn builder() -> PathFilterBuilder {
         PathFilterBuilder::default()
-    }
-
-    /// Wraps `backend`.
-    pub fn layer<B>(self, backend: B) -> PathFilter<B> {
-        Guarded::with_policy(backend, self)
     }
 
     /// Whether `path` (normalized and absolute) is allowed.
@@ -426,25 +422,18 @@ fn expand(pattern: &str) -> Result<Vec<String>, PathFilterError> {
     Ok(globs)
 }
 
-impl<B> Layer<B> for PathFilterLayer {
-    type Backend = PathFilter<B>;
-    fn layer(self, backend: B) -> PathFilter<B> {
-        Guarded::with_policy(backend, self)
-    }
-}
-
 /// So that `.layer(PathFilterLayer::builder()…build())` reads as in the
 /// design examples: an invalid rule set becomes a filter that refuses every
 /// path, each time naming the bad rule. Use `build()?` to hear about it at
 /// once instead.
 impl<B> Layer<B> for Result<PathFilterLayer, PathFilterError> {
     type Backend = PathFilter<B>;
-    fn layer(self, backend: B) -> PathFilter<B> {
+    fn layer(&self, backend: B) -> PathFilter<B> {
         let empty = RuleSet {
             shapes: Vec::new(),
             globs: GlobSet::empty(),
         };
-        let policy = self.unwrap_or_else(|err| PathFilterLayer {
+        let policy = self.clone().unwrap_or_else(|err| PathFilterLayer {
             deny: empty.clone(),
             allow: empty,
             reach: GlobSet::empty(),
@@ -459,10 +448,8 @@ impl<B> Layer<B> for Result<PathFilterLayer, PathFilterError> {
 impl Policy for PathFilterLayer {
     fn check(&self, request: &Request<'_>) -> FsResult<()> {
         for path in request.paths() {
-            self.decide(path).map_err(|reason| FsError::AccessDenied {
-                path: path.to_path_buf(),
-                reason,
-            })?;
+            self.decide(path)
+                .map_err(|reason| FsError::access_denied(path.to_path_buf(), reason))?;
         }
         Ok(())
     }
@@ -484,10 +471,8 @@ impl Policy for PathFilterLayer {
     /// symlink whose target goes through one) is refused whether or not
     /// the directory exists: nothing about it shows.
     fn traverse(&self, path: &Path) -> FsResult<()> {
-        self.passable(path).map_err(|reason| FsError::AccessDenied {
-            path: path.to_path_buf(),
-            reason,
-        })
+        self.passable(path)
+            .map_err(|reason| FsError::access_denied(path.to_path_buf(), reason))
     }
 }
 

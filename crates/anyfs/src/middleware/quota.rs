@@ -8,15 +8,17 @@ use std::sync::Arc;
 use parking_lot::{Mutex, MutexGuard};
 
 use crate::error::{FsError, FsResult};
+use crate::handles::HandleTable;
 use crate::layer::Layer;
 use crate::path;
 use crate::traits::{FileWriter, FsDir, FsHandles, FsLink, FsRead, FsStats, FsWrite, FsWriter};
-use crate::types::{FileType, Handle, Metadata, OpenFlags, ReadDir, StatFs};
+use crate::types::{FileType, Handle, Metadata, OpenFlags, StatFs};
 
 /// Limits what a backend may hold: total bytes, bytes per file, number of
 /// nodes, entries per directory, and path depth.
 ///
 /// ```
+/// use anyfs::prelude::*;
 /// use anyfs::{FileStorage, FsErrorKind, MemoryBackend, QuotaLayer};
 ///
 /// let backend = QuotaLayer::builder()
@@ -117,18 +119,6 @@ impl QuotaLayer {
     pub fn builder() -> QuotaBuilder {
         QuotaBuilder::default()
     }
-    /// Wraps `backend`, measuring what it holds.
-    pub fn layer<B: FsRead + FsDir>(self, backend: B) -> Quota<B> {
-        let usage = measure(&backend);
-        Quota {
-            inner: Arc::new(backend),
-            state: Arc::new(QuotaState {
-                usage: Mutex::new(usage),
-                handles: Mutex::new(HashMap::new()),
-            }),
-            limits: self.limits,
-        }
-    }
 }
 
 impl QuotaBuilder {
@@ -167,8 +157,17 @@ impl QuotaBuilder {
 
 impl<B: FsRead + FsDir> Layer<B> for QuotaLayer {
     type Backend = Quota<B>;
-    fn layer(self, backend: B) -> Quota<B> {
-        QuotaLayer::layer(self, backend)
+    /// Wraps `backend`, measuring what it holds.
+    fn layer(&self, backend: B) -> Quota<B> {
+        let usage = measure(&backend);
+        Quota {
+            inner: Arc::new(backend),
+            state: Arc::new(QuotaState {
+                usage: Mutex::new(usage),
+                handles: Mutex::new(HandleTable::new()),
+            }),
+            limits: self.limits,
+        }
     }
 }
 
@@ -178,7 +177,7 @@ struct QuotaState {
     usage: Mutex<Result<QuotaUsage, String>>,
     /// Open handles: their path, the size charged for the file, and whether
     /// they append.
-    handles: Mutex<HashMap<Handle, (PathBuf, u64, bool)>>,
+    handles: Mutex<HandleTable<(PathBuf, u64, bool)>>,
 }
 
 /// Counts what a backend holds.
@@ -225,11 +224,9 @@ struct Charge<'a> {
 
 impl Charge<'_> {
     fn usage(&self) -> FsResult<QuotaUsage> {
-        self.usage.clone().map_err(|message| FsError::Backend {
-            path: "/".into(),
-            op: "quota",
-            message,
-        })
+        self.usage
+            .clone()
+            .map_err(|message| FsError::backend("/", "quota", message))
     }
 
     /// Checks that adding `add` and removing `sub` bytes, and adding
@@ -240,34 +237,30 @@ impl Charge<'_> {
             && add > sub
             && usage.total_size.saturating_add(add - sub) > limit
         {
-            return Err(FsError::QuotaExceeded {
-                path: path.into(),
+            return Err(FsError::quota_exceeded(
+                path,
                 limit,
-                requested: add - sub,
-                usage: usage.total_size,
-            });
+                add - sub,
+                usage.total_size,
+            ));
         }
         if let Some(limit) = self.limits.max_node_count
             && nodes > 0
             && usage.node_count.saturating_add(nodes) > limit
         {
-            return Err(FsError::QuotaExceeded {
-                path: path.into(),
+            return Err(FsError::quota_exceeded(
+                path,
                 limit,
-                requested: nodes,
-                usage: usage.node_count,
-            });
+                nodes,
+                usage.node_count,
+            ));
         }
         Ok(())
     }
 
     fn file_size(&self, path: &Path, size: u64) -> FsResult<()> {
         match self.limits.max_file_size {
-            Some(limit) if size > limit => Err(FsError::FileSizeExceeded {
-                path: path.into(),
-                size,
-                limit,
-            }),
+            Some(limit) if size > limit => Err(FsError::file_size_exceeded(path, size, limit)),
             _ => Ok(()),
         }
     }
@@ -310,6 +303,7 @@ impl<B> Quota<B> {
     /// ceiling on what the store may hold while they write.
     ///
     /// ```
+    /// use anyfs::prelude::*;
     /// use anyfs::{FileStorage, FsErrorKind, MemoryBackend, QuotaLayer};
     /// use anyfs::middleware::QuotaLimits;
     ///
@@ -329,11 +323,6 @@ impl<B> Quota<B> {
             limits,
         }
     }
-    /// Wraps this middleware in another layer.
-    pub fn layer<L: Layer<Self>>(self, layer: L) -> L::Backend {
-        layer.layer(self)
-    }
-
     fn lock(&self) -> Charge<'_> {
         Charge {
             usage: self.state.usage.lock(),
@@ -345,9 +334,9 @@ impl<B> Quota<B> {
 impl<B: FsRead + FsDir> Quota<B> {
     /// Metadata of what is at `path`, or `None` if nothing is (yet).
     fn existing(&self, path: &Path) -> FsResult<Option<Metadata>> {
-        match self.inner.metadata(path) {
+        match self.inner().metadata(path) {
             Ok(meta) => Ok(Some(meta)),
-            Err(FsError::NotFound { .. } | FsError::NotADirectory { .. }) => Ok(None),
+            Err(e) if e.is_absent() => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -359,29 +348,24 @@ impl<B: FsRead + FsDir> Quota<B> {
         if let Some(limit) = limits.max_path_depth {
             let d = depth(path) + extra_depth;
             if d > limit {
-                return Err(FsError::QuotaExceeded {
-                    path: path.into(),
+                return Err(FsError::quota_exceeded(
+                    path,
                     limit,
-                    requested: d,
-                    usage: depth(path).saturating_sub(1),
-                });
+                    d,
+                    depth(path).saturating_sub(1),
+                ));
             }
         }
         if let Some(limit) = limits.max_dir_entries
             && let Some((parent, _)) = path::split_parent(path)
         {
-            let entries = match self.inner.read_dir(&parent) {
+            let entries = match self.inner().read_dir(&parent) {
                 Ok(listing) => listing.count() as u64,
                 // A missing parent: the operation itself will say so.
                 Err(_) => 0,
             };
             if entries >= limit {
-                return Err(FsError::QuotaExceeded {
-                    path: path.into(),
-                    limit,
-                    requested: 1,
-                    usage: entries,
-                });
+                return Err(FsError::quota_exceeded(path, limit, 1, entries));
             }
         }
         Ok(())
@@ -397,15 +381,15 @@ impl<B: FsRead + FsDir> Quota<B> {
         let base = depth(dir);
         let mut stack = vec![dir.to_path_buf()];
         while let Some(d) = stack.pop() {
-            for entry in self.inner.read_dir(&d)? {
+            for entry in self.inner().read_dir(&d)? {
                 let entry = entry?;
                 nodes += 1;
                 deepest = deepest.max(depth(&entry.path) - base);
                 match entry.file_type {
                     FileType::Directory => stack.push(entry.path),
-                    FileType::Symlink => bytes += self.inner.metadata(&entry.path)?.len,
+                    FileType::Symlink => bytes += self.inner().metadata(&entry.path)?.len,
                     FileType::File => {
-                        let meta = self.inner.metadata(&entry.path)?;
+                        let meta = self.inner().metadata(&entry.path)?;
                         let seen = files.entry(meta.inode).or_insert((meta.nlink, meta.len, 0));
                         seen.2 += 1;
                     }
@@ -450,14 +434,30 @@ impl<B: FsRead + FsDir> Quota<B> {
     }
 }
 
-crate::delegate_fs!(Quota<B>, inner; FsRead, FsPermissions, FsSync, FsInode);
+/// What a quota changes: every operation that adds or frees bytes or names
+/// is measured and charged; reads and everything else are forwarded.
+// The trait is named, not imported: its methods share their names with
+// the traits', and `self.inner` (an `Arc`) is a middleware too.
+impl<B: FsRead + FsDir + 'static> crate::middleware::Middleware for Quota<B> {
+    type Inner = B;
 
-impl<B: FsRead + FsWrite + FsDir + 'static> FsWrite for Quota<B> {
-    fn write(&self, path: &Path, data: &[u8]) -> FsResult<()> {
+    fn inner(&self) -> &B {
+        &self.inner
+    }
+
+    // Contents.
+
+    fn write(&self, path: &Path, data: &[u8]) -> FsResult<()>
+    where
+        B: FsWrite,
+    {
         self.replace_content(path, |_, _| Ok(data.len() as u64), |b| b.write(path, data))
     }
 
-    fn append(&self, path: &Path, data: &[u8]) -> FsResult<()> {
+    fn append(&self, path: &Path, data: &[u8]) -> FsResult<()>
+    where
+        B: FsWrite,
+    {
         self.replace_content(
             path,
             |_, old| {
@@ -468,13 +468,16 @@ impl<B: FsRead + FsWrite + FsDir + 'static> FsWrite for Quota<B> {
         )
     }
 
-    fn write_ranges(&self, path: &Path, ranges: &[(u64, &[u8])]) -> FsResult<()> {
+    fn write_ranges(&self, path: &Path, ranges: &[(u64, &[u8])]) -> FsResult<()>
+    where
+        B: FsWrite,
+    {
         let mut charge = self.lock();
         charge.usage()?;
         let old_len = match self.existing(path)? {
             Some(m) if m.is_file() => m.len,
             // Nothing to grow: the backend refuses as it would.
-            _ => return self.inner.write_ranges(path, ranges),
+            _ => return self.inner().write_ranges(path, ranges),
         };
         let end = ranges
             .iter()
@@ -482,33 +485,39 @@ impl<B: FsRead + FsWrite + FsDir + 'static> FsWrite for Quota<B> {
             .map(|(offset, data)| offset.saturating_add(data.len() as u64))
             .max();
         let Some(end) = end else {
-            return self.inner.write_ranges(path, ranges);
+            return self.inner().write_ranges(path, ranges);
         };
         let len = old_len.max(end);
         charge.file_size(path, len)?;
         charge.check(path, len, old_len, 0)?;
-        self.inner.write_ranges(path, ranges)?;
+        self.inner().write_ranges(path, ranges)?;
         charge.apply(len, old_len, 0, 0);
         Ok(())
     }
 
-    fn remove_file(&self, path: &Path) -> FsResult<()> {
+    fn remove_file(&self, path: &Path) -> FsResult<()>
+    where
+        B: FsWrite,
+    {
         let mut charge = self.lock();
         charge.usage()?;
         let freed = match self.existing(path)? {
             Some(m) if m.is_symlink() || m.nlink <= 1 => bytes_of(&m),
             _ => 0,
         };
-        self.inner.remove_file(path)?;
+        self.inner().remove_file(path)?;
         charge.apply(0, freed, 0, 1);
         Ok(())
     }
 
-    fn rename(&self, from: &Path, to: &Path) -> FsResult<()> {
+    fn rename(&self, from: &Path, to: &Path) -> FsResult<()>
+    where
+        B: FsWrite,
+    {
         let mut charge = self.lock();
         charge.usage()?;
         let Some(src) = self.existing(from)? else {
-            return self.inner.rename(from, to);
+            return self.inner().rename(from, to);
         };
         let dst = self.existing(to)?;
         let same_node = dst.as_ref().is_some_and(|d| d.inode == src.inode);
@@ -535,16 +544,19 @@ impl<B: FsRead + FsWrite + FsDir + 'static> FsWrite for Quota<B> {
             }
             _ => (0, 0),
         };
-        self.inner.rename(from, to)?;
+        self.inner().rename(from, to)?;
         charge.apply(0, freed, 0, names_freed);
         Ok(())
     }
 
-    fn copy(&self, from: &Path, to: &Path) -> FsResult<()> {
+    fn copy(&self, from: &Path, to: &Path) -> FsResult<()>
+    where
+        B: FsWrite,
+    {
         self.replace_content(
             to,
             |quota, dst| {
-                let src = quota.inner.metadata(from)?;
+                let src = quota.inner().metadata(from)?;
                 // Copying a file onto another name of itself changes nothing.
                 Ok(match dst {
                     Some(d) if d.inode == src.inode => d.len,
@@ -555,21 +567,27 @@ impl<B: FsRead + FsWrite + FsDir + 'static> FsWrite for Quota<B> {
         )
     }
 
-    fn truncate(&self, path: &Path, size: u64) -> FsResult<()> {
+    fn truncate(&self, path: &Path, size: u64) -> FsResult<()>
+    where
+        B: FsWrite,
+    {
         let mut charge = self.lock();
         charge.usage()?;
         let old_len = match self.existing(path)? {
             Some(m) if m.is_file() => m.len,
-            _ => return self.inner.truncate(path, size),
+            _ => return self.inner().truncate(path, size),
         };
         charge.file_size(path, size)?;
         charge.check(path, size, old_len, 0)?;
-        self.inner.truncate(path, size)?;
+        self.inner().truncate(path, size)?;
         charge.apply(size, old_len, 0, 0);
         Ok(())
     }
 
-    fn open_write(&self, path: &Path) -> FsResult<FsWriter> {
+    fn open_write(&self, path: &Path) -> FsResult<FsWriter>
+    where
+        B: FsWrite,
+    {
         let charge = self.lock();
         charge.usage()?;
         let old = self.existing(path)?;
@@ -581,7 +599,7 @@ impl<B: FsRead + FsWrite + FsDir + 'static> FsWrite for Quota<B> {
             self.check_new_name(path, 0)?;
             charge.check(path, 0, 0, 1)?;
         }
-        let writer = self.inner.open_write(path)?;
+        let writer = self.inner().open_write(path)?;
         Ok(Box::new(QuotaWriter {
             inner: Some(writer),
             backend: self.inner.clone(),
@@ -592,6 +610,205 @@ impl<B: FsRead + FsWrite + FsDir + 'static> FsWrite for Quota<B> {
             charged: 0,
             old_len,
         }))
+    }
+
+    // Names.
+
+    fn create_dir(&self, path: &Path) -> FsResult<()> {
+        let mut charge = self.lock();
+        charge.usage()?;
+        if self.existing(path)?.is_none() {
+            self.check_new_name(path, 0)?;
+            charge.check(path, 0, 0, 1)?;
+        }
+        self.inner().create_dir(path)?;
+        charge.apply(0, 0, 1, 0);
+        Ok(())
+    }
+
+    fn create_dir_all(&self, path: &Path) -> FsResult<()> {
+        let mut charge = self.lock();
+        charge.usage()?;
+        let names = path::resolved_components(path)?;
+        // The deepest ancestor that exists; everything below it is new.
+        let mut existing = names.len();
+        while existing > 0 {
+            let prefix = PathBuf::from(format!(
+                "/{}",
+                names[..existing]
+                    .iter()
+                    .map(|n| n.to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join("/")
+            ));
+            if self.existing(&prefix)?.is_some() {
+                break;
+            }
+            existing -= 1;
+        }
+        let missing = (names.len() - existing) as u64;
+        if missing > 0 {
+            let mut first_new = PathBuf::from("/");
+            for name in &names[..=existing] {
+                first_new.push(name);
+            }
+            self.check_new_name(&first_new, missing - 1)?;
+            charge.check(path, 0, 0, missing)?;
+        }
+        self.inner().create_dir_all(path)?;
+        charge.apply(0, 0, missing, 0);
+        Ok(())
+    }
+
+    fn remove_dir(&self, path: &Path) -> FsResult<()> {
+        let mut charge = self.lock();
+        charge.usage()?;
+        self.inner().remove_dir(path)?;
+        charge.apply(0, 0, 0, 1);
+        Ok(())
+    }
+
+    fn remove_dir_all(&self, path: &Path) -> FsResult<()> {
+        let mut charge = self.lock();
+        charge.usage()?;
+        let (nodes, bytes) = match self.existing(path)? {
+            Some(m) if m.is_dir() => {
+                let (nodes, bytes, _) = self.subtree(path)?;
+                (nodes, bytes)
+            }
+            Some(m) if m.is_symlink() => (1, m.len),
+            _ => return self.inner().remove_dir_all(path),
+        };
+        self.inner().remove_dir_all(path)?;
+        charge.apply(0, bytes, 0, nodes);
+        Ok(())
+    }
+
+    // Links.
+
+    fn symlink(&self, target: &Path, link: &Path) -> FsResult<()>
+    where
+        B: FsLink,
+    {
+        let mut charge = self.lock();
+        charge.usage()?;
+        let len = target.as_os_str().len() as u64;
+        if self.existing(link)?.is_none() {
+            self.check_new_name(link, 0)?;
+            charge.check(link, len, 0, 1)?;
+        }
+        self.inner().symlink(target, link)?;
+        charge.apply(len, 0, 1, 0);
+        Ok(())
+    }
+
+    fn hard_link(&self, original: &Path, link: &Path) -> FsResult<()>
+    where
+        B: FsLink,
+    {
+        let mut charge = self.lock();
+        charge.usage()?;
+        if self.existing(link)?.is_none() {
+            self.check_new_name(link, 0)?;
+            charge.check(link, 0, 0, 1)?;
+        }
+        self.inner().hard_link(original, link)?;
+        charge.apply(0, 0, 1, 0);
+        Ok(())
+    }
+
+    // Capacity.
+
+    /// The backend's figures, capped by the quota's limits.
+    fn statfs(&self) -> FsResult<StatFs>
+    where
+        B: FsStats,
+    {
+        let mut stats = self.inner().statfs()?;
+        let usage = self.usage();
+        let limits = self.limits;
+        if let Some(limit) = limits.max_total_size {
+            stats.total_bytes = stats.total_bytes.min(limit);
+            stats.used_bytes = usage.total_size;
+            stats.available_bytes = stats
+                .available_bytes
+                .min(limit.saturating_sub(usage.total_size));
+        }
+        if let Some(limit) = limits.max_node_count {
+            stats.total_inodes = stats.total_inodes.min(limit);
+            stats.used_inodes = usage.node_count;
+            stats.available_inodes = stats
+                .available_inodes
+                .min(limit.saturating_sub(usage.node_count));
+        }
+        Ok(stats)
+    }
+
+    // Open files.
+
+    fn open(&self, path: &Path, flags: OpenFlags) -> FsResult<Handle>
+    where
+        B: FsHandles,
+    {
+        if !flags.mutates() {
+            return self.inner().open(path, flags);
+        }
+        let mut charge = self.lock();
+        charge.usage()?;
+        let old = self.existing(path)?;
+        let old_len = match &old {
+            Some(m) if m.is_file() => m.len,
+            _ => 0,
+        };
+        let creates = old.is_none() && (flags.create || flags.create_new);
+        if creates {
+            self.check_new_name(path, 0)?;
+            charge.check(path, 0, 0, 1)?;
+        }
+        let handle = self.inner().open(path, flags)?;
+        let freed = if flags.truncate { old_len } else { 0 };
+        charge.apply(0, freed, u64::from(creates), 0);
+        self.state
+            .handles
+            .lock()
+            .insert(handle, (path.to_path_buf(), old_len - freed, flags.append));
+        Ok(handle)
+    }
+
+    fn write_at(&self, handle: Handle, data: &[u8], offset: u64) -> FsResult<usize>
+    where
+        B: FsHandles,
+    {
+        let Some((path, tracked, append)) = self.state.handles.lock().get(handle).cloned() else {
+            // Not opened for writing through this layer: let the backend refuse.
+            return self.inner().write_at(handle, data, offset);
+        };
+        let mut charge = self.lock();
+        charge.usage()?;
+        // Prefer the file's current size (another handle may have changed it).
+        let current = match self.existing(&path) {
+            Ok(Some(m)) if m.is_file() => m.len,
+            _ => tracked,
+        };
+        let at = if append { current } else { offset };
+        let new_len = current.max(at.saturating_add(data.len() as u64));
+        charge.file_size(&path, new_len)?;
+        charge.check(&path, new_len, current, 0)?;
+        let n = self.inner().write_at(handle, data, offset)?;
+        let written_end = current.max(at.saturating_add(n as u64));
+        charge.apply(written_end, current, 0, 0);
+        if let Some(entry) = self.state.handles.lock().get_mut(handle) {
+            entry.1 = written_end;
+        }
+        Ok(n)
+    }
+
+    fn close(&self, handle: Handle) -> FsResult<()>
+    where
+        B: FsHandles,
+    {
+        self.state.handles.lock().remove(handle);
+        self.inner().close(handle)
     }
 }
 
@@ -657,7 +874,7 @@ impl<B: FsRead + FsDir + Send + Sync> FileWriter for QuotaWriter<B> {
         let (replaced, new_name) = match self.backend.metadata(&self.path) {
             Ok(meta) if meta.is_file() => (meta.len, false),
             Ok(_) => (0, false),
-            Err(FsError::NotFound { .. } | FsError::NotADirectory { .. }) => (0, true),
+            Err(e) if e.is_absent() => (0, true),
             Err(e) => return Err(e),
         };
         // From what was charged to what the commit adds: `written` in,
@@ -680,202 +897,5 @@ impl<B> Drop for QuotaWriter<B> {
             let charged = self.charged;
             self.charge().apply(0, charged, 0, 0);
         }
-    }
-}
-
-impl<B: FsRead + FsDir> FsDir for Quota<B> {
-    fn read_dir(&self, path: &Path) -> FsResult<ReadDir> {
-        self.inner.read_dir(path)
-    }
-
-    fn create_dir(&self, path: &Path) -> FsResult<()> {
-        let mut charge = self.lock();
-        charge.usage()?;
-        if self.existing(path)?.is_none() {
-            self.check_new_name(path, 0)?;
-            charge.check(path, 0, 0, 1)?;
-        }
-        self.inner.create_dir(path)?;
-        charge.apply(0, 0, 1, 0);
-        Ok(())
-    }
-
-    fn create_dir_all(&self, path: &Path) -> FsResult<()> {
-        let mut charge = self.lock();
-        charge.usage()?;
-        let names = path::resolved_components(path)?;
-        // The deepest ancestor that exists; everything below it is new.
-        let mut existing = names.len();
-        while existing > 0 {
-            let prefix = PathBuf::from(format!(
-                "/{}",
-                names[..existing]
-                    .iter()
-                    .map(|n| n.to_string_lossy())
-                    .collect::<Vec<_>>()
-                    .join("/")
-            ));
-            if self.existing(&prefix)?.is_some() {
-                break;
-            }
-            existing -= 1;
-        }
-        let missing = (names.len() - existing) as u64;
-        if missing > 0 {
-            let mut first_new = PathBuf::from("/");
-            for name in &names[..=existing] {
-                first_new.push(name);
-            }
-            self.check_new_name(&first_new, missing - 1)?;
-            charge.check(path, 0, 0, missing)?;
-        }
-        self.inner.create_dir_all(path)?;
-        charge.apply(0, 0, missing, 0);
-        Ok(())
-    }
-
-    fn remove_dir(&self, path: &Path) -> FsResult<()> {
-        let mut charge = self.lock();
-        charge.usage()?;
-        self.inner.remove_dir(path)?;
-        charge.apply(0, 0, 0, 1);
-        Ok(())
-    }
-
-    fn remove_dir_all(&self, path: &Path) -> FsResult<()> {
-        let mut charge = self.lock();
-        charge.usage()?;
-        let (nodes, bytes) = match self.existing(path)? {
-            Some(m) if m.is_dir() => {
-                let (nodes, bytes, _) = self.subtree(path)?;
-                (nodes, bytes)
-            }
-            Some(m) if m.is_symlink() => (1, m.len),
-            _ => return self.inner.remove_dir_all(path),
-        };
-        self.inner.remove_dir_all(path)?;
-        charge.apply(0, bytes, 0, nodes);
-        Ok(())
-    }
-}
-
-impl<B: FsRead + FsDir + FsLink> FsLink for Quota<B> {
-    fn symlink(&self, target: &Path, link: &Path) -> FsResult<()> {
-        let mut charge = self.lock();
-        charge.usage()?;
-        let len = target.as_os_str().len() as u64;
-        if self.existing(link)?.is_none() {
-            self.check_new_name(link, 0)?;
-            charge.check(link, len, 0, 1)?;
-        }
-        self.inner.symlink(target, link)?;
-        charge.apply(len, 0, 1, 0);
-        Ok(())
-    }
-
-    fn hard_link(&self, original: &Path, link: &Path) -> FsResult<()> {
-        let mut charge = self.lock();
-        charge.usage()?;
-        if self.existing(link)?.is_none() {
-            self.check_new_name(link, 0)?;
-            charge.check(link, 0, 0, 1)?;
-        }
-        self.inner.hard_link(original, link)?;
-        charge.apply(0, 0, 1, 0);
-        Ok(())
-    }
-
-    fn read_link(&self, path: &Path) -> FsResult<PathBuf> {
-        self.inner.read_link(path)
-    }
-
-    fn symlink_metadata(&self, path: &Path) -> FsResult<Metadata> {
-        self.inner.symlink_metadata(path)
-    }
-}
-
-impl<B: FsStats> FsStats for Quota<B> {
-    /// The backend's figures, capped by the quota's limits.
-    fn statfs(&self) -> FsResult<StatFs> {
-        let mut stats = self.inner.statfs()?;
-        let usage = self.usage();
-        let limits = self.limits;
-        if let Some(limit) = limits.max_total_size {
-            stats.total_bytes = stats.total_bytes.min(limit);
-            stats.used_bytes = usage.total_size;
-            stats.available_bytes = stats
-                .available_bytes
-                .min(limit.saturating_sub(usage.total_size));
-        }
-        if let Some(limit) = limits.max_node_count {
-            stats.total_inodes = stats.total_inodes.min(limit);
-            stats.used_inodes = usage.node_count;
-            stats.available_inodes = stats
-                .available_inodes
-                .min(limit.saturating_sub(usage.node_count));
-        }
-        Ok(stats)
-    }
-}
-
-impl<B: FsRead + FsDir + FsHandles> FsHandles for Quota<B> {
-    fn open(&self, path: &Path, flags: OpenFlags) -> FsResult<Handle> {
-        if !flags.mutates() {
-            return self.inner.open(path, flags);
-        }
-        let mut charge = self.lock();
-        charge.usage()?;
-        let old = self.existing(path)?;
-        let old_len = match &old {
-            Some(m) if m.is_file() => m.len,
-            _ => 0,
-        };
-        let creates = old.is_none() && (flags.create || flags.create_new);
-        if creates {
-            self.check_new_name(path, 0)?;
-            charge.check(path, 0, 0, 1)?;
-        }
-        let handle = self.inner.open(path, flags)?;
-        let freed = if flags.truncate { old_len } else { 0 };
-        charge.apply(0, freed, u64::from(creates), 0);
-        self.state
-            .handles
-            .lock()
-            .insert(handle, (path.to_path_buf(), old_len - freed, flags.append));
-        Ok(handle)
-    }
-
-    fn read_at(&self, handle: Handle, buf: &mut [u8], offset: u64) -> FsResult<usize> {
-        self.inner.read_at(handle, buf, offset)
-    }
-
-    fn write_at(&self, handle: Handle, data: &[u8], offset: u64) -> FsResult<usize> {
-        let Some((path, tracked, append)) = self.state.handles.lock().get(&handle).cloned() else {
-            // Not opened for writing through this layer: let the backend refuse.
-            return self.inner.write_at(handle, data, offset);
-        };
-        let mut charge = self.lock();
-        charge.usage()?;
-        // Prefer the file's current size (another handle may have changed it).
-        let current = match self.existing(&path) {
-            Ok(Some(m)) if m.is_file() => m.len,
-            _ => tracked,
-        };
-        let at = if append { current } else { offset };
-        let new_len = current.max(at.saturating_add(data.len() as u64));
-        charge.file_size(&path, new_len)?;
-        charge.check(&path, new_len, current, 0)?;
-        let n = self.inner.write_at(handle, data, offset)?;
-        let written_end = current.max(at.saturating_add(n as u64));
-        charge.apply(written_end, current, 0, 0);
-        if let Some(entry) = self.state.handles.lock().get_mut(&handle) {
-            entry.1 = written_end;
-        }
-        Ok(n)
-    }
-
-    fn close(&self, handle: Handle) -> FsResult<()> {
-        self.state.handles.lock().remove(&handle);
-        self.inner.close(handle)
     }
 }

@@ -8,7 +8,6 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota as Bucket, RateLimiter};
 
 use crate::error::{FsError, FsResult};
-use crate::layer::Layer;
 use crate::middleware::{Guarded, Policy, Request};
 
 /// Allows at most a set number of operations per time window and refuses
@@ -17,7 +16,8 @@ use crate::middleware::{Guarded, Policy, Request};
 /// .per_second()` allows a burst of 1000, then one more every millisecond.
 ///
 /// ```
-/// use anyfs::{FileStorage, FsError, MemoryBackend, RateLimitLayer};
+/// use anyfs::prelude::*;
+/// use anyfs::{FileStorage, FsErrorKind, MemoryBackend, RateLimitLayer};
 ///
 /// let fs = FileStorage::new(
 ///     RateLimitLayer::builder().max_ops(3).per_minute().build().layer(MemoryBackend::new()),
@@ -26,7 +26,9 @@ use crate::middleware::{Guarded, Policy, Request};
 /// fs.write("/b", "2")?;
 /// fs.write("/c", "3")?;
 /// match fs.write("/d", "4") {
-///     Err(FsError::RateLimitExceeded { retry_after, .. }) => assert!(retry_after.as_secs() <= 20),
+///     Err(e) if e.kind() == FsErrorKind::RateLimitExceeded => {
+///         assert!(e.retry_after().unwrap().as_secs() <= 20)
+///     }
 ///     other => panic!("expected a rate limit, got {other:?}"),
 /// }
 /// # Ok::<(), anyfs::FsError>(())
@@ -75,10 +77,6 @@ impl RateLimitLayer {
             burst: None,
         }
     }
-    /// Wraps `backend`.
-    pub fn layer<B>(self, backend: B) -> RateLimit<B> {
-        Guarded::with_policy(backend, self)
-    }
 }
 
 impl RateLimitBuilder {
@@ -126,26 +124,19 @@ impl RateLimitBuilder {
     }
 }
 
-impl<B> Layer<B> for RateLimitLayer {
-    type Backend = RateLimit<B>;
-    fn layer(self, backend: B) -> RateLimit<B> {
-        Guarded::with_policy(backend, self)
-    }
-}
-
 impl Policy for RateLimitLayer {
     fn check(&self, request: &Request<'_>) -> FsResult<()> {
         let Some(limiter) = &self.limiter else {
-            return Err(FsError::RateLimitExceeded {
-                path: request.error_path(),
-                retry_after: Duration::MAX,
-            });
+            return Err(FsError::rate_limit_exceeded(
+                request.error_path(),
+                Duration::MAX,
+            ));
         };
-        limiter
-            .check()
-            .map_err(|not_until| FsError::RateLimitExceeded {
-                path: request.error_path(),
-                retry_after: not_until.wait_time_from(DefaultClock::default().now()),
-            })
+        limiter.check().map_err(|not_until| {
+            FsError::rate_limit_exceeded(
+                request.error_path(),
+                not_until.wait_time_from(DefaultClock::default().now()),
+            )
+        })
     }
 }

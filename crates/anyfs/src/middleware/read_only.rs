@@ -4,7 +4,6 @@
 use std::path::Path;
 
 use crate::error::{FsError, FsResult};
-use crate::layer::Layer;
 use crate::middleware::{Guarded, Operation, PathFilterError, PathFilterLayer, Policy, Request};
 
 /// Refuses every operation that could change what is stored, with
@@ -35,6 +34,7 @@ use crate::middleware::{Guarded, Operation, PathFilterError, PathFilterLayer, Po
 /// name would write to it); copying *from* a protected file is a read.
 ///
 /// ```
+/// use anyfs::prelude::*;
 /// use anyfs::{FileStorage, FsErrorKind, MemoryBackend, ReadOnlyLayer};
 ///
 /// let backend = MemoryBackend::new();
@@ -96,18 +96,6 @@ impl ReadOnlyLayer {
     pub fn protects(&self, path: &Path) -> bool {
         self.only.as_ref().is_none_or(|only| !only.is_allowed(path))
     }
-
-    /// Wraps `backend`.
-    pub fn layer<B>(self, backend: B) -> ReadOnly<B> {
-        Guarded::with_policy(backend, self)
-    }
-}
-
-impl<B> Layer<B> for ReadOnlyLayer {
-    type Backend = ReadOnly<B>;
-    fn layer(self, backend: B) -> ReadOnly<B> {
-        Guarded::with_policy(backend, self)
-    }
 }
 
 impl Policy for ReadOnlyLayer {
@@ -125,15 +113,9 @@ impl Policy for ReadOnlyLayer {
             .chain(request.to)
             .find(|p| self.protects(p));
         match (protected, &self.only) {
-            (Some(path), _) => Err(FsError::ReadOnly {
-                path: path.to_path_buf(),
-                op: request.op.name(),
-            }),
+            (Some(path), _) => Err(FsError::read_only(path.to_path_buf(), request.op.name())),
             // Whole store: a mutation on no path (none exist today) too.
-            (None, None) => Err(FsError::ReadOnly {
-                path: request.error_path(),
-                op: request.op.name(),
-            }),
+            (None, None) => Err(FsError::read_only(request.error_path(), request.op.name())),
             (None, Some(_)) => Ok(()),
         }
     }

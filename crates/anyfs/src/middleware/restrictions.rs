@@ -1,13 +1,13 @@
 //! [`Restrictions`]: switches off risky operations.
 
 use crate::error::{FsError, FsResult};
-use crate::layer::Layer;
 use crate::middleware::{Guarded, Operation, Policy, Request};
 
 /// Refuses the operations switched off in its [`RestrictionsLayer`] with
 /// [`FsError::PermissionDenied`]; everything else passes.
 ///
 /// ```
+/// use anyfs::prelude::*;
 /// use anyfs::{FileStorage, FsErrorKind, MemoryBackend, Permissions, RestrictionsLayer};
 ///
 /// let fs = FileStorage::new(
@@ -47,10 +47,6 @@ impl RestrictionsLayer {
     pub fn builder() -> RestrictionsBuilder {
         RestrictionsBuilder::default()
     }
-    /// Wraps `backend`.
-    pub fn layer<B>(self, backend: B) -> Restrictions<B> {
-        Guarded::with_policy(backend, self)
-    }
 }
 
 impl RestrictionsBuilder {
@@ -75,13 +71,6 @@ impl RestrictionsBuilder {
     }
 }
 
-impl<B> Layer<B> for RestrictionsLayer {
-    type Backend = Restrictions<B>;
-    fn layer(self, backend: B) -> Restrictions<B> {
-        Guarded::with_policy(backend, self)
-    }
-}
-
 impl Policy for RestrictionsLayer {
     fn check(&self, request: &Request<'_>) -> FsResult<()> {
         let denied = match request.op {
@@ -91,10 +80,10 @@ impl Policy for RestrictionsLayer {
             _ => false,
         };
         if denied {
-            return Err(FsError::PermissionDenied {
-                path: request.error_path(),
-                op: request.op.name(),
-            });
+            return Err(FsError::permission_denied(
+                request.error_path(),
+                request.op.name(),
+            ));
         }
         Ok(())
     }

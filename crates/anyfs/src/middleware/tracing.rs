@@ -13,7 +13,6 @@ use tracing_core::subscriber::Interest;
 use tracing_core::{Event, Level, LevelFilter, Metadata};
 
 use crate::error::{FsErrorKind, FsResult};
-use crate::layer::Layer;
 use crate::middleware::{Guarded, Outcome, Policy, Request};
 
 /// Emits one [`tracing`] event per operation — operation, path (and second
@@ -21,6 +20,7 @@ use crate::middleware::{Guarded, Outcome, Policy, Request};
 /// duration — and hands the same record to an optional [`AuditSink`].
 ///
 /// ```
+/// use anyfs::prelude::*;
 /// use anyfs::{FileStorage, MemoryAuditSink, MemoryBackend, TracingLayer};
 /// use std::sync::Arc;
 ///
@@ -173,11 +173,6 @@ impl TracingLayer {
         Self::with(self.level, self.target, Some(Arc::new(sink)))
     }
 
-    /// Wraps `backend`.
-    pub fn layer<B>(self, backend: B) -> Tracing<B> {
-        Guarded::with_policy(backend, self)
-    }
-
     fn emit(&self, request: &Request<'_>, outcome: &Outcome<'_>) {
         if self.level > LevelFilter::current() {
             return;
@@ -221,13 +216,6 @@ impl TracingLayer {
             ];
             dispatch.event(&Event::new(meta, &fields.value_set(&values)));
         });
-    }
-}
-
-impl<B> Layer<B> for TracingLayer {
-    type Backend = Tracing<B>;
-    fn layer(self, backend: B) -> Tracing<B> {
-        Guarded::with_policy(backend, self)
     }
 }
 

@@ -37,11 +37,11 @@ fn snapshot_key(key: &Key) -> Key {
 }
 
 fn malformed(reason: &str) -> FsError {
-    FsError::Backend {
-        path: "/".into(),
-        op: "load snapshot",
-        message: format!("not an AnyFS memory snapshot: {reason}"),
-    }
+    FsError::backend(
+        "/",
+        "load snapshot",
+        format!("not an AnyFS memory snapshot: {reason}"),
+    )
 }
 
 impl MemoryBackend {
@@ -145,7 +145,7 @@ impl MemoryBackend {
         let mut sealed = Zeroizing::new(data[HEADER_LEN + NONCE_LEN..].to_vec());
         let len = Aes::new(key)
             .open(nonce, header, &mut sealed)
-            .ok_or(FsError::InvalidPassword { path: "/".into() })?;
+            .ok_or(FsError::invalid_password("/"))?;
         let state = decode(&sealed[..len]).ok_or_else(|| crypto::integrity(Path::new("/")))?;
         Ok(Self {
             state: Arc::new(RwLock::new(state)),
