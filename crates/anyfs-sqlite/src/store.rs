@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyfs::path::{self as vpath, CROSSES_SYMLINK, PathWalker, Step};
+use anyfs::path::{self as vpath, PathWalker, Step};
 use anyfs::{
     DirEntry, FileType, FileWriter, FsDir, FsError, FsErrorKind, FsHandles, FsInode, FsLink,
     FsPermissions, FsRead, FsReader, FsResult, FsStats, FsSync, FsWrite, FsWriter, Handle,
@@ -340,7 +340,7 @@ mod q {
             match kind {
                 KIND_DIR => {}
                 KIND_SYMLINK => {
-                    return Err(FsError::invalid_path(path, CROSSES_SYMLINK));
+                    return Err(vpath::crosses_symlink(path));
                 }
                 _ => return Err(FsError::not_a_directory(path)),
             }
@@ -362,7 +362,7 @@ mod q {
         let (parent, kind) = walk_kind(conn, path, parents)?;
         match kind {
             KIND_DIR => Ok((parent, name)),
-            KIND_SYMLINK => Err(FsError::invalid_path(path, CROSSES_SYMLINK)),
+            KIND_SYMLINK => Err(vpath::crosses_symlink(path)),
             _ => Err(FsError::not_a_directory(path)),
         }
     }
@@ -668,7 +668,7 @@ impl<C: Content> Store<C> {
         match node.kind {
             KIND_FILE => Ok(node),
             KIND_DIR => Err(FsError::is_a_directory(path)),
-            _ => Err(FsError::invalid_path(path, CROSSES_SYMLINK)),
+            _ => Err(vpath::crosses_symlink(path)),
         }
     }
 
@@ -1317,7 +1317,7 @@ impl<C: Content> FsDir for Store<C> {
                 dir = match q::child(tx, path, dir, name.as_bytes())? {
                     Some((ino, KIND_DIR)) => ino,
                     Some((_, KIND_SYMLINK)) => {
-                        return Err(FsError::invalid_path(path, CROSSES_SYMLINK));
+                        return Err(vpath::crosses_symlink(path));
                     }
                     Some(_) if i + 1 == names.len() => {
                         return Err(FsError::already_exists(path));

@@ -34,10 +34,15 @@ pub const MAX_PATH_LEN: usize = 4096;
 /// The most symbolic links one resolution follows.
 pub const MAX_SYMLINK_HOPS: u32 = 40;
 
-/// The reason a backend gives when asked to go through a symlink (backends
-/// never follow links; `FileStorage` resolves them first).
-pub const CROSSES_SYMLINK: &str =
-    "a component is a symbolic link; backends never follow links, resolve through FileStorage";
+/// The error a backend gives when asked to go through a symlink at `path`:
+/// backends never follow links; [`FileStorage`](crate::FileStorage)
+/// resolves them first.
+pub fn crosses_symlink(path: &Path) -> FsError {
+    FsError::invalid_path(
+        path,
+        "a component is a symbolic link; backends never follow links, resolve through FileStorage",
+    )
+}
 
 fn invalid(path: &Path, reason: &'static str) -> FsError {
     // A NUL is shown escaped so that the message stays printable.

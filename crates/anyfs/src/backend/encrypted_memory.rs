@@ -16,7 +16,7 @@ use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 use super::codec::{Decoder, Encoder, write_atomically};
 use crate::crypto::{self, Aes, Key, NONCE_LEN};
 use crate::error::{FsError, FsResult};
-use crate::path::{self, CROSSES_SYMLINK, PathWalker, Step};
+use crate::path::{self, PathWalker, Step};
 use crate::traits::{
     FsDir, FsLink, FsPermissions, FsRead, FsReader, FsStats, FsSync, FsWrite, FsWriter,
 };
@@ -345,7 +345,7 @@ impl<'v> Tx<'v> {
                 }
                 Kind::File(_) => return Err(FsError::not_a_directory(path)),
                 Kind::Symlink(_) => {
-                    return Err(FsError::invalid_path(path, CROSSES_SYMLINK));
+                    return Err(crate::path::crosses_symlink(path));
                 }
             };
         }
@@ -373,7 +373,7 @@ impl<'v> Tx<'v> {
         match self.node(parent)?.kind {
             Kind::Dir { .. } => Ok((parent, name)),
             Kind::File(_) => Err(FsError::not_a_directory(path)),
-            Kind::Symlink(_) => Err(FsError::invalid_path(path, CROSSES_SYMLINK)),
+            Kind::Symlink(_) => Err(crate::path::crosses_symlink(path)),
         }
     }
 
@@ -388,7 +388,7 @@ impl<'v> Tx<'v> {
         match &self.node(ino)?.kind {
             Kind::File(data) => Ok(data),
             Kind::Dir { .. } => Err(FsError::is_a_directory(path)),
-            Kind::Symlink(_) => Err(FsError::invalid_path(path, CROSSES_SYMLINK)),
+            Kind::Symlink(_) => Err(crate::path::crosses_symlink(path)),
         }
     }
 
@@ -897,7 +897,7 @@ impl FsDir for EncryptedMemoryBackend {
                     Some(ino) => match tx.node(ino)?.kind {
                         Kind::Dir { .. } => ino,
                         Kind::Symlink(_) => {
-                            return Err(FsError::invalid_path(path, CROSSES_SYMLINK));
+                            return Err(crate::path::crosses_symlink(path));
                         }
                         Kind::File(_) if i + 1 == names.len() => {
                             return Err(FsError::already_exists(path));

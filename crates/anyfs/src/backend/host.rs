@@ -11,7 +11,6 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::{FsError, FsResult};
-use crate::path::CROSSES_SYMLINK;
 use crate::types::{FileType, Metadata, Permissions};
 
 /// The reason given for FIFOs, sockets and device files, which the jail
@@ -79,7 +78,7 @@ pub(crate) fn error(err: io::Error, path: &Path, op: &'static str) -> FsError {
         libc::ENOTEMPTY => FsError::directory_not_empty(path),
         libc::EACCES | libc::EPERM => FsError::permission_denied(path, op),
         libc::EROFS => FsError::read_only(path, op),
-        libc::ELOOP => FsError::invalid_path(path, CROSSES_SYMLINK),
+        libc::ELOOP => crate::path::crosses_symlink(&path),
         libc::ENAMETOOLONG => {
             FsError::invalid_path(path, "a name or the path is too long for the host")
         }

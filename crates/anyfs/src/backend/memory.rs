@@ -15,7 +15,7 @@ use rustc_hash::FxHashMap;
 
 use crate::error::{FsError, FsResult};
 use crate::layer::Layer;
-use crate::path::{self, CROSSES_SYMLINK, PathWalker, Step};
+use crate::path::{self, PathWalker, Step};
 use crate::traits::{
     FsDir, FsHandles, FsInode, FsLink, FsPermissions, FsRead, FsReader, FsStats, FsSync, FsWrite,
     FsWriter,
@@ -284,7 +284,7 @@ impl State {
                 },
                 Kind::File(_) => return Err(FsError::not_a_directory(path)),
                 Kind::Symlink(_) => {
-                    return Err(FsError::invalid_path(path, CROSSES_SYMLINK));
+                    return Err(crate::path::crosses_symlink(path));
                 }
             }
         }
@@ -308,7 +308,7 @@ impl State {
         match &self.node(parent).kind {
             Kind::Dir { .. } => Ok(Slot { parent, name }),
             Kind::File(_) => Err(FsError::not_a_directory(path)),
-            Kind::Symlink(_) => Err(FsError::invalid_path(path, CROSSES_SYMLINK)),
+            Kind::Symlink(_) => Err(crate::path::crosses_symlink(path)),
         }
     }
 
@@ -322,7 +322,7 @@ impl State {
         match &self.node(ino).kind {
             Kind::File(data) => Ok(data),
             Kind::Dir { .. } => Err(FsError::is_a_directory(path)),
-            Kind::Symlink(_) => Err(FsError::invalid_path(path, CROSSES_SYMLINK)),
+            Kind::Symlink(_) => Err(crate::path::crosses_symlink(path)),
         }
     }
 
@@ -880,7 +880,7 @@ impl FsDir for MemoryBackend {
                     Some(ino) => match &s.node(ino).kind {
                         Kind::Dir { .. } => ino,
                         Kind::Symlink(_) => {
-                            return Err(FsError::invalid_path(path, CROSSES_SYMLINK));
+                            return Err(crate::path::crosses_symlink(path));
                         }
                         Kind::File(_) if i + 1 == names.len() => {
                             return Err(FsError::already_exists(path));
