@@ -242,50 +242,45 @@ pub struct OpenFlags {
 }
 
 impl OpenFlags {
-    /// Read only.
-    pub const READ: OpenFlags = OpenFlags {
-        read: true,
+    /// Nothing set: the base the others are written from.
+    const NONE: OpenFlags = OpenFlags {
+        read: false,
         write: false,
         append: false,
         truncate: false,
         create: false,
         create_new: false,
     };
+    /// Read only.
+    pub const READ: OpenFlags = OpenFlags {
+        read: true,
+        ..Self::NONE
+    };
     /// Write, creating or truncating, like `File::create`.
     pub const CREATE: OpenFlags = OpenFlags {
-        read: false,
         write: true,
-        append: false,
         truncate: true,
         create: true,
-        create_new: false,
+        ..Self::NONE
     };
     /// Read and write an existing file.
     pub const READ_WRITE: OpenFlags = OpenFlags {
         read: true,
         write: true,
-        append: false,
-        truncate: false,
-        create: false,
-        create_new: false,
+        ..Self::NONE
     };
     /// Write, creating the file, failing if it exists.
     pub const CREATE_NEW: OpenFlags = OpenFlags {
-        read: false,
         write: true,
-        append: false,
-        truncate: false,
-        create: false,
         create_new: true,
+        ..Self::NONE
     };
     /// Append, creating the file if needed.
     pub const APPEND: OpenFlags = OpenFlags {
-        read: false,
         write: true,
         append: true,
-        truncate: false,
         create: true,
-        create_new: false,
+        ..Self::NONE
     };
 
     /// Whether the flags allow any change to the file.
