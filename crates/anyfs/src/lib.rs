@@ -47,6 +47,7 @@
 #![forbid(unsafe_code)]
 
 mod backend;
+mod content;
 pub mod crypto;
 mod error;
 mod layer;

@@ -14,6 +14,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use super::codec::{Decoder, Encoder, write_atomically};
+use crate::content::{memory_available, room_for, spans_of, splice_into};
 use crate::crypto::{self, Aes, Key, NONCE_LEN};
 use crate::error::{FsError, FsResult};
 use crate::path::{self, CROSSES_SYMLINK, PathWalker, Step};
@@ -764,13 +765,13 @@ impl FsWrite for EncryptedMemoryBackend {
         self.run(path, true, |tx| {
             let ino = tx.lookup(path)?;
             let len = tx.file_data(path, ino)?.len();
-            let spans = super::spans_of(path, ranges, len)?;
+            let spans = spans_of(path, ranges, len)?;
             if spans.is_empty() {
                 return Ok(());
             }
             tx.edit_content(ino, |buf| {
                 for (start, end, data) in spans {
-                    super::splice_into(buf, start, end, data);
+                    splice_into(buf, start, end, data);
                 }
             })
         })
@@ -848,7 +849,7 @@ impl FsWrite for EncryptedMemoryBackend {
         })?;
         self.run(path, true, |tx| {
             let ino = tx.lookup(path)?;
-            super::room_for(path, tx.file_data(path, ino)?.len(), size)?;
+            room_for(path, tx.file_data(path, ino)?.len(), size)?;
             tx.edit_content(ino, |buf| buf.resize(size, 0))
         })
     }
@@ -1111,7 +1112,7 @@ impl FsSync for EncryptedMemoryBackend {
 
 impl FsStats for EncryptedMemoryBackend {
     fn statfs(&self) -> FsResult<StatFs> {
-        let available = super::memory::memory_available().unwrap_or(1 << 40);
+        let available = memory_available().unwrap_or(1 << 40);
         let vault = self.vault.lock();
         let used: u64 = vault.nodes.values().map(|n| n.0.len() as u64).sum();
         // Free is what the host can still give, as for `MemoryBackend`.

@@ -10,7 +10,6 @@ mod vroot_fs;
 
 pub use encrypted_memory::EncryptedMemoryBackend;
 pub use memory::MemoryBackend;
-pub(crate) use memory::{room_for, spans_of, splice_into};
 pub(crate) use staged::WholeFileWriter;
 pub use std_fs::StdFsBackend;
 pub use vroot_fs::VRootFsBackend;

@@ -32,6 +32,7 @@ use std::time::SystemTime;
 
 use parking_lot::RwLock;
 
+use crate::content::{room_for, spans_of, splice_into};
 use crate::crypto::{self, Aes, Key, NONCE_LEN, TAG_LEN};
 use crate::error::{FsError, FsResult};
 use crate::layer::Layer;
@@ -840,12 +841,12 @@ impl<B: FsRead + FsWrite + FsDir, M: SealMode> FsWrite for Sealed<B, M> {
     fn write_ranges(&self, path: &Path, ranges: &[(u64, &[u8])]) -> FsResult<()> {
         let _exclusive = self.lock.write();
         let mut plain = self.read_unlocked(path)?;
-        let spans = crate::backend::spans_of(path, ranges, plain.len())?;
+        let spans = spans_of(path, ranges, plain.len())?;
         if spans.is_empty() {
             return Ok(());
         }
         for (start, end, data) in spans {
-            crate::backend::splice_into(&mut plain, start, end, data);
+            splice_into(&mut plain, start, end, data);
         }
         let sealed = self.seal_file(path, &plain)?;
         self.inner.write(path, &sealed)
@@ -859,7 +860,7 @@ impl<B: FsRead + FsWrite + FsDir, M: SealMode> FsWrite for Sealed<B, M> {
             size,
             limit: usize::MAX as u64,
         })?;
-        crate::backend::room_for(path, plain.len(), size)?;
+        room_for(path, plain.len(), size)?;
         plain.resize(size, 0);
         let sealed = self.seal_file(path, &plain)?;
         self.inner.write(path, &sealed)
