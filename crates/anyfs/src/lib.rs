@@ -46,7 +46,12 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+// First: the trait definitions also define `forward_to_field!`, which the
+// backends use.
+#[macro_use]
+mod traits;
 mod backend;
+mod content;
 pub mod crypto;
 mod error;
 mod handles;
@@ -54,7 +59,6 @@ mod layer;
 pub mod middleware;
 pub mod path;
 mod storage;
-mod traits;
 mod types;
 
 pub use backend::{EncryptedMemoryBackend, MemoryBackend, StdFsBackend, VRootFsBackend};

@@ -69,7 +69,7 @@ pub trait FileWriter: Write + Send {
 /// `resolve` is a convenience over `resolve_with` and is never forwarded,
 /// so that a middleware's `resolve_with` is always the one used.
 macro_rules! fs_traits {
-    ($(
+    ($d:tt; $(
         $(#[$trait_meta:meta])*
         pub trait $trait:ident { $($items:tt)* }
     )*) => {
@@ -77,35 +77,35 @@ macro_rules! fs_traits {
             $(#[$trait_meta])*
             pub trait $trait: Send + Sync { $($items)* }
         )*
-        fs_traits!(@methods [] $( [$trait] { $($items)* } )*);
+        fs_traits!(@methods $d [] $( [$trait] { $($items)* } )*);
     };
 
     // Reads each trait's methods into `Trait { name [args] return; ... }`.
-    (@methods [$($done:tt)*] [$trait:ident $($methods:tt)*] { } $($rest:tt)*) => {
-        fs_traits!(@methods [$($done)* $trait { $($methods)* }] $($rest)*);
+    (@methods $d:tt [$($done:tt)*] [$trait:ident $($methods:tt)*] { } $($rest:tt)*) => {
+        fs_traits!(@methods $d [$($done)* $trait { $($methods)* }] $($rest)*);
     };
-    (@methods [$($done:tt)*] [$trait:ident $($methods:tt)*] {
+    (@methods $d:tt [$($done:tt)*] [$trait:ident $($methods:tt)*] {
         $(#[$meta:meta])* fn resolve $params:tt -> $ret:ty $default:block $($items:tt)*
     } $($rest:tt)*) => {
-        fs_traits!(@methods [$($done)*] [$trait $($methods)*] { $($items)* } $($rest)*);
+        fs_traits!(@methods $d [$($done)*] [$trait $($methods)*] { $($items)* } $($rest)*);
     };
-    (@methods [$($done:tt)*] [$trait:ident $($methods:tt)*] {
+    (@methods $d:tt [$($done:tt)*] [$trait:ident $($methods:tt)*] {
         $(#[$meta:meta])* fn $method:ident(&self $(, $arg:ident : $arg_ty:ty)* $(,)?) -> $ret:ty;
         $($items:tt)*
     } $($rest:tt)*) => {
-        fs_traits!(@methods [$($done)*] [$trait $($methods)* $method [$($arg: $arg_ty),*] $ret;]
+        fs_traits!(@methods $d [$($done)*] [$trait $($methods)* $method [$($arg: $arg_ty),*] $ret;]
             { $($items)* } $($rest)*);
     };
-    (@methods [$($done:tt)*] [$trait:ident $($methods:tt)*] {
+    (@methods $d:tt [$($done:tt)*] [$trait:ident $($methods:tt)*] {
         $(#[$meta:meta])* fn $method:ident(&self $(, $arg:ident : $arg_ty:ty)* $(,)?) -> $ret:ty $default:block
         $($items:tt)*
     } $($rest:tt)*) => {
-        fs_traits!(@methods [$($done)*] [$trait $($methods)* $method [$($arg: $arg_ty),*] $ret;]
+        fs_traits!(@methods $d [$($done)*] [$trait $($methods)* $method [$($arg: $arg_ty),*] $ret;]
             { $($items)* } $($rest)*);
     };
 
     // Every method read: the forwarding.
-    (@methods [$($trait:ident { $($method:ident [$($arg:ident: $arg_ty:ty),*] $ret:ty;)* })*]) => {
+    (@methods $d:tt [$($trait:ident { $($method:ident [$($arg:ident: $arg_ty:ty),*] $ret:ty;)* })*]) => {
         /// A backend that wraps another: it names its inner backend, and
         /// every method of every trait the inner backend implements is
         /// forwarded to it unless the middleware overrides that method.
@@ -179,10 +179,44 @@ macro_rules! fs_traits {
                 )*
             }
         )*
+
+        /// Implements the named traits for a type by handing every method to
+        /// one of its fields: `forward_to_field!(MemoryBackend, tree; FsRead,
+        /// FsWrite)`. For a backend of this crate whose field is a private
+        /// type (a public [`Middleware`] would have to name it).
+        #[allow(unused_macros)]
+        macro_rules! forward_to_field {
+            ($d ty:ty, $d field:ident; $d ($d forwarded:ident),+ $d (,)?) => {
+                $d ( forward_to_field!(@one $d ty, $d field, $d forwarded); )+
+            };
+            $(
+                (@one $d ty:ty, $d field:ident, $trait) => {
+                    // The signatures name types as `traits.rs` imports them.
+                    const _: () = {
+                        #[allow(unused_imports)]
+                        use std::{ffi::OsStr, path::{Path, PathBuf}, time::SystemTime};
+                        #[allow(unused_imports)]
+                        use $crate::{
+                            path, FsReader, FsResult, FsWriter, Handle, Metadata, OpenFlags,
+                            Permissions, ReadDir, StatFs,
+                        };
+                        impl $crate::traits::$trait for $d ty {
+                            $(
+                                #[inline]
+                                fn $method(&self $(, $arg: $arg_ty)*) -> $ret {
+                                    $crate::traits::$trait::$method(&self.$d field $(, $arg)*)
+                                }
+                            )*
+                        }
+                    };
+                };
+            )*
+        }
     };
 }
 
 fs_traits! {
+    $;
     /// Reading files and metadata.
     pub trait FsRead {
         /// The whole content of a file.

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use zeroize::Zeroizing;
 
+use crate::content::room_for;
 use crate::error::{FsError, FsErrorKind, FsResult};
 use crate::traits::{FileWriter, FsRead, FsWrite};
 
@@ -53,7 +54,7 @@ fn writable<B: FsRead>(backend: &B, path: &Path) -> FsResult<()> {
 
 impl<B: FsWrite + Send> Write for WholeFileWriter<B> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        crate::backend::room_for(&self.path, self.data.len(), self.data.len() + buf.len())?;
+        room_for(&self.path, self.data.len(), self.data.len() + buf.len())?;
         // Never let a growing buffer abort the process.
         self.data.try_reserve(buf.len()).map_err(|_| {
             io::Error::from(FsError::io(

@@ -10,6 +10,7 @@ use super::format::{
 };
 use super::streams::{SealReader, SealWriter};
 use super::{Sealed, bound};
+use crate::content::{room_for, spans_of, splice_into};
 use crate::crypto;
 use crate::error::{FsError, FsErrorKind, FsResult};
 use crate::traits::{FsDir, FsInode, FsLink, FsRead, FsReader, FsWrite, FsWriter, Middleware};
@@ -218,12 +219,12 @@ impl<B: FsRead + FsDir, M: SealMode> Middleware for Sealed<B, M> {
     {
         let _exclusive = self.lock.write();
         let mut plain = self.read_unlocked(path)?;
-        let spans = crate::backend::spans_of(path, ranges, plain.len())?;
+        let spans = spans_of(path, ranges, plain.len())?;
         if spans.is_empty() {
             return Ok(());
         }
         for (start, end, data) in spans {
-            crate::backend::splice_into(&mut plain, start, end, data);
+            splice_into(&mut plain, start, end, data);
         }
         let sealed = self.seal_file(path, &plain)?;
         self.inner.write(path, &sealed)
@@ -237,7 +238,7 @@ impl<B: FsRead + FsDir, M: SealMode> Middleware for Sealed<B, M> {
         let mut plain = self.read_unlocked(path)?;
         let size = usize::try_from(size)
             .map_err(|_| FsError::file_size_exceeded(path, size, usize::MAX as u64))?;
-        crate::backend::room_for(path, plain.len(), size)?;
+        room_for(path, plain.len(), size)?;
         plain.resize(size, 0);
         let sealed = self.seal_file(path, &plain)?;
         self.inner.write(path, &sealed)

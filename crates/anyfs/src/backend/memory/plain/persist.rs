@@ -16,12 +16,12 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use parking_lot::RwLock;
 use rustc_hash::FxHashMap;
 use zeroize::Zeroizing;
 
-use super::{Ino, Kind, MemoryBackend, Node, ROOT, State};
+use super::{MemoryBackend, Plain, State};
 use crate::backend::codec::{Decoder, Encoder, write_atomically};
+use crate::backend::memory::node::{Ino, Kind, Node, ROOT};
 use crate::crypto::{self, Aes, Key, NONCE_LEN, Salt};
 use crate::error::{FsError, FsResult};
 use crate::path;
@@ -124,7 +124,7 @@ impl MemoryBackend {
     fn seal_snapshot(&self, kind: u8, salt: [u8; 16], key: &Key) -> FsResult<Vec<u8>> {
         let snapshot = self.snapshot();
         let mut plain = Encoder::default();
-        encode(&snapshot.state.read(), &mut plain);
+        encode(&snapshot.tree.lock().read(), &mut plain);
         let mut out = Vec::with_capacity(HEADER_LEN + NONCE_LEN + plain.buf.len() + 16);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&[VERSION, kind, 0, 0]);
@@ -147,9 +147,7 @@ impl MemoryBackend {
             .open(nonce, header, &mut sealed)
             .ok_or(FsError::invalid_password("/"))?;
         let state = decode(&sealed[..len]).ok_or_else(|| crypto::integrity(Path::new("/")))?;
-        Ok(Self {
-            state: Arc::new(RwLock::new(state)),
-        })
+        Ok(Self::from_state(state))
     }
 }
 
@@ -227,7 +225,7 @@ fn decode(data: &[u8]) -> Option<State> {
     let uid = d.u32()?;
     let gid = d.u32()?;
     let count = d.count(8 + 1 + 12 + 48 + 8)?;
-    let mut nodes: FxHashMap<Ino, Node> = FxHashMap::default();
+    let mut nodes: FxHashMap<Ino, Node<Plain>> = FxHashMap::default();
     nodes.reserve(count);
     for _ in 0..count {
         let ino = d.u64()?;
@@ -259,7 +257,7 @@ fn decode(data: &[u8]) -> Option<State> {
         if ino == 0 || ino >= next_ino {
             return None;
         }
-        let mut node = Node::new(kind, mode & 0o7777, uid, gid, times[0]);
+        let mut node = Node::new(kind, mode & 0o7777, (uid, gid), times[0]);
         (node.modified, node.changed, node.created) = (times[1], times[2], times[3]);
         if nodes.insert(ino, node).is_some() {
             return None;
@@ -279,10 +277,10 @@ fn decode(data: &[u8]) -> Option<State> {
     }
     for (parent, name, child) in links {
         let is_dir = nodes.get(&child)?.kind.is_dir();
-        if child == ROOT || (is_dir && !nodes[&child].links.is_empty()) {
+        if child == ROOT || (is_dir && !nodes[&child].names.is_empty()) {
             return None;
         }
-        nodes.get_mut(&child)?.links.push((parent, name));
+        nodes.get_mut(&child)?.names.push((parent, name));
         if is_dir && let Kind::Dir { subdirs, .. } = &mut nodes.get_mut(&parent)?.kind {
             *subdirs += 1;
         }
@@ -303,7 +301,7 @@ fn decode(data: &[u8]) -> Option<State> {
     let dirs = nodes.values().filter(|n| n.kind.is_dir()).count();
     let unnamed = nodes
         .iter()
-        .any(|(&ino, n)| ino != ROOT && n.links.is_empty());
+        .any(|(&ino, n)| ino != ROOT && n.names.is_empty());
     if seen != dirs || unnamed {
         return None;
     }
