@@ -603,7 +603,9 @@ fn admin_suspends_and_deletes_and_restart_keeps_everything() {
     )
     .unwrap();
     drop(conn);
-    let err = anyfs_server::verify_chain(&dir.path().join("registry.db")).unwrap_err();
+    let err = anyfs_server::verify_chain(&dir.path().join("registry.db"))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("record 2"), "{err}");
 }
 
@@ -1359,7 +1361,7 @@ fn audit_paths_and_agent_policies_are_encrypted_at_rest_and_the_chain_still_chec
     )
     .unwrap();
     drop(conn);
-    let err = anyfs_server::verify_chain(&db).unwrap_err();
+    let err = anyfs_server::verify_chain(&db).unwrap_err().to_string();
     assert!(
         err.contains(&format!("record {seq}")),
         "{err} ({n} records)"
@@ -1377,7 +1379,7 @@ fn a_second_service_on_the_same_data_directory_is_refused() {
         c
     };
     let first = Service::open(config()).unwrap();
-    let err = Service::open(config()).unwrap_err();
+    let err = Service::open(config()).unwrap_err().to_string();
     assert!(err.contains("another"), "{err}");
     assert!(err.contains(&dir.path().display().to_string()), "{err}");
     drop(first);
@@ -1393,7 +1395,9 @@ fn with_keys(
     let mut config = Config::new(data);
     config.master_keys = keys;
     config.admin_secret = Some(ADMIN.into());
-    Service::open(config).map(|o| o.service)
+    Service::open(config)
+        .map(|o| o.service)
+        .map_err(|e| e.to_string())
 }
 
 #[test]
@@ -1628,7 +1632,7 @@ fn an_admin_secret_that_could_never_authenticate_or_is_short_is_refused() {
     ] {
         let mut config = Config::new(dir.path());
         config.admin_secret = Some(bad.into());
-        let err = Service::open(config).unwrap_err();
+        let err = Service::open(config).unwrap_err().to_string();
         assert!(err.contains("ANYFS_ADMIN_SECRET"), "{err}");
         assert!(!err.contains(bad), "the secret itself is shown: {err}");
     }
