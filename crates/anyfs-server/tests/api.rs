@@ -2122,6 +2122,48 @@ fn the_audit_records_both_ends_of_a_move() {
     find("mcp move", "/again");
 }
 
+/// Every transport records an outcome in the same words: `ok`, or the
+/// error's kind as the API's JSON names it.
+#[test]
+fn http_and_mcp_record_outcomes_in_the_same_words() {
+    let s = Running::start();
+    let (_, owner) = signup(&s, "owner");
+    let (_, bot, _) = agent(
+        &s,
+        &owner,
+        json!({"name": "bot", "policy": {"deny": ["/private/**"]}}),
+    );
+    assert_eq!(
+        get(&s, &owner, "/v1/files/missing.txt").status(),
+        StatusCode::NOT_FOUND
+    );
+    let (error, _) = mcp_tool(&s, &owner, "read_file", json!({"path": "/absent.txt"}));
+    assert!(error);
+    let (error, _) = mcp_tool(&s, &bot, "read_file", json!({"path": "/private/k"}));
+    assert!(error);
+    let (error, text) = mcp_tool(
+        &s,
+        &bot,
+        "write_file",
+        json!({"path": "/n.txt", "content": "n"}),
+    );
+    assert!(!error, "{text}");
+    let audit = json_of(get(&s, &owner, "/v1/audit?limit=100"));
+    let outcome = |action: &str, path: &str| {
+        audit["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["action"] == action && r["path"] == path)
+            .unwrap_or_else(|| panic!("no {action} {path} in {audit}"))["outcome"]
+            .clone()
+    };
+    assert_eq!(outcome("read", "/missing.txt"), "NotFound");
+    assert_eq!(outcome("mcp read_file", "/absent.txt"), "NotFound");
+    assert_eq!(outcome("mcp read_file", "/private/k"), "AccessDenied");
+    assert_eq!(outcome("mcp write_file", "/n.txt"), "ok");
+}
+
 /// While an agent moves a folder back and forth, the owner keeps making
 /// and removing a file that the agent's policy hides below it: a move is
 /// judged and done as one step, so a hidden file made in between is never
