@@ -7,10 +7,12 @@ use std::sync::Arc;
 
 use anyfs::FileStorage;
 use rmcp::model::{
-    CallToolRequestParam, CallToolResult, Content, ListToolsResult, PaginatedRequestParam,
-    ServerCapabilities, ServerInfo, Tool,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ListToolsResult,
+    PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
 };
 use rmcp::service::{RequestContext, RoleServer};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData, ServerHandler};
 use serde_json::{Map, Value, json};
 use zeroize::Zeroizing;
@@ -21,19 +23,22 @@ use crate::failure::Failure;
 use crate::operation::{Access, Callers, FileRequest, run_audited};
 
 /// The MCP endpoint as a tower service, for the router to mount at `/mcp`.
+///
+/// Any `Host` is served: the transport's default check (loopback names
+/// only, against DNS rebinding of unauthenticated local servers) would
+/// refuse every client of a service reached by its own name, and here
+/// every call needs a bearer secret that a rebinding page never has.
 pub(crate) fn http_service(
     service: Arc<Service>,
-) -> rmcp::transport::streamable_http_server::StreamableHttpService<McpFiles> {
-    rmcp::transport::streamable_http_server::StreamableHttpService::new(
+) -> StreamableHttpService<McpFiles, LocalSessionManager> {
+    StreamableHttpService::new(
         move || {
             Ok(McpFiles {
                 service: service.clone(),
             })
         },
-        Arc::new(
-            rmcp::transport::streamable_http_server::session::local::LocalSessionManager::default(),
-        ),
-        Default::default(),
+        Arc::new(LocalSessionManager::default()),
+        StreamableHttpServerConfig::default().disable_allowed_hosts(),
     )
 }
 
@@ -52,15 +57,7 @@ fn schema(properties: Value, required: &[&str]) -> Arc<Map<String, Value>> {
 }
 
 fn tool(name: &'static str, description: &'static str, input: Arc<Map<String, Value>>) -> Tool {
-    Tool {
-        name: name.into(),
-        title: None,
-        description: Some(description.into()),
-        input_schema: input,
-        output_schema: None,
-        annotations: None,
-        icons: None,
-    }
+    Tool::new(name, description, input)
 }
 
 fn tools() -> Vec<Tool> {
@@ -248,34 +245,26 @@ fn run(
 }
 
 impl ServerHandler for McpFiles {
-    fn get_info(&self) -> ServerInfo {
-        ServerInfo {
-            capabilities: ServerCapabilities::builder().enable_tools().build(),
-            instructions: Some(
-                "Files of your AnyFS workspace. Send your agent token as `Authorization: Bearer` \
-                 on every request."
-                    .into(),
-            ),
-            ..ServerInfo::default()
-        }
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build()).with_instructions(
+            "Files of your AnyFS workspace. Send your agent token as `Authorization: Bearer` on \
+             every request.",
+        )
     }
 
     async fn list_tools(
         &self,
-        _request: Option<PaginatedRequestParam>,
+        _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        Ok(ListToolsResult {
-            tools: tools(),
-            next_cursor: None,
-        })
+        Ok(ListToolsResult::with_all_items(tools()))
     }
 
     async fn call_tool(
         &self,
-        request: CallToolRequestParam,
+        request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
-    ) -> Result<CallToolResult, ErrorData> {
+    ) -> Result<CallToolResponse, ErrorData> {
         let secret = context
             .extensions
             .get::<axum::http::request::Parts>()
@@ -303,15 +292,15 @@ impl ServerHandler for McpFiles {
             audits,
         };
         let outcome = run_audited(&self.service, request, move |fs| run(fs, &name, &args)).await;
+        let text = |text: String| vec![ContentBlock::text(text)];
         Ok(match outcome {
-            Ok(text) => CallToolResult::success(vec![Content::text(text)]),
-            Err(Failure::Unauthorized | Failure::Forbidden(_)) => {
-                CallToolResult::error(vec![Content::text(
-                    "a valid account secret or agent token is required",
-                )])
-            }
-            Err(failure) => CallToolResult::error(vec![Content::text(failure.message())]),
-        })
+            Ok(done) => CallToolResult::success(text(done)),
+            Err(Failure::Unauthorized | Failure::Forbidden(_)) => CallToolResult::error(text(
+                "a valid account secret or agent token is required".into(),
+            )),
+            Err(failure) => CallToolResult::error(text(failure.message())),
+        }
+        .into())
     }
 }
 
