@@ -54,7 +54,8 @@ fn show_admin_secret(data_dir: &std::path::Path, secret: &str) -> Result<(), Str
         return Ok(());
     }
     let file = data_dir.join("admin-secret.txt");
-    anyfs_server::write_private_file(&file, format!("{secret}\n").as_bytes())?;
+    anyfs_server::write_private_file(&file, format!("{secret}\n").as_bytes())
+        .map_err(|e| e.to_string())?;
     eprintln!(
         "anyfs: a new admin secret was written to {} (owner-only): keep it somewhere safe, then delete the file",
         file.display()
@@ -125,7 +126,7 @@ pub(crate) fn run(
     config.default_quota = quota;
     config.default_rate = agent_rate;
     config.max_open_workspaces = fit_open_files(max_open_workspaces);
-    let opened = anyfs_server::Service::open(config)?;
+    let opened = anyfs_server::Service::open(config).map_err(|e| e.to_string())?;
     if let Some(secret) = &opened.new_admin_secret {
         show_admin_secret(&data_dir, secret)?;
     }

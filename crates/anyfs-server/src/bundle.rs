@@ -129,8 +129,11 @@ fn read_zip(bytes: &[u8]) -> Result<Vec<Entry>, Refused> {
         let mut file = archive
             .by_index(i)
             .map_err(|e| Refused(format!("not a readable zip: {e}")))?;
-        let name = file.name().to_string();
-        if file.unix_mode().is_some_and(|m| m & 0o170000 == 0o120000) {
+        let name = file
+            .name()
+            .map_err(|e| Refused(format!("an entry name is not readable: {e}")))?
+            .into_owned();
+        if file.is_symlink() {
             return refuse(format!("entry {name:?}: links are not allowed in bundles"));
         }
         let Some(path) = clean(&name)? else { continue };

@@ -5,17 +5,42 @@
 
 use std::sync::Arc;
 
-use anyfs::{FileStorage, FsError};
+use anyfs::FileStorage;
 use rmcp::model::{
-    CallToolRequestParam, CallToolResult, Content, ListToolsResult, PaginatedRequestParam,
-    ServerCapabilities, ServerInfo, Tool,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ListToolsResult,
+    PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
 };
 use rmcp::service::{RequestContext, RoleServer};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData, ServerHandler};
 use serde_json::{Map, Value, json};
+use zeroize::Zeroizing;
 
 use crate::Service;
-use crate::api::{Caller, audit_file_op, authenticate_caller, workspace_of};
+use crate::caller::bearer;
+use crate::failure::Failure;
+use crate::operation::{Access, Callers, FileRequest, run_audited};
+
+/// The MCP endpoint as a tower service, for the router to mount at `/mcp`.
+///
+/// Any `Host` is served: the transport's default check (loopback names
+/// only, against DNS rebinding of unauthenticated local servers) would
+/// refuse every client of a service reached by its own name, and here
+/// every call needs a bearer secret that a rebinding page never has.
+pub(crate) fn http_service(
+    service: Arc<Service>,
+) -> StreamableHttpService<McpFiles, LocalSessionManager> {
+    StreamableHttpService::new(
+        move || {
+            Ok(McpFiles {
+                service: service.clone(),
+            })
+        },
+        Arc::new(LocalSessionManager::default()),
+        StreamableHttpServerConfig::default().disable_allowed_hosts(),
+    )
+}
 
 /// The MCP server: one per session, sharing the service.
 #[derive(Clone)]
@@ -32,15 +57,7 @@ fn schema(properties: Value, required: &[&str]) -> Arc<Map<String, Value>> {
 }
 
 fn tool(name: &'static str, description: &'static str, input: Arc<Map<String, Value>>) -> Tool {
-    Tool {
-        name: name.into(),
-        title: None,
-        description: Some(description.into()),
-        input_schema: input,
-        output_schema: None,
-        annotations: None,
-        icons: None,
-    }
+    Tool::new(name, description, input)
 }
 
 fn tools() -> Vec<Tool> {
@@ -101,11 +118,12 @@ fn tools() -> Vec<Tool> {
     ]
 }
 
-fn arg(args: &Map<String, Value>, name: &str) -> Result<String, String> {
+/// The workspace path in argument `name`.
+fn arg(args: &Map<String, Value>, name: &str) -> Result<String, Failure> {
     args.get(name)
         .and_then(Value::as_str)
         .map(|s| format!("/{}", s.trim_start_matches('/')))
-        .ok_or_else(|| format!("missing string argument `{name}`"))
+        .ok_or_else(|| Failure::BadRequest(format!("missing string argument `{name}`")))
 }
 
 /// The most a `read_file` call returns: a tool result is held whole in
@@ -118,33 +136,31 @@ fn read_text(
     fs: &FileStorage<crate::workspace::Stack>,
     path: &str,
     args: &Map<String, Value>,
-) -> Result<String, String> {
+) -> Result<String, Failure> {
     let number = |name: &str| match args.get(name) {
         None | Some(Value::Null) => Ok(None),
-        Some(v) => v
-            .as_u64()
-            .map(Some)
-            .ok_or_else(|| format!("`{name}` must be a whole number of bytes")),
+        Some(v) => v.as_u64().map(Some).ok_or_else(|| {
+            Failure::BadRequest(format!("`{name}` must be a whole number of bytes"))
+        }),
     };
     let offset = number("offset")?.unwrap_or(0);
     // At least one whole character (UTF-8 takes up to 4 bytes).
     let length = number("length")?.unwrap_or(READ_LIMIT).clamp(4, READ_LIMIT);
-    let size = fs.metadata(path).map_err(|e| e.to_string())?.len;
-    let mut bytes = fs
-        .read_range(path, offset, length as usize)
-        .map_err(|e| e.to_string())?;
+    let size = fs.metadata(path)?.len;
+    let mut bytes = fs.read_range(path, offset, length as usize)?;
     // A part may end inside a character: that character is left for the next.
     let text = match String::from_utf8(bytes.clone()) {
         Ok(text) => text,
         Err(e) if e.utf8_error().error_len().is_none() => {
             bytes.truncate(e.utf8_error().valid_up_to());
-            String::from_utf8(bytes).map_err(|_| "the file is not UTF-8 text".to_string())?
+            String::from_utf8(bytes)
+                .map_err(|_| Failure::BadRequest("the file is not UTF-8 text".into()))?
         }
         Err(_) => {
-            return Err(
+            return Err(Failure::BadRequest(
                 "the file is not UTF-8 text; read it with the HTTP files API (GET /v1/files/…)"
                     .into(),
-            );
+            ));
         }
     };
     let next = offset + text.len() as u64;
@@ -163,8 +179,7 @@ fn run(
     fs: &FileStorage<crate::workspace::Stack>,
     name: &str,
     args: &Map<String, Value>,
-) -> Result<String, String> {
-    let fs_err = |e: FsError| e.to_string();
+) -> Result<String, Failure> {
     match name {
         "read_file" => read_text(fs, &arg(args, "path")?, args),
         "write_file" => {
@@ -172,18 +187,17 @@ fn run(
             let content = args
                 .get("content")
                 .and_then(Value::as_str)
-                .ok_or("missing string argument `content`")?;
+                .ok_or_else(|| Failure::BadRequest("missing string argument `content`".into()))?;
             if let Some((parent, _)) = anyfs::path::split_parent(std::path::Path::new(&path)) {
-                fs.create_dir_all(&parent)
-                    .map_err(|e| fs_err(e.with_path(&path)))?;
+                fs.create_dir_all(&parent).map_err(|e| e.with_path(&path))?;
             }
-            fs.write(&path, content).map_err(fs_err)?;
+            fs.write(&path, content)?;
             Ok(format!("wrote {} bytes to {path}", content.len()))
         }
         "list_dir" => {
             let mut names = Vec::new();
-            for entry in fs.read_dir(arg(args, "path")?).map_err(fs_err)? {
-                let entry = entry.map_err(fs_err)?;
+            for entry in fs.read_dir(arg(args, "path")?)? {
+                let entry = entry?;
                 let slash = if entry.file_type.is_dir() { "/" } else { "" };
                 names.push(format!("{}{slash}", entry.name.to_string_lossy()));
             }
@@ -191,7 +205,7 @@ fn run(
             Ok(names.join("\n"))
         }
         "stat" => {
-            let m = fs.metadata(arg(args, "path")?).map_err(fs_err)?;
+            let m = fs.metadata(arg(args, "path")?)?;
             let kind = if m.is_dir() { "dir" } else { "file" };
             Ok(
                 json!({"type": kind, "size": m.len, "mode": format!("{:o}", m.permissions.mode())})
@@ -200,12 +214,12 @@ fn run(
         }
         "make_dir" => {
             let path = arg(args, "path")?;
-            fs.create_dir_all(&path).map_err(fs_err)?;
+            fs.create_dir_all(&path)?;
             Ok(format!("made {path}"))
         }
         "move" => {
             let (from, to) = (arg(args, "from")?, arg(args, "to")?);
-            fs.rename(&from, &to).map_err(fs_err)?;
+            fs.rename(&from, &to)?;
             Ok(format!("moved {from} to {to}"))
         }
         "delete" => {
@@ -214,7 +228,7 @@ fn run(
                 .get("recursive")
                 .and_then(Value::as_bool)
                 .unwrap_or(false);
-            let meta = fs.symlink_metadata(&path).map_err(fs_err)?;
+            let meta = fs.symlink_metadata(&path)?;
             if meta.is_dir() {
                 if recursive {
                     fs.remove_dir_all(&path)
@@ -223,103 +237,80 @@ fn run(
                 }
             } else {
                 fs.remove_file(&path)
-            }
-            .map_err(fs_err)?;
+            }?;
             Ok(format!("deleted {path}"))
         }
-        other => Err(format!("no tool `{other}`")),
+        other => Err(Failure::BadRequest(format!("no tool `{other}`"))),
     }
 }
 
 impl ServerHandler for McpFiles {
-    fn get_info(&self) -> ServerInfo {
-        ServerInfo {
-            capabilities: ServerCapabilities::builder().enable_tools().build(),
-            instructions: Some(
-                "Files of your AnyFS workspace. Send your agent token as `Authorization: Bearer` \
-                 on every request."
-                    .into(),
-            ),
-            ..ServerInfo::default()
-        }
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build()).with_instructions(
+            "Files of your AnyFS workspace. Send your agent token as `Authorization: Bearer` on \
+             every request.",
+        )
     }
 
     async fn list_tools(
         &self,
-        _request: Option<PaginatedRequestParam>,
+        _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        Ok(ListToolsResult {
-            tools: tools(),
-            next_cursor: None,
-        })
+        Ok(ListToolsResult::with_all_items(tools()))
     }
 
     async fn call_tool(
         &self,
-        request: CallToolRequestParam,
+        request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
-    ) -> Result<CallToolResult, ErrorData> {
-        let headers = context
+    ) -> Result<CallToolResponse, ErrorData> {
+        let secret = context
             .extensions
             .get::<axum::http::request::Parts>()
-            .map(|p| p.headers.clone())
-            .unwrap_or_default();
-        let caller = match authenticate_caller(&self.service, &headers) {
-            Ok(caller @ (Caller::Account(_) | Caller::Agent { .. })) => caller,
-            _ => {
-                return Ok(CallToolResult::error(vec![Content::text(
-                    "a valid account secret or agent token is required",
-                )]));
-            }
-        };
+            .and_then(|p| p.headers.get(axum::http::header::AUTHORIZATION))
+            .and_then(|v| v.to_str().ok())
+            .and_then(bearer)
+            .map(|s| Zeroizing::new(s.to_string()));
         let name = request.name.to_string();
         let args = request.arguments.unwrap_or_default();
-        let service = self.service.clone();
-        let actor = caller.actor();
-        let outcome = tokio::task::spawn_blocking(move || {
-            // Opening a workspace may scan it: on the blocking pool.
-            let (account, fs) = workspace_of(&service, &caller)?;
-            // As over HTTP: a call that may take a whole folder runs alone
-            // in the account, every other one shares.
-            let tree = service.workspaces.tree(&account);
-            let result = match name.as_str() {
-                "move" | "delete" => {
-                    let _alone = tree.write();
-                    run(&fs, &name, &args)
-                }
-                "write_file" | "make_dir" => {
-                    let _shared = tree.read();
-                    run(&fs, &name, &args)
-                }
-                _ => run(&fs, &name, &args),
-            };
-            let status = if result.is_ok() { "ok" } else { "error" };
-            let action = format!("mcp {name}");
-            // Every path the call named is audited (a move's both).
-            for key in ["path", "from", "to"] {
-                let Some(path) = args.get(key).and_then(Value::as_str) else {
-                    continue;
-                };
-                let path = format!("/{}", path.trim_start_matches('/'));
-                let audited =
-                    audit_file_op(&service, &fs, &account, &actor, &action, &path, status);
-                // No operation is confirmed without its record.
-                if audited.is_err() && result.is_ok() {
-                    return Err(
-                        "the audit log cannot be written at the moment; the operation is not \
-                         confirmed"
-                            .to_string(),
-                    );
-                }
-            }
-            result
-        })
-        .await
-        .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        // Every path the call names is audited (a move's both).
+        let audits = ["path", "from", "to"]
+            .iter()
+            .filter_map(|key| args.get(*key).and_then(Value::as_str))
+            .map(|path| {
+                (
+                    format!("mcp {name}"),
+                    format!("/{}", path.trim_start_matches('/')),
+                )
+            })
+            .collect();
+        let request = FileRequest {
+            secret,
+            callers: Callers::AccountOrAgent,
+            access: access_of(&name),
+            audits,
+        };
+        let outcome = run_audited(&self.service, request, move |fs| run(fs, &name, &args)).await;
+        let text = |text: String| vec![ContentBlock::text(text)];
         Ok(match outcome {
-            Ok(text) => CallToolResult::success(vec![Content::text(text)]),
-            Err(message) => CallToolResult::error(vec![Content::text(message)]),
-        })
+            Ok(done) => CallToolResult::success(text(done)),
+            Err(Failure::Unauthorized | Failure::Forbidden(_)) => CallToolResult::error(text(
+                "a valid account secret or agent token is required".into(),
+            )),
+            Err(failure) => CallToolResult::error(text(failure.message())),
+        }
+        .into())
+    }
+}
+
+/// What a tool does to the account's files (as over HTTP: a call that may
+/// take a whole folder runs alone in the account, every other change
+/// shares).
+fn access_of(tool: &str) -> Access {
+    match tool {
+        "move" | "delete" => Access::WholeTree,
+        "write_file" | "make_dir" => Access::Change,
+        _ => Access::Read,
     }
 }

@@ -292,13 +292,29 @@ impl Workspaces {
         policy: &AgentPolicy,
     ) -> FsResult<Stack> {
         let fs = self.account(account)?;
-        let mut agents = fs.agents.lock();
         // Built for this very policy: one changed since is built anew.
-        if let Some((built_for, stack)) = agents.get(agent)
+        if let Some((built_for, stack)) = fs.agents.lock().get(agent)
             && built_for == policy
         {
             return Ok(stack.clone());
         }
+        // Built with no lock held: building compiles globs, and the other
+        // agents of the account are served meanwhile.
+        let stack = Self::agent_stack(&fs, policy)?;
+        let mut agents = fs.agents.lock();
+        // Built meanwhile by another request for the same policy: that
+        // one, so that the account has one stack per agent.
+        if let Some((built_for, built)) = agents.get(agent)
+            && built_for == policy
+        {
+            return Ok(built.clone());
+        }
+        agents.insert(agent.to_string(), (policy.clone(), stack.clone()));
+        Ok(stack)
+    }
+
+    /// An agent's stack over the account's workspace, built from its policy.
+    fn agent_stack(fs: &AccountFs, policy: &AgentPolicy) -> FsResult<Stack> {
         let invalid = |e: anyfs::middleware::PathFilterError| {
             FsError::invalid_path(
                 "/",
@@ -339,7 +355,6 @@ impl Workspaces {
                     .layer(stack),
             );
         }
-        agents.insert(agent.to_string(), (policy.clone(), stack.clone()));
         Ok(stack)
     }
 

@@ -603,7 +603,9 @@ fn admin_suspends_and_deletes_and_restart_keeps_everything() {
     )
     .unwrap();
     drop(conn);
-    let err = anyfs_server::verify_chain(&dir.path().join("registry.db")).unwrap_err();
+    let err = anyfs_server::verify_chain(&dir.path().join("registry.db"))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("record 2"), "{err}");
 }
 
@@ -1359,7 +1361,7 @@ fn audit_paths_and_agent_policies_are_encrypted_at_rest_and_the_chain_still_chec
     )
     .unwrap();
     drop(conn);
-    let err = anyfs_server::verify_chain(&db).unwrap_err();
+    let err = anyfs_server::verify_chain(&db).unwrap_err().to_string();
     assert!(
         err.contains(&format!("record {seq}")),
         "{err} ({n} records)"
@@ -1377,7 +1379,7 @@ fn a_second_service_on_the_same_data_directory_is_refused() {
         c
     };
     let first = Service::open(config()).unwrap();
-    let err = Service::open(config()).unwrap_err();
+    let err = Service::open(config()).unwrap_err().to_string();
     assert!(err.contains("another"), "{err}");
     assert!(err.contains(&dir.path().display().to_string()), "{err}");
     drop(first);
@@ -1393,7 +1395,9 @@ fn with_keys(
     let mut config = Config::new(data);
     config.master_keys = keys;
     config.admin_secret = Some(ADMIN.into());
-    Service::open(config).map(|o| o.service)
+    Service::open(config)
+        .map(|o| o.service)
+        .map_err(|e| e.to_string())
 }
 
 #[test]
@@ -1628,7 +1632,7 @@ fn an_admin_secret_that_could_never_authenticate_or_is_short_is_refused() {
     ] {
         let mut config = Config::new(dir.path());
         config.admin_secret = Some(bad.into());
-        let err = Service::open(config).unwrap_err();
+        let err = Service::open(config).unwrap_err().to_string();
         assert!(err.contains("ANYFS_ADMIN_SECRET"), "{err}");
         assert!(!err.contains(bad), "the secret itself is shown: {err}");
     }
@@ -2116,6 +2120,48 @@ fn the_audit_records_both_ends_of_a_move() {
     assert_eq!(find("move to", "/moved")["outcome"], "ok");
     find("mcp move", "/moved");
     find("mcp move", "/again");
+}
+
+/// Every transport records an outcome in the same words: `ok`, or the
+/// error's kind as the API's JSON names it.
+#[test]
+fn http_and_mcp_record_outcomes_in_the_same_words() {
+    let s = Running::start();
+    let (_, owner) = signup(&s, "owner");
+    let (_, bot, _) = agent(
+        &s,
+        &owner,
+        json!({"name": "bot", "policy": {"deny": ["/private/**"]}}),
+    );
+    assert_eq!(
+        get(&s, &owner, "/v1/files/missing.txt").status(),
+        StatusCode::NOT_FOUND
+    );
+    let (error, _) = mcp_tool(&s, &owner, "read_file", json!({"path": "/absent.txt"}));
+    assert!(error);
+    let (error, _) = mcp_tool(&s, &bot, "read_file", json!({"path": "/private/k"}));
+    assert!(error);
+    let (error, text) = mcp_tool(
+        &s,
+        &bot,
+        "write_file",
+        json!({"path": "/n.txt", "content": "n"}),
+    );
+    assert!(!error, "{text}");
+    let audit = json_of(get(&s, &owner, "/v1/audit?limit=100"));
+    let outcome = |action: &str, path: &str| {
+        audit["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["action"] == action && r["path"] == path)
+            .unwrap_or_else(|| panic!("no {action} {path} in {audit}"))["outcome"]
+            .clone()
+    };
+    assert_eq!(outcome("read", "/missing.txt"), "NotFound");
+    assert_eq!(outcome("mcp read_file", "/absent.txt"), "NotFound");
+    assert_eq!(outcome("mcp read_file", "/private/k"), "AccessDenied");
+    assert_eq!(outcome("mcp write_file", "/n.txt"), "ok");
 }
 
 /// While an agent moves a folder back and forth, the owner keeps making

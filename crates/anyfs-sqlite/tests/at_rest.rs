@@ -255,7 +255,7 @@ mod encrypted {
                             let i = (n + t) % 20;
                             // A write now and then makes readers start new
                             // snapshots (and so read pages again).
-                            if n % 7 == 0 {
+                            if n.is_multiple_of(7) {
                                 fs.write(format!("/w{t}"), n.to_string()).unwrap();
                             }
                             assert_eq!(

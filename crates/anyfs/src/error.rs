@@ -38,14 +38,22 @@ pub struct FsError {
     kind: FsErrorKind,
     path: PathBuf,
     op: &'static str,
+    /// What only some kinds carry, boxed so that an `FsResult` stays small
+    /// and the common refusals (`NotFound`) allocate nothing more.
+    more: Option<Box<More>>,
+}
+
+#[derive(Debug, Default)]
+struct More {
     reason: Cow<'static, str>,
     detail: Detail,
     source: Option<io::Error>,
 }
 
 /// The figures some kinds carry.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 enum Detail {
+    #[default]
     None,
     Quota {
         limit: u64,
@@ -117,8 +125,10 @@ impl fmt::Display for FsErrorKind {
 impl fmt::Display for FsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let path = self.path.display();
-        let (op, reason) = (self.op, &self.reason);
-        match (self.kind, self.detail) {
+        let op = self.op;
+        let reason = self.reason().unwrap_or_default();
+        let detail = self.more.as_ref().map_or(Detail::None, |m| m.detail);
+        match (self.kind, detail) {
             (FsErrorKind::NotFound, _) => write!(f, "{path}: not found"),
             (FsErrorKind::AlreadyExists, _) => write!(f, "{path}: already exists"),
             (FsErrorKind::NotADirectory, _) => write!(f, "{path}: not a directory"),
@@ -162,7 +172,7 @@ impl fmt::Display for FsError {
             (FsErrorKind::InvalidPassword, _) => write!(f, "{path}: wrong password or key"),
             (FsErrorKind::Conflict, _) => write!(f, "{path}: conflict ({reason})"),
             (FsErrorKind::Backend, _) => write!(f, "{op} {path}: backend error: {reason}"),
-            (FsErrorKind::Io, _) => match &self.source {
+            (FsErrorKind::Io, _) => match self.more.as_ref().and_then(|m| m.source.as_ref()) {
                 Some(source) => write!(f, "{op} {path}: {source}"),
                 None => write!(f, "{op} {path}: {reason}"),
             },
@@ -174,8 +184,9 @@ impl fmt::Display for FsError {
 
 impl std::error::Error for FsError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
+        self.more
             .as_ref()
+            .and_then(|m| m.source.as_ref())
             .map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
@@ -187,17 +198,18 @@ impl FsError {
             kind,
             path: path.into(),
             op: "",
-            reason: Cow::Borrowed(""),
-            detail: Detail::None,
-            source: None,
+            more: None,
         }
+    }
+    fn more(&mut self) -> &mut More {
+        self.more.get_or_insert_with(Box::default)
     }
     fn op(mut self, op: &'static str) -> Self {
         self.op = op;
         self
     }
     fn because(mut self, reason: impl Into<Cow<'static, str>>) -> Self {
-        self.reason = reason.into();
+        self.more().reason = reason.into();
         self
     }
 
@@ -242,7 +254,7 @@ impl FsError {
         usage: u64,
     ) -> Self {
         let mut err = Self::new(FsErrorKind::QuotaExceeded, path);
-        err.detail = Detail::Quota {
+        err.more().detail = Detail::Quota {
             limit,
             requested,
             usage,
@@ -252,13 +264,13 @@ impl FsError {
     /// The file at `path` would be `size` bytes, more than `limit`.
     pub fn file_size_exceeded(path: impl Into<PathBuf>, size: u64, limit: u64) -> Self {
         let mut err = Self::new(FsErrorKind::FileSizeExceeded, path);
-        err.detail = Detail::FileSize { size, limit };
+        err.more().detail = Detail::FileSize { size, limit };
         err
     }
     /// Too many operations: the next can succeed after `retry_after`.
     pub fn rate_limit_exceeded(path: impl Into<PathBuf>, retry_after: Duration) -> Self {
         let mut err = Self::new(FsErrorKind::RateLimitExceeded, path);
-        err.detail = Detail::RetryAfter(retry_after);
+        err.more().detail = Detail::RetryAfter(retry_after);
         err
     }
     /// `path` (as given) is malformed or not allowed, for `reason`.
@@ -303,7 +315,7 @@ impl FsError {
     /// The host failed `op` with `source`.
     pub fn io(path: impl Into<PathBuf>, op: &'static str, source: io::Error) -> Self {
         let mut err = Self::new(FsErrorKind::Io, path).op(op);
-        err.source = Some(source);
+        err.more().source = Some(source);
         err
     }
 }
@@ -329,13 +341,16 @@ impl FsError {
     /// Why, for the kinds that say (`AccessDenied`, `InvalidPath`,
     /// `Conflict`, `Backend`; the feature, for `FeatureNotEnabled`).
     pub fn reason(&self) -> Option<&str> {
-        (!self.reason.is_empty()).then_some(&*self.reason)
+        self.more
+            .as_ref()
+            .map(|m| &*m.reason)
+            .filter(|r| !r.is_empty())
     }
 
     /// For `RateLimitExceeded`: how long to wait before the next operation
     /// can succeed.
     pub fn retry_after(&self) -> Option<Duration> {
-        match self.detail {
+        match self.more.as_ref()?.detail {
             Detail::RetryAfter(wait) => Some(wait),
             _ => None,
         }
@@ -345,7 +360,7 @@ impl FsError {
     /// use; for `FileSizeExceeded`: the limit and the size the file would
     /// have had (as "requested"), nothing in use.
     pub fn quota(&self) -> Option<QuotaFigures> {
-        match self.detail {
+        match self.more.as_ref()?.detail {
             Detail::Quota {
                 limit,
                 requested,
@@ -406,7 +421,7 @@ impl FsError {
             FsErrorKind::InvalidPassword => libc::EACCES,
             FsErrorKind::Conflict => libc::EBUSY,
             FsErrorKind::Backend => libc::EIO,
-            FsErrorKind::Io => match &self.source {
+            FsErrorKind::Io => match self.more.as_ref().and_then(|m| m.source.as_ref()) {
                 Some(source) => source
                     .raw_os_error()
                     .unwrap_or_else(|| io_kind_errno(source.kind())),
