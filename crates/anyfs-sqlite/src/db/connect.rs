@@ -46,7 +46,7 @@ pub(super) fn connect(
         // A wrong key is an ordinary error we report; keep SQLCipher from
         // also logging it to stderr.
         let _ = conn.execute_batch("PRAGMA cipher_log_level = NONE;");
-        apply_key(&conn, key, "key")?;
+        unlock(&conn, key)?;
         // Must match the page size the file was created with, before the
         // first read (see `page_size` below).
         conn.execute_batch("PRAGMA cipher_page_size = 4096;")
@@ -110,33 +110,47 @@ fn owner_only_file(path: &Path) -> FsResult<()> {
     }
 }
 
-/// Unlocks (`pragma` "key") or re-keys ("rekey") the database.
-pub(super) fn apply_key(conn: &Connection, key: &Key, pragma: &'static str) -> FsResult<()> {
+/// Unlocks a new connection with `key`.
+fn unlock(conn: &Connection, key: &Key) -> FsResult<()> {
+    set_key(conn, key, false)
+}
+
+/// Re-encrypts the database under `key` (on the writer).
+pub(super) fn rekey(conn: &Connection, key: &Key) -> FsResult<()> {
+    set_key(conn, key, true)
+}
+
+/// Gives SQLCipher the key to unlock the database with, or to re-encrypt
+/// it under (`rekey`).
+#[cfg(feature = "encryption")]
+fn set_key(conn: &Connection, key: &Key, rekey: bool) -> FsResult<()> {
     let result = match key {
-        Key::Password(password) => conn.pragma_update(None, pragma, password.as_str()),
+        Key::Password(password) => conn.key(Some(rusqlite::MAIN_DB), password.as_bytes(), rekey),
         Key::Raw(bytes) => {
-            let mut sql = Zeroizing::new(format!("PRAGMA {pragma} = \"x'"));
+            // SQLCipher takes a raw key (used as is, not derived) written as
+            // a blob literal: `x'` 64 hex digits `'`, in a buffer that never
+            // grows (so no copy is left behind) and is wiped on drop.
+            let mut literal = Zeroizing::new(String::with_capacity(2 + 64 + 1));
+            literal.push_str("x'");
             for b in bytes.iter() {
                 use std::fmt::Write;
-                let _ = write!(sql, "{b:02X}");
+                let _ = write!(literal, "{b:02X}");
             }
-            sql.push_str("'\";");
-            conn.execute_batch(&sql)
+            literal.push('\'');
+            conn.key(Some(rusqlite::MAIN_DB), literal.as_bytes(), rekey)
         }
     };
-    result.map_err(|e| sql_error(root(), "set the key", e))?;
-    // Without SQLCipher linked in, `PRAGMA key` is silently ignored and the
-    // database would be written in the clear: refuse instead.
-    let cipher: Option<String> = conn
-        .query_row("PRAGMA cipher_version", [], |r| r.get(0))
-        .ok();
-    if cipher.is_none_or(|v| v.is_empty()) {
-        return Err(FsError::FeatureNotEnabled {
-            path: root().into(),
-            feature: "encryption",
-        });
-    }
-    Ok(())
+    result.map_err(|e| sql_error(root(), "set the key", e))
+}
+
+/// Without SQLCipher linked in SQLite would ignore a key and write the
+/// database in the clear: refused instead.
+#[cfg(not(feature = "encryption"))]
+fn set_key(_: &Connection, _: &Key, _: bool) -> FsResult<()> {
+    Err(FsError::FeatureNotEnabled {
+        path: root().into(),
+        feature: "encryption",
+    })
 }
 
 /// The error for a first read that failed: a wrong key, or a file that

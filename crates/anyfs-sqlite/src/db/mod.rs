@@ -31,7 +31,7 @@ pub use options::{Durability, SqliteOptions};
 pub(crate) use write::DeferredRemovals;
 
 use background::spawn_background;
-use connect::{apply_key, connect};
+use connect::connect;
 use read::Reader;
 use write::Writer;
 
@@ -156,7 +156,7 @@ impl Db {
         // Reads in progress finish first; none starts until the new key is
         // in place, and no connection opened under the old one is reused.
         let _gate = self.core.gate.write();
-        apply_key(&guard.borrow().conn, &key, "rekey")?;
+        connect::rekey(&guard.borrow().conn, &key)?;
         if let Some(pool) = &self.readers {
             pool.lock().clear();
         }
