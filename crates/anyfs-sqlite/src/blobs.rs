@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use anyfs::{FsError, FsResult};
 use rusqlite::{Connection, params};
 
-use crate::db::{After, sql_error};
-use crate::store::{Content, FileRow};
+use crate::db::{DeferredRemovals, sql_error};
+use crate::store::{Content, FileRow, zeroed_range};
 
 /// Blob files in one directory.
 #[derive(Debug)]
@@ -44,7 +44,7 @@ impl Blobs {
     fn create(
         &self,
         path: &Path,
-        after: &mut After,
+        removals: &mut DeferredRemovals,
         fill: impl FnOnce(&mut File) -> io::Result<()>,
     ) -> FsResult<String> {
         let name = uuid::Uuid::new_v4().simple().to_string();
@@ -61,7 +61,7 @@ impl Blobs {
             let _ = fs::remove_file(&tmp);
             return Err(io_error(path, "write a blob", e));
         }
-        after.on_rollback.push(self.file(&name));
+        removals.on_rollback.push(self.file(&name));
         Ok(name)
     }
 
@@ -79,11 +79,11 @@ impl Blobs {
         path: &Path,
         file: &FileRow,
         new: Option<&str>,
-        after: &mut After,
+        removals: &mut DeferredRemovals,
     ) -> FsResult<()> {
         Self::point(tx, path, file.ino, new)?;
         if let Some(old) = &file.blob {
-            after.on_commit.push(self.file(old));
+            removals.on_commit.push(self.file(old));
         }
         Ok(())
     }
@@ -96,11 +96,11 @@ impl Blobs {
         path: &Path,
         file: &FileRow,
         len: u64,
-        after: &mut After,
+        removals: &mut DeferredRemovals,
         edit: impl FnOnce(&File) -> io::Result<()>,
     ) -> FsResult<()> {
         let old = file.blob.as_deref().map(|b| self.file(b));
-        let name = self.create(path, after, |new| {
+        let name = self.create(path, removals, |new| {
             if let Some(old) = &old {
                 let mut src = File::open(old)?.take(len);
                 io::copy(&mut src, new)?;
@@ -108,7 +108,7 @@ impl Blobs {
             new.set_len(len)?;
             edit(new)
         })?;
-        self.swap(tx, path, file, Some(&name), after)
+        self.swap(tx, path, file, Some(&name), removals)
     }
 
     /// Removes every blob no inode names (and stray temporary files).
@@ -139,11 +139,10 @@ impl Content for Blobs {
         offset: u64,
         len: usize,
     ) -> FsResult<Vec<u8>> {
-        let end = file.size.min(offset.saturating_add(len as u64));
-        if offset >= end {
-            return Ok(Vec::new());
+        let (_, mut out) = zeroed_range(file.size, offset, len);
+        if out.is_empty() {
+            return Ok(out);
         }
-        let mut out = vec![0u8; (end - offset) as usize];
         let Some(blob) = &file.blob else {
             return Ok(out);
         };
@@ -178,14 +177,14 @@ impl Content for Blobs {
         path: &Path,
         file: &FileRow,
         data: &[u8],
-        after: &mut After,
+        removals: &mut DeferredRemovals,
     ) -> FsResult<()> {
         let name = if data.is_empty() {
             None
         } else {
-            Some(self.create(path, after, |f| f.write_all(data))?)
+            Some(self.create(path, removals, |f| f.write_all(data))?)
         };
-        self.swap(tx, path, file, name.as_deref(), after)
+        self.swap(tx, path, file, name.as_deref(), removals)
     }
 
     fn write_at(
@@ -195,9 +194,9 @@ impl Content for Blobs {
         file: &FileRow,
         offset: u64,
         data: &[u8],
-        after: &mut After,
+        removals: &mut DeferredRemovals,
     ) -> FsResult<()> {
-        self.write_ranges(tx, path, file, &[(offset, data)], after)
+        self.write_ranges(tx, path, file, &[(offset, data)], removals)
     }
 
     /// Several ranges make one new blob with all of them in, not one copy
@@ -208,7 +207,7 @@ impl Content for Blobs {
         path: &Path,
         file: &FileRow,
         ranges: &[(u64, &[u8])],
-        after: &mut After,
+        removals: &mut DeferredRemovals,
     ) -> FsResult<()> {
         let ranges: Vec<(u64, &[u8])> = ranges
             .iter()
@@ -252,7 +251,7 @@ impl Content for Blobs {
                         })?;
                     len = len.max(end);
                 }
-                self.rewrite(tx, path, file, file.size, after, |f| {
+                self.rewrite(tx, path, file, file.size, removals, |f| {
                     f.set_len(len)?;
                     for (offset, data) in &ranges {
                         f.write_all_at(data, *offset)?;
@@ -269,10 +268,10 @@ impl Content for Blobs {
         path: &Path,
         file: &FileRow,
         size: u64,
-        after: &mut After,
+        removals: &mut DeferredRemovals,
     ) -> FsResult<()> {
         match &file.blob {
-            _ if size == 0 => self.swap(tx, path, file, None, after),
+            _ if size == 0 => self.swap(tx, path, file, None, removals),
             Some(blob) if size >= file.size => {
                 // Growing in place: zeros past the committed size.
                 let f = OpenOptions::new()
@@ -285,7 +284,7 @@ impl Content for Blobs {
             }
             // No blob yet: the size alone makes the zeros.
             None => Ok(()),
-            Some(_) => self.rewrite(tx, path, file, size, after, |_| Ok(())),
+            Some(_) => self.rewrite(tx, path, file, size, removals, |_| Ok(())),
         }
     }
 
@@ -295,21 +294,21 @@ impl Content for Blobs {
         path: &Path,
         src: &FileRow,
         dst: &FileRow,
-        after: &mut After,
+        removals: &mut DeferredRemovals,
     ) -> FsResult<()> {
         let name = match &src.blob {
             None => None,
             Some(blob) => {
                 let from = self.file(blob);
                 let size = src.size;
-                Some(self.create(path, after, |f| {
+                Some(self.create(path, removals, |f| {
                     let mut reader = File::open(&from)?.take(size);
                     io::copy(&mut reader, f)?;
                     f.set_len(size)
                 })?)
             }
         };
-        self.swap(tx, path, dst, name.as_deref(), after)
+        self.swap(tx, path, dst, name.as_deref(), removals)
     }
 
     fn adopt(
@@ -318,9 +317,9 @@ impl Content for Blobs {
         path: &Path,
         src: &FileRow,
         dst: &FileRow,
-        after: &mut After,
+        removals: &mut DeferredRemovals,
     ) -> FsResult<()> {
-        self.swap(tx, path, dst, src.blob.as_deref(), after)?;
+        self.swap(tx, path, dst, src.blob.as_deref(), removals)?;
         Self::point(tx, path, src.ino, None)
     }
 
@@ -329,10 +328,10 @@ impl Content for Blobs {
         _tx: &Connection,
         _path: &Path,
         file: &FileRow,
-        after: &mut After,
+        removals: &mut DeferredRemovals,
     ) -> FsResult<()> {
         if let Some(blob) = &file.blob {
-            after.on_commit.push(self.file(blob));
+            removals.on_commit.push(self.file(blob));
         }
         Ok(())
     }

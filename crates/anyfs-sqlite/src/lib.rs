@@ -73,11 +73,12 @@
 //! This workspace builds the bundled SQLite (and SQLCipher) with
 //! `LIBSQLITE3_FLAGS="-USQLITE_ENABLE_MEMORY_MANAGEMENT
 //! -DSQLITE_DEFAULT_MEMSTATUS=0"` (in `.cargo/config.toml`). Otherwise
-//! every page fetched from SQLite's page cache, and every allocation, takes
-//! a process-wide mutex: encrypted reads (which always go through the page
-//! cache) cost about 12 % more, and readers on many threads contend. A
-//! program that depends on this crate should set the same variable in its
-//! build.
+//! every allocation takes a process-wide mutex to count memory, and, where
+//! memory management is on (`libsqlite3-sys` up to 0.35 turned it on), so
+//! does every page fetched from SQLite's page cache: encrypted reads (which
+//! always go through the page cache) cost about 12 % more, and readers on
+//! many threads contend. A program that depends on this crate should set
+//! the same variable in its build.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]

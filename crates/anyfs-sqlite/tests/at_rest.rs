@@ -231,6 +231,43 @@ mod encrypted {
         assert_eq!(fs.read_to_string("/after").unwrap(), "still writable");
     }
 
+    /// Keys mean what SQLCipher's own `PRAGMA key` makes of them (what
+    /// other SQLCipher tools use, and how older versions of this crate set
+    /// them): a password, or a raw key as an `x'…'` blob literal.
+    #[test]
+    fn keys_are_what_sqlciphers_pragma_key_takes() {
+        let dir = tempfile::tempdir().unwrap();
+        let count = |db: &Path, pragma: &str| {
+            let conn = rusqlite::Connection::open(db).unwrap();
+            conn.execute_batch(pragma).unwrap();
+            conn.query_row("SELECT count(*) FROM nodes", [], |r| r.get::<_, i64>(0))
+        };
+
+        let by_password = dir.path().join("password.db");
+        FileStorage::new(SqliteBackend::open_encrypted(&by_password, "pass phrase").unwrap())
+            .write("/a", "1")
+            .unwrap();
+        assert_eq!(
+            count(&by_password, "PRAGMA key = 'pass phrase';").unwrap(),
+            1
+        );
+        assert!(count(&by_password, "PRAGMA key = 'other';").is_err());
+
+        let by_key = dir.path().join("raw.db");
+        let key = [0xA5u8; 32];
+        let literal = format!("PRAGMA key = \"x'{}'\";", "A5".repeat(32));
+        let conn = rusqlite::Connection::open(&by_key).unwrap();
+        conn.execute_batch(&literal).unwrap();
+        conn.execute_batch("PRAGMA cipher_page_size = 4096; CREATE TABLE t (x);")
+            .unwrap();
+        drop(conn);
+        assert!(SqliteBackend::open_with_key(&by_key, &[0x5Au8; 32]).is_err());
+        FileStorage::new(SqliteBackend::open_with_key(&by_key, &key).unwrap())
+            .write("/b", "2")
+            .unwrap();
+        assert_eq!(count(&by_key, &literal).unwrap(), 1);
+    }
+
     /// Readers running while the password changes keep working: no reader
     /// connection is left with the old key.
     #[test]
