@@ -103,7 +103,7 @@ impl SqliteBackend {
 impl SqliteBackend {
     /// Opens (or creates) a database encrypted with `password` (SQLCipher
     /// derives the key with PBKDF2-HMAC-SHA512). A wrong password is
-    /// [`FsError::InvalidPassword`](anyfs::FsError::InvalidPassword), and
+    /// [`FsErrorKind::InvalidPassword`](anyfs::FsErrorKind::InvalidPassword), and
     /// leaves the file untouched.
     pub fn open_encrypted(path: impl AsRef<Path>, password: impl AsRef<str>) -> FsResult<Self> {
         Self::open_encrypted_with_options(path, password, SqliteOptions::default())
@@ -127,7 +127,7 @@ impl SqliteBackend {
     }
 
     /// Creates a new database encrypted with `password`;
-    /// [`FsError::AlreadyExists`](anyfs::FsError::AlreadyExists) if the file
+    /// [`FsErrorKind::AlreadyExists`](anyfs::FsErrorKind::AlreadyExists) if the file
     /// exists.
     pub fn create_encrypted(path: impl AsRef<Path>, password: impl AsRef<str>) -> FsResult<Self> {
         if path.as_ref().exists() {

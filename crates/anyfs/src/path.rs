@@ -11,7 +11,7 @@
 //! (absolute targets start again at the virtual root, relative ones at the
 //! link's directory), `..` applies to the directory reached so far (after the
 //! component before it was resolved), `..` at the root stays at the root, and
-//! more than [`MAX_SYMLINK_HOPS`] links is [`FsError::TooManySymlinks`].
+//! more than [`MAX_SYMLINK_HOPS`] links is [`FsErrorKind::TooManySymlinks`](crate::FsErrorKind::TooManySymlinks).
 //! There is no way to name anything outside the backend.
 //!
 //! A resolution can be watched: [`resolve_visiting`] asks a [`Visit`] about
@@ -104,7 +104,7 @@ pub fn validate_name(name: &OsStr) -> FsResult<()> {
 
 /// The names of a *resolved* path, as backends and middleware receive it:
 /// it must be absolute and hold no `..`; `.` and repeated slashes are
-/// skipped. Anything else is [`FsError::InvalidPath`].
+/// skipped. Anything else is [`FsErrorKind::InvalidPath`](crate::FsErrorKind::InvalidPath).
 pub fn resolved_components(path: &Path) -> FsResult<Vec<&OsStr>> {
     validate(path)?;
     let bytes = path.as_os_str().as_bytes();

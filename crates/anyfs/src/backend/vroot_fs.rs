@@ -80,7 +80,7 @@ const MAX_REMOVE_DEPTH: usize = 4096;
 ///
 /// FIFOs, sockets and device files are never read or written: files are
 /// opened non-blocking and anything that is not a regular file is refused at
-/// once with [`FsError::AccessDenied`]. Errors name the virtual path only.
+/// once with [`FsErrorKind::AccessDenied`](crate::FsErrorKind::AccessDenied). Errors name the virtual path only.
 ///
 /// # Hard links planted from outside
 ///

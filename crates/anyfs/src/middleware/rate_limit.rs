@@ -11,7 +11,7 @@ use crate::error::{FsError, FsResult};
 use crate::middleware::{Guarded, Policy, Request};
 
 /// Allows at most a set number of operations per time window and refuses
-/// the rest with [`FsError::RateLimitExceeded`], which says how long to
+/// the rest with [`FsErrorKind::RateLimitExceeded`](crate::FsErrorKind::RateLimitExceeded), which says how long to
 /// wait. The budget refills continuously (a token bucket): `max_ops(1000)
 /// .per_second()` allows a burst of 1000, then one more every millisecond.
 ///

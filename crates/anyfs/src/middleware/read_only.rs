@@ -7,7 +7,7 @@ use crate::error::{FsError, FsResult};
 use crate::middleware::{Guarded, Operation, PathFilterError, PathFilterLayer, Policy, Request};
 
 /// Refuses every operation that could change what is stored, with
-/// [`FsError::ReadOnly`]: writes, appends, streamed writes, removes,
+/// [`FsErrorKind::ReadOnly`](crate::FsErrorKind::ReadOnly): writes, appends, streamed writes, removes,
 /// renames, copies, truncation, directory creation, links, permission,
 /// owner and time changes, and opening a handle for writing. Reads pass
 /// through untouched.

@@ -4,7 +4,7 @@ use crate::error::{FsError, FsResult};
 use crate::middleware::{Guarded, Operation, Policy, Request};
 
 /// Refuses the operations switched off in its [`RestrictionsLayer`] with
-/// [`FsError::PermissionDenied`]; everything else passes.
+/// [`FsErrorKind::PermissionDenied`](crate::FsErrorKind::PermissionDenied); everything else passes.
 ///
 /// ```
 /// use anyfs::prelude::*;

@@ -37,7 +37,7 @@ const FILE_VERSION: u8 = 1;
 /// the encrypted nodes. [`save_to_file`](Self::save_to_file) writes the
 /// encrypted nodes as they are — no plaintext exists on the way to disk, or
 /// back with [`load_from_file`](Self::load_from_file) — with an HMAC over
-/// the whole file, so a wrong key is [`FsError::InvalidPassword`] and a
+/// the whole file, so a wrong key is [`FsErrorKind::InvalidPassword`](crate::FsErrorKind::InvalidPassword) and a
 /// changed file is refused.
 ///
 /// What it cannot do: bytes returned by a read belong to the caller (wipe
@@ -395,7 +395,7 @@ impl EncryptedMemoryBackend {
     }
 
     /// Reads a file written by [`save_to_file`](Self::save_to_file). A wrong
-    /// key, or a file changed in any way, is [`FsError::InvalidPassword`].
+    /// key, or a file changed in any way, is [`FsErrorKind::InvalidPassword`](crate::FsErrorKind::InvalidPassword).
     pub fn load_from_file(file: impl AsRef<Path>, key: impl Into<Key>) -> FsResult<Self> {
         let bytes =
             std::fs::read(file.as_ref()).map_err(|e| FsError::from_io("/", "load_from_file", e))?;

@@ -39,7 +39,7 @@ mod persist;
 /// independent copy.
 ///
 /// Below [`FileStorage`](crate::FileStorage) it follows no symlink: a path
-/// through a link is [`FsError::InvalidPath`].
+/// through a link is [`FsErrorKind::InvalidPath`](crate::FsErrorKind::InvalidPath).
 ///
 /// ```
 /// use anyfs::{FileStorage, MemoryBackend};

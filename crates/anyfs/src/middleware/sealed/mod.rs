@@ -17,7 +17,7 @@
 //! a record moved, swapped or dropped, bytes appended, the file cut short, a
 //! record from another file (or another version of this one: every write
 //! draws a new file id) and a file copied or moved to another path in the
-//! raw storage all fail with [`FsError::IntegrityError`] naming the path.
+//! raw storage all fail with [`FsErrorKind::IntegrityError`](crate::FsErrorKind::IntegrityError) naming the path.
 //! Content is never decrypted whole for a range read or a stream.
 //!
 //! What file-level sealing cannot see: a whole file put back as it was at
@@ -55,7 +55,7 @@ pub struct Sealed<B, M> {
 }
 
 /// Encrypts file contents with AES-256-GCM, chunk by chunk, each chunk bound
-/// to the file's path; any tampering is [`FsError::IntegrityError`].
+/// to the file's path; any tampering is [`FsErrorKind::IntegrityError`](crate::FsErrorKind::IntegrityError).
 ///
 /// Names, sizes and the directory tree stay visible to whoever holds the
 /// storage (that is the point of "privacy mode": a host can list and count
@@ -91,7 +91,7 @@ pub type FileEncryption<B> = Sealed<B, Encrypt>;
 
 /// Authenticates file contents with HMAC-SHA256, chunk by chunk and bound to
 /// the path, leaving them readable in the storage; any change made outside
-/// the layer is [`FsError::IntegrityError`].
+/// the layer is [`FsErrorKind::IntegrityError`](crate::FsErrorKind::IntegrityError).
 ///
 /// ```
 /// use anyfs::{FileStorage, FsErrorKind, FsRead, FsWrite, IntegrityVerified, MemoryBackend};
@@ -150,7 +150,7 @@ impl<B, M: SealMode> Layer<B> for SealLayer<M> {
 impl<B, M: SealMode> Sealed<B, M> {
     /// The layer over `inner`, without a key yet: until [`with_key`] gives
     /// one, reading or writing content fails closed with
-    /// [`FsError::AccessDenied`].
+    /// [`FsErrorKind::AccessDenied`](crate::FsErrorKind::AccessDenied).
     ///
     /// [`with_key`]: Self::with_key
     pub fn new(inner: B) -> Self {

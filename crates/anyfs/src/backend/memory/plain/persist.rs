@@ -66,7 +66,7 @@ impl MemoryBackend {
     }
 
     /// The filesystem an encrypted blob holds. A wrong key, or a blob changed
-    /// in any way, is [`FsError::InvalidPassword`]: never a garbled tree.
+    /// in any way, is [`FsErrorKind::InvalidPassword`](crate::FsErrorKind::InvalidPassword): never a garbled tree.
     pub fn deserialize_encrypted(data: &[u8], key: &[u8; 32]) -> FsResult<Self> {
         let header = parse_header(data, RAW_KEY)?;
         Self::open_snapshot(data, &snapshot_key(&Key::from(key)), header)
@@ -82,7 +82,7 @@ impl MemoryBackend {
     }
 
     /// The filesystem a password-sealed blob holds; a wrong password is
-    /// [`FsError::InvalidPassword`].
+    /// [`FsErrorKind::InvalidPassword`](crate::FsErrorKind::InvalidPassword).
     pub fn deserialize_with_password(data: &[u8], password: &str) -> FsResult<Self> {
         let header = parse_header(data, PASSWORD)?;
         let mut salt = [0u8; 16];
