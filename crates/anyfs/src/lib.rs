@@ -42,6 +42,15 @@
 //! - **Middleware** ([`Layer`]): policy wrapped around a backend.
 //! - **Errors**: one [`FsError`], naming the virtual path, with an
 //!   [`errno`](FsError::errno) and a stable [`kind`](FsError::kind).
+//!
+//! # Cargo features
+//!
+//! - **`test-util`** (off by default): test hooks on
+//!   [`EncryptedMemoryBackend`] that hand out its stored ciphertext and swap
+//!   two nodes' ciphertexts, so that a test can check that no plaintext is
+//!   kept and that tampering is caught. They let a caller read and change
+//!   what the backend holds: enable them in tests only, never in a build
+//!   that serves anyone.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]

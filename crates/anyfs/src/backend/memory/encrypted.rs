@@ -440,6 +440,7 @@ impl EncryptedMemoryBackend {
 
     /// Every byte the backend holds for its nodes, as stored: for tests that
     /// check that no plaintext is kept.
+    #[cfg(feature = "test-util")]
     #[doc(hidden)]
     pub fn stored_bytes(&self) -> Vec<u8> {
         let vault = self.tree.lock().vault.lock();
@@ -452,6 +453,7 @@ impl EncryptedMemoryBackend {
 
     /// Swaps the stored bytes of two nodes: for tests that check that each
     /// node is bound to its number.
+    #[cfg(feature = "test-util")]
     #[doc(hidden)]
     pub fn swap_stored_nodes(&self, a: u64, b: u64) {
         let mut vault = self.tree.lock().vault.lock();
