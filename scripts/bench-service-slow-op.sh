@@ -7,7 +7,9 @@
 #     (account secret),
 #   - with nothing else running ("idle"), during a streamed upload that
 #     never ends before wrk does ("upload"), and during back-to-back copies
-#     and deletes of a 256 MiB folder of 64 files ("copy").
+#     and deletes of a 256 MiB folder of 64 files ("copy"), and while the
+#     account reads its audit log back to back, 1,000 records a page
+#     ("audit": slow work for the registry).
 # Needs wrk, curl and python3. Everything stays on 127.0.0.1 and stops by
 # itself.
 #
@@ -69,6 +71,15 @@ slow_copies() {
             -H "authorization: Bearer $secret"
     done
 }
+slow_audit_pages() {
+    # Pages of 1,000 records of the audit log (every request above left
+    # one), read back to back: slow work for the registry, not the files.
+    local cursor=0
+    while [ ! -e "$work/stop" ]; do
+        cursor="$(curl -s -H "authorization: Bearer $secret" \
+            "$base/v1/audit?limit=1000&cursor=$cursor" | json '.get("next_cursor") or 0' || echo 0)"
+    done
+}
 slow_upload() {
     # Chunked (no length): a streamed upload, as long as wrk runs.
     head -c $((32 << 30)) /dev/zero |
@@ -86,12 +97,13 @@ measure() { # scenario, label, path, bearer
         "${refused:+($refused answers not 2xx)}"
 }
 
-for scenario in idle upload copy; do
+for scenario in idle upload copy audit; do
     rm -f "$work/stop"
     slow=""
     case "$scenario" in
         upload) slow_upload & slow=$! ;;
         copy) slow_copies & slow=$! ;;
+        audit) slow_audit_pages & slow=$! ;;
     esac
     sleep 1
     measure "$scenario" "GET /v1/files/small.bin" /v1/files/small.bin "$token"

@@ -262,7 +262,10 @@ pub(super) async fn write(
         .and_then(|v| v.parse().ok());
     // The body flows to a blocking writer through a small channel: a large
     // upload never sits in memory whole. `None` says the body broke off.
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Option<Bytes>>(4);
+    // The writer waits on its thread of the blocking pool; the feed waits
+    // here, without a hop to that pool per chunk (which would queue every
+    // other request's work behind a large upload's).
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Option<Bytes>>(4);
     let audits = audit("write", &path);
     let writer = file_op(&service, &headers, Access::InSteps, audits, move |fs| {
         let path = path.as_str();
@@ -292,7 +295,7 @@ pub(super) async fn write(
             fs.open_write(path)?
         };
         let mut written = 0u64;
-        for chunk in rx {
+        while let Some(chunk) = rx.blocking_recv() {
             let Some(chunk) = chunk else {
                 return Err(cut_off("the upload broke off before its end"));
             };
@@ -334,8 +337,7 @@ pub(super) async fn write(
             let chunk = match next.and_then(|c| c.map_err(drop)) {
                 Ok(chunk) => chunk,
                 Err(()) => {
-                    let tx = tx.clone();
-                    let _ = tokio::task::spawn_blocking(move || tx.send(None)).await;
+                    let _ = tx.send(None).await;
                     break;
                 }
             };
@@ -348,11 +350,7 @@ pub(super) async fn write(
                 }
                 continue;
             }
-            let tx = tx.clone();
-            refused = tokio::task::spawn_blocking(move || tx.send(Some(chunk)))
-                .await
-                .map(|r| r.is_err())
-                .unwrap_or(true);
+            refused = tx.send(Some(chunk)).await.is_err();
         }
         drop(tx);
     };
