@@ -33,11 +33,15 @@ pub(super) trait NodeFlavor: 'static {
 
 /// A file's bytes as a store holds them.
 pub(super) trait FileBytes: Clone + Default + Send + Sync + 'static {
+    /// Takes the bytes in.
     fn from_vec(bytes: Vec<u8>) -> Self;
+    /// The bytes.
     fn vec(&self) -> &Vec<u8>;
+    /// The bytes, to change.
     fn vec_mut(&mut self) -> &mut Vec<u8>;
 }
 
+/// The plain store's: nothing to wipe.
 impl FileBytes for Vec<u8> {
     fn from_vec(bytes: Vec<u8>) -> Self {
         bytes
@@ -50,7 +54,7 @@ impl FileBytes for Vec<u8> {
     }
 }
 
-/// Wiped when dropped.
+/// The encrypted store's: wiped when dropped.
 impl FileBytes for Zeroizing<Vec<u8>> {
     fn from_vec(bytes: Vec<u8>) -> Self {
         Zeroizing::new(bytes)
