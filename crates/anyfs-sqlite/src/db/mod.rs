@@ -3,9 +3,9 @@
 //! removed once they end.
 //!
 //! - [`options`]: [`SqliteOptions`] and [`Durability`] (public);
-//! - [`connect`]: opening one connection, the key, the pragmas;
+//! - [`connect`](mod@connect): opening one connection, the key, the pragmas;
 //! - [`schema`]: the tables, made on first open;
-//! - [`write`]: write transactions, batches, group commit;
+//! - [`write`](mod@write): write transactions, batches, group commit;
 //! - [`read`]: the reader pool and its snapshots;
 //! - [`background`]: the thread that commits groups and checkpoints.
 

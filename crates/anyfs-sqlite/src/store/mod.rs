@@ -13,7 +13,7 @@
 //! - [`open_files`]: the table of open handles;
 //! - [`streams`]: `open_read` and `open_write` streams;
 //! - the `anyfs` traits, one module a family: [`read`] (`FsRead`,
-//!   `FsInode`, `FsStats`), [`write`] (`FsWrite`, `FsSync`), [`dir`]
+//!   `FsInode`, `FsStats`), [`write`](mod@write) (`FsWrite`, `FsSync`), [`dir`]
 //!   (`FsDir`, `FsLink`), [`attributes`] (`FsPermissions`) and [`handles`]
 //!   (`FsHandles`).
 
