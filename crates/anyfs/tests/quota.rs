@@ -440,3 +440,59 @@ fn a_replacement_is_charged_against_the_file_it_replaces_at_its_commit() {
     w.commit().unwrap();
     assert_eq!(fs.backend().usage(), measure(&backend));
 }
+
+/// Every way a file can grow is charged, called on the quota itself (no
+/// `FileStorage` in front): a method the quota did not override would
+/// reach the backend uncharged.
+#[test]
+fn every_way_to_grow_a_file_is_charged() {
+    use anyfs::{FsHandles, FsWrite, OpenFlags};
+    use std::path::Path;
+
+    let grow: Vec<(
+        &str,
+        Box<dyn Fn(&Quota<MemoryBackend>, &Path) -> anyfs::FsResult<()>>,
+    )> = vec![
+        ("write", Box::new(|q, p| q.write(p, &[1; 64]))),
+        ("append", Box::new(|q, p| q.append(p, &[1; 64]))),
+        (
+            "write_range",
+            Box::new(|q, p| q.write_range(p, 0, &[1; 64])),
+        ),
+        (
+            "write_ranges",
+            Box::new(|q, p| q.write_ranges(p, &[(0, &[1; 64][..])])),
+        ),
+        ("truncate", Box::new(|q, p| q.truncate(p, 64))),
+        (
+            "open_write",
+            Box::new(|q, p| {
+                let mut w = q.open_write(p)?;
+                w.write_all(&[1; 64])
+                    .map_err(|e| anyfs::FsError::from_io(p, "write", e))?;
+                w.commit()
+            }),
+        ),
+        (
+            "write_at",
+            Box::new(|q, p| {
+                let h = q.open(p, OpenFlags::READ_WRITE)?;
+                let result = q.write_at(h, &[1; 64], 0).map(drop);
+                q.close(h)?;
+                result
+            }),
+        ),
+    ];
+    for (how, grow) in grow {
+        let quota = QuotaLayer::builder()
+            .max_total_size(40)
+            .build()
+            .layer(MemoryBackend::new());
+        let path = Path::new("/f");
+        quota.write(path, b"ten bytes!").unwrap();
+        let err = grow(&quota, path).expect_err(how);
+        assert_eq!(err.kind(), FsErrorKind::QuotaExceeded, "{how}: {err}");
+        assert_eq!(quota.usage().total_size, 10, "{how} changed the usage");
+        assert_eq!(quota.read(path).unwrap(), b"ten bytes!", "{how} wrote");
+    }
+}

@@ -470,6 +470,13 @@ impl<B: FsRead + FsDir + 'static> crate::middleware::Middleware for Quota<B> {
         )
     }
 
+    fn write_range(&self, path: &Path, offset: u64, data: &[u8]) -> FsResult<()>
+    where
+        B: FsWrite,
+    {
+        FsWrite::write_ranges(self, path, &[(offset, data)])
+    }
+
     fn write_ranges(&self, path: &Path, ranges: &[(u64, &[u8])]) -> FsResult<()>
     where
         B: FsWrite,
