@@ -459,3 +459,38 @@ fn concurrent_appends_and_range_reads_never_see_a_half_written_file() {
         assert_eq!(log.iter().filter(|&&b| b == t).count(), 50 * 1000);
     }
 }
+
+/// A sealing layer over a backend with open files offers none of its own:
+/// positional reads would return the sealed records and positional writes
+/// would put plaintext into them.
+#[test]
+fn no_handle_reaches_the_sealed_records() {
+    use anyfs::{FileEncryption, FsErrorKind, FsHandles, IntegrityVerified, OpenFlags};
+
+    let storage = MemoryBackend::new();
+    let encrypted = FileEncryption::new(storage.clone()).with_key(key());
+    let verified = IntegrityVerified::new(storage.clone()).with_key(key());
+    anyfs::FsWrite::write(&encrypted, p("/secret.txt"), b"plain words").unwrap();
+    for flags in [OpenFlags::READ, OpenFlags::READ_WRITE, OpenFlags::CREATE] {
+        let err = encrypted.open(p("/secret.txt"), flags).unwrap_err();
+        assert_eq!(err.kind(), FsErrorKind::NotSupported);
+        let err = verified.open(p("/secret.txt"), flags).unwrap_err();
+        assert_eq!(err.kind(), FsErrorKind::NotSupported);
+    }
+    // A handle of the storage underneath is not one of the layer's.
+    let raw = storage.open(p("/secret.txt"), OpenFlags::READ).unwrap();
+    let mut buf = [0u8; 64];
+    assert_eq!(
+        encrypted.read_at(raw, &mut buf, 0).unwrap_err().kind(),
+        FsErrorKind::NotSupported
+    );
+    assert_eq!(
+        encrypted.write_at(raw, b"x", 0).unwrap_err().kind(),
+        FsErrorKind::NotSupported
+    );
+    storage.close(raw).unwrap();
+    assert_eq!(
+        anyfs::FsRead::read(&encrypted, p("/secret.txt")).unwrap(),
+        b"plain words"
+    );
+}

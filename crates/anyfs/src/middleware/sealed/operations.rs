@@ -13,8 +13,10 @@ use super::{Sealed, bound};
 use crate::content::{room_for, spans_of, splice_into};
 use crate::crypto;
 use crate::error::{FsError, FsErrorKind, FsResult};
-use crate::traits::{FsDir, FsInode, FsLink, FsRead, FsReader, FsWrite, FsWriter, Middleware};
-use crate::types::{FileType, Metadata};
+use crate::traits::{
+    FsDir, FsHandles, FsInode, FsLink, FsRead, FsReader, FsWrite, FsWriter, Middleware,
+};
+use crate::types::{FileType, Handle, Metadata, OpenFlags};
 
 impl<B: FsRead + FsDir, M: SealMode> Middleware for Sealed<B, M> {
     type Inner = B;
@@ -311,4 +313,46 @@ impl<B: FsRead + FsDir, M: SealMode> Middleware for Sealed<B, M> {
             .metadata_by_inode(inode)
             .map(|m| self.plain_metadata(m))
     }
+
+    // Open files: positional reads and writes would see and change the
+    // sealed records, not the content, so there are none.
+
+    fn open(&self, path: &Path, _flags: OpenFlags) -> FsResult<Handle>
+    where
+        B: FsHandles,
+    {
+        Err(FsError::not_supported(
+            path,
+            "open (sealed content is read and written whole or streamed, not by position)",
+        ))
+    }
+
+    fn read_at(&self, handle: Handle, _buf: &mut [u8], _offset: u64) -> FsResult<usize>
+    where
+        B: FsHandles,
+    {
+        Err(no_handles(handle))
+    }
+
+    fn write_at(&self, handle: Handle, _data: &[u8], _offset: u64) -> FsResult<usize>
+    where
+        B: FsHandles,
+    {
+        Err(no_handles(handle))
+    }
+
+    fn close(&self, handle: Handle) -> FsResult<()>
+    where
+        B: FsHandles,
+    {
+        Err(no_handles(handle))
+    }
+}
+
+/// No handle is ever opened through a sealing layer.
+fn no_handles(handle: Handle) -> FsError {
+    FsError::not_supported(
+        format!("<handle {}>", handle.0),
+        "positional I/O on sealed content",
+    )
 }
