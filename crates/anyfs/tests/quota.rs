@@ -449,10 +449,8 @@ fn every_way_to_grow_a_file_is_charged() {
     use anyfs::{FsHandles, FsWrite, OpenFlags};
     use std::path::Path;
 
-    let grow: Vec<(
-        &str,
-        Box<dyn Fn(&Quota<MemoryBackend>, &Path) -> anyfs::FsResult<()>>,
-    )> = vec![
+    type Grow = Box<dyn Fn(&Quota<MemoryBackend>, &Path) -> anyfs::FsResult<()>>;
+    let grow: Vec<(&str, Grow)> = vec![
         ("write", Box::new(|q, p| q.write(p, &[1; 64]))),
         ("append", Box::new(|q, p| q.append(p, &[1; 64]))),
         (
