@@ -6,7 +6,7 @@ use anyfs::FileStorage;
 use crate::Service;
 use crate::failure::Failure;
 use crate::registry::{Account, AgentRow, Outcome};
-use crate::secrets::{self, Kind};
+use crate::secrets::{self, SecretKind};
 use crate::workspace::{AgentPolicy, Stack};
 
 /// Who is calling, from the bearer secret alone.
@@ -81,9 +81,11 @@ pub(crate) fn authenticate(service: &Service, secret: Option<&str>) -> Result<Ca
         return Err(refuse("no secret"));
     };
     let digest = secrets::digest(secret);
-    match Kind::of(secret) {
-        Some(Kind::Admin) if secrets::matches(secret, &service.admin_digest) => Ok(Caller::Admin),
-        Some(Kind::Account) => {
+    match SecretKind::of(secret) {
+        Some(SecretKind::Admin) if secrets::matches(secret, &service.admin_digest) => {
+            Ok(Caller::Admin)
+        }
+        Some(SecretKind::Account) => {
             let (account, stored) = service
                 .registry
                 .account_by_digest(&digest)
@@ -97,7 +99,7 @@ pub(crate) fn authenticate(service: &Service, secret: Option<&str>) -> Result<Ca
             }
             Ok(Caller::Account(account))
         }
-        Some(Kind::Agent) => {
+        Some(SecretKind::Agent) => {
             let (agent, stored) = service
                 .registry
                 .agent_by_digest(&digest)

@@ -175,7 +175,7 @@ fn read_text(
 }
 
 /// Runs one tool on the caller's workspace.
-fn run(
+fn run_tool(
     fs: &FileStorage<crate::workspace::Stack>,
     name: &str,
     args: &Map<String, Value>,
@@ -291,7 +291,8 @@ impl ServerHandler for McpFiles {
             access: access_of(&name),
             audits,
         };
-        let outcome = run_audited(&self.service, request, move |fs| run(fs, &name, &args)).await;
+        let outcome =
+            run_audited(&self.service, request, move |fs| run_tool(fs, &name, &args)).await;
         let text = |text: String| vec![ContentBlock::text(text)];
         Ok(match outcome {
             Ok(done) => CallToolResult::success(text(done)),

@@ -8,7 +8,7 @@ use zeroize::Zeroizing;
 
 /// What a secret opens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub enum SecretKind {
     /// An account's API secret.
     Account,
     /// An agent's token.
@@ -17,26 +17,26 @@ pub enum Kind {
     Admin,
 }
 
-impl Kind {
+impl SecretKind {
     /// The prefix that makes a leaked secret recognisable (to scanners too).
     pub fn prefix(self) -> &'static str {
         match self {
-            Kind::Account => "afs_acct_",
-            Kind::Agent => "afs_agent_",
-            Kind::Admin => "afs_admin_",
+            SecretKind::Account => "afs_acct_",
+            SecretKind::Agent => "afs_agent_",
+            SecretKind::Admin => "afs_admin_",
         }
     }
 
     /// The kind a presented secret claims by its prefix.
     pub fn of(secret: &str) -> Option<Self> {
-        [Kind::Account, Kind::Agent, Kind::Admin]
+        [SecretKind::Account, SecretKind::Agent, SecretKind::Admin]
             .into_iter()
             .find(|k| secret.starts_with(k.prefix()))
     }
 }
 
 /// A fresh secret of `kind`: the prefix and 32 random bytes, base64url.
-pub fn generate(kind: Kind) -> Result<Zeroizing<String>, anyfs::FsError> {
+pub fn generate(kind: SecretKind) -> Result<Zeroizing<String>, anyfs::FsError> {
     let mut bytes = Zeroizing::new([0u8; 32]);
     let key = anyfs::crypto::Key::random()?;
     bytes.copy_from_slice(key.expose());
@@ -65,12 +65,12 @@ mod tests {
 
     #[test]
     fn secrets_are_prefixed_random_and_verified_by_digest() {
-        let a = generate(Kind::Account).unwrap();
-        let b = generate(Kind::Account).unwrap();
+        let a = generate(SecretKind::Account).unwrap();
+        let b = generate(SecretKind::Account).unwrap();
         assert_ne!(*a, *b);
         assert!(a.starts_with("afs_acct_"));
         assert!(a.len() >= "afs_acct_".len() + 43, "256 bits at least");
-        assert_eq!(Kind::of(&a), Some(Kind::Account));
+        assert_eq!(SecretKind::of(&a), Some(SecretKind::Account));
         assert!(matches(&a, &digest(&a)));
         assert!(!matches(&b, &digest(&a)));
     }

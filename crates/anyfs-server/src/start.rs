@@ -291,7 +291,7 @@ pub const MIN_ADMIN_SECRET_CHARS: usize = 24;
 /// Refuses an admin secret that could never authenticate (no `afs_admin_`
 /// prefix: bearer secrets are told apart by it) or that is trivially short.
 fn check_admin_secret(secret: &str) -> Result<(), OpenError> {
-    let prefix = secrets::Kind::Admin.prefix();
+    let prefix = secrets::SecretKind::Admin.prefix();
     let Some(rest) = secret.strip_prefix(prefix) else {
         return Err(OpenError::AdminSecret(format!(
             "ANYFS_ADMIN_SECRET must start with `{prefix}` (a secret without it is never \
@@ -321,7 +321,7 @@ fn admin_digest(
     {
         return Ok((digest, None));
     }
-    let secret = secrets::generate(secrets::Kind::Admin)?;
+    let secret = secrets::generate(secrets::SecretKind::Admin)?;
     let digest = secrets::digest(&secret);
     write_private_file(&file, &digest)?;
     Ok((digest, Some(secret)))

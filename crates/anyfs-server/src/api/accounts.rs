@@ -15,7 +15,7 @@ use super::{
 };
 use crate::Service;
 use crate::registry::{Account, Outcome};
-use crate::secrets::{self, Kind};
+use crate::secrets::{self, SecretKind};
 
 #[derive(Deserialize)]
 pub(super) struct NewAccount {
@@ -39,7 +39,7 @@ pub(super) async fn signup(
         return Err(e);
     }
     blocking(&service, move |service| {
-        let secret = secrets::generate(Kind::Account).map_err(ApiError::internal)?;
+        let secret = secrets::generate(SecretKind::Account).map_err(ApiError::internal)?;
         let id = format!("acct_{}", uuid::Uuid::new_v4().simple());
         let account =
             service
@@ -128,7 +128,7 @@ pub(super) async fn rotate_secret(
 ) -> ApiResult<Json<Value>> {
     blocking(&service, move |service| {
         let account = account_only(service, &headers)?;
-        let secret = secrets::generate(Kind::Account).map_err(ApiError::internal)?;
+        let secret = secrets::generate(SecretKind::Account).map_err(ApiError::internal)?;
         service
             .registry
             .set_account_digest(&account.id, &secrets::digest(&secret))?;

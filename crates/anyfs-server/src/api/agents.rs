@@ -13,7 +13,7 @@ use crate::Service;
 use crate::redact::{merge_patch, redact};
 use crate::registry::{Account, AgentRow, Outcome, now};
 use crate::sealing::Decrypted;
-use crate::secrets::{self, Kind};
+use crate::secrets::{self, SecretKind};
 use crate::workspace::AgentPolicy;
 
 #[derive(Deserialize)]
@@ -88,7 +88,7 @@ pub(super) async fn create(
             return Err(ApiError::bad_request("config must be a JSON object"));
         }
         let id = format!("agent_{}", uuid::Uuid::new_v4().simple());
-        let token = secrets::generate(Kind::Agent).map_err(ApiError::internal)?;
+        let token = secrets::generate(SecretKind::Agent).map_err(ApiError::internal)?;
         let row = AgentRow {
             sealed_config: service
                 .seal_config(&account.id, &id, &config)
@@ -234,7 +234,7 @@ pub(super) async fn rotate_token(
 ) -> ApiResult<Json<Value>> {
     blocking(&service, move |service| {
         let account = account_only(service, &headers)?;
-        let token = secrets::generate(Kind::Agent).map_err(ApiError::internal)?;
+        let token = secrets::generate(SecretKind::Agent).map_err(ApiError::internal)?;
         if !service
             .registry
             .set_agent_digest(&account.id, &id, &secrets::digest(&token))?
