@@ -3,6 +3,7 @@
 
 use rustc_hash::FxHashMap;
 
+use crate::error::{FsError, FsResult};
 use crate::types::Handle;
 
 /// Open handles, each with a value of `T` (an open file's node and flags,
@@ -68,6 +69,11 @@ impl<T> HandleTable<T> {
         self.open.get(&handle)
     }
 
+    /// What `handle` stands for, or `NotFound` naming the handle.
+    pub fn lookup(&self, handle: Handle) -> FsResult<&T> {
+        self.open.get(&handle).ok_or_else(|| not_open(handle))
+    }
+
     /// What `handle` stands for, to change it.
     pub fn get_mut(&mut self, handle: Handle) -> Option<&mut T> {
         self.open.get_mut(&handle)
@@ -76,6 +82,12 @@ impl<T> HandleTable<T> {
     /// Closes `handle`, giving back what it stood for.
     pub fn remove(&mut self, handle: Handle) -> Option<T> {
         self.open.remove(&handle)
+    }
+
+    /// Closes `handle`, giving back what it stood for, or `NotFound`
+    /// naming the handle.
+    pub fn close(&mut self, handle: Handle) -> FsResult<T> {
+        self.open.remove(&handle).ok_or_else(|| not_open(handle))
     }
 
     /// How many handles are open.
@@ -97,4 +109,9 @@ impl<T> HandleTable<T> {
     pub fn iter(&self) -> impl Iterator<Item = (Handle, &T)> {
         self.open.iter().map(|(h, v)| (*h, v))
     }
+}
+
+/// The error for a handle that is not open.
+fn not_open(handle: Handle) -> FsError {
+    FsError::not_found(format!("<handle {}>", handle.0))
 }

@@ -1,13 +1,9 @@
 //! The table of open [`FsHandles`](anyfs::FsHandles) handles: handle number
-//! to the file it was opened on. Only [`OpenFiles::insert`],
-//! [`OpenFiles::get`] and [`OpenFiles::remove`] are used from outside, so
-//! the table can be replaced without touching its callers.
+//! to the file it was opened on, in the library's [`HandleTable`].
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-use anyfs::{FsError, FsResult, Handle, OpenFlags};
+use anyfs::{FsResult, Handle, HandleTable, OpenFlags};
 use parking_lot::Mutex;
 
 /// What a handle was opened on.
@@ -19,46 +15,24 @@ pub(super) struct OpenFile {
 }
 
 /// Open handles, numbered from 1 and never reused.
+#[derive(Default)]
 pub(super) struct OpenFiles {
-    files: Mutex<HashMap<u64, OpenFile>>,
-    next: AtomicU64,
-}
-
-impl Default for OpenFiles {
-    fn default() -> Self {
-        Self {
-            files: Mutex::new(HashMap::new()),
-            next: AtomicU64::new(1),
-        }
-    }
+    files: Mutex<HandleTable<OpenFile>>,
 }
 
 impl OpenFiles {
     /// Gives `file` a new handle.
     pub(super) fn insert(&self, file: OpenFile) -> Handle {
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
-        self.files.lock().insert(id, file);
-        Handle(id)
+        self.files.lock().open(file)
     }
 
     /// What `handle` was opened on.
     pub(super) fn get(&self, handle: Handle) -> FsResult<OpenFile> {
-        self.files
-            .lock()
-            .get(&handle.0)
-            .cloned()
-            .ok_or_else(|| not_open(handle))
+        self.files.lock().lookup(handle).cloned()
     }
 
     /// Closes `handle`, giving what it was opened on.
     pub(super) fn remove(&self, handle: Handle) -> FsResult<OpenFile> {
-        self.files
-            .lock()
-            .remove(&handle.0)
-            .ok_or_else(|| not_open(handle))
+        self.files.lock().close(handle)
     }
-}
-
-fn not_open(handle: Handle) -> FsError {
-    FsError::not_found(PathBuf::from(format!("<handle {}>", handle.0)))
 }

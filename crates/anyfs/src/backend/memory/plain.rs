@@ -19,6 +19,7 @@ use super::store::{NodeRead, NodeStore};
 use super::tree::{Tree, TreeLock};
 use crate::content::{memory_available, room_for, splice_into};
 use crate::error::{FsError, FsResult};
+use crate::handles::HandleTable;
 use crate::path;
 use crate::traits::{FsHandles, FsInode, FsStats, FsSync};
 use crate::types::{Handle, Metadata, OpenFlags, StatFs};
@@ -106,8 +107,7 @@ struct State {
     nodes: FxHashMap<Ino, Node<Plain>>,
     next_ino: Ino,
     used_bytes: u64,
-    handles: FxHashMap<u64, OpenFile>,
-    next_handle: u64,
+    handles: HandleTable<OpenFile>,
     uid: u32,
     gid: u32,
 }
@@ -134,8 +134,7 @@ impl MemoryBackend {
             nodes: std::iter::once((ROOT, root)).collect(),
             next_ino: ROOT + 1,
             used_bytes: 0,
-            handles: FxHashMap::default(),
-            next_handle: 1,
+            handles: HandleTable::new(),
             uid: owner.0,
             gid: owner.1,
         })
@@ -207,23 +206,15 @@ impl State {
             None => return Err(FsError::not_found(path)),
         };
         self.node_mut(ino)?.open += 1;
-        let id = self.next_handle;
-        self.next_handle += 1;
-        self.handles.insert(
-            id,
-            OpenFile {
-                ino,
-                path: path.to_path_buf(),
-                flags,
-            },
-        );
-        Ok(Handle(id))
+        Ok(self.handles.open(OpenFile {
+            ino,
+            path: path.to_path_buf(),
+            flags,
+        }))
     }
 
     fn handle(&self, handle: Handle) -> FsResult<&OpenFile> {
-        self.handles
-            .get(&handle.0)
-            .ok_or_else(|| FsError::not_found(PathBuf::from(format!("<handle {}>", handle.0))))
+        self.handles.lookup(handle)
     }
 }
 
@@ -435,9 +426,7 @@ impl FsHandles for MemoryBackend {
 
     fn close(&self, handle: Handle) -> FsResult<()> {
         self.write_state(|s, _| {
-            let open = s.handles.remove(&handle.0).ok_or_else(|| {
-                FsError::not_found(PathBuf::from(format!("<handle {}>", handle.0)))
-            })?;
+            let open = s.handles.close(handle)?;
             let node = s.node_mut(open.ino)?;
             node.open -= 1;
             if node.open == 0 && node.names.is_empty() && open.ino != ROOT {

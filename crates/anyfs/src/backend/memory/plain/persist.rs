@@ -24,6 +24,7 @@ use crate::backend::codec::{Decoder, Encoder, write_atomically};
 use crate::backend::memory::node::{Ino, Kind, Node, ROOT};
 use crate::crypto::{self, Aes, Key, NONCE_LEN, Salt};
 use crate::error::{FsError, FsResult};
+use crate::handles::HandleTable;
 use crate::path;
 
 const MAGIC: &[u8; 4] = b"AFSM";
@@ -310,8 +311,7 @@ fn decode(data: &[u8]) -> Option<State> {
         nodes,
         next_ino,
         used_bytes,
-        handles: FxHashMap::default(),
-        next_handle: 1,
+        handles: HandleTable::new(),
         uid,
         gid,
     })
