@@ -24,8 +24,11 @@
 //! [`DEFAULT_MODEL_CASES`] sequences, or `ANYFS_MODEL_CASES` from the
 //! environment.
 //!
-//! Each test is also a public function (`anyfs_test::basic::rename_replaces_a_file`
-//! and so on), generic over the backend, for use outside the macro.
+//! Each test is a public function (`anyfs_test::basic::rename_replaces_a_file`
+//! and so on), generic over the backend, and is named nowhere else: the
+//! build script lists every module's tests from its source, and
+//! [`module_tests!`] expands that list into `#[test]`s. A new test is a new
+//! `pub fn name<B: ...>(fs: &B)` in a module; nothing else to edit.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -43,6 +46,7 @@ pub mod model;
 pub mod permissions;
 pub mod resolve;
 pub mod stats;
+pub mod sync;
 
 #[doc(hidden)]
 pub use anyfs;
@@ -99,126 +103,38 @@ macro_rules! conformance {
 
             mod backend {
                 use super::*;
-                $crate::__conformance_caps!(backend, make_backend; fs $($(, $cap)*)?);
+                $crate::conformance!(@caps backend, make_backend; fs $($(, $cap)*)?);
             }
 
             mod storage {
                 use super::*;
-                $crate::__conformance_caps!(storage, make_storage; fs, storage $($(, $cap)*)?);
+                $crate::conformance!(@caps storage, make_storage; fs, storage $($(, $cap)*)?);
             }
         }
     };
-}
 
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __conformance_caps {
-    ($mode:ident, $make:ident; $($cap:ident),*) => {
-        $( $crate::__conformance_cap!($mode, $make, $cap); )*
+    // What follows is the macro's own: which modules of the suite each
+    // capability brings, in each mode. The tests of a module are listed by
+    // `module_tests!`, from the module's source.
+    (@caps $mode:ident, $make:ident; $($cap:ident),*) => {
+        $( $crate::conformance!(@cap $mode, $make, $cap); )*
     };
-}
-
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __conformance_tests {
-    ($make:ident; $module:ident :: { $($test:ident),* $(,)? }) => {
+    (@modules $make:ident; $($module:ident),*) => {
         $(
-            #[test]
-            fn $test() {
-                $crate::$module::$test(&$make());
+            mod $module {
+                use super::*;
+                $crate::module_tests!($module, $make);
             }
         )*
     };
-}
-
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __conformance_cap {
-    ($mode:ident, $make:ident, fs) => {
-        mod basic {
-            use super::*;
-            $crate::__conformance_tests!($make; basic::{
-                write_then_read_round_trips,
-                empty_file,
-                write_replaces_content,
-                append_creates_and_extends,
-                write_range_writes_in_place,
-                write_ranges_apply_in_order_or_not_at_all,
-                read_missing_is_not_found,
-                directories_and_files_are_not_confused,
-                missing_or_file_parents_are_refused,
-                read_range_reads_a_window,
-                metadata_describes_the_node,
-                exists_tells_presence,
-                create_dir_rules,
-                create_dir_all_builds_deep_trees,
-                read_dir_lists_entries,
-                remove_file_rules,
-                remove_dir_rules,
-                remove_dir_all_removes_a_tree,
-                rename_moves_a_file,
-                rename_replaces_a_file,
-                rename_moves_a_directory_tree,
-                rename_directory_over_directories,
-                rename_into_own_subtree_is_refused,
-                rename_to_itself_changes_nothing,
-                rename_type_mismatches_are_refused,
-                copy_rules,
-                truncate_shrinks_and_extends,
-                streaming_read_and_write,
-                unusual_names,
-                name_and_path_length_limits,
-                root_directory_rules,
-                deep_tree,
-            });
-        }
-        mod large {
-            use super::*;
-            $crate::__conformance_tests!($make; large::{
-                stream_64_mib_round_trip,
-            });
-        }
-        mod concurrency {
-            use super::*;
-            $crate::__conformance_tests!($make; concurrency::{
-                parallel_create_dir_all_of_one_path,
-                parallel_writers_to_separate_files,
-                readers_during_writes_see_whole_versions,
-                parallel_appends_lose_nothing,
-                parallel_range_writes_lose_nothing,
-            });
-        }
+    (@cap $mode:ident, $make:ident, fs) => {
+        $crate::conformance!(@modules $make; basic, large, concurrency);
     };
-    (backend, $make:ident, links) => {
-        mod links {
-            use super::*;
-            $crate::__conformance_tests!($make; links::{
-                symlink_stores_its_target,
-                symlink_rules,
-                hard_link_shares_the_node,
-                hard_link_rules,
-                remove_and_rename_act_on_the_link,
-            });
-        }
+    (@cap backend, $make:ident, links) => {
+        $crate::conformance!(@modules $make; links);
     };
-    (storage, $make:ident, links) => {
-        $crate::__conformance_cap!(backend, $make, links);
-        mod resolve {
-            use super::*;
-            $crate::__conformance_tests!($make; resolve::{
-                follows_links_to_files_and_directories,
-                chains_and_the_hop_limit,
-                loops_are_too_many_symlinks,
-                dangling_links,
-                dotdot_after_a_link_uses_the_target,
-                absolute_targets_stay_inside,
-                metadata_follows_symlink_metadata_does_not,
-                operations_that_do_not_follow,
-                canonicalize_resolves,
-                read_dir_through_a_link,
-                a_path_filter_shows_nothing_through_resolution,
-            });
-        }
+    (@cap storage, $make:ident, links) => {
+        $crate::conformance!(@modules $make; links, resolve);
         mod model_links {
             use super::*;
             #[test]
@@ -227,18 +143,8 @@ macro_rules! __conformance_cap {
             }
         }
     };
-    (storage, $make:ident, storage) => {
-        mod bad_input {
-            use super::*;
-            $crate::__conformance_tests!($make; bad_input::{
-                dotdot_never_leaves_the_root,
-                malformed_paths_are_invalid,
-            });
-            #[test]
-            fn arbitrary_bytes_never_panic() {
-                $crate::bad_input::arbitrary_bytes_never_panic($make);
-            }
-        }
+    (@cap storage, $make:ident, storage) => {
+        $crate::conformance!(@modules $make; bad_input);
         mod model {
             use super::*;
             #[test]
@@ -247,53 +153,26 @@ macro_rules! __conformance_cap {
             }
         }
     };
-    ($mode:ident, $make:ident, permissions) => {
-        mod permissions {
-            use super::*;
-            $crate::__conformance_tests!($make; permissions::{
-                set_permissions_is_reported,
-                set_times_and_owner,
-            });
-        }
+    (@cap $mode:ident, $make:ident, permissions) => {
+        $crate::conformance!(@modules $make; permissions);
     };
-    ($mode:ident, $make:ident, sync) => {
-        mod sync {
-            use super::*;
-            $crate::__conformance_tests!($make; stats::{
-                sync_and_fsync,
-            });
-        }
+    (@cap $mode:ident, $make:ident, sync) => {
+        $crate::conformance!(@modules $make; sync);
     };
-    ($mode:ident, $make:ident, stats) => {
-        mod stats {
-            use super::*;
-            $crate::__conformance_tests!($make; stats::{
-                statfs_reports_usage,
-            });
-        }
+    (@cap $mode:ident, $make:ident, stats) => {
+        $crate::conformance!(@modules $make; stats);
     };
-    (backend, $make:ident, inode) => {
-        mod inode {
-            use super::*;
-            $crate::__conformance_tests!($make; inode::{
-                inodes_name_nodes,
-                lookup_rules,
-                inodes_survive_rename,
-            });
-        }
+    (@cap backend, $make:ident, inode) => {
+        $crate::conformance!(@modules $make; inode);
     };
-    (storage, $make:ident, inode) => {};
-    (backend, $make:ident, handles) => {
-        mod handles {
-            use super::*;
-            $crate::__conformance_tests!($make; handles::{
-                positional_io,
-                open_flags,
-                append_handles_write_at_the_end,
-                unlinked_open_file_stays_readable,
-            });
-        }
+    (@cap backend, $make:ident, handles) => {
+        $crate::conformance!(@modules $make; handles);
     };
-    (storage, $make:ident, handles) => {};
-    (backend, $make:ident, storage) => {};
+    // Backends are driven through `FileStorage` with paths; inode numbers
+    // and handles are the backend's own interface, tested on it alone.
+    (@cap storage, $make:ident, inode) => {};
+    (@cap storage, $make:ident, handles) => {};
 }
+
+// `module_tests!`, written by build.rs from the suite's modules.
+include!(concat!(env!("OUT_DIR"), "/module_tests.rs"));

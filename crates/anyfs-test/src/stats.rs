@@ -1,16 +1,8 @@
-//! Durability and capacity.
+//! Capacity: what `statfs` reports.
 
-use anyfs::{Fs, FsErrorKind, FsStats, FsSync};
+use anyfs::{Fs, FsStats};
 
-use crate::{assert_err, p};
-
-/// `sync` succeeds; `fsync` needs the file to exist.
-pub fn sync_and_fsync<B: Fs + FsSync>(fs: &B) {
-    fs.write(p("/durable"), b"x").unwrap();
-    fs.sync().unwrap();
-    fs.fsync(p("/durable")).unwrap();
-    assert_err(fs.fsync(p("/missing")), FsErrorKind::NotFound);
-}
+use crate::p;
 
 /// `statfs` reports consistent numbers and a 255-byte name limit.
 pub fn statfs_reports_usage<B: Fs + FsStats>(fs: &B) {
