@@ -5,6 +5,7 @@
 # measures with wrk, for 10 s each:
 #   - GET /v1/files/small.bin (agent token) and GET /v1/accounts/me
 #     (account secret),
+#   - and, with nothing else running, PUT of 4 KiB to 500 names (agent token),
 #   - with nothing else running ("idle"), during a streamed upload that
 #     never ends before wrk does ("upload"), and during back-to-back copies
 #     and deletes of a 256 MiB folder of 64 files ("copy"), and while the
@@ -87,9 +88,21 @@ slow_upload() {
             "$base/v1/files/upload.bin" || true
 }
 
-measure() { # scenario, label, path, bearer
+# Writes: PUT 4 KiB to one of 500 names, round robin.
+cat >"$work/put.lua" <<'LUA'
+wrk.method = "PUT"
+wrk.body = string.rep("x", 4096)
+local n = 0
+request = function()
+    n = (n + 1) % 500
+    return wrk.format(nil, "/v1/files/w/" .. n .. ".bin")
+end
+LUA
+
+measure() { # scenario, label, path, bearer[, wrk script]
     local out rate p99 refused
-    out="$(wrk -t2 -c"$connections" -d"${duration}s" --latency -H "Authorization: Bearer $4" "$base$3")"
+    out="$(wrk -t2 -c"$connections" -d"${duration}s" --latency ${5:+-s "$5"} \
+        -H "Authorization: Bearer $4" "$base$3")"
     rate="$(awk '/Requests\/sec/ {print $2}' <<<"$out")"
     p99="$(awk '$1 == "99%" {print $2}' <<<"$out")"
     refused="$(awk '/Non-2xx/ {print $5}' <<<"$out")"
@@ -108,6 +121,9 @@ for scenario in idle upload copy audit; do
     sleep 1
     measure "$scenario" "GET /v1/files/small.bin" /v1/files/small.bin "$token"
     measure "$scenario" "GET /v1/accounts/me" /v1/accounts/me "$secret"
+    if [ "$scenario" = idle ]; then
+        measure "$scenario" "PUT /v1/files/w/N.bin" / "$token" "$work/put.lua"
+    fi
     touch "$work/stop"
     if [ -n "$slow" ]; then
         wait "$slow" || true

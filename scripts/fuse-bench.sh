@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Mount against native disk: extract and remove a tree of ~5,000 small files,
 # and read a 256 MiB file sequentially. Needs root (or FUSE rights) and
-# fusermount3. Usage: scripts/fuse-bench.sh [memory|sqlite] (default sqlite).
+# fusermount3. Usage: scripts/fuse-bench.sh [memory|sqlite] [ANYFS_BINARY]
+# (default sqlite, and target/release/anyfs, built first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 kind="${1:-sqlite}"
-cargo build --release -q -p anyfs-cli
-anyfs="$PWD/target/release/anyfs"
+if [ $# -ge 2 ]; then
+    anyfs="$(realpath "$2")"
+else
+    cargo build --release -q -p anyfs-cli
+    anyfs="$PWD/target/release/anyfs"
+fi
 work="$(mktemp -d /var/tmp/anyfs-bench.XXXXXX)"
 trap 'fusermount3 -u "$work/mnt" 2>/dev/null || true; rm -rf "$work"' EXIT
 mkdir -p "$work/src" "$work/native" "$work/mnt"
