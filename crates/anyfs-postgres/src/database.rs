@@ -276,6 +276,16 @@ fn pool_error(target: &str, error: PoolError) -> DbError {
     }
 }
 
+/// `url` as it may be shown (in logs, in `Debug` output):
+/// `postgres://user@host:port/database`, without the password; or a
+/// placeholder when it does not parse.
+pub fn display_url(url: &str) -> String {
+    url.parse::<tokio_postgres::Config>().map_or_else(
+        |_| "(an invalid PostgreSQL URL)".to_owned(),
+        |c| describe(&c),
+    )
+}
+
 /// `postgres://user@host:port/database`, from the parsed URL: the password
 /// is never part of it.
 fn describe(config: &tokio_postgres::Config) -> String {
@@ -326,6 +336,15 @@ mod tests {
             "bad *** here"
         );
         assert_eq!(redact("host=h password=s3cret user=u", "x s3cret"), "x ***");
+    }
+
+    #[test]
+    fn display_url_leaves_out_the_password() {
+        assert_eq!(
+            display_url("postgres://anyfs:s3cret@db.example:5432/reg"),
+            "postgres://anyfs@db.example:5432/reg"
+        );
+        assert!(!display_url("postgres://anyfs:s3cret@h:notaport/reg").contains("s3cret"));
     }
 
     #[test]

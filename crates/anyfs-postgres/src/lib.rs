@@ -29,7 +29,7 @@ mod database;
 mod error;
 mod migrate;
 
-pub use database::{Client, Database, Options};
+pub use database::{Client, Database, Options, display_url};
 pub use error::DbError;
 pub use migrate::Migration;
 pub use tokio_postgres;
