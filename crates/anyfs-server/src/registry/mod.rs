@@ -33,6 +33,10 @@ pub(crate) enum RegistryError {
     /// could be had in time.
     #[error("registry: {0}")]
     Database(Box<dyn std::error::Error + Send + Sync>),
+    /// The registry's database cannot be reached now (PostgreSQL down or
+    /// restarting, every connection busy): the request may be retried.
+    #[error("registry: {0}")]
+    Unavailable(Box<dyn std::error::Error + Send + Sync>),
     /// A value could not be sealed for storage.
     #[error("registry: {0}")]
     Seal(#[from] SealError),

@@ -51,7 +51,11 @@ const CONFLICT_RETRIES: usize = 3;
 
 impl From<DbError> for RegistryError {
     fn from(e: DbError) -> Self {
-        RegistryError::Database(Box::new(e))
+        if e.is_unavailable() {
+            RegistryError::Unavailable(Box::new(e))
+        } else {
+            RegistryError::Database(Box::new(e))
+        }
     }
 }
 
@@ -617,8 +621,14 @@ pub fn verify_postgres_chain(url: &str) -> std::result::Result<u64, ChainBreak> 
     let db = Database::connect(url).map_err(read)?;
     let heads: BTreeMap<String, i64> = db
         .run(|client| async move {
+            // Every chain, also one whose head row is gone (-1: no head).
             let rows = client
-                .query("SELECT account_id, seq FROM audit_heads", &[])
+                .query(
+                    "SELECT account_id, coalesce(h.seq, -1) FROM
+                         (SELECT DISTINCT account_id FROM audit UNION SELECT account_id FROM audit_heads) AS chains
+                         LEFT JOIN audit_heads AS h USING (account_id)",
+                    &[],
+                )
                 .await?;
             Ok(rows
                 .iter()
@@ -628,6 +638,12 @@ pub fn verify_postgres_chain(url: &str) -> std::result::Result<u64, ChainBreak> 
         .map_err(read)?;
     let mut checked = 0;
     for (account, recorded) in heads {
+        if recorded < 0 {
+            return Err(ChainBreak::InAccount {
+                account,
+                problem: Box::new(ChainBreak::Read("its head row is missing".into())),
+            });
+        }
         let mut prev = CHAIN_START.to_vec();
         let mut last = 0;
         // In pages, so that a long chain is never held in memory whole.

@@ -493,3 +493,113 @@ fn nodes_appending_together_keep_one_chain_per_account(s: &Subject) {
     );
     assert_eq!(records.len(), total * 2 / 3);
 }
+
+/// A TCP relay to the test server that can be cut and restored, to make
+/// PostgreSQL unreachable for one registry without stopping the cluster
+/// the other tests share.
+struct Relay {
+    port: u16,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+    streams: Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Relay {
+    fn to(upstream: u16) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("relay port");
+        let port = listener.local_addr().expect("address").port();
+        let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let streams = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (is_cut, open) = (cut.clone(), streams.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                if is_cut.load(Ordering::SeqCst) {
+                    continue; // dropped: the client sees the connection close
+                }
+                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                let pairs = [(&client, &server), (&server, &client)];
+                for (from, to) in pairs {
+                    let (mut from, mut to) = (
+                        from.try_clone().expect("clone"),
+                        to.try_clone().expect("clone"),
+                    );
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+                open.lock().expect("streams").extend([client, server]);
+            }
+        });
+        Self { port, cut, streams }
+    }
+
+    /// Closes every relayed connection, and every new one at once.
+    fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        for stream in self.streams.lock().expect("streams").drain(..) {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    fn restore(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_database_outage_is_unavailable_and_passes_without_a_restart() {
+    let Some(server) = anyfs_services::available(anyfs_services::postgres()) else {
+        return;
+    };
+    let url = server.fresh_database();
+    let relay = Relay::to(server.port());
+    let relayed = url.replace(
+        &format!(":{}/", server.port()),
+        &format!(":{}/", relay.port),
+    );
+    let registry = PostgresRegistry::open(Database::connect(&relayed).expect("connects"), sealer())
+        .expect("opens");
+    registry
+        .create_account("acct-a", "Alice", &digest(1))
+        .expect("creates");
+
+    relay.cut();
+    let down = registry
+        .account("acct-a")
+        .expect_err("PostgreSQL is unreachable");
+    assert!(
+        matches!(down, super::RegistryError::Unavailable(_)),
+        "{down}"
+    );
+    audit(
+        &registry,
+        Some("acct-a"),
+        "account",
+        "write",
+        "/during-the-outage",
+    );
+    registry.flush_audit();
+    assert!(
+        registry.audit_ready().is_err(),
+        "operations are refused meanwhile"
+    );
+
+    relay.restore();
+    let back = registry
+        .account("acct-a")
+        .expect("the next call reconnects");
+    assert_eq!(back.expect("exists").name, "Alice");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while registry.audit_ready().is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the audit writer never recovered"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // The record accepted during the outage was kept and committed.
+    assert_eq!(verify_postgres_chain(&url).expect("the chain verifies"), 1);
+}
