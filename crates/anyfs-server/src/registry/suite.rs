@@ -456,22 +456,26 @@ fn nodes_appending_together_keep_one_chain_per_account(s: &Subject) {
     let nodes = [&*s.registry, &*other];
     let writers_per_node = 2;
     let records_per_writer = 60;
+    let writing = std::sync::atomic::AtomicUsize::new(nodes.len() * writers_per_node);
     std::thread::scope(|scope| {
         for node in nodes {
             for writer in 0..writers_per_node {
+                let writing = &writing;
                 scope.spawn(move || {
                     for n in 0..records_per_writer {
                         let account = if n % 3 == 0 { "acct-b" } else { "acct-a" };
-                        audit(
-                            node,
-                            Some(account),
-                            "account",
-                            "write",
-                            &format!("/w{writer}/{n}"),
-                        );
+                        let path = format!("/w{writer}/{n}");
+                        audit(node, Some(account), "account", "write", &path);
+                        // One commit per record: the chains grow all along.
+                        node.flush_audit();
                     }
+                    writing.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
                 });
             }
+        }
+        // Checking while the nodes append finds every chain intact too.
+        while writing.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+            (s.verify)().expect("the chains verify while growing");
         }
     });
     for node in nodes {
