@@ -51,6 +51,18 @@ enum Command {
         /// descriptors and a thread).
         #[arg(long, default_value_t = 256, value_name = "N")]
         max_open_workspaces: usize,
+        /// Keep the registry (accounts, agents, executions, audit log) in
+        /// this PostgreSQL database, shared by every node started with it:
+        /// postgres://USER:PASSWORD@HOST:PORT/DATABASE. Prefer the
+        /// environment variable: a command line is visible to every user.
+        /// Needs ANYFS_MASTER_KEY. Not encrypted (no TLS yet).
+        #[arg(
+            long,
+            env = "ANYFS_DATABASE_URL",
+            hide_env_values = true,
+            value_name = "URL"
+        )]
+        database: Option<String>,
     },
     /// Audit-log tools.
     Audit {
@@ -92,6 +104,8 @@ Environment:
                       to rotate (the first encrypts, all decrypt). Without it the key is
                       DATA_DIR/master.key, made at the first start. A key that does not open
                       the data directory stops the start, naming its position.
+  ANYFS_DATABASE_URL  As --database: the registry in PostgreSQL, shared by several nodes. A
+                      service started with it refuses to start without ANYFS_MASTER_KEY.
   ANYFS_ADMIN_SECRET  The admin secret: `afs_admin_` and at least 24 more characters. Without
                       it one is made at the first start: shown on a terminal, otherwise written
                       to DATA_DIR/admin-secret.txt (owner-only).
@@ -106,6 +120,15 @@ enum AuditCommand {
         /// The service's data directory.
         #[arg(long, default_value = "anyfs-data", value_name = "DIR")]
         data_dir: PathBuf,
+        /// Check the registry in this PostgreSQL database instead (one
+        /// chain per account), as `anyfs serve --database` keeps it.
+        #[arg(
+            long,
+            env = "ANYFS_DATABASE_URL",
+            hide_env_values = true,
+            value_name = "URL"
+        )]
+        database: Option<String>,
     },
 }
 
@@ -161,6 +184,7 @@ fn main() -> ExitCode {
             quota,
             agent_rate,
             max_open_workspaces,
+            database,
         } => serve::run(
             data_dir,
             listen,
@@ -168,10 +192,14 @@ fn main() -> ExitCode {
             quota,
             agent_rate,
             max_open_workspaces,
+            database,
         ),
         Command::Audit {
-            command: AuditCommand::Verify { data_dir },
-        } => match anyfs_server::verify_chain(&data_dir.join("registry.db")) {
+            command: AuditCommand::Verify { data_dir, database },
+        } => match database.map_or_else(
+            || anyfs_server::verify_chain(&data_dir.join("registry.db")),
+            |url| anyfs_server::verify_postgres_chain(&url),
+        ) {
             Ok(n) => {
                 println!("audit chain intact: {n} records");
                 Ok(())

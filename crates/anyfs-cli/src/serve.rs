@@ -106,6 +106,7 @@ pub(crate) fn run(
     quota: u64,
     agent_rate: Option<u32>,
     max_open_workspaces: usize,
+    database: Option<String>,
 ) -> Result<(), String> {
     crate::hardening::owner_only_files();
     // Logs: RUST_LOG (default `info`): one line per request, never a header.
@@ -118,6 +119,7 @@ pub(crate) fn run(
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
     let mut config = anyfs_server::Config::new(&data_dir);
+    config.database = database;
     config.master_keys = master_keys()?;
     config.admin_secret = std::env::var("ANYFS_ADMIN_SECRET")
         .ok()

@@ -89,7 +89,7 @@ pub(crate) fn authenticate(service: &Service, secret: Option<&str>) -> Result<Ca
             let (account, stored) = service
                 .registry
                 .account_by_digest(&digest)
-                .map_err(Failure::internal)?
+                .map_err(Failure::from)?
                 .ok_or_else(|| refuse("unknown account secret"))?;
             if !secrets::matches(secret, &stored) {
                 return Err(refuse("unknown account secret"));
@@ -103,7 +103,7 @@ pub(crate) fn authenticate(service: &Service, secret: Option<&str>) -> Result<Ca
             let (agent, stored) = service
                 .registry
                 .agent_by_digest(&digest)
-                .map_err(Failure::internal)?
+                .map_err(Failure::from)?
                 .ok_or_else(|| refuse("unknown agent token"))?;
             if !secrets::matches(secret, &stored) {
                 return Err(refuse("unknown agent token"));
@@ -111,7 +111,7 @@ pub(crate) fn authenticate(service: &Service, secret: Option<&str>) -> Result<Ca
             let account = service
                 .registry
                 .account(&agent.account_id)
-                .map_err(Failure::internal)?
+                .map_err(Failure::from)?
                 .ok_or_else(|| refuse("agent of a deleted account"))?;
             if account.suspended {
                 return Err(suspended(&account, "agent"));

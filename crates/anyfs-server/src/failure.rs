@@ -5,7 +5,7 @@
 
 use anyfs::{FsError, FsErrorKind};
 
-use crate::registry::Outcome;
+use crate::registry::{Outcome, RegistryError};
 
 /// Why a request was refused or failed.
 #[derive(Debug)]
@@ -27,6 +27,9 @@ pub(crate) enum Failure {
         error: FsError,
         explained: Option<String>,
     },
+    /// A store the service depends on cannot be reached now (`what` names
+    /// it); nothing was done, and the request may be retried.
+    Unavailable { what: &'static str },
     /// Something the caller cannot fix; the detail is logged, not shown.
     Internal,
 }
@@ -52,6 +55,7 @@ impl Failure {
             Failure::BadRequest(_) => "BadRequest",
             Failure::BundleRefused(_) => "BundleRefused",
             Failure::AuditUnavailable { .. } => "AuditUnavailable",
+            Failure::Unavailable { .. } => "Unavailable",
             Failure::File { error, .. } => file_error_kind(error.kind()),
             Failure::Internal => "Internal",
         }
@@ -74,7 +78,26 @@ impl Failure {
             Failure::File { error, explained } => {
                 explained.clone().unwrap_or_else(|| error.to_string())
             }
+            Failure::Unavailable { what } => {
+                format!("{what} is unavailable at the moment; nothing was done, retry later")
+            }
             Failure::Internal => "internal error".into(),
+        }
+    }
+}
+
+/// A registry error: "unavailable" when its database cannot be reached
+/// (the detail is logged), internal otherwise.
+impl From<RegistryError> for Failure {
+    fn from(error: RegistryError) -> Self {
+        match error {
+            RegistryError::Unavailable(detail) => {
+                tracing::error!(%detail, "the registry database is unavailable");
+                Failure::Unavailable {
+                    what: "the registry database (PostgreSQL)",
+                }
+            }
+            other => Failure::internal(other),
         }
     }
 }

@@ -41,7 +41,7 @@ use parking_lot::Mutex;
 use zeroize::Zeroizing;
 
 pub use api::router;
-pub use registry::{ChainBreak, verify_chain};
+pub use registry::{ChainBreak, verify_chain, verify_postgres_chain};
 pub use start::{MIN_ADMIN_SECRET_CHARS, OpenError, write_private_file};
 pub use workspace::AgentPolicy;
 
@@ -51,6 +51,12 @@ pub struct Config {
     /// Where the registry, the workspaces and (if no key is given) the
     /// master key live.
     pub data_dir: PathBuf,
+    /// A PostgreSQL URL: keep the registry (accounts, agents, executions,
+    /// the audit log) there, shared with every node started with the same
+    /// URL, instead of in `DATA_DIR/registry.db`. Needs `master_keys`.
+    /// Connections are not encrypted (TLS is not supported yet): use it on
+    /// a private network.
+    pub database: Option<String>,
     /// Master keys: the first encrypts, every one decrypts. Empty: read or
     /// create `DATA_DIR/master.key`.
     pub master_keys: Vec<Key>,
@@ -73,6 +79,10 @@ impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
             .field("data_dir", &self.data_dir)
+            .field(
+                "database",
+                &self.database.as_deref().map(anyfs_postgres::display_url),
+            )
             .field("master_keys", &self.master_keys.len())
             .field(
                 "admin_secret",
@@ -91,6 +101,7 @@ impl Config {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
+            database: None,
             master_keys: Vec::new(),
             admin_secret: None,
             signups_per_hour: 5,
@@ -218,9 +229,14 @@ mod tests {
         let mut config = Config::new("/data");
         config.admin_secret = Some("afs_admin_SECRET".into());
         config.master_keys = vec![Key::from_bytes([9; 32])];
+        config.database = Some("postgres://anyfs:DBPASSWORD@127.0.0.1:5432/anyfs".into());
         let shown = format!("{config:?}");
         assert!(
-            !shown.contains("SECRET") && !shown.contains("9, 9"),
+            !shown.contains("SECRET") && !shown.contains("9, 9") && !shown.contains("DBPASSWORD"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("postgres://anyfs@127.0.0.1:5432/anyfs"),
             "{shown}"
         );
     }

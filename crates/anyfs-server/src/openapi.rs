@@ -316,7 +316,9 @@ pub(crate) fn document() -> Value {
                     "description": "`{\"error\": {\"kind\", \"message\", \"path\"}}`, for every error, \
                         those of request parsing included (a body that is not JSON: 400 or 422; \
                         a wrong content type: 415; a body over the limit: 413). 503 \
-                        `AuditUnavailable`: audit records cannot be written, nothing was done",
+                        `AuditUnavailable`: audit records cannot be written, nothing was done; \
+                        503 `Unavailable` (with `Retry-After`): a store the service depends on \
+                        (its message names which) cannot be reached now, nothing was done",
                     "content": {"application/json": {"schema": {"type": "object"}}}
                 }
             }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyfs::crypto::{Aes256Gcm, Key};
 use parking_lot::Mutex;
 
-use crate::registry::{Registry, RegistryError, SqliteRegistry};
+use crate::registry::{PostgresRegistry, Registry, RegistryError, SqliteRegistry};
 use crate::sealing::Sealer;
 use crate::{Config, Opened, Service, secrets, workspace};
 
@@ -64,6 +64,13 @@ pub enum OpenError {
     /// The registry could not be opened or read.
     #[error("{0}")]
     Registry(String),
+    /// A shared registry (`--database`) without `ANYFS_MASTER_KEY`.
+    #[error(
+        "a service with --database needs its master key(s) in ANYFS_MASTER_KEY: every node of \
+         a shared deployment must hold the same keys, and none may keep them in its own data \
+         directory (DATA_DIR/master.key); the service was not started"
+    )]
+    MasterKeyRequired,
     /// No key or secret could be made (no randomness).
     #[error("{0}")]
     Random(#[from] anyfs::FsError),
@@ -328,8 +335,11 @@ fn admin_digest(
 }
 
 impl Service {
-    /// Opens (or creates) the service's data directory. Refuses a directory
-    /// another service has open, master keys that do not open it, and an
+    /// Opens (or creates) the service's data directory, and its registry:
+    /// `DATA_DIR/registry.db`, or the PostgreSQL database of
+    /// [`Config::database`] (whose schema it brings up to date). Refuses a
+    /// directory another service has open, master keys that do not open it,
+    /// a shared database without master keys from the configuration, and an
     /// admin secret that could never authenticate or is too short.
     pub fn open(config: Config) -> Result<Opened, OpenError> {
         // Owner only: the registry, the workspaces and the key file.
@@ -344,6 +354,9 @@ impl Service {
         if let Some(secret) = &config.admin_secret {
             check_admin_secret(secret)?;
         }
+        if config.database.is_some() && config.master_keys.is_empty() {
+            return Err(OpenError::MasterKeyRequired);
+        }
         let lock = lock_data_dir(&config.data_dir)?;
         let keys = if config.master_keys.is_empty() {
             vec![master_key_file(&config.data_dir)?]
@@ -351,11 +364,20 @@ impl Service {
             config.master_keys.clone()
         };
         let sealer = Arc::new(Sealer::new(&keys));
-        owner_only_files(&config.data_dir)?;
-        let registry = Arc::new(SqliteRegistry::open(
-            &config.data_dir.join("registry.db"),
-            sealer.clone(),
-        )?);
+        let registry: Arc<dyn Registry> = match &config.database {
+            Some(url) => {
+                let db = anyfs_postgres::Database::connect(url)
+                    .map_err(|e| OpenError::Registry(e.to_string()))?;
+                Arc::new(PostgresRegistry::open(db, sealer.clone())?)
+            }
+            None => {
+                owner_only_files(&config.data_dir)?;
+                Arc::new(SqliteRegistry::open(
+                    &config.data_dir.join("registry.db"),
+                    sealer.clone(),
+                )?)
+            }
+        };
         let workspaces = workspace::Workspaces::new(
             config.data_dir.join("workspaces"),
             keys.iter()

@@ -81,11 +81,16 @@ impl From<Failure> for ApiError {
             Failure::Unauthorized => StatusCode::UNAUTHORIZED,
             Failure::Forbidden(_) => StatusCode::FORBIDDEN,
             Failure::BadRequest(_) | Failure::BundleRefused(_) => StatusCode::BAD_REQUEST,
-            Failure::AuditUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Failure::AuditUnavailable { .. } | Failure::Unavailable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Failure::File { error, .. } => file_error_status(error.kind()),
             Failure::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let mut api = Self::new(status, failure.kind(), failure.message());
+        if let Failure::Unavailable { .. } = &failure {
+            api.retry_after = Some(1);
+        }
         if let Failure::File { error, .. } = &failure {
             api.path = Some(error.path().display().to_string());
             if let Some(wait) = error.retry_after() {
@@ -98,7 +103,7 @@ impl From<Failure> for ApiError {
 
 impl From<RegistryError> for ApiError {
     fn from(e: RegistryError) -> Self {
-        Self::internal(e)
+        Failure::from(e).into()
     }
 }
 
@@ -145,5 +150,28 @@ mod tests {
             assert_eq!(file_error_kind(kind), name);
             assert_eq!(file_error_status(kind).as_u16(), status, "{name}");
         }
+    }
+
+    /// An unreachable registry database is a 503 the client may retry,
+    /// naming the store, never a 500.
+    #[test]
+    fn an_unreachable_registry_database_is_503_with_retry_after() {
+        let down = anyfs_postgres::DbError::Unavailable {
+            target: "postgres://anyfs@127.0.0.1:5432/anyfs".into(),
+            reason: "connection refused".into(),
+        };
+        let api = ApiError::from(RegistryError::from(down));
+        assert_eq!(api.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!((api.kind, api.retry_after), ("Unavailable", Some(1)));
+        assert!(api.message.contains("PostgreSQL"), "{}", api.message);
+
+        let refused = anyfs_postgres::DbError::Refused {
+            target: "postgres://anyfs@127.0.0.1:5432/anyfs".into(),
+            code: None,
+            reason: "syntax error".into(),
+        };
+        let api = ApiError::from(RegistryError::from(refused));
+        assert_eq!(api.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(api.retry_after, None);
     }
 }

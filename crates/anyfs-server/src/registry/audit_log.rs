@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{AuditRecord, RegistryError, Result};
+use super::{AuditEntry, AuditRecord, RegistryError, Result, now, seal_paths};
+use crate::sealing::Sealer;
 
 /// How long the writer waits before trying a failed group again.
 const AUDIT_RETRY: Duration = Duration::from_millis(200);
@@ -17,8 +18,20 @@ const AUDIT_RETRY: Duration = Duration::from_millis(200);
 /// The most records taken into one group.
 const GROUP_MAX: usize = 4096;
 
+/// Where an [`AuditWriter`] commits its groups: the registry's database,
+/// on a connection of the writer's own.
+pub(super) trait ChainStore: Send + 'static {
+    /// Chains `records` after the end of their chain (fills in `seq`,
+    /// `prev` and `hash`) and commits them in one transaction. On failure
+    /// nothing is committed, and the next call chains them again.
+    fn commit(&mut self, records: &mut [AuditRecord]) -> std::result::Result<(), BoxError>;
+}
+
+/// A database error, as a [`ChainStore`] reports it.
+pub(super) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Appends records to the chain from its own thread, on its own
-/// connection: the chain has one writer, so records are chained in the
+/// connection: one writer per registry, so records are chained in the
 /// order they were accepted. Records that arrive together are committed in
 /// one transaction (one fsync).
 pub(super) struct AuditWriter {
@@ -45,14 +58,14 @@ impl std::fmt::Debug for AuditWriter {
 }
 
 impl AuditWriter {
-    /// Starts the writer on `conn`, which only it uses.
-    pub(super) fn start(conn: Connection) -> Result<Self> {
+    /// Starts the writer on `store`, which only it uses.
+    pub(super) fn start(store: impl ChainStore) -> Result<Self> {
         let (tx, rx) = std::sync::mpsc::channel();
         let healthy = Arc::new(AtomicBool::new(true));
         let flag = healthy.clone();
         let thread = std::thread::Builder::new()
             .name("anyfs-audit".into())
-            .spawn(move || write_groups(conn, rx, flag))
+            .spawn(move || write_groups(store, rx, flag))
             .map_err(RegistryError::StartWriter)?;
         Ok(Self {
             tx: Some(tx),
@@ -72,6 +85,25 @@ impl AuditWriter {
             return Err(RegistryError::AuditWriterStopped);
         }
         self.ready()
+    }
+
+    /// Hands the record of `entry` to the writer, its paths sealed for its
+    /// account (see [`AuditWriter::append`]).
+    pub(super) fn append_entry(&self, sealer: &Sealer, entry: AuditEntry<'_>) -> Result<()> {
+        let sealed = seal_paths(sealer, entry.account, entry.path, entry.resolved)?;
+        self.append(AuditRecord {
+            seq: 0,
+            account_id: entry.account.map(String::from),
+            at: now(),
+            actor: entry.actor.into(),
+            action: entry.action.into(),
+            path: None,
+            resolved_path: None,
+            outcome: entry.outcome.as_str().into(),
+            prev: Vec::new(),
+            hash: Vec::new(),
+            sealed,
+        })
     }
 
     /// An error while the writer fails to commit.
@@ -104,6 +136,35 @@ impl Drop for AuditWriter {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+/// The one chain of an SQLite registry, appended through the writer's
+/// connection. The registry's data directory is locked by one service, so
+/// the end of the chain is known without asking the database each time.
+pub(super) struct SqliteChain {
+    conn: Connection,
+    last: (i64, Vec<u8>),
+}
+
+impl SqliteChain {
+    /// The chain of the registry `conn` is connected to.
+    pub(super) fn new(conn: Connection) -> Self {
+        let last = chain_end(&conn).unwrap_or((0, vec![0u8; 32]));
+        Self { conn, last }
+    }
+}
+
+impl ChainStore for SqliteChain {
+    fn commit(&mut self, records: &mut [AuditRecord]) -> std::result::Result<(), BoxError> {
+        commit_group(&mut self.conn, &mut self.last, records).map_err(|error| {
+            // The chain's end as committed (another writer cannot exist:
+            // the data directory is locked).
+            if let Ok(end) = chain_end(&self.conn) {
+                self.last = end;
+            }
+            BoxError::from(error)
+        })
     }
 }
 
@@ -161,8 +222,7 @@ fn commit_group(
 /// cannot be committed is kept and tried again (with whatever arrived
 /// meanwhile) until it is: a record once accepted is never dropped. Until
 /// then `healthy` is false, so that new operations are refused.
-fn write_groups(mut conn: Connection, rx: Receiver<AuditMsg>, healthy: Arc<AtomicBool>) {
-    let mut last = chain_end(&conn).unwrap_or((0, vec![0u8; 32]));
+fn write_groups(mut store: impl ChainStore, rx: Receiver<AuditMsg>, healthy: Arc<AtomicBool>) {
     let mut pending: Vec<AuditRecord> = Vec::new();
     let mut open = true;
     while open || !pending.is_empty() {
@@ -198,7 +258,7 @@ fn write_groups(mut conn: Connection, rx: Receiver<AuditMsg>, healthy: Arc<Atomi
             }
         }
         if !pending.is_empty() {
-            match commit_group(&mut conn, &mut last, &mut pending) {
+            match store.commit(&mut pending) {
                 Ok(()) => {
                     pending.clear();
                     healthy.store(true, Ordering::SeqCst);
@@ -210,15 +270,10 @@ fn write_groups(mut conn: Connection, rx: Receiver<AuditMsg>, healthy: Arc<Atomi
                         records = pending.len(),
                         "audit records could not be written; operations are refused until they are"
                     );
-                    // The chain's end as committed (another writer cannot
-                    // exist: the data directory is locked).
-                    if let Ok(end) = chain_end(&conn) {
-                        last = end;
-                    }
                     if !open {
                         // Shutting down: one more try after a pause.
                         std::thread::sleep(AUDIT_RETRY);
-                        if commit_group(&mut conn, &mut last, &mut pending).is_err() {
+                        if store.commit(&mut pending).is_err() {
                             tracing::error!(
                                 records = pending.len(),
                                 "audit records lost at shutdown"
@@ -238,7 +293,7 @@ fn write_groups(mut conn: Connection, rx: Receiver<AuditMsg>, healthy: Arc<Atomi
 
 /// A record's hash: over the one before's hash and its fields, each with
 /// its length.
-fn chain_hash(prev: &[u8], r: &AuditRecord) -> Vec<u8> {
+pub(super) fn chain_hash(prev: &[u8], r: &AuditRecord) -> Vec<u8> {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     ctx.update(prev);
     for field in [
@@ -310,6 +365,53 @@ pub enum ChainBreak {
     /// A record's hash does not match its content.
     #[error("record {0} was changed")]
     Changed(i64),
+    /// The chain of one account (in a registry that keeps one chain per
+    /// account) is broken; `""` is the chain of records made before an
+    /// account was known.
+    #[error("the audit chain of account {account:?}: {problem}")]
+    InAccount {
+        /// The account.
+        account: String,
+        /// Where its chain breaks.
+        problem: Box<ChainBreak>,
+    },
+    /// An account's chain ends before the record its head names: records
+    /// at its end were removed.
+    #[error(
+        "the audit chain of account {account:?} ends at record {found}, but record {recorded} was written"
+    )]
+    Truncated {
+        /// The account.
+        account: String,
+        /// The last record written, as the chain's head says.
+        recorded: i64,
+        /// The last record found.
+        found: i64,
+    },
+}
+
+/// Checks the record that should be number `expected` of its chain: its
+/// number, its link to `prev` (the hash of the one before) and its own
+/// hash; then moves `prev` on to it.
+pub(super) fn check_link(
+    expected: i64,
+    prev: &mut Vec<u8>,
+    r: AuditRecord,
+) -> std::result::Result<(), ChainBreak> {
+    if r.seq != expected {
+        return Err(ChainBreak::Missing {
+            expected,
+            next: r.seq,
+        });
+    }
+    if r.prev != *prev {
+        return Err(ChainBreak::Unlinked(r.seq));
+    }
+    if r.hash != chain_hash(prev, &r) {
+        return Err(ChainBreak::Changed(r.seq));
+    }
+    *prev = r.hash;
+    Ok(())
 }
 
 /// Checks the whole audit chain of a registry file: every record's hash,
@@ -339,20 +441,7 @@ pub fn verify_chain(path: &Path) -> std::result::Result<u64, ChainBreak> {
     let mut prev = vec![0u8; 32];
     let mut count = 0;
     for (expected, row) in (1i64..).zip(rows) {
-        let r = row.map_err(read)?;
-        if r.seq != expected {
-            return Err(ChainBreak::Missing {
-                expected,
-                next: r.seq,
-            });
-        }
-        if r.prev != prev {
-            return Err(ChainBreak::Unlinked(r.seq));
-        }
-        if r.hash != chain_hash(&prev, &r) {
-            return Err(ChainBreak::Changed(r.seq));
-        }
-        prev = r.hash;
+        check_link(expected, &mut prev, row.map_err(read)?)?;
         count += 1;
     }
     Ok(count)

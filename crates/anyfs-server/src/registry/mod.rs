@@ -4,10 +4,15 @@
 //!
 //! [`Registry`] is what the service asks of any registry; its methods
 //! block, so they are called on tokio's blocking pool, never on the async
-//! threads. [`SqliteRegistry`] keeps it in one SQLite database.
+//! threads. [`SqliteRegistry`] keeps it in one SQLite database (the
+//! embedded default); [`PostgresRegistry`] in a PostgreSQL database shared
+//! by several nodes. One test suite (`suite`) runs against both.
 
 mod audit_log;
+mod postgres;
 mod sqlite;
+#[cfg(test)]
+mod suite;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -16,6 +21,8 @@ use serde::Serialize;
 use crate::sealing::{SealError, Sealer};
 
 pub use audit_log::{ChainBreak, verify_chain};
+pub(crate) use postgres::PostgresRegistry;
+pub use postgres::verify_postgres_chain;
 pub(crate) use sqlite::SqliteRegistry;
 
 /// Why the registry could not answer. Safe to show: it never holds a
@@ -26,6 +33,10 @@ pub(crate) enum RegistryError {
     /// could be had in time.
     #[error("registry: {0}")]
     Database(Box<dyn std::error::Error + Send + Sync>),
+    /// The registry's database cannot be reached now (PostgreSQL down or
+    /// restarting, every connection busy): the request may be retried.
+    #[error("registry: {0}")]
+    Unavailable(Box<dyn std::error::Error + Send + Sync>),
     /// A value could not be sealed for storage.
     #[error("registry: {0}")]
     Seal(#[from] SealError),

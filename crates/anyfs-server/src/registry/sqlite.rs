@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use super::audit_log::{AuditWriter, audit_from};
+use super::audit_log::{AuditWriter, SqliteChain, audit_from};
 use super::{
     Account, AgentRow, AuditEntry, AuditQuery, AuditRecord, ExecutionRow, Registry, RegistryError,
-    Result, now, open_paths, seal_paths,
+    Result, now, open_paths,
 };
 use crate::sealing::Sealer;
 
@@ -155,7 +155,7 @@ impl SqliteRegistry {
             conn.execute_batch("ALTER TABLE audit ADD COLUMN sealed BLOB;")?;
         }
         seal_clear_policies(&conn, &sealer)?;
-        let audit = AuditWriter::start(conn)?;
+        let audit = AuditWriter::start(SqliteChain::new(conn))?;
         let pool = r2d2::Pool::builder()
             .max_size(POOL_SIZE)
             .min_idle(Some(1))
@@ -454,20 +454,7 @@ impl Registry for SqliteRegistry {
     }
 
     fn append_audit(&self, entry: AuditEntry<'_>) -> Result<()> {
-        let sealed = seal_paths(&self.sealer, entry.account, entry.path, entry.resolved)?;
-        self.audit.append(AuditRecord {
-            seq: 0,
-            account_id: entry.account.map(String::from),
-            at: now(),
-            actor: entry.actor.into(),
-            action: entry.action.into(),
-            path: None,
-            resolved_path: None,
-            outcome: entry.outcome.as_str().into(),
-            prev: Vec::new(),
-            hash: Vec::new(),
-            sealed,
-        })
+        self.audit.append_entry(&self.sealer, entry)
     }
 
     fn audit_ready(&self) -> Result<()> {
