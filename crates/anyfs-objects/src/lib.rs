@@ -2,5 +2,27 @@
 //! lives in immutable, encrypted objects in an object store (S3 and
 //! compatible servers, through OpenDAL). Several processes on several
 //! machines can serve one workspace at once.
+//!
+//! The pieces:
+//!
+//! - [`ObjectStoreConfig`]: the bucket, prefix, endpoint and credentials,
+//!   from `s3://BUCKET/PREFIX` and the standard AWS variables;
+//! - [`ObjectStore`]: the bucket through OpenDAL, checked at connection to
+//!   honour `If-None-Match` and `If-Match`;
+//! - [`Blobs`]: immutable blobs sealed with AES-256-GCM under a key per
+//!   account, read by record, with an in-memory cache of opened records;
+//! - [`Unavailable`]: the error for "the database or the object store
+//!   cannot be reached", which a server answers with 503.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+mod blob;
+mod cache;
+mod config;
+mod store;
+mod unavailable;
+
+pub use blob::{BlobId, Blobs};
+pub use config::ObjectStoreConfig;
+pub use store::ObjectStore;
+pub use unavailable::{Service, Unavailable};

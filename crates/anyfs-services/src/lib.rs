@@ -5,3 +5,6 @@
 //! to skip.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+pub mod seaweed;
+pub use seaweed::{Seaweed, seaweed};
