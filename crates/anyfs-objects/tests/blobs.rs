@@ -25,7 +25,7 @@ const ACCOUNT: &str = "acct-1";
 
 /// A store on a fresh prefix of the test server, or `None` to skip.
 fn store() -> Option<ObjectStore> {
-    let s3 = anyfs_services::seaweed()?;
+    let s3 = anyfs_services::available(anyfs_services::seaweed())?;
     let config = ObjectStoreConfig::parse(&s3.fresh_url())
         .unwrap()
         .with_endpoint(s3.endpoint())
@@ -179,9 +179,7 @@ fn the_store_is_checked_to_honour_preconditions() {
 
 #[test]
 fn an_unreachable_store_is_reported_as_unavailable_without_secrets() {
-    let Some(_) = anyfs_services::seaweed() else {
-        return;
-    };
+    anyfs_services::require!(anyfs_services::seaweed());
     // A port nobody listens on.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -3,8 +3,89 @@
 //! `ANYFS_REQUIRE_SERVICES=1` (as CI sets it) a server that cannot be
 //! started fails the test that asked for it; without it, the test is told
 //! to skip.
+//!
+//! ```no_run
+//! #[test]
+//! fn stores_a_row() {
+//!     let postgres = anyfs_services::require!(anyfs_services::postgres());
+//!     let url = postgres.fresh_database();
+//!     // ... connect to `url` ...
+//! }
+//! ```
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-pub mod seaweed;
+mod postgres;
+mod seaweed;
+
+pub use postgres::{Postgres, postgres};
 pub use seaweed::{Seaweed, seaweed};
+
+use std::fmt;
+
+/// Why a test service could not be started (the server is not installed,
+/// it failed to start, ...).
+#[derive(Debug, Clone)]
+pub struct Unavailable {
+    service: &'static str,
+    reason: String,
+}
+
+impl Unavailable {
+    /// `service` names the server ("PostgreSQL"), `reason` says what failed.
+    pub fn new(service: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            service,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} for tests is unavailable: {} (install the test services with `bash scripts/install-test-services.sh`)",
+            self.service, self.reason
+        )
+    }
+}
+
+impl std::error::Error for Unavailable {}
+
+/// True when `ANYFS_REQUIRE_SERVICES=1`: a missing service then fails the
+/// test instead of skipping it.
+pub fn services_required() -> bool {
+    std::env::var("ANYFS_REQUIRE_SERVICES").is_ok_and(|value| value == "1")
+}
+
+/// The service, or `None` after printing why the calling test skips.
+///
+/// # Panics
+///
+/// When the service is unavailable and [`services_required`].
+pub fn available<T>(service: Result<T, Unavailable>) -> Option<T> {
+    match service {
+        Ok(service) => Some(service),
+        Err(why) if services_required() => {
+            panic!("{why}; ANYFS_REQUIRE_SERVICES=1 forbids skipping")
+        }
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            None
+        }
+    }
+}
+
+/// The service from a `Result<_, Unavailable>`, or returns from the calling
+/// test (which must return `()`) after printing why; panics instead when
+/// `ANYFS_REQUIRE_SERVICES=1`. See [`available`].
+#[macro_export]
+macro_rules! require {
+    ($service:expr) => {
+        match $crate::available($service) {
+            Some(service) => service,
+            None => return,
+        }
+    };
+}

@@ -24,6 +24,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use crate::Unavailable;
+
 /// The bucket every test binary's server creates.
 const BUCKET: &str = "anyfs-test";
 /// How long the server may take to answer.
@@ -76,19 +78,24 @@ pub struct Seaweed {
 
 /// The SeaweedFS server of this test binary, started on first use.
 ///
-/// `None` (after printing why) when it cannot be started, so that the
-/// caller skips; with `ANYFS_REQUIRE_SERVICES=1` that panics instead.
+/// # Errors
+///
+/// [`Unavailable`] when `weed` is missing or the server did not start (the
+/// reason says which, with the end of its log); every later call returns
+/// the same answer.
 ///
 /// ```no_run
-/// let Some(s3) = anyfs_services::seaweed() else { return };
-/// let url = format!("s3://{}/{}", s3.bucket(), s3.fresh_prefix());
+/// fn stores_an_object() {
+///     let s3 = anyfs_services::require!(anyfs_services::seaweed());
+///     let url = s3.fresh_url(); // s3://BUCKET/PREFIX, for this test alone
+/// }
 /// ```
-pub fn seaweed() -> Option<&'static Seaweed> {
-    static SERVER: OnceLock<Result<Seaweed, String>> = OnceLock::new();
-    match SERVER.get_or_init(Seaweed::start) {
-        Ok(server) => Some(server),
-        Err(why) => unavailable("SeaweedFS", why),
-    }
+pub fn seaweed() -> Result<&'static Seaweed, Unavailable> {
+    static SERVER: OnceLock<Result<Seaweed, Unavailable>> = OnceLock::new();
+    SERVER
+        .get_or_init(|| Seaweed::start().map_err(|why| Unavailable::new("SeaweedFS", why)))
+        .as_ref()
+        .map_err(Clone::clone)
 }
 
 impl Seaweed {
@@ -327,16 +334,6 @@ fn http_status(port: u16, path: &str) -> Result<u16, String> {
         .and_then(|line| line.split(' ').nth(1))
         .and_then(|code| code.parse().ok())
         .ok_or_else(|| "not an HTTP answer".to_owned())
-}
-
-/// What a test gets when its server cannot be had: `None` after saying why,
-/// or, with `ANYFS_REQUIRE_SERVICES=1`, a panic.
-fn unavailable<T>(service: &str, why: &str) -> Option<T> {
-    if std::env::var("ANYFS_REQUIRE_SERVICES").as_deref() == Ok("1") {
-        panic!("{service} is required (ANYFS_REQUIRE_SERVICES=1) but is not available: {why}");
-    }
-    eprintln!("skipped: {service} is not available: {why}");
-    None
 }
 
 /// `bytes` random bytes from the operating system, in hex.

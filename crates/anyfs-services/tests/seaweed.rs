@@ -29,9 +29,7 @@ fn get(endpoint: &str, path: &str) -> std::io::Result<u16> {
 
 #[test]
 fn the_server_answers_on_loopback_and_refuses_the_anonymous() {
-    let Some(s3) = anyfs_services::seaweed() else {
-        return;
-    };
+    let s3 = anyfs_services::require!(anyfs_services::seaweed());
     assert!(s3.endpoint().starts_with("http://127.0.0.1:"));
     assert_eq!(get(s3.endpoint(), "/healthz").unwrap(), 200);
     // Credentials are required: an unsigned request for the bucket is refused.
@@ -51,16 +49,12 @@ fn the_server_answers_on_loopback_and_refuses_the_anonymous() {
 fn the_server_stops_when_the_test_process_is_killed() {
     if std::env::var_os(CHILD).is_some() {
         // The child: start the server, say where, and wait to be killed.
-        let Some(s3) = anyfs_services::seaweed() else {
-            return;
-        };
+        let s3 = anyfs_services::require!(anyfs_services::seaweed());
         println!("endpoint={}", s3.endpoint());
         std::thread::sleep(Duration::from_secs(120));
         return;
     }
-    let Some(_) = anyfs_services::seaweed() else {
-        return;
-    };
+    anyfs_services::require!(anyfs_services::seaweed());
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
