@@ -3,6 +3,32 @@
 //! compatible servers, through OpenDAL). Several processes on several
 //! machines can serve one workspace at once.
 //!
+//! ```no_run
+//! use std::sync::Arc;
+//!
+//! use anyfs::FileStorage;
+//! use anyfs::crypto::Key;
+//! use anyfs_objects::{Blobs, ObjectBackend, ObjectStore, ObjectStoreConfig};
+//! use anyfs_postgres::Database;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let db = Database::connect("postgres://anyfs@127.0.0.1:5432/anyfs")?;
+//! ObjectBackend::migrate(&db)?;
+//! // s3://BUCKET/PREFIX, with AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID
+//! // and AWS_SECRET_ACCESS_KEY from the environment; the requests run on
+//! // the database's runtime.
+//! let config = ObjectStoreConfig::from_env("s3://workspaces/eu-1")?;
+//! let runtime = db.block_on(async { tokio::runtime::Handle::current() });
+//! // Refuses a store that ignores If-None-Match or If-Match.
+//! let store = ObjectStore::connect(&config, runtime)?;
+//! let master = Key::from_bytes([7; 32]); // the operator's, from a secret store
+//! let blobs = Arc::new(Blobs::new(store, master, 256 << 20));
+//!
+//! let fs = FileStorage::new(ObjectBackend::open(db, blobs, "acct-42", "main")?);
+//! fs.write("/notes.md", "kept in PostgreSQL and the bucket, encrypted")?;
+//! # Ok(()) }
+//! ```
+//!
 //! The pieces:
 //!
 //! - [`ObjectStoreConfig`]: the bucket, prefix, endpoint and credentials,

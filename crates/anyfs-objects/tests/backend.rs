@@ -10,7 +10,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use anyfs::{FsErrorKind, FsRead, FsWrite};
+use anyfs::{FsErrorKind, FsHandles, FsRead, FsWrite, OpenFlags};
 use anyfs_objects::{Blobs, GarbageReport, ObjectBackend, collect_garbage};
 
 fn p(path: &str) -> &Path {
@@ -189,4 +189,44 @@ fn garbage_collection_deletes_only_what_nothing_names() {
     assert_eq!(fs.read(p("/kept")).unwrap(), b"kept content");
     assert_eq!(fs.read(p("/copy")).unwrap(), b"kept content");
     assert_eq!(fs.read(p("/replaced")).unwrap(), b"new content");
+}
+
+#[test]
+fn garbage_collection_frees_what_a_dead_process_held_open() {
+    let Some(services) = common::fresh_services() else {
+        return;
+    };
+    let services = &services;
+    let fs = common::fresh_backend(services);
+    let account = fs.account().to_owned();
+    fs.write(p("/held"), b"held open").unwrap();
+    let handle = fs.open(p("/held"), OpenFlags::READ).unwrap();
+    fs.remove_file(p("/held")).unwrap();
+    // Removed, yet still there for the handle, and still counted.
+    let mut buf = [0u8; 16];
+    assert_eq!(fs.read_at(handle, &mut buf, 0).unwrap(), 9);
+    assert_eq!(&buf[..9], b"held open");
+    assert_eq!(fs.usage().unwrap().0, 9);
+    // The process goes away without closing it.
+    drop(fs);
+
+    let kept = collect_garbage(&services.db, &services.blobs, Duration::from_secs(3600)).unwrap();
+    assert_eq!(kept, GarbageReport::default());
+    let report = collect_garbage(&services.db, &services.blobs, Duration::ZERO).unwrap();
+    assert_eq!(
+        report,
+        GarbageReport {
+            orphan_nodes: 1,
+            released_blobs: 1,
+            unnamed_objects: 0
+        }
+    );
+    let again = ObjectBackend::open(
+        services.db.clone(),
+        services.blobs.clone(),
+        &account,
+        "main",
+    )
+    .unwrap();
+    assert_eq!(again.usage().unwrap().0, 0);
 }

@@ -39,6 +39,17 @@ impl ObjectBackend {
     }
 }
 
+/// The listing entry of `name` (node `ino` of `kind`) in directory `dir`.
+fn dir_entry(dir: &Path, name: Vec<u8>, ino: i64, kind: i16) -> DirEntry {
+    let name = OsString::from_vec(name);
+    DirEntry {
+        path: vpath::join(dir, &name),
+        file_type: file_type(kind),
+        inode: ino as u64,
+        name,
+    }
+}
+
 impl FsDir for ObjectBackend {
     fn read_dir(&self, path: &Path) -> FsResult<ReadDir> {
         let entries = self.view(path, "read_dir", async |tx| {
@@ -48,21 +59,11 @@ impl FsDir for ObjectBackend {
             }
             self.entries(tx, path, node.ino).await
         })?;
-        let dir = path.to_path_buf();
-        Ok(ReadDir::from_entries(
-            entries
-                .into_iter()
-                .map(|(name, ino, kind)| {
-                    let name = OsString::from_vec(name);
-                    DirEntry {
-                        path: vpath::join(&dir, &name),
-                        name,
-                        file_type: file_type(kind),
-                        inode: ino as u64,
-                    }
-                })
-                .collect(),
-        ))
+        let listing = entries
+            .into_iter()
+            .map(|(name, ino, kind)| dir_entry(path, name, ino, kind))
+            .collect();
+        Ok(ReadDir::from_entries(listing))
     }
 
     fn create_dir(&self, path: &Path) -> FsResult<()> {

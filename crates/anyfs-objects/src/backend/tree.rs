@@ -16,31 +16,34 @@ use super::{ObjectBackend, Tx};
 
 /// Every workspace's root directory.
 pub(crate) const ROOT: i64 = 1;
-/// `kind` of a regular file.
+
+// Node kinds, as `fs_nodes.kind` stores them: a regular file, a
+// directory, a symbolic link.
 pub(crate) const FILE: i16 = 0;
-/// `kind` of a directory.
 pub(crate) const DIR: i16 = 1;
-/// `kind` of a symbolic link.
 pub(crate) const SYMLINK: i16 = 2;
 
-/// The current time, in nanoseconds since the Unix epoch.
+/// The time now as stored: nanoseconds since the Unix epoch.
 pub(crate) fn now_ns() -> i64 {
     to_ns(SystemTime::now())
 }
 
-/// A time as nanoseconds since the Unix epoch (negative before it).
+/// `t` as nanoseconds since the Unix epoch, negative before it (saturating
+/// some 292 years either side).
 pub(crate) fn to_ns(t: SystemTime) -> i64 {
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
-        Err(e) => -i64::try_from(e.duration().as_nanos()).unwrap_or(i64::MAX),
-    }
+    let signed = |d: Duration, sign: i64| sign * i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+    t.duration_since(UNIX_EPOCH).map_or_else(
+        |before| signed(before.duration(), -1),
+        |after| signed(after, 1),
+    )
 }
 
+/// The time `ns` nanoseconds from the Unix epoch.
 fn from_ns(ns: i64) -> SystemTime {
-    if ns >= 0 {
-        UNIX_EPOCH + Duration::from_nanos(ns as u64)
-    } else {
-        UNIX_EPOCH - Duration::from_nanos(ns.unsigned_abs())
+    let distance = Duration::from_nanos(ns.unsigned_abs());
+    match ns < 0 {
+        true => UNIX_EPOCH - distance,
+        false => UNIX_EPOCH + distance,
     }
 }
 
@@ -58,15 +61,13 @@ pub(crate) struct Node {
     pub(crate) ino: i64,
     pub(crate) kind: i16,
     pub(crate) mode: i32,
-    pub(crate) uid: i64,
-    pub(crate) gid: i64,
+    /// User and group ids.
+    pub(crate) owner: (i64, i64),
     pub(crate) size: i64,
     pub(crate) nlink: i64,
     pub(crate) subdirs: i64,
-    pub(crate) atime: i64,
-    pub(crate) mtime: i64,
-    pub(crate) ctime: i64,
-    pub(crate) btime: i64,
+    /// Access, modification, change and creation times, in nanoseconds.
+    pub(crate) times: [i64; 4],
     /// A symlink's sealed target.
     pub(crate) target: Option<Vec<u8>>,
 }
@@ -79,15 +80,11 @@ fn node_from_row(r: &Row) -> Node {
         ino: r.get(0),
         kind: r.get(1),
         mode: r.get(2),
-        uid: r.get(3),
-        gid: r.get(4),
+        owner: (r.get(3), r.get(4)),
         size: r.get(5),
         nlink: r.get(6),
         subdirs: r.get(7),
-        atime: r.get(8),
-        mtime: r.get(9),
-        ctime: r.get(10),
-        btime: r.get(11),
+        times: [r.get(8), r.get(9), r.get(10), r.get(11)],
         target: r.get(12),
     }
 }
@@ -114,12 +111,12 @@ impl Node {
             } else {
                 self.nlink as u64
             },
-            uid: self.uid as u32,
-            gid: self.gid as u32,
-            accessed: from_ns(self.atime),
-            modified: from_ns(self.mtime),
-            changed: from_ns(self.ctime),
-            created: from_ns(self.btime),
+            uid: self.owner.0 as u32,
+            gid: self.owner.1 as u32,
+            accessed: from_ns(self.times[0]),
+            modified: from_ns(self.times[1]),
+            changed: from_ns(self.times[2]),
+            created: from_ns(self.times[3]),
         }
     }
 
