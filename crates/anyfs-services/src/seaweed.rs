@@ -7,11 +7,13 @@
 //! (given to the server as `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`).
 //! Each test takes a prefix of its own with [`Seaweed::fresh_prefix`].
 //!
-//! The server is started by a small watchdog shell that the test process
-//! holds by a pipe: when the test process exits, however it ends (even
-//! killed), the pipe closes and the watchdog kills the server (`KILL`: its
-//! data is thrown away, and `TERM` can take 20 s) and removes its
-//! directory. `weed` is the binary named by `$ANYFS_WEED`, else the one
+//! Beside the server runs a small watchdog shell that the test process
+//! holds by a pipe, and tells the process id of every server it starts:
+//! when the test process exits, however it ends (even killed), the pipe
+//! closes and the watchdog kills the server (`KILL`: its data is thrown
+//! away, and `TERM` can take 20 s) and removes its directory. Tests of an
+//! outage stop the server and start it again on the same ports and data
+//! ([`Seaweed::stop`], [`Seaweed::start`]). `weed` is the binary named by `$ANYFS_WEED`, else the one
 //! `scripts/install-test-services.sh` installs in
 //! `.venv/test-services/bin/weed`, else `weed` on the `PATH`.
 
@@ -47,19 +49,19 @@ const PORT_FLAGS: [&str; 10] = [
     "-admin.port.grpc",
 ];
 
-/// Runs `weed` (the arguments after the first two) in the background and
-/// waits for its standard input to close, that is for the test process to
-/// end; then kills the server and removes its directory and the sockets it
-/// made in /tmp (named by port, so only this server's). It runs in a
-/// process group of its own, so that a Ctrl-C meant for the tests does not
-/// end it before it has cleaned up.
+/// Reads the process ids of the servers started, one a line, until its
+/// standard input closes, that is until the test process ends; then kills
+/// the last server and removes its directory and the sockets it made in
+/// /tmp (named by port, so only this server's). It runs in a process group
+/// of its own, which the servers join, so that a Ctrl-C meant for the tests
+/// does not end it before it has cleaned up.
 const WATCHDOG: &str = r#"
-dir=$1; ports=$2; shift 2
-"$@" </dev/null >"$dir/weed.log" 2>&1 &
-pid=$!
-read -r _ || true
-kill -KILL "$pid" 2>/dev/null
-wait "$pid" 2>/dev/null
+dir=$1; ports=$2; pid=
+while read -r next; do pid=$next; done
+if [ -n "$pid" ]; then
+    kill -KILL "$pid" 2>/dev/null
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+fi
 rm -rf "$dir"
 for port in $ports; do rm -f /tmp/seaweedfs-*-"$port".sock; done
 "#;
@@ -71,9 +73,27 @@ pub struct Seaweed {
     access_key_id: String,
     secret_access_key: String,
     prefixes: AtomicU64,
-    /// The watchdog; the test process holds its standard input until it
-    /// exits.
-    watchdog: Mutex<Child>,
+    /// How to start the server again after [`Seaweed::stop`].
+    launch: Launch,
+    processes: Mutex<Processes>,
+}
+
+/// What starting the server takes.
+#[derive(Debug)]
+struct Launch {
+    weed: PathBuf,
+    args: Vec<String>,
+    dir: PathBuf,
+    s3_port: u16,
+    filer_port: u16,
+}
+
+#[derive(Debug)]
+struct Processes {
+    /// The test process holds its standard input until it exits.
+    watchdog: Child,
+    /// The server, while it runs.
+    server: Option<Child>,
 }
 
 /// The SeaweedFS server of this test binary, started on first use.
@@ -93,7 +113,7 @@ pub struct Seaweed {
 pub fn seaweed() -> Result<&'static Seaweed, Unavailable> {
     static SERVER: OnceLock<Result<Seaweed, Unavailable>> = OnceLock::new();
     SERVER
-        .get_or_init(|| Seaweed::start().map_err(|why| Unavailable::new("SeaweedFS", why)))
+        .get_or_init(Seaweed::launch)
         .as_ref()
         .map_err(Clone::clone)
 }
@@ -136,11 +156,11 @@ impl Seaweed {
         format!("s3://{BUCKET}/{}", self.fresh_prefix())
     }
 
-    fn start() -> Result<Seaweed, String> {
+    fn launch() -> Result<Seaweed, Unavailable> {
         let weed = weed_binary();
         // Ports are picked free and handed over; another process can take
         // one in between, so a failed start is tried again with new ones.
-        let mut last = String::new();
+        let mut last = unavailable(String::new());
         for _ in 0..3 {
             match Self::start_once(&weed) {
                 Ok(server) => return Ok(server),
@@ -150,14 +170,14 @@ impl Seaweed {
         Err(last)
     }
 
-    fn start_once(weed: &Path) -> Result<Seaweed, String> {
+    fn start_once(weed: &Path) -> Result<Seaweed, Unavailable> {
         let dir = tempfile::Builder::new()
             .prefix("anyfs-seaweed-")
             .tempdir()
-            .map_err(|e| format!("cannot make a temporary directory: {e}"))?
+            .map_err(|e| unavailable(format!("cannot make a temporary directory: {e}")))?
             // The watchdog removes it, after the server is gone.
             .keep();
-        let ports = free_ports(PORT_FLAGS.len())?;
+        let ports = free_ports(PORT_FLAGS.len()).map_err(unavailable)?;
         let port = |flag: &str| {
             PORT_FLAGS
                 .iter()
@@ -165,8 +185,8 @@ impl Seaweed {
                 .map_or(0, |i| ports[i])
         };
         let (s3_port, filer_port) = (port("-s3.port"), port("-filer.port"));
-        let access_key_id = format!("anyfs{}", random_hex(8)?);
-        let secret_access_key = random_hex(20)?;
+        let access_key_id = format!("anyfs{}", random_hex(8).map_err(unavailable)?);
+        let secret_access_key = random_hex(20).map_err(unavailable)?;
 
         let mut args: Vec<String> = vec![
             "mini".into(),
@@ -195,56 +215,123 @@ impl Seaweed {
             .join(" ");
         let data_dir = dir.join("data");
         std::fs::create_dir_all(&data_dir)
-            .map_err(|e| format!("cannot make {}: {e}", data_dir.display()))?;
+            .map_err(|e| unavailable(format!("cannot make {}: {e}", data_dir.display())))?;
         let watchdog = Command::new("sh")
             .arg("-c")
             .arg(WATCHDOG)
             .arg("sh")
             .arg(&dir)
             .arg(&port_list)
-            .arg(weed)
-            .args(&args)
-            .env("AWS_ACCESS_KEY_ID", &access_key_id)
-            .env("AWS_SECRET_ACCESS_KEY", &secret_access_key)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .process_group(0)
             .spawn()
-            .map_err(|e| format!("cannot run sh to start {}: {e}", weed.display()))?;
+            .map_err(|e| unavailable(format!("cannot run sh for the watchdog: {e}")))?;
         let server = Seaweed {
             endpoint: format!("http://127.0.0.1:{s3_port}"),
             access_key_id,
             secret_access_key,
             prefixes: AtomicU64::new(0),
-            watchdog: Mutex::new(watchdog),
+            launch: Launch {
+                weed: weed.to_path_buf(),
+                args,
+                dir,
+                s3_port,
+                filer_port,
+            },
+            processes: Mutex::new(Processes {
+                watchdog,
+                server: None,
+            }),
         };
-        match wait_until_ready(s3_port, filer_port) {
-            Ok(()) => Ok(server),
-            Err(why) => {
-                let log = std::fs::read_to_string(dir.join("weed.log")).unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(15).collect();
-                let tail: Vec<&str> = tail.into_iter().rev().collect();
-                // Dropping the server closes the watchdog's input: it kills
-                // the half-started server and removes the directory.
-                drop(server);
-                Err(format!(
-                    "{} did not start: {why}; its last lines:\n{}",
-                    weed.display(),
-                    tail.join("\n")
-                ))
-            }
+        // A server that fails to start is dropped: its watchdog, told, kills
+        // what was started and removes the directory.
+        server.start()?;
+        Ok(server)
+    }
+
+    /// Kills the server (as a crash would), keeping its data: requests fail
+    /// until [`start`](Self::start). For tests of an object store outage.
+    pub fn stop(&self) -> Result<(), Unavailable> {
+        let mut processes = self.processes();
+        if let Some(mut server) = processes.server.take() {
+            server
+                .kill()
+                .and_then(|()| server.wait().map(drop))
+                .map_err(|e| unavailable(format!("cannot stop it: {e}")))?;
         }
+        Ok(())
+    }
+
+    /// Starts the server (again, after [`stop`](Self::stop)) on the same
+    /// ports and data, and waits until it answers.
+    pub fn start(&self) -> Result<(), Unavailable> {
+        let mut processes = self.processes();
+        if processes.server.is_some() {
+            return Ok(());
+        }
+        let launch = &self.launch;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(launch.dir.join("weed.log"))
+            .map_err(|e| unavailable(format!("cannot open its log: {e}")))?;
+        let err_log = log
+            .try_clone()
+            .map_err(|e| unavailable(format!("cannot open its log: {e}")))?;
+        let watchdog_group = i32::try_from(processes.watchdog.id()).unwrap_or(0);
+        let server = Command::new(&launch.weed)
+            .args(&launch.args)
+            .env("AWS_ACCESS_KEY_ID", &self.access_key_id)
+            .env("AWS_SECRET_ACCESS_KEY", &self.secret_access_key)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err_log)
+            .process_group(watchdog_group)
+            .spawn()
+            .map_err(|e| unavailable(format!("cannot run {}: {e}", launch.weed.display())))?;
+        let told = processes
+            .watchdog
+            .stdin
+            .as_mut()
+            .map(|stdin| writeln!(stdin, "{}", server.id()));
+        processes.server = Some(server);
+        if !matches!(told, Some(Ok(()))) {
+            return Err(unavailable("the watchdog is gone".to_owned()));
+        }
+        drop(processes);
+        wait_until_ready(launch.s3_port, launch.filer_port).map_err(|why| {
+            let log = std::fs::read_to_string(launch.dir.join("weed.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            unavailable(format!(
+                "{} did not start: {why}; its last lines:\n{}",
+                launch.weed.display(),
+                tail.join("\n")
+            ))
+        })
+    }
+
+    fn processes(&self) -> std::sync::MutexGuard<'_, Processes> {
+        self.processes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
 impl Drop for Seaweed {
     fn drop(&mut self) {
         // Only a server that failed to start is dropped (the one in the
-        // static lives until the process exits): let the watchdog end it.
-        if let Ok(mut child) = self.watchdog.lock() {
-            drop(child.stdin.take());
-            let _ = child.wait();
+        // static lives until the process exits): the watchdog ends it.
+        let processes = self
+            .processes
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        drop(processes.watchdog.stdin.take());
+        let _ = processes.watchdog.wait();
+        if let Some(mut server) = processes.server.take() {
+            let _ = server.wait();
         }
     }
 }
@@ -334,6 +421,10 @@ fn http_status(port: u16, path: &str) -> Result<u16, String> {
         .and_then(|line| line.split(' ').nth(1))
         .and_then(|code| code.parse().ok())
         .ok_or_else(|| "not an HTTP answer".to_owned())
+}
+
+fn unavailable(why: String) -> Unavailable {
+    Unavailable::new("SeaweedFS", why)
 }
 
 /// `bytes` random bytes from the operating system, in hex.
