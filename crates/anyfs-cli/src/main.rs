@@ -63,6 +63,17 @@ enum Command {
             value_name = "URL"
         )]
         database: Option<String>,
+        /// Keep every account's workspace in this object store (content,
+        /// encrypted) and the --database (files and folders), shared by
+        /// every node started with both: s3://BUCKET/PREFIX. The endpoint,
+        /// region and credentials come from AWS_ENDPOINT_URL, AWS_REGION,
+        /// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY. Needs --database.
+        #[arg(long, env = "ANYFS_OBJECTS_URL", value_name = "s3://BUCKET/PREFIX")]
+        objects: Option<String>,
+        /// The object store's endpoint (http://HOST:PORT), instead of
+        /// AWS_ENDPOINT_URL.
+        #[arg(long, value_name = "URL", requires = "objects")]
+        objects_endpoint: Option<String>,
     },
     /// Audit-log tools.
     Audit {
@@ -106,6 +117,10 @@ Environment:
                       the data directory stops the start, naming its position.
   ANYFS_DATABASE_URL  As --database: the registry in PostgreSQL, shared by several nodes. A
                       service started with it refuses to start without ANYFS_MASTER_KEY.
+  ANYFS_OBJECTS_URL   As --objects: the workspaces in an S3 bucket and the database, shared by
+                      several nodes. Credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY;
+                      AWS_ENDPOINT_URL and AWS_REGION for a server other than AWS's. The store
+                      must honour If-None-Match and If-Match: checked at start.
   ANYFS_ADMIN_SECRET  The admin secret: `afs_admin_` and at least 24 more characters. Without
                       it one is made at the first start: shown on a terminal, otherwise written
                       to DATA_DIR/admin-secret.txt (owner-only).
@@ -185,6 +200,8 @@ fn main() -> ExitCode {
             agent_rate,
             max_open_workspaces,
             database,
+            objects,
+            objects_endpoint,
         } => serve::run(
             data_dir,
             listen,
@@ -192,7 +209,11 @@ fn main() -> ExitCode {
             quota,
             agent_rate,
             max_open_workspaces,
-            database,
+            serve::Stores {
+                database,
+                objects,
+                objects_endpoint,
+            },
         ),
         Command::Audit {
             command: AuditCommand::Verify { data_dir, database },

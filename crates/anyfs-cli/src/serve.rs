@@ -99,6 +99,31 @@ fn fit_open_files(max_open: usize) -> usize {
     max_open
 }
 
+/// Where a service shared by several nodes keeps its state.
+pub(crate) struct Stores {
+    /// `--database`: the registry (and, with `objects`, the workspaces'
+    /// trees) in PostgreSQL.
+    pub(crate) database: Option<String>,
+    /// `--objects`: the workspaces' content in this bucket and prefix.
+    pub(crate) objects: Option<String>,
+    /// `--objects-endpoint`, over `AWS_ENDPOINT_URL`.
+    pub(crate) objects_endpoint: Option<String>,
+}
+
+impl Stores {
+    /// The object store, with what the environment says of it.
+    fn objects(&self) -> Result<Option<anyfs_server::ObjectStoreConfig>, String> {
+        let Some(url) = &self.objects else {
+            return Ok(None);
+        };
+        let config = anyfs_server::ObjectStoreConfig::from_env(url).map_err(|e| e.to_string())?;
+        Ok(Some(match &self.objects_endpoint {
+            Some(endpoint) => config.with_endpoint(endpoint),
+            None => config,
+        }))
+    }
+}
+
 pub(crate) fn run(
     data_dir: PathBuf,
     listen: SocketAddr,
@@ -106,7 +131,7 @@ pub(crate) fn run(
     quota: u64,
     agent_rate: Option<u32>,
     max_open_workspaces: usize,
-    database: Option<String>,
+    stores: Stores,
 ) -> Result<(), String> {
     crate::hardening::owner_only_files();
     // Logs: RUST_LOG (default `info`): one line per request, never a header.
@@ -119,7 +144,13 @@ pub(crate) fn run(
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
     let mut config = anyfs_server::Config::new(&data_dir);
-    config.database = database;
+    config.objects = stores.objects()?;
+    // What the start line names: the workspaces' store.
+    let serving = match &stores.objects {
+        Some(objects) => format!("the workspaces in {objects}"),
+        None => data_dir.display().to_string(),
+    };
+    config.database = stores.database;
     config.master_keys = master_keys()?;
     config.admin_secret = std::env::var("ANYFS_ADMIN_SECRET")
         .ok()
@@ -140,10 +171,7 @@ pub(crate) fn run(
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|e| format!("{listen}: {e}"))?;
-        eprintln!(
-            "anyfs: serving {} on http://{listen} — Ctrl-C or SIGTERM to stop",
-            data_dir.display()
-        );
+        eprintln!("anyfs: serving {serving} on http://{listen} — Ctrl-C or SIGTERM to stop");
         anyfs_server::serve_on(opened.service, listener)
             .await
             .map_err(|e| format!("server: {e}"))

@@ -102,8 +102,20 @@ impl From<RegistryError> for Failure {
     }
 }
 
+/// A file error; "unavailable" when the database or the object store of
+/// shared workspaces cannot be reached (the detail, which names its
+/// endpoint, is logged).
 impl From<FsError> for Failure {
     fn from(error: FsError) -> Self {
+        if let Some(down) = anyfs_objects::Unavailable::of(&error) {
+            tracing::error!(detail = %down, "a store of the workspaces is unavailable");
+            return Failure::Unavailable {
+                what: match down.service() {
+                    anyfs_objects::Service::Database => "the workspace database (PostgreSQL)",
+                    anyfs_objects::Service::ObjectStore => "the object store",
+                },
+            };
+        }
         Failure::File {
             error,
             explained: None,

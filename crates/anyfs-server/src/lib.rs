@@ -27,6 +27,7 @@ pub mod redact;
 mod registry;
 mod sealing;
 pub mod secrets;
+mod shared;
 mod start;
 mod workspace;
 
@@ -40,6 +41,7 @@ use anyfs::crypto::Key;
 use parking_lot::Mutex;
 use zeroize::Zeroizing;
 
+pub use anyfs_objects::ObjectStoreConfig;
 pub use api::router;
 pub use registry::{ChainBreak, verify_chain, verify_postgres_chain};
 pub use start::{MIN_ADMIN_SECRET_CHARS, OpenError, write_private_file};
@@ -57,6 +59,12 @@ pub struct Config {
     /// Connections are not encrypted (TLS is not supported yet): use it on
     /// a private network.
     pub database: Option<String>,
+    /// An object store (`s3://BUCKET/PREFIX` with its endpoint and
+    /// credentials): keep every account's workspace there (content) and in
+    /// [`database`](Self::database) (the tree), shared with every node
+    /// started with both, instead of in `DATA_DIR/workspaces`. Needs
+    /// `database`.
+    pub objects: Option<ObjectStoreConfig>,
     /// Master keys: the first encrypts, every one decrypts. Empty: read or
     /// create `DATA_DIR/master.key`.
     pub master_keys: Vec<Key>,
@@ -69,9 +77,10 @@ pub struct Config {
     /// Operations per second for agents whose policy sets no rate
     /// (`None`: unlimited).
     pub default_rate: Option<u32>,
-    /// Workspaces kept open at once (default 256). Each open one holds
-    /// about seven file descriptors and a thread; beyond this, idle ones
-    /// are closed, least recently used first, and reopened when asked for.
+    /// Workspaces kept open at once (default 256). Each open SQLite one
+    /// holds about seven file descriptors and a thread; beyond this, idle
+    /// ones are closed, least recently used first, and reopened when asked
+    /// for.
     pub max_open_workspaces: usize,
 }
 
@@ -83,6 +92,7 @@ impl std::fmt::Debug for Config {
                 "database",
                 &self.database.as_deref().map(anyfs_postgres::display_url),
             )
+            .field("objects", &self.objects)
             .field("master_keys", &self.master_keys.len())
             .field(
                 "admin_secret",
@@ -102,6 +112,7 @@ impl Config {
         Self {
             data_dir: data_dir.into(),
             database: None,
+            objects: None,
             master_keys: Vec::new(),
             admin_secret: None,
             signups_per_hour: 5,

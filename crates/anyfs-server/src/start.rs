@@ -11,6 +11,7 @@ use parking_lot::Mutex;
 
 use crate::registry::{PostgresRegistry, Registry, RegistryError, SqliteRegistry};
 use crate::sealing::Sealer;
+use crate::shared::SharedWorkspaces;
 use crate::{Config, Opened, Service, secrets, workspace};
 
 /// Why the service did not start, or a private file was not written.
@@ -71,6 +72,23 @@ pub enum OpenError {
          directory (DATA_DIR/master.key); the service was not started"
     )]
     MasterKeyRequired,
+    /// An object store (`--objects`) without a shared registry database.
+    #[error(
+        "--objects needs --database: the workspaces' files and folders are kept in the \
+         PostgreSQL database, their content in the object store; the service was not started"
+    )]
+    ObjectsNeedDatabase,
+    /// The object store cannot be used (the reason names its endpoint).
+    #[error("{0}; the service was not started")]
+    ObjectStore(String),
+    /// A new first master key with workspaces in an object store, which
+    /// are sealed under the first key only.
+    #[error(
+        "master key 1 is new, but workspaces in an object store are sealed under one master key \
+         and cannot be rotated yet: put the key the deployment was made with first in \
+         ANYFS_MASTER_KEY; the service was not started"
+    )]
+    ObjectsKeyRotation,
     /// No key or secret could be made (no randomness).
     #[error("{0}")]
     Random(#[from] anyfs::FsError),
@@ -285,6 +303,9 @@ fn check_master_keys(
         return Err(wrong());
     }
     if known.first() == Some(&false) {
+        if matches!(workspaces.home(), workspace::Home::Shared(_)) {
+            return Err(OpenError::ObjectsKeyRotation);
+        }
         tracing::info!("master key 1 is new: it encrypts from now on, the others still decrypt");
         seal_first()?;
     }
@@ -354,6 +375,9 @@ impl Service {
         if let Some(secret) = &config.admin_secret {
             check_admin_secret(secret)?;
         }
+        if config.objects.is_some() && config.database.is_none() {
+            return Err(OpenError::ObjectsNeedDatabase);
+        }
         if config.database.is_some() && config.master_keys.is_empty() {
             return Err(OpenError::MasterKeyRequired);
         }
@@ -364,10 +388,23 @@ impl Service {
             config.master_keys.clone()
         };
         let sealer = Arc::new(Sealer::new(&keys));
+        let mut home = workspace::Home::Files {
+            dir: config.data_dir.join("workspaces"),
+            keys: keys
+                .iter()
+                .map(|k| k.derive("anyfs workspace v1"))
+                .collect(),
+        };
         let registry: Arc<dyn Registry> = match &config.database {
             Some(url) => {
                 let db = anyfs_postgres::Database::connect(url)
                     .map_err(|e| OpenError::Registry(e.to_string()))?;
+                if let (Some(objects), Some(first)) = (&config.objects, keys.first()) {
+                    home = workspace::Home::Shared(
+                        SharedWorkspaces::connect(db.clone(), objects, first, config.default_quota)
+                            .map_err(|e| OpenError::ObjectStore(e.to_string()))?,
+                    );
+                }
                 Arc::new(PostgresRegistry::open(db, sealer.clone())?)
             }
             None => {
@@ -378,19 +415,17 @@ impl Service {
                 )?)
             }
         };
-        let workspaces = workspace::Workspaces::new(
-            config.data_dir.join("workspaces"),
-            keys.iter()
-                .map(|k| k.derive("anyfs workspace v1"))
-                .collect(),
-            config.default_quota,
-            config.max_open_workspaces,
-        );
+        let workspaces =
+            workspace::Workspaces::new(home, config.default_quota, config.max_open_workspaces);
         check_master_keys(&config.data_dir, &keys, registry.as_ref(), &workspaces)?;
         let (admin_digest, new_admin_secret) = admin_digest(&config)?;
         lock_in_memory("the master keys", &keys);
         lock_in_memory("the workspace keys", workspaces.keys());
         lock_in_memory("the configured keys", &config.master_keys);
+        // Every node collects garbage; an advisory lock lets one at a time.
+        if let workspace::Home::Shared(shared) = workspaces.home() {
+            shared.spawn_collector();
+        }
         Ok(Opened {
             service: Arc::new(Service {
                 registry,

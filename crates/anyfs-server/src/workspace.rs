@@ -1,5 +1,7 @@
-//! One encrypted SQLite workspace per account, and the middleware stack each
-//! caller reaches it through.
+//! One workspace per account, and the middleware stack each caller reaches
+//! it through. Where workspaces live is a [`Home`]: an encrypted SQLite file
+//! per account on this node (the embedded default), or rows and blobs shared
+//! by every node (see [`crate::shared`]).
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -11,9 +13,12 @@ use anyfs::prelude::*;
 use anyfs::{
     FsError, FsFull, FsResult, PathFilterLayer, Quota, QuotaLayer, RateLimitLayer, ReadOnlyLayer,
 };
+use anyfs_objects::ObjectBackend;
 use anyfs_sqlite::SqliteBackend;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
+
+use crate::shared::SharedWorkspaces;
 
 /// What an agent may do in its account's workspace.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -36,10 +41,77 @@ pub struct AgentPolicy {
 /// A filesystem stack as the API uses it.
 pub(crate) type Stack = Arc<dyn FsFull>;
 
+/// Where the workspaces live.
+pub(crate) enum Home {
+    /// One encrypted SQLite file per account in `dir`, opened with one of
+    /// `keys` (a workspace key per master key); the quota is counted by this
+    /// node (the only one that opens the files).
+    Files {
+        /// The directory of the files.
+        dir: PathBuf,
+        /// The workspace keys, the first tried first.
+        keys: Vec<Key>,
+    },
+    /// Rows in PostgreSQL and blobs in the object store, shared by every
+    /// node; the quota is the database's, exact across nodes.
+    Shared(SharedWorkspaces),
+}
+
+/// An account's workspace as the account itself uses it, under its quota.
+enum Owner {
+    /// Its SQLite file under this node's quota layer.
+    File(Arc<Quota<SqliteBackend>>),
+    /// Its shared workspace; the quota is kept by the database.
+    Shared(Arc<ObjectBackend>),
+}
+
+impl Owner {
+    fn stack(&self) -> Stack {
+        match self {
+            Owner::File(fs) => fs.clone(),
+            Owner::Shared(fs) => fs.clone(),
+        }
+    }
+
+    /// Whether nothing but its [`AccountFs`] holds it.
+    fn is_idle(&self) -> bool {
+        match self {
+            Owner::File(fs) => Arc::strong_count(fs) == 1,
+            Owner::Shared(fs) => Arc::strong_count(fs) == 1,
+        }
+    }
+
+    /// The workspace with a ceiling on what it may hold while an agent
+    /// writes (`None`: the account's quota only).
+    fn under_ceiling(&self, ceiling: Option<u64>) -> Stack {
+        match (self, ceiling) {
+            // A view of the one usage figure the node keeps for the file.
+            (Owner::File(fs), _) => {
+                let mut limits = fs.limits();
+                if let Some(bytes) = ceiling {
+                    limits.max_total_size =
+                        Some(limits.max_total_size.map_or(bytes, |own| own.min(bytes)));
+                }
+                Arc::new(fs.with_limits(limits))
+            }
+            (Owner::Shared(fs), None) => fs.clone(),
+            // The database keeps one limit per workspace: the agent's
+            // ceiling is counted by this node, from what the workspace held
+            // when the stack was built (see the design record).
+            (Owner::Shared(fs), Some(bytes)) => Arc::new(
+                QuotaLayer::builder()
+                    .max_total_size(bytes)
+                    .build()
+                    .layer(ObjectBackend::clone(fs)),
+            ),
+        }
+    }
+}
+
 /// An account's open workspace.
 struct AccountFs {
     /// The workspace under the account's quota: what the account itself uses.
-    owner: Arc<Quota<SqliteBackend>>,
+    owner: Owner,
     /// Each agent's stack, built once from the policy it was built for.
     agents: Mutex<HashMap<String, (AgentPolicy, Stack)>>,
     /// When a request last asked for it.
@@ -56,7 +128,7 @@ impl AccountFs {
         }
         let agents = self.agents.lock();
         // Agent stacks are views of the owner's (not holders of it).
-        Arc::strong_count(&self.owner) == 1
+        self.owner.is_idle()
             && agents
                 .values()
                 .all(|(_, stack)| Arc::strong_count(stack) == 1)
@@ -68,8 +140,7 @@ impl AccountFs {
 /// more first closes the least recently used idle ones. One in use is never
 /// closed, so the cap can be passed while every open one is busy.
 pub(crate) struct Workspaces {
-    dir: PathBuf,
-    keys: Vec<Key>,
+    home: Home,
     default_quota: u64,
     max_open: usize,
     open: Mutex<HashMap<String, Arc<AccountFs>>>,
@@ -116,10 +187,9 @@ impl Drop for HeavyPermit {
 }
 
 impl Workspaces {
-    pub(crate) fn new(dir: PathBuf, keys: Vec<Key>, default_quota: u64, max_open: usize) -> Self {
+    pub(crate) fn new(home: Home, default_quota: u64, max_open: usize) -> Self {
         Self {
-            dir,
-            keys,
+            home,
             default_quota,
             max_open: max_open.max(1),
             open: Mutex::new(HashMap::new()),
@@ -139,9 +209,18 @@ impl Workspaces {
         trees.entry(account.to_string()).or_default().clone()
     }
 
-    /// The workspace keys (one per master key), for locking in memory.
+    /// The workspace keys (one per master key) of SQLite files, for
+    /// locking in memory.
     pub(crate) fn keys(&self) -> &[Key] {
-        &self.keys
+        match &self.home {
+            Home::Files { keys, .. } => keys,
+            Home::Shared(_) => &[],
+        }
+    }
+
+    /// Where the workspaces live.
+    pub(crate) fn home(&self) -> &Home {
+        &self.home
     }
 
     /// A permit for one more streamed upload or download of `account`, or
@@ -217,15 +296,6 @@ impl Workspaces {
             .collect()
     }
 
-    fn file(&self, account: &str) -> PathBuf {
-        self.dir.join(format!("{account}.db"))
-    }
-
-    /// The account's workspace key under master key `i`: bound to the
-    /// account, no password stretching per open.
-    fn key(&self, i: usize, account: &str) -> Key {
-        self.keys[i].derive(&format!("account {account}"))
-    }
 
     fn account(&self, account: &str) -> FsResult<Arc<AccountFs>> {
         if let Some(fs) = self.cached(account) {
@@ -243,28 +313,18 @@ impl Workspaces {
         if self.deleted.lock().contains(account) {
             return Err(FsError::not_found("/"));
         }
-        let file = self.file(account);
-        let mut last = None;
-        let mut backend = None;
-        for i in 0..self.keys.len() {
-            match SqliteBackend::open_with_key(&file, self.key(i, account).expose()) {
-                Ok(b) => {
-                    backend = Some(b);
-                    break;
-                }
-                Err(e) => last = Some(e),
+        let owner = match &self.home {
+            Home::Files { dir, keys } => {
+                let backend = open_file(&dir.join(format!("{account}.db")), keys, account)?;
+                Owner::File(Arc::new(
+                    QuotaLayer::builder()
+                        .max_total_size(self.default_quota)
+                        .build()
+                        .layer(backend),
+                ))
             }
-        }
-        let backend = match backend {
-            Some(b) => b,
-            None => return Err(last.unwrap_or(FsError::invalid_password("/"))),
+            Home::Shared(shared) => Owner::Shared(Arc::new(shared.open(account)?)),
         };
-        let owner = Arc::new(
-            QuotaLayer::builder()
-                .max_total_size(self.default_quota)
-                .build()
-                .layer(backend),
-        );
         let fs = Arc::new(AccountFs {
             owner,
             agents: Mutex::new(HashMap::new()),
@@ -281,7 +341,7 @@ impl Workspaces {
 
     /// The stack the account's own secret works through.
     pub(crate) fn for_account(&self, account: &str) -> FsResult<Stack> {
-        Ok(self.account(account)?.owner.clone())
+        Ok(self.account(account)?.owner.stack())
     }
 
     /// The stack an agent works through, built from its policy.
@@ -325,13 +385,8 @@ impl Workspaces {
                 },
             )
         };
-        // The agent's view of the workspace's one usage figure: what the
-        // owner and every agent write counts against each ceiling.
-        let mut limits = fs.owner.limits();
-        if let Some(bytes) = policy.quota {
-            limits.max_total_size = Some(limits.max_total_size.map_or(bytes, |own| own.min(bytes)));
-        }
-        let mut stack: Stack = Arc::new(fs.owner.with_limits(limits));
+        // What the owner and every agent write counts against each ceiling.
+        let mut stack = fs.owner.under_ceiling(policy.quota);
         let read_only =
             std::iter::once("/skills/**").chain(policy.read_only.iter().map(String::as_str));
         stack = Arc::new(
@@ -377,7 +432,16 @@ impl Workspaces {
             open.remove(account);
             self.deleted.lock().insert(account.to_string());
         }
-        let file = self.file(account);
+        let dir = match &self.home {
+            Home::Files { dir, .. } => dir,
+            Home::Shared(shared) => {
+                return shared.delete(account).unwrap_or_else(|error| {
+                    tracing::error!(%error, account, "the account's workspace was not deleted");
+                    false
+                });
+            }
+        };
+        let file = dir.join(format!("{account}.db"));
         let existed = file.exists();
         // The log first: a database file left alone is whole; a log
         // without its database is not.
@@ -388,6 +452,20 @@ impl Workspaces {
         }
         existed
     }
+}
+
+/// Opens the account's SQLite file with the first of `keys` that opens it.
+fn open_file(file: &std::path::Path, keys: &[Key], account: &str) -> FsResult<SqliteBackend> {
+    let mut last = None;
+    for key in keys {
+        // Bound to the account, no password stretching per open.
+        let key = key.derive(&format!("account {account}"));
+        match SqliteBackend::open_with_key(file, key.expose()) {
+            Ok(backend) => return Ok(backend),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or(FsError::invalid_password("/")))
 }
 
 #[cfg(test)]
@@ -403,13 +481,15 @@ mod tests {
         ws.open
             .lock()
             .get(account)
-            .is_some_and(|fs| std::ptr::addr_eq(Arc::as_ptr(&fs.owner), Arc::as_ptr(stack)))
+            .is_some_and(|fs| Arc::ptr_eq(&fs.owner.stack(), stack))
     }
 
     fn workspaces(dir: &Path, max_open: usize) -> Workspaces {
         Workspaces::new(
-            dir.to_path_buf(),
-            vec![Key::from_bytes([3; 32])],
+            Home::Files {
+                dir: dir.to_path_buf(),
+                keys: vec![Key::from_bytes([3; 32])],
+            },
             1 << 20,
             max_open,
         )

@@ -16,8 +16,10 @@
 #![deny(missing_docs)]
 
 mod postgres;
+mod seaweed;
 
 pub use postgres::{Postgres, postgres};
+pub use seaweed::{Seaweed, seaweed};
 
 use std::fmt;
 

@@ -1,0 +1,507 @@
+//! `anyfs serve --database --objects`: every account's workspace in
+//! PostgreSQL (its tree) and the object store (its content), served alike
+//! by several nodes started as real processes: any node reads what another
+//! wrote, concurrent writers on different nodes lose nothing, the quota
+//! holds across nodes, an agent's policy holds on every node, and neither
+//! the bucket nor a dump of the database shows a file, a name or a secret.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyfs_services::{Postgres, Seaweed, postgres, require, seaweed};
+use reqwest::StatusCode;
+use reqwest::blocking::Client;
+use serde_json::{Value, json};
+
+const MASTER_KEY: &str = "9c4e1a7f3b5d2e8a6c0f4b1d7e3a9c5f2b8d4e6a0c7f1b3d5e9a2c4f6b8d0e1a";
+const ADMIN_SECRET: &str = "afs_admin_fedcba9876543210fedcba9876543210";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `anyfs` with none of the service's variables from the environment.
+fn anyfs() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_anyfs"));
+    for var in [
+        "ANYFS_ADMIN_SECRET",
+        "ANYFS_MASTER_KEY",
+        "ANYFS_DATABASE_URL",
+        "ANYFS_OBJECTS_URL",
+        "AWS_ENDPOINT_URL",
+        "AWS_REGION",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "RUST_LOG",
+    ] {
+        command.env_remove(var);
+    }
+    command
+}
+
+/// One deployment: a database and a bucket prefix of its own, shared by
+/// every node started on it.
+struct Deployment {
+    dir: tempfile::TempDir,
+    database: String,
+    objects: String,
+    s3: &'static Seaweed,
+    quota: Option<u64>,
+}
+
+impl Deployment {
+    fn new(pg: &Postgres, s3: &'static Seaweed) -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            database: pg.fresh_database(),
+            objects: s3.fresh_url(),
+            s3,
+            quota: None,
+        }
+    }
+
+    /// `anyfs serve` on this deployment, with a data directory of its own.
+    fn command(&self, name: &str, port: u16) -> Command {
+        let mut command = anyfs();
+        command
+            .args(["serve", "--data-dir"])
+            .arg(self.dir.path().join(name))
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env("ANYFS_DATABASE_URL", &self.database)
+            .env("ANYFS_OBJECTS_URL", &self.objects)
+            .env("AWS_ENDPOINT_URL", self.s3.endpoint())
+            .env("AWS_REGION", self.s3.region())
+            .env("AWS_ACCESS_KEY_ID", self.s3.access_key_id())
+            .env("AWS_SECRET_ACCESS_KEY", self.s3.secret_access_key())
+            .env("ANYFS_MASTER_KEY", MASTER_KEY)
+            .env("ANYFS_ADMIN_SECRET", ADMIN_SECRET)
+            .env("RUST_LOG", "info");
+        if let Some(quota) = self.quota {
+            command.args(["--quota", &quota.to_string()]);
+        }
+        command
+    }
+
+    fn node(&self, name: &str) -> Node {
+        let port = free_port();
+        let log = self.dir.path().join(format!("{name}.log"));
+        let child = self
+            .command(name, port)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut node = Node {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            log,
+        };
+        node.wait_until_up();
+        node
+    }
+}
+
+/// A node of the service, killed when dropped.
+struct Node {
+    child: Child,
+    base: String,
+    log: PathBuf,
+}
+
+impl Node {
+    fn wait_until_up(&mut self) {
+        let started = Instant::now();
+        while Client::new()
+            .get(format!("{}/healthz", self.base))
+            .send()
+            .is_err()
+        {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("the node stopped ({status}): {}", self.log());
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the node never answered: {}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn signup(client: &Client, node: &Node, name: &str) -> String {
+    let v: Value = client
+        .post(node.url("/v1/accounts"))
+        .json(&json!({ "name": name }))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    v["secret"].as_str().unwrap().to_string()
+}
+
+fn put(client: &Client, node: &Node, secret: &str, path: &str, body: Vec<u8>) -> StatusCode {
+    client
+        .put(node.url(&format!("/v1/files/{path}")))
+        .bearer_auth(secret)
+        .body(body)
+        .send()
+        .unwrap()
+        .status()
+}
+
+fn get(client: &Client, node: &Node, secret: &str, path: &str) -> (StatusCode, Vec<u8>) {
+    let response = client
+        .get(node.url(&format!("/v1/files/{path}")))
+        .bearer_auth(secret)
+        .send()
+        .unwrap();
+    (response.status(), response.bytes().unwrap().to_vec())
+}
+
+fn output_text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[test]
+fn objects_without_a_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let refused = anyfs()
+        .args(["serve", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--objects", "s3://workspaces/eu-1"])
+        .env("ANYFS_MASTER_KEY", MASTER_KEY)
+        .output()
+        .unwrap();
+    let said = output_text(&refused);
+    assert!(!refused.status.success(), "{said}");
+    assert!(said.contains("--objects needs --database"), "{said}");
+}
+
+#[test]
+fn an_object_store_that_cannot_be_reached_stops_the_start_naming_it() {
+    let pg = require!(postgres());
+    let s3 = require!(seaweed());
+    let deployment = Deployment::new(pg, s3);
+    let nowhere = format!("http://127.0.0.1:{}", free_port());
+    let refused = deployment
+        .command("node", free_port())
+        .args(["--objects-endpoint", &nowhere])
+        .output()
+        .unwrap();
+    let said = output_text(&refused);
+    assert!(!refused.status.success(), "{said}");
+    assert!(said.contains(&nowhere), "{said}");
+    assert!(said.contains("not started"), "{said}");
+    assert!(!said.contains(s3.secret_access_key()), "{said}");
+}
+
+#[test]
+fn three_nodes_serve_one_account_and_an_agents_policy_holds_on_each() {
+    let pg = require!(postgres());
+    let s3 = require!(seaweed());
+    let deployment = Deployment::new(pg, s3);
+    let nodes: Vec<Node> = (1..=3)
+        .map(|i| deployment.node(&format!("node-{i}")))
+        .collect();
+    let client = Client::new();
+
+    let secret = signup(&client, &nodes[0], "three");
+    let content = b"written through node 2".to_vec();
+    assert_eq!(
+        put(&client, &nodes[1], &secret, "notes/hello.txt", content.clone()),
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        get(&client, &nodes[2], &secret, "notes/hello.txt"),
+        (StatusCode::OK, content)
+    );
+    // A change through node 3 is seen by node 1 at once: no node caches a
+    // tree of its own.
+    assert_eq!(
+        put(&client, &nodes[2], &secret, "notes/hello.txt", b"v2".to_vec()),
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        get(&client, &nodes[0], &secret, "notes/hello.txt"),
+        (StatusCode::OK, b"v2".to_vec())
+    );
+
+    // An agent made on node 1, with a policy, used on every node.
+    assert_eq!(
+        put(&client, &nodes[0], &secret, "private/plan.txt", b"p".to_vec()),
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        put(&client, &nodes[0], &secret, "docs/readme.txt", b"r".to_vec()),
+        StatusCode::CREATED
+    );
+    let agent: Value = client
+        .post(nodes[0].url("/v1/agents"))
+        .bearer_auth(&secret)
+        .json(&json!({
+            "name": "bot",
+            "config": {},
+            "policy": {"deny": ["/private/**"], "read_only": ["/docs/**"]}
+        }))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let token = agent["token"].as_str().unwrap().to_string();
+    for (i, node) in nodes.iter().enumerate() {
+        assert_eq!(
+            get(&client, node, &token, "private/plan.txt").0,
+            StatusCode::FORBIDDEN,
+            "node {}",
+            i + 1
+        );
+        assert_eq!(
+            put(&client, node, &token, "docs/readme.txt", b"x".to_vec()),
+            StatusCode::FORBIDDEN,
+            "node {}",
+            i + 1
+        );
+        assert_eq!(
+            get(&client, node, &token, "docs/readme.txt"),
+            (StatusCode::OK, b"r".to_vec())
+        );
+        let path = format!("work/from-node-{}", i + 1);
+        assert_eq!(
+            put(&client, node, &token, &path, b"ok".to_vec()),
+            StatusCode::CREATED
+        );
+    }
+    for i in 1..=3 {
+        let path = format!("work/from-node-{i}");
+        assert_eq!(
+            get(&client, &nodes[(i + 1) % 3], &secret, &path),
+            (StatusCode::OK, b"ok".to_vec())
+        );
+    }
+}
+
+/// What writer `w` writes in round `round`: recognisable through and
+/// through, so that a file made of two writers' bytes shows.
+fn body_of(w: usize, round: usize, len: usize) -> Vec<u8> {
+    let stamp = format!("<writer {w} round {round}>");
+    stamp.bytes().cycle().take(len).collect()
+}
+
+#[test]
+fn concurrent_writers_on_two_nodes_lose_nothing_and_tear_nothing() {
+    let pg = require!(postgres());
+    let s3 = require!(seaweed());
+    let deployment = Deployment::new(pg, s3);
+    let nodes = [deployment.node("node-1"), deployment.node("node-2")];
+    let client = Client::new();
+    let secret = signup(&client, &nodes[0], "busy");
+    const ROUNDS: usize = 8;
+    const LEN: usize = 150_000; // several records and blobs' worth
+    std::thread::scope(|s| {
+        for w in 0..4usize {
+            let (node, client, secret) = (&nodes[w % 2], &client, &secret);
+            s.spawn(move || {
+                for round in 0..ROUNDS {
+                    let own = format!("own/w{w}-{round}");
+                    assert_eq!(
+                        put(client, node, secret, &own, body_of(w, round, LEN)),
+                        StatusCode::CREATED
+                    );
+                    // Everyone overwrites one file.
+                    assert_eq!(
+                        put(client, node, secret, "shared.bin", body_of(w, round, LEN)),
+                        StatusCode::CREATED
+                    );
+                }
+            });
+        }
+    });
+    for w in 0..4usize {
+        for round in 0..ROUNDS {
+            let (status, body) = get(&client, &nodes[1 - w % 2], &secret, &format!("own/w{w}-{round}"));
+            assert_eq!(status, StatusCode::OK);
+            assert!(body == body_of(w, round, LEN), "own/w{w}-{round} differs");
+        }
+    }
+    let (status, shared) = get(&client, &nodes[0], &secret, "shared.bin");
+    assert_eq!(status, StatusCode::OK);
+    let whole = (0..4usize)
+        .flat_map(|w| (0..ROUNDS).map(move |r| (w, r)))
+        .any(|(w, r)| shared == body_of(w, r, LEN));
+    assert!(whole, "the shared file is no single writer's version");
+}
+
+#[test]
+fn writers_on_two_nodes_never_take_an_account_past_its_quota() {
+    let pg = require!(postgres());
+    let s3 = require!(seaweed());
+    let mut deployment = Deployment::new(pg, s3);
+    const QUOTA: u64 = 1_000_000;
+    const FILE: usize = 30_001; // does not divide the quota
+    deployment.quota = Some(QUOTA);
+    let nodes = [deployment.node("node-1"), deployment.node("node-2")];
+    let client = Client::new();
+    let secret = signup(&client, &nodes[0], "full");
+    let stored = Arc::new(Mutex::new(0u64));
+    std::thread::scope(|s| {
+        for w in 0..6usize {
+            let (node, client, secret, stored) = (&nodes[w % 2], &client, &secret, &stored);
+            s.spawn(move || {
+                for i in 0.. {
+                    match put(client, node, secret, &format!("w{w}/{i}"), vec![b'q'; FILE]) {
+                        StatusCode::CREATED => *stored.lock().unwrap() += FILE as u64,
+                        StatusCode::INSUFFICIENT_STORAGE => break,
+                        other => panic!("writer {w}: {other}"),
+                    }
+                }
+            });
+        }
+    });
+    let stored = *stored.lock().unwrap();
+    assert!(stored <= QUOTA, "{stored} bytes stored under a quota of {QUOTA}");
+    assert!(
+        stored > QUOTA - FILE as u64,
+        "the account was refused with room left: {stored} of {QUOTA}"
+    );
+    // Still full, whichever node is asked, and a byte more is refused.
+    for node in &nodes {
+        assert_eq!(
+            put(&client, node, &secret, "one-more", vec![1; FILE]),
+            StatusCode::INSUFFICIENT_STORAGE
+        );
+    }
+}
+
+/// Every occurrence of each of `needles` in `haystack`, by name.
+fn found_in<'a>(haystack: &[u8], needles: &[(&'a str, Vec<u8>)]) -> Vec<&'a str> {
+    needles
+        .iter()
+        .filter(|(_, needle)| haystack.windows(needle.len()).any(|w| w == needle.as_slice()))
+        .map(|(name, _)| *name)
+        .collect()
+}
+
+#[test]
+fn neither_the_bucket_nor_a_database_dump_shows_content_names_or_secrets() {
+    let pg = require!(postgres());
+    let s3 = require!(seaweed());
+    let deployment = Deployment::new(pg, s3);
+    let node = deployment.node("node-1");
+    let client = Client::new();
+    let secret = signup(&client, &node, "private");
+    let unique = uuid_like();
+    let file_name = format!("diary-{unique}.txt");
+    let folder = format!("folder-{unique}");
+    let content = format!("CONTENT-{unique} ").repeat(200).into_bytes();
+    let api_key = format!("sk-APIKEY{unique}");
+    assert_eq!(
+        put(&client, &node, &secret, &format!("{folder}/{file_name}"), content.clone()),
+        StatusCode::CREATED
+    );
+    let agent: Value = client
+        .post(node.url("/v1/agents"))
+        .bearer_auth(&secret)
+        .json(&json!({"name": "keyholder", "config": {"provider": {"api_key": api_key}}}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let token = agent["token"].as_str().unwrap().to_string();
+    assert_eq!(
+        put(&client, &node, &token, "agent-wrote.txt", content.clone()),
+        StatusCode::CREATED
+    );
+    let needles: Vec<(&str, Vec<u8>)> = vec![
+        ("file content", format!("CONTENT-{unique}").into_bytes()),
+        ("file name", file_name.clone().into_bytes()),
+        ("folder name", folder.clone().into_bytes()),
+        ("account secret", secret.clone().into_bytes()),
+        ("agent token", token.clone().into_bytes()),
+        ("api_key", api_key.clone().into_bytes()),
+        ("AWS secret key", s3.secret_access_key().as_bytes().to_vec()),
+        ("master key", MASTER_KEY.as_bytes().to_vec()),
+    ];
+
+    // Every object in the bucket, read through the S3 API.
+    let objects = scan_bucket(s3);
+    assert!(
+        objects.iter().any(|(name, _)| name.contains("/blobs/")),
+        "no blob found to scan"
+    );
+    for (name, bytes) in &objects {
+        let found = found_in(name.as_bytes(), &needles);
+        assert!(found.is_empty(), "object name {name} shows {found:?}");
+        let found = found_in(bytes, &needles);
+        assert!(found.is_empty(), "object {name} shows {found:?}");
+    }
+
+    // A dump of the whole database.
+    let dump = Command::new(pg.bin_dir().join("pg_dump"))
+        .args(["--no-owner", "--dbname", &deployment.database])
+        .output()
+        .unwrap();
+    assert!(dump.status.success(), "{}", output_text(&dump));
+    assert!(
+        dump.stdout.len() > 1000 && String::from_utf8_lossy(&dump.stdout).contains("fs_entries"),
+        "the dump holds no tree"
+    );
+    let found = found_in(&dump.stdout, &needles);
+    assert!(found.is_empty(), "the database dump shows {found:?}");
+    assert!(!node.log().contains(s3.secret_access_key()));
+}
+
+/// A value no other run or test uses.
+fn uuid_like() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{nanos:x}{}", std::process::id())
+}
+
+/// Every object of the test bucket, with its bytes.
+fn scan_bucket(s3: &Seaweed) -> Vec<(String, Vec<u8>)> {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let config = anyfs_objects::ObjectStoreConfig::parse(&format!("s3://{}", s3.bucket()))
+        .unwrap()
+        .with_endpoint(s3.endpoint())
+        .with_region(s3.region())
+        .with_credentials(s3.access_key_id(), s3.secret_access_key());
+    let store = anyfs_objects::ObjectStore::connect(&config, runtime.handle().clone()).unwrap();
+    store
+        .list_for_tests("")
+        .unwrap()
+        .into_iter()
+        // Another test's probe may be gone by now.
+        .filter_map(|name| Some((name.clone(), store.read_for_tests(&name).ok()?)))
+        .collect()
+}

@@ -1,0 +1,357 @@
+//! [`ObjectBackend`]: one workspace whose tree is rows in PostgreSQL and
+//! whose content is blobs in the object store.
+//!
+//! Every change is one PostgreSQL transaction, committed after the blobs it
+//! names are uploaded. A changing transaction first locks its workspace's
+//! row, so that changes to one workspace are serialised across every node;
+//! reads run in a read-only snapshot and fetch content after it, from
+//! blobs that never change.
+//!
+//! - [`tree`] holds the SQL on nodes and entries, and usage;
+//! - [`content`], extents, blobs named by them, and reading a range;
+//! - [`files`], `FsRead`, `FsWrite`, `FsSync`;
+//! - [`dirs`], `FsDir`, `FsLink`;
+//! - [`attributes`], `FsPermissions`, `FsStats`, `FsInode`;
+//! - [`handles`], `FsHandles`;
+//! - [`streams`], the `open_read` and `open_write` streams.
+
+mod attributes;
+mod content;
+mod dirs;
+mod files;
+mod handles;
+mod streams;
+mod tree;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyfs::{FsError, FsResult, HandleTable};
+use anyfs_postgres::tokio_postgres::IsolationLevel;
+use anyfs_postgres::tokio_postgres::error::SqlState;
+use anyfs_postgres::{Database, DbError, Migration};
+use deadpool_postgres::Transaction;
+use parking_lot::Mutex;
+
+use crate::blob::{Blobs, check_account};
+use crate::names::NameKeys;
+use crate::unavailable::{Service, Unavailable};
+
+pub(crate) use tree::now_ns;
+
+/// The schema of the tree, applied by [`ObjectBackend::migrate`].
+const MIGRATIONS: &[Migration] = &[Migration::new(
+    1,
+    "tree",
+    include_str!("../../migrations/0001_tree.sql"),
+)];
+
+/// The migrations' component name in the database's ledger.
+const COMPONENT: &str = "objects";
+
+/// What can stop an operation inside a transaction: a file system answer,
+/// or the database.
+#[derive(Debug)]
+pub(crate) enum Fail {
+    Fs(FsError),
+    Db(DbError),
+}
+
+impl From<FsError> for Fail {
+    fn from(e: FsError) -> Self {
+        Fail::Fs(e)
+    }
+}
+
+impl From<DbError> for Fail {
+    fn from(e: DbError) -> Self {
+        Fail::Db(e)
+    }
+}
+
+impl From<anyfs_postgres::tokio_postgres::Error> for Fail {
+    fn from(e: anyfs_postgres::tokio_postgres::Error) -> Self {
+        Fail::Db(DbError::from(e))
+    }
+}
+
+/// Results inside a transaction.
+pub(crate) type Tx<T> = Result<T, Fail>;
+
+/// One workspace of an account, as an AnyFS backend: the tree in
+/// PostgreSQL, content in encrypted blobs (see the crate docs).
+///
+/// Any number of `ObjectBackend`s, in any number of processes, may serve one
+/// workspace at once. Handles and open streams are this process's own.
+///
+/// The synchronous trait methods wait on the database's runtime: call them
+/// from ordinary threads or tokio's blocking pool, never from an
+/// asynchronous task.
+#[derive(Clone)]
+pub struct ObjectBackend {
+    db: Database,
+    blobs: Arc<Blobs>,
+    account: String,
+    workspace: i64,
+    names: Arc<NameKeys>,
+    /// The owner new nodes get.
+    owner: (u32, u32),
+    /// Inodes held open by handles of this process, with how many times.
+    pins: Arc<Mutex<HashMap<i64, usize>>>,
+    /// Open handles of this process.
+    handles: Arc<Mutex<HandleTable<handles::OpenFile>>>,
+}
+
+impl fmt::Debug for ObjectBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ObjectBackend")
+            .field("database", &self.db.target())
+            .field("account", &self.account)
+            .field("workspace", &self.workspace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ObjectBackend {
+    /// Creates or updates the tables this backend keeps in `db` (versioned
+    /// migrations, each applied once whichever node starts first).
+    pub fn migrate(db: &Database) -> FsResult<()> {
+        db.migrate(COMPONENT, MIGRATIONS)
+            .map(drop)
+            .map_err(|e| db_error(db, Path::new("/"), "migrate the schema", e))
+    }
+
+    /// Opens workspace `name` of `account`, creating it (empty, with no
+    /// byte limit) if it does not exist. The master key behind `blobs`
+    /// also seals this workspace's names.
+    pub fn open(db: Database, blobs: Arc<Blobs>, account: &str, name: &str) -> FsResult<Self> {
+        let root = Path::new("/");
+        check_account(root, account)?;
+        let now = tree::now_ns();
+        let owner = tree::process_owner();
+        let workspace = run_plain(&db, root, "open a workspace", async |client| {
+            let tx = client.transaction().await?;
+            let found = tx
+                .query_opt(
+                    "INSERT INTO fs_workspaces (account, name) VALUES ($1, $2)
+                     ON CONFLICT (account, name) DO NOTHING RETURNING id",
+                    &[&account, &name],
+                )
+                .await?;
+            let id: i64 = match found {
+                Some(row) => {
+                    tree::create_root(&tx, row.get(0), owner, now).await?;
+                    row.get(0)
+                }
+                None => tx
+                    .query_one(
+                        "SELECT id FROM fs_workspaces WHERE account = $1 AND name = $2",
+                        &[&account, &name],
+                    )
+                    .await?
+                    .get(0),
+            };
+            tx.commit().await?;
+            Ok(id)
+        })?;
+        let names = Arc::new(NameKeys::new(blobs.master(), account));
+        Ok(Self {
+            db,
+            blobs,
+            account: account.to_owned(),
+            workspace,
+            names,
+            owner,
+            pins: Arc::default(),
+            handles: Arc::default(),
+        })
+    }
+
+    /// Sets the workspace's byte limit (`None`: no limit). Writes that
+    /// would take its usage past the limit fail with `QuotaExceeded`;
+    /// usage already past a lowered limit stays until files shrink.
+    pub fn set_limit(&self, limit: Option<u64>) -> FsResult<()> {
+        let limit = limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
+        let ws = self.workspace;
+        run_plain(
+            &self.db,
+            Path::new("/"),
+            "set the byte limit",
+            async |client| {
+                client
+                    .execute(
+                        "UPDATE fs_workspaces SET limit_bytes = $2 WHERE id = $1",
+                        &[&ws, &limit],
+                    )
+                    .await?;
+                Ok(())
+            },
+        )
+    }
+
+    /// Bytes of file content in the workspace, and its limit, exact across
+    /// every node.
+    pub fn usage(&self) -> FsResult<(u64, Option<u64>)> {
+        let ws = self.workspace;
+        run_plain(&self.db, Path::new("/"), "read the usage", async |client| {
+            let row = client
+                .query_one(
+                    "SELECT used_bytes, limit_bytes FROM fs_workspaces WHERE id = $1",
+                    &[&ws],
+                )
+                .await?;
+            let used: i64 = row.get(0);
+            let limit: Option<i64> = row.get(1);
+            Ok((used as u64, limit.map(|l| l as u64)))
+        })
+    }
+
+    /// The account this workspace belongs to.
+    pub fn account(&self) -> &str {
+        &self.account
+    }
+
+    /// Runs `work` in a transaction that holds this workspace's lock, so
+    /// that changes to one workspace happen one at a time across every
+    /// node; tried again when PostgreSQL reports a serialisation failure
+    /// or a deadlock.
+    fn change<T>(
+        &self,
+        path: &Path,
+        op: &'static str,
+        work: impl AsyncFn(&Transaction<'_>) -> Tx<T>,
+    ) -> FsResult<T> {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let result = self.db.block_on(async {
+                let mut client = self.db.client().await?;
+                let tx = client.transaction().await?;
+                tx.execute(
+                    "SELECT 1 FROM fs_workspaces WHERE id = $1 FOR UPDATE",
+                    &[&self.workspace],
+                )
+                .await?;
+                let out = work(&tx).await?;
+                tx.commit().await?;
+                Ok(out)
+            });
+            match result {
+                Ok(out) => return Ok(out),
+                Err(Fail::Db(e)) if attempts < 5 && retryable(&e) => {}
+                Err(Fail::Db(e)) => return Err(db_error(&self.db, path, op, e)),
+                Err(Fail::Fs(e)) => return Err(e),
+            }
+        }
+    }
+
+    /// Runs `work` in a read-only snapshot.
+    fn view<T>(
+        &self,
+        path: &Path,
+        op: &'static str,
+        work: impl AsyncFn(&Transaction<'_>) -> Tx<T>,
+    ) -> FsResult<T> {
+        let result = self.db.block_on(async {
+            let mut client = self.db.client().await?;
+            let tx = client
+                .build_transaction()
+                .isolation_level(IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .await?;
+            let out = work(&tx).await?;
+            tx.commit().await?;
+            Ok(out)
+        });
+        result.map_err(|fail| match fail {
+            Fail::Db(e) => db_error(&self.db, path, op, e),
+            Fail::Fs(e) => e,
+        })
+    }
+
+    /// Holds `ino` for a stream of this process.
+    fn pin(&self, ino: i64) {
+        *self.pins.lock().entry(ino).or_default() += 1;
+    }
+
+    /// Lets go of `ino`; frees the node if that was its last pin and it
+    /// has no name left.
+    fn unpin(&self, path: &Path, ino: i64) -> FsResult<()> {
+        let last = {
+            let mut pins = self.pins.lock();
+            match pins.get_mut(&ino) {
+                Some(n) if *n > 1 => {
+                    *n -= 1;
+                    false
+                }
+                Some(_) => {
+                    pins.remove(&ino);
+                    true
+                }
+                None => false,
+            }
+        };
+        if last {
+            self.change(path, "close", async |tx| {
+                match tree::node(tx, path, self.workspace, ino).await {
+                    Ok(node) if node.nlink == 0 => self.free(tx, path, &node).await,
+                    _ => Ok(()),
+                }
+            })?;
+        }
+        Ok(())
+    }
+
+    fn is_pinned(&self, ino: i64) -> bool {
+        self.pins.lock().contains_key(&ino)
+    }
+}
+
+/// Runs `work` with a pooled connection of `db`, mapping what fails to an
+/// [`FsError`] about `path`.
+pub(crate) fn run_plain<T>(
+    db: &Database,
+    path: &Path,
+    op: &'static str,
+    work: impl AsyncFnOnce(&mut deadpool_postgres::Object) -> Tx<T>,
+) -> FsResult<T> {
+    let result = db.block_on(async {
+        let mut client = db.client().await?;
+        work(&mut client).await
+    });
+    result.map_err(|fail| match fail {
+        Fail::Db(e) => db_error(db, path, op, e),
+        Fail::Fs(e) => e,
+    })
+}
+
+/// Whether a transaction that failed with `e` may simply be run again.
+fn retryable(e: &DbError) -> bool {
+    matches!(
+        e.code(),
+        Some(code) if *code == SqlState::T_R_SERIALIZATION_FAILURE
+            || *code == SqlState::T_R_DEADLOCK_DETECTED
+    )
+}
+
+/// A database error as an [`FsError`]: unreachable as [`Unavailable`],
+/// the rest as a backend error (messages never hold the password).
+pub(crate) fn db_error(db: &Database, path: &Path, op: &'static str, e: DbError) -> FsError {
+    match e {
+        DbError::Unavailable { reason, .. } => {
+            Unavailable::new(Service::Database, db.target(), reason).into_fs_error(path, op)
+        }
+        DbError::Refused { reason, .. } => FsError::backend(
+            path,
+            op,
+            format!(
+                "PostgreSQL at {} refused the request: {reason}",
+                db.target()
+            ),
+        ),
+        other => FsError::backend(path, op, other.to_string()),
+    }
+}
