@@ -237,7 +237,13 @@ fn three_nodes_serve_one_account_and_an_agents_policy_holds_on_each() {
     let secret = signup(&client, &nodes[0], "three");
     let content = b"written through node 2".to_vec();
     assert_eq!(
-        put(&client, &nodes[1], &secret, "notes/hello.txt", content.clone()),
+        put(
+            &client,
+            &nodes[1],
+            &secret,
+            "notes/hello.txt",
+            content.clone()
+        ),
         StatusCode::CREATED
     );
     assert_eq!(
@@ -247,7 +253,13 @@ fn three_nodes_serve_one_account_and_an_agents_policy_holds_on_each() {
     // A change through node 3 is seen by node 1 at once: no node caches a
     // tree of its own.
     assert_eq!(
-        put(&client, &nodes[2], &secret, "notes/hello.txt", b"v2".to_vec()),
+        put(
+            &client,
+            &nodes[2],
+            &secret,
+            "notes/hello.txt",
+            b"v2".to_vec()
+        ),
         StatusCode::CREATED
     );
     assert_eq!(
@@ -257,11 +269,23 @@ fn three_nodes_serve_one_account_and_an_agents_policy_holds_on_each() {
 
     // An agent made on node 1, with a policy, used on every node.
     assert_eq!(
-        put(&client, &nodes[0], &secret, "private/plan.txt", b"p".to_vec()),
+        put(
+            &client,
+            &nodes[0],
+            &secret,
+            "private/plan.txt",
+            b"p".to_vec()
+        ),
         StatusCode::CREATED
     );
     assert_eq!(
-        put(&client, &nodes[0], &secret, "docs/readme.txt", b"r".to_vec()),
+        put(
+            &client,
+            &nodes[0],
+            &secret,
+            "docs/readme.txt",
+            b"r".to_vec()
+        ),
         StatusCode::CREATED
     );
     let agent: Value = client
@@ -347,7 +371,12 @@ fn concurrent_writers_on_two_nodes_lose_nothing_and_tear_nothing() {
     });
     for w in 0..4usize {
         for round in 0..ROUNDS {
-            let (status, body) = get(&client, &nodes[1 - w % 2], &secret, &format!("own/w{w}-{round}"));
+            let (status, body) = get(
+                &client,
+                &nodes[1 - w % 2],
+                &secret,
+                &format!("own/w{w}-{round}"),
+            );
             assert_eq!(status, StatusCode::OK);
             assert!(body == body_of(w, round, LEN), "own/w{w}-{round} differs");
         }
@@ -387,7 +416,10 @@ fn writers_on_two_nodes_never_take_an_account_past_its_quota() {
         }
     });
     let stored = *stored.lock().unwrap();
-    assert!(stored <= QUOTA, "{stored} bytes stored under a quota of {QUOTA}");
+    assert!(
+        stored <= QUOTA,
+        "{stored} bytes stored under a quota of {QUOTA}"
+    );
     assert!(
         stored > QUOTA - FILE as u64,
         "the account was refused with room left: {stored} of {QUOTA}"
@@ -405,7 +437,11 @@ fn writers_on_two_nodes_never_take_an_account_past_its_quota() {
 fn found_in<'a>(haystack: &[u8], needles: &[(&'a str, Vec<u8>)]) -> Vec<&'a str> {
     needles
         .iter()
-        .filter(|(_, needle)| haystack.windows(needle.len()).any(|w| w == needle.as_slice()))
+        .filter(|(_, needle)| {
+            haystack
+                .windows(needle.len())
+                .any(|w| w == needle.as_slice())
+        })
         .map(|(name, _)| *name)
         .collect()
 }
@@ -424,7 +460,13 @@ fn neither_the_bucket_nor_a_database_dump_shows_content_names_or_secrets() {
     let content = format!("CONTENT-{unique} ").repeat(200).into_bytes();
     let api_key = format!("sk-APIKEY{unique}");
     assert_eq!(
-        put(&client, &node, &secret, &format!("{folder}/{file_name}"), content.clone()),
+        put(
+            &client,
+            &node,
+            &secret,
+            &format!("{folder}/{file_name}"),
+            content.clone()
+        ),
         StatusCode::CREATED
     );
     let agent: Value = client
