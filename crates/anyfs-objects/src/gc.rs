@@ -121,7 +121,8 @@ fn free_orphan_nodes(db: &Database, grace: Duration) -> FsResult<u64> {
                    SELECT workspace, sum(CASE WHEN kind = 0 THEN size ELSE 0 END) AS size, count(*) AS n
                    FROM gone GROUP BY workspace
                  )
-                 UPDATE fs_workspaces w SET used_bytes = w.used_bytes - bytes.size::bigint
+                 UPDATE fs_workspaces w
+                 SET used_bytes = w.used_bytes - bytes.size::bigint, version = w.version + 1
                  FROM bytes WHERE w.id = bytes.workspace
                  RETURNING bytes.n",
                 &[&before],

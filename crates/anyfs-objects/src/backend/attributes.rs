@@ -42,11 +42,11 @@ impl ObjectBackend {
         self.view(Path::new("/"), "find a path", async |tx| {
             self.node_in(tx, Path::new("/"), ino)
                 .await
-                .map_err(|_| not_found())?;
+                .map_err(|e| e.inode_gone(ino as u64))?;
             let mut names: Vec<Vec<u8>> = Vec::new();
             let mut cur = ino;
             while cur != ROOT {
-                let (parent, name) = self.name_of(tx, cur).await?.ok_or_else(not_found)?;
+                let (parent, name) = self.name_of(tx.db()?, cur).await?.ok_or_else(not_found)?;
                 names.push(name);
                 cur = parent;
                 if names.len() > vpath::MAX_PATH_LEN {
@@ -107,6 +107,7 @@ impl FsStats for ObjectBackend {
             self.usage()?,
             self.view(root, "statfs", async |tx| {
                 let row = tx
+                    .db()?
                     .query_one(
                         "SELECT count(*) FROM fs_nodes WHERE workspace = $1",
                         &[&self.workspace],
@@ -163,7 +164,7 @@ impl FsInode for ObjectBackend {
             self.node_in(tx, Path::new("/"), ino)
                 .await
                 .map(|n| n.metadata())
-                .map_err(|_| FsError::inode_not_found(inode).into())
+                .map_err(|e| e.inode_gone(inode))
         })
     }
 }

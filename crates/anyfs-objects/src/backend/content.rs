@@ -9,6 +9,7 @@ use std::path::Path;
 use anyfs::{FsError, FsResult};
 use deadpool_postgres::{GenericClient, Transaction};
 
+use super::reads::Reads;
 use super::{ObjectBackend, Tx};
 use crate::blob::BlobId;
 
@@ -30,8 +31,19 @@ pub(crate) struct Uploaded {
 }
 
 impl ObjectBackend {
-    /// The extents of file `ino` that overlap bytes `from .. to`, in order.
+    /// The extents of file `ino` that overlap bytes `range`, in order.
     pub(crate) async fn extents(
+        &self,
+        tx: &impl Reads,
+        path: &Path,
+        ino: i64,
+        range: (i64, i64),
+    ) -> Tx<Vec<Extent>> {
+        tx.extents(self, path, ino, range).await
+    }
+
+    /// [`Self::extents`], from the database.
+    pub(crate) async fn extent_rows(
         &self,
         tx: &impl GenericClient,
         path: &Path,

@@ -10,17 +10,13 @@ use anyfs::path::{self as vpath};
 use anyfs::{DirEntry, FsDir, FsError, FsLink, FsRead, FsResult, Metadata, ReadDir};
 use deadpool_postgres::{GenericClient, Transaction};
 
+use super::reads::Reads;
 use super::tree::{DIR, FILE, ROOT, SYMLINK, file_type, now_ns};
 use super::{ObjectBackend, Tx};
 
 impl ObjectBackend {
     /// The target of symlink `ino` (at `path`).
-    pub(crate) async fn target_of(
-        &self,
-        tx: &impl GenericClient,
-        path: &Path,
-        ino: i64,
-    ) -> Tx<PathBuf> {
+    pub(crate) async fn target_of(&self, tx: &impl Reads, path: &Path, ino: i64) -> Tx<PathBuf> {
         let node = self.node_in(tx, path, ino).await?;
         match (node.kind, node.target) {
             (SYMLINK, Some(sealed)) => {
@@ -57,7 +53,7 @@ impl FsDir for ObjectBackend {
             if node.kind != DIR {
                 return Err(FsError::not_a_directory(path).into());
             }
-            self.entries(tx, path, node.ino).await
+            self.entries(tx.db()?, path, node.ino).await
         })?;
         let listing = entries
             .into_iter()

@@ -13,13 +13,16 @@
 //! - [`dirs`], `FsDir`, `FsLink`;
 //! - [`attributes`], `FsPermissions`, `FsStats`, `FsInode`;
 //! - [`handles`], `FsHandles`;
-//! - [`streams`], the `open_read` and `open_write` streams.
+//! - [`streams`], the `open_read` and `open_write` streams;
+//! - [`reads`], reads of the tree from a transaction or from what this
+//!   process read at the workspace's current version.
 
 mod attributes;
 mod content;
 mod dirs;
 mod files;
 mod handles;
+mod reads;
 mod streams;
 mod tree;
 
@@ -38,15 +41,19 @@ use parking_lot::Mutex;
 use crate::blob::{Blobs, check_account};
 use crate::names::NameKeys;
 use crate::unavailable::{Service, Unavailable};
+use reads::{ReadCache, View};
 
 pub(crate) use tree::now_ns;
 
 /// The schema of the tree, applied by [`ObjectBackend::migrate`].
-const MIGRATIONS: &[Migration] = &[Migration::new(
-    1,
-    "tree",
-    include_str!("../../migrations/0001_tree.sql"),
-)];
+const MIGRATIONS: &[Migration] = &[
+    Migration::new(1, "tree", include_str!("../../migrations/0001_tree.sql")),
+    Migration::new(
+        2,
+        "version",
+        include_str!("../../migrations/0002_version.sql"),
+    ),
+];
 
 /// The migrations' component name in the database's ledger.
 const COMPONENT: &str = "objects";
@@ -57,6 +64,31 @@ const COMPONENT: &str = "objects";
 pub(crate) enum Fail {
     Fs(FsError),
     Db(DbError),
+    /// A cached view needs what the cache does not hold: the view runs
+    /// again over a snapshot (never seen outside [`ObjectBackend::view`]).
+    Miss,
+}
+
+impl Fail {
+    /// A node that is not there as "no such inode"; anything else (the
+    /// database, a cache miss) as it is.
+    pub(crate) fn inode_gone(self, inode: u64) -> Fail {
+        match self {
+            Fail::Fs(e) if e.kind() == anyfs::FsErrorKind::NotFound => {
+                Fail::Fs(FsError::inode_not_found(inode))
+            }
+            other => other,
+        }
+    }
+
+    /// What the caller of an operation sees.
+    fn into_fs_error(self, db: &Database, path: &Path, op: &'static str) -> FsError {
+        match self {
+            Fail::Fs(e) => e,
+            Fail::Db(e) => db_error(db, path, op, e),
+            Fail::Miss => FsError::backend(path, op, "a read missed the cache outside a view"),
+        }
+    }
 }
 
 impl From<FsError> for Fail {
@@ -102,6 +134,8 @@ pub struct ObjectBackend {
     pins: Arc<Mutex<HashMap<i64, usize>>>,
     /// Open handles of this process.
     handles: Arc<Mutex<HandleTable<handles::OpenFile>>>,
+    /// What this process read of the tree, at the workspace's version.
+    reads: Arc<ReadCache>,
 }
 
 impl fmt::Debug for ObjectBackend {
@@ -166,6 +200,7 @@ impl ObjectBackend {
             owner,
             pins: Arc::default(),
             handles: Arc::default(),
+            reads: Arc::default(),
         })
     }
 
@@ -215,8 +250,9 @@ impl ObjectBackend {
 
     /// Runs `work` in a transaction that holds this workspace's lock, so
     /// that changes to one workspace happen one at a time across every
-    /// node; tried again when PostgreSQL reports a serialisation failure
-    /// or a deadlock.
+    /// node, and moves the workspace's version on (which tells every
+    /// node's [`ReadCache`] that what it read is old); tried again when
+    /// PostgreSQL reports a serialisation failure or a deadlock.
     fn change<T>(
         &self,
         path: &Path,
@@ -229,11 +265,10 @@ impl ObjectBackend {
             let result = self.db.block_on(async {
                 let mut client = self.db.client().await?;
                 let tx = client.transaction().await?;
-                tx.execute(
-                    "SELECT 1 FROM fs_workspaces WHERE id = $1 FOR UPDATE",
-                    &[&self.workspace],
-                )
-                .await?;
+                let lock = tx
+                    .prepare_cached("UPDATE fs_workspaces SET version = version + 1 WHERE id = $1")
+                    .await?;
+                tx.execute(&lock, &[&self.workspace]).await?;
                 let out = work(&tx).await?;
                 tx.commit().await?;
                 Ok(out)
@@ -241,35 +276,50 @@ impl ObjectBackend {
             match result {
                 Ok(out) => return Ok(out),
                 Err(Fail::Db(e)) if attempts < 5 && retryable(&e) => {}
-                Err(Fail::Db(e)) => return Err(db_error(&self.db, path, op, e)),
-                Err(Fail::Fs(e)) => return Err(e),
+                Err(fail) => return Err(fail.into_fs_error(&self.db, path, op)),
             }
         }
     }
 
-    /// Runs `work` in a read-only snapshot.
+    /// Runs `work`, which only reads, as of one moment: answered from this
+    /// process's [`ReadCache`] when the workspace's version (asked of the
+    /// database first) has not moved since it was filled, otherwise in a
+    /// read-only snapshot whose reads then fill the cache.
     fn view<T>(
         &self,
         path: &Path,
         op: &'static str,
-        work: impl AsyncFn(&Transaction<'_>) -> Tx<T>,
+        work: impl AsyncFn(&View<'_, '_>) -> Tx<T>,
     ) -> FsResult<T> {
         let result = self.db.block_on(async {
             let mut client = self.db.client().await?;
+            if let Some(known) = self.reads.version()
+                && reads::version_now(&client, self.workspace).await? == Some(known)
+            {
+                match work(&View::cached(&self.reads, known)).await {
+                    Err(Fail::Miss) => {}
+                    done => return done,
+                }
+            }
             let tx = client
                 .build_transaction()
                 .isolation_level(IsolationLevel::RepeatableRead)
                 .read_only(true)
                 .start()
                 .await?;
-            let out = work(&tx).await?;
+            // The snapshot's first statement: its version is the version of
+            // everything the view reads.
+            let version = reads::version_now(&tx, self.workspace).await?;
+            let view = View::snapshot(&tx);
+            let out = work(&view).await?;
+            let seen = view.into_seen();
             tx.commit().await?;
+            if let Some(version) = version {
+                self.reads.remember(version, seen);
+            }
             Ok(out)
         });
-        result.map_err(|fail| match fail {
-            Fail::Db(e) => db_error(&self.db, path, op, e),
-            Fail::Fs(e) => e,
-        })
+        result.map_err(|fail| fail.into_fs_error(&self.db, path, op))
     }
 
     /// Holds `ino` for a stream of this process.
@@ -322,10 +372,7 @@ pub(crate) fn run_plain<T>(
         let mut client = db.client().await?;
         work(&mut client).await
     });
-    result.map_err(|fail| match fail {
-        Fail::Db(e) => db_error(db, path, op, e),
-        Fail::Fs(e) => e,
-    })
+    result.map_err(|fail| fail.into_fs_error(db, path, op))
 }
 
 /// Whether a transaction that failed with `e` may simply be run again.

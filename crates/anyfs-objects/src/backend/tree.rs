@@ -12,6 +12,7 @@ use anyfs::{FileType, FsError, Metadata, Permissions};
 use deadpool_postgres::{GenericClient, Transaction};
 use tokio_postgres::Row;
 
+use super::reads::Reads;
 use super::{ObjectBackend, Tx};
 
 /// Every workspace's root directory.
@@ -149,12 +150,22 @@ pub(crate) async fn create_root(
 
 impl ObjectBackend {
     /// Node `ino`; `NotFound` about `path` if there is none.
-    pub(crate) async fn node_in(&self, tx: &impl GenericClient, path: &Path, ino: i64) -> Tx<Node> {
-        node(tx, path, self.workspace, ino).await
+    pub(crate) async fn node_in(&self, tx: &impl Reads, path: &Path, ino: i64) -> Tx<Node> {
+        tx.node(self, path, ino).await
     }
 
     /// The inode and kind named `name` in directory `parent`.
     pub(crate) async fn child(
+        &self,
+        tx: &impl Reads,
+        parent: i64,
+        name: &[u8],
+    ) -> Tx<Option<(i64, i16)>> {
+        tx.child(self, parent, name).await
+    }
+
+    /// [`Self::child`], from the database.
+    pub(crate) async fn child_row(
         &self,
         tx: &impl GenericClient,
         parent: i64,
@@ -178,7 +189,7 @@ impl ObjectBackend {
     /// `path`), following no link.
     pub(crate) async fn walk(
         &self,
-        tx: &impl GenericClient,
+        tx: &impl Reads,
         path: &Path,
         names: &[&OsStr],
     ) -> Tx<(i64, i16)> {
@@ -198,18 +209,14 @@ impl ObjectBackend {
     }
 
     /// The node at a resolved path, following no link.
-    pub(crate) async fn lookup(&self, tx: &impl GenericClient, path: &Path) -> Tx<Node> {
+    pub(crate) async fn lookup(&self, tx: &impl Reads, path: &Path) -> Tx<Node> {
         let names = vpath::resolved_components(path)?;
         let (ino, _) = self.walk(tx, path, &names).await?;
         self.node_in(tx, path, ino).await
     }
 
     /// The directory a resolved path's last name lives in, and that name.
-    pub(crate) async fn slot<'p>(
-        &self,
-        tx: &impl GenericClient,
-        path: &'p Path,
-    ) -> Tx<(i64, &'p OsStr)> {
+    pub(crate) async fn slot<'p>(&self, tx: &impl Reads, path: &'p Path) -> Tx<(i64, &'p OsStr)> {
         let names = vpath::resolved_components(path)?;
         let Some((name, parents)) = names.split_last() else {
             return Err(FsError::invalid_path(

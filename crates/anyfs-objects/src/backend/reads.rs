@@ -1,0 +1,257 @@
+//! Reads of the tree — names, nodes, extents — from a transaction or from
+//! what this process read before ([`ReadCache`]).
+//!
+//! Every change to a workspace moves its `version` on, in the transaction
+//! that makes the change ([`ObjectBackend::change`]). What a read-only view
+//! reads in its snapshot is remembered with the version of that snapshot.
+//! The next view first asks the database for the version — one statement,
+//! no transaction — and if it has not moved answers from what was
+//! remembered, without another round trip. An answer from the cache is
+//! therefore never older than the last change committed, whichever node
+//! made it: a write acknowledged by one node is seen by the next read on
+//! any other.
+//!
+//! Functions that walk the tree take `&impl Reads`: a [`Transaction`] (the
+//! changes, and views the cache could not answer) or a [`View`].
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::Path;
+
+use deadpool_postgres::{GenericClient, Transaction};
+use parking_lot::Mutex;
+
+use super::content::Extent;
+use super::tree::{self, Node};
+use super::{Fail, ObjectBackend, Tx};
+
+/// The most names, nodes and extent lists remembered per workspace; past
+/// it the cache starts again empty.
+const MOST_REMEMBERED: usize = 100_000;
+
+/// The statement that reads a workspace's version.
+pub(crate) const VERSION_SQL: &str = "SELECT version FROM fs_workspaces WHERE id = $1";
+
+/// What walking the tree reads.
+pub(crate) trait Reads {
+    /// The inode and kind named `name` in directory `parent`.
+    async fn child(&self, fs: &ObjectBackend, parent: i64, name: &[u8]) -> Tx<Option<(i64, i16)>>;
+    /// Node `ino`; `NotFound` about `path` if there is none.
+    async fn node(&self, fs: &ObjectBackend, path: &Path, ino: i64) -> Tx<Node>;
+    /// The extents of file `ino` that overlap bytes `range`, in order.
+    async fn extents(
+        &self,
+        fs: &ObjectBackend,
+        path: &Path,
+        ino: i64,
+        range: (i64, i64),
+    ) -> Tx<Vec<Extent>>;
+}
+
+impl Reads for Transaction<'_> {
+    async fn child(&self, fs: &ObjectBackend, parent: i64, name: &[u8]) -> Tx<Option<(i64, i16)>> {
+        fs.child_row(self, parent, name).await
+    }
+
+    async fn node(&self, fs: &ObjectBackend, path: &Path, ino: i64) -> Tx<Node> {
+        tree::node(self, path, fs.workspace, ino).await
+    }
+
+    async fn extents(
+        &self,
+        fs: &ObjectBackend,
+        path: &Path,
+        ino: i64,
+        range: (i64, i64),
+    ) -> Tx<Vec<Extent>> {
+        fs.extent_rows(self, path, ino, range).await
+    }
+}
+
+/// What a read-only view reads through: the cache at a version the
+/// database just confirmed, or a snapshot whose reads are remembered.
+pub(crate) struct View<'a, 't> {
+    source: Source<'a, 't>,
+}
+
+enum Source<'a, 't> {
+    Cached {
+        cache: &'a ReadCache,
+        version: i64,
+    },
+    Snapshot {
+        tx: &'a Transaction<'t>,
+        seen: RefCell<Seen>,
+    },
+}
+
+impl<'a, 't> View<'a, 't> {
+    /// A view answered from `cache` at `version` only.
+    pub(crate) fn cached(cache: &'a ReadCache, version: i64) -> Self {
+        Self {
+            source: Source::Cached { cache, version },
+        }
+    }
+
+    /// A view over the snapshot `tx`, remembering what it reads.
+    pub(crate) fn snapshot(tx: &'a Transaction<'t>) -> Self {
+        Self {
+            source: Source::Snapshot {
+                tx,
+                seen: RefCell::default(),
+            },
+        }
+    }
+
+    /// The transaction, for a read the cache does not keep (listings,
+    /// counts): a cached view answers [`Fail::Miss`] and the view is run
+    /// again over a snapshot.
+    pub(crate) fn db(&self) -> Tx<&'a Transaction<'t>> {
+        match &self.source {
+            Source::Snapshot { tx, .. } => Ok(tx),
+            Source::Cached { .. } => Err(Fail::Miss),
+        }
+    }
+
+    /// What the view read from its snapshot (nothing, for a cached view).
+    pub(crate) fn into_seen(self) -> Seen {
+        match self.source {
+            Source::Snapshot { seen, .. } => seen.into_inner(),
+            Source::Cached { .. } => Seen::default(),
+        }
+    }
+}
+
+impl Reads for View<'_, '_> {
+    async fn child(&self, fs: &ObjectBackend, parent: i64, name: &[u8]) -> Tx<Option<(i64, i16)>> {
+        match &self.source {
+            Source::Cached { cache, version } => cache
+                .with(*version, |g| {
+                    g.children.get(&(parent, name.to_vec())).copied()
+                })
+                .ok_or(Fail::Miss),
+            Source::Snapshot { tx, seen } => {
+                let found = tx.child(fs, parent, name).await?;
+                seen.borrow_mut()
+                    .children
+                    .push(((parent, name.to_vec()), found));
+                Ok(found)
+            }
+        }
+    }
+
+    async fn node(&self, fs: &ObjectBackend, path: &Path, ino: i64) -> Tx<Node> {
+        match &self.source {
+            Source::Cached { cache, version } => cache
+                .with(*version, |g| g.nodes.get(&ino).cloned())
+                .ok_or(Fail::Miss),
+            Source::Snapshot { tx, seen } => {
+                let node = Reads::node(*tx, fs, path, ino).await?;
+                seen.borrow_mut().nodes.push(node.clone());
+                Ok(node)
+            }
+        }
+    }
+
+    async fn extents(
+        &self,
+        fs: &ObjectBackend,
+        path: &Path,
+        ino: i64,
+        range: (i64, i64),
+    ) -> Tx<Vec<Extent>> {
+        let key = (ino, range.0, range.1);
+        match &self.source {
+            Source::Cached { cache, version } => cache
+                .with(*version, |g| g.extents.get(&key).cloned())
+                .ok_or(Fail::Miss),
+            Source::Snapshot { tx, seen } => {
+                let extents = Reads::extents(*tx, fs, path, ino, range).await?;
+                seen.borrow_mut().extents.push((key, extents.clone()));
+                Ok(extents)
+            }
+        }
+    }
+}
+
+/// What a view read from its snapshot.
+#[derive(Default)]
+pub(crate) struct Seen {
+    children: Vec<((i64, Vec<u8>), Option<(i64, i16)>)>,
+    nodes: Vec<Node>,
+    extents: Vec<((i64, i64, i64), Vec<Extent>)>,
+}
+
+/// What this process read of one workspace, at one version.
+#[derive(Default)]
+pub(crate) struct ReadCache {
+    current: Mutex<Option<Generation>>,
+}
+
+struct Generation {
+    version: i64,
+    /// `(parent, name)` to what it names, or `None`: no such name.
+    children: HashMap<(i64, Vec<u8>), Option<(i64, i16)>>,
+    nodes: HashMap<i64, Node>,
+    /// `(ino, from, to)` to the extents a read of that range found.
+    extents: HashMap<(i64, i64, i64), Vec<Extent>>,
+}
+
+impl Generation {
+    fn new(version: i64) -> Self {
+        Self {
+            version,
+            children: HashMap::new(),
+            nodes: HashMap::new(),
+            extents: HashMap::new(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.children.len() + self.nodes.len() + self.extents.len()
+    }
+}
+
+impl ReadCache {
+    /// The version what is remembered was read at, if anything is.
+    pub(crate) fn version(&self) -> Option<i64> {
+        self.current.lock().as_ref().map(|g| g.version)
+    }
+
+    /// `find` over what is remembered, if that is still at `version`.
+    fn with<T>(&self, version: i64, find: impl FnOnce(&Generation) -> Option<T>) -> Option<T> {
+        self.current
+            .lock()
+            .as_ref()
+            .filter(|g| g.version == version)
+            .and_then(find)
+    }
+
+    /// Remembers what a snapshot at `version` read. A snapshot older than
+    /// what is remembered is dropped; a newer one replaces it.
+    pub(crate) fn remember(&self, version: i64, seen: Seen) {
+        let mut current = self.current.lock();
+        match current.as_ref().map(|g| g.version) {
+            Some(known) if known > version => return,
+            Some(known) if known == version => {}
+            _ => *current = Some(Generation::new(version)),
+        }
+        let Some(g) = current.as_mut() else { return };
+        if g.len() + seen.children.len() + seen.nodes.len() + seen.extents.len() > MOST_REMEMBERED {
+            *g = Generation::new(version);
+        }
+        g.children.extend(seen.children);
+        g.nodes.extend(seen.nodes.into_iter().map(|n| (n.ino, n)));
+        g.extents.extend(seen.extents);
+    }
+}
+
+/// The version of `workspace` now (`None`: it is gone), outside any
+/// transaction.
+pub(crate) async fn version_now(client: &impl GenericClient, workspace: i64) -> Tx<Option<i64>> {
+    let stmt = client.prepare_cached(VERSION_SQL).await?;
+    Ok(client
+        .query_opt(&stmt, &[&workspace])
+        .await?
+        .map(|r| r.get(0)))
+}

@@ -1,0 +1,74 @@
+//! The conformance suite over two nodes of one workspace: every call goes
+//! to the other of two `ObjectBackend`s (each with its own cache of what it
+//! read), so each step reads what the previous one changed through another
+//! node. A node that answered from what it read before a change made
+//! elsewhere fails here.
+//!
+//! Handles are a process's own (a handle opened on one node means nothing
+//! to another), so the `handles` capability is not run here.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use anyfs::middleware::Middleware;
+use anyfs_objects::ObjectBackend;
+
+/// Two nodes serving one workspace, taking turns.
+struct TwoNodes {
+    nodes: [ObjectBackend; 2],
+    turn: AtomicUsize,
+}
+
+impl Middleware for TwoNodes {
+    type Inner = ObjectBackend;
+
+    fn inner(&self) -> &ObjectBackend {
+        &self.nodes[self.turn.fetch_add(1, Ordering::Relaxed) % 2]
+    }
+}
+
+fn make() -> TwoNodes {
+    let services = common::services().unwrap_or_else(|| {
+        panic!(
+            "the conformance suite needs PostgreSQL and SeaweedFS: \
+             install them with `bash scripts/install-test-services.sh`"
+        )
+    });
+    let first = common::fresh_backend(services);
+    let second = ObjectBackend::open(
+        services.db.clone(),
+        services.blobs.clone(),
+        first.account(),
+        "main",
+    )
+    .unwrap();
+    TwoNodes {
+        nodes: [first, second],
+        turn: AtomicUsize::new(0),
+    }
+}
+
+anyfs_test::conformance!(mod two_nodes, TwoNodes => make();
+    permissions, sync, stats, inode);
+
+mod links {
+    use super::*;
+
+    fn make_storage() -> anyfs::FileStorage<TwoNodes> {
+        anyfs::FileStorage::new(make())
+    }
+
+    mod storage {
+        use super::*;
+        anyfs_test::module_tests!(links, make_storage);
+        anyfs_test::module_tests!(resolve, make_storage);
+
+        #[test]
+        fn random_sequences_match_the_model() {
+            anyfs_test::model::check_with_links(make_storage, 100);
+        }
+    }
+}
