@@ -296,7 +296,6 @@ impl Workspaces {
             .collect()
     }
 
-
     fn account(&self, account: &str) -> FsResult<Arc<AccountFs>> {
         if let Some(fs) = self.cached(account) {
             return Ok(fs);
@@ -455,7 +454,11 @@ impl Workspaces {
 }
 
 /// Opens the account's SQLite file with the first of `keys` that opens it.
-fn open_file(file: &std::path::Path, keys: &[Key], account: &str) -> FsResult<SqliteBackend> {
+pub(crate) fn open_file(
+    file: &std::path::Path,
+    keys: &[Key],
+    account: &str,
+) -> FsResult<SqliteBackend> {
     let mut last = None;
     for key in keys {
         // Bound to the account, no password stretching per open.
