@@ -469,6 +469,34 @@ fn a_running_service_a_missing_key_and_a_wrong_key_are_refused() {
         "{said}"
     );
 
+    // A changed audit record: refused, naming it (on a copy of the data).
+    let tampered = source.data.with_file_name("tampered");
+    assert!(
+        Command::new("cp")
+            .arg("-a")
+            .arg(&source.data)
+            .arg(&tampered)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let registry = rusqlite::Connection::open(tampered.join("registry.db")).unwrap();
+    registry
+        .execute_batch(
+            "DROP TRIGGER audit_no_update; UPDATE audit SET actor = 'nobody' WHERE seq = 2;",
+        )
+        .unwrap();
+    drop(registry);
+    let broken = migrate_command(&deployment, &tampered, Some(&source.master_key()))
+        .output()
+        .unwrap();
+    let said = output_text(&broken);
+    assert!(!broken.status.success(), "{said}");
+    assert!(
+        said.contains("audit chain") && said.contains("record 2 was changed"),
+        "{said}"
+    );
+
     // Refused before anything was written: the right key then migrates.
     let right = migrate(&deployment, &source);
     assert!(right.status.success(), "{}", output_text(&right));

@@ -29,6 +29,9 @@ pub(super) fn db_failed(e: DbError) -> MigrateError {
     MigrateError::Failed(e.to_string())
 }
 
+/// An account's row (if any), agents and executions, as stored.
+pub(super) type AccountRows = (Option<AccountRow>, Vec<AgentRaw>, Vec<ExecutionRaw>);
+
 /// The database, locked for this migration.
 pub(super) struct Target {
     db: Database,
@@ -205,10 +208,7 @@ impl Target {
     }
 
     /// An account's rows as the database holds them.
-    pub(super) fn account_rows(
-        &self,
-        id: &str,
-    ) -> Result<(Option<AccountRow>, Vec<AgentRaw>, Vec<ExecutionRaw>), MigrateError> {
+    pub(super) fn account_rows(&self, id: &str) -> Result<AccountRows, MigrateError> {
         self.db
             .run(|client| async move {
                 let account = client

@@ -13,8 +13,11 @@ use anyfs::{FsError, FsFull, FsResult, Metadata};
 /// digested.
 const BUFFER: usize = 1 << 20;
 
-/// How often (in files) a copy reports its progress.
+/// How often (in files) a copy reports its progress...
 const REPORT_EVERY: u64 = 250;
+
+/// ...or in bytes, for a workspace of large files.
+const REPORT_BYTES: u64 = 64 << 20;
 
 /// What a workspace holds, as a copy or a check counted it.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -163,7 +166,8 @@ where
 /// files, symlinks, hard links (a file seen again under another name is
 /// linked to the first), modes, and access and modification times (a
 /// folder's after everything in it is made). `progress` hears the files
-/// and bytes copied so far, every few hundred files and at the end.
+/// and bytes copied so far, every few hundred files or tens of MiB, and
+/// at the end.
 pub(super) fn copy_tree<S, D>(
     src: &S,
     dst: &D,
@@ -176,6 +180,7 @@ where
     let mut counts = Counts::default();
     let mut linked: HashMap<u64, PathBuf> = HashMap::new();
     let mut folders: Vec<(PathBuf, Metadata)> = Vec::new();
+    let mut reported = 0u64;
     walk(src, |path, meta| {
         if meta.is_dir() {
             if path != Path::new("/") {
@@ -201,7 +206,8 @@ where
         copy_file(src, dst, path)?;
         dst.set_permissions(path, meta.permissions)?;
         dst.set_times(path, Some(meta.accessed), Some(meta.modified))?;
-        if counts.files % REPORT_EVERY == 0 {
+        if counts.files % REPORT_EVERY == 0 || counts.bytes - reported >= REPORT_BYTES {
+            reported = counts.bytes;
             progress(counts);
         }
         Ok(())
