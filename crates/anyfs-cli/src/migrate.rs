@@ -24,9 +24,10 @@ fn show(progress: Progress) {
         } => format!(
             "source checked: {accounts} accounts, {audit_records} audit records, the master key opens it and its audit chain is intact"
         ),
-        Progress::Registry { written, accounts } => {
-            format!("registry: {written} of {accounts} accounts written (the others were before)")
-        }
+        Progress::Registry { written, accounts } => format!(
+            "registry: the rows of {written} accounts written, of {} by an earlier run",
+            accounts - written
+        ),
         Progress::Audit { done, total } => format!("audit: {done} of {total} records carried over"),
         Progress::Account {
             index,

@@ -302,9 +302,8 @@ impl Source {
     }
 
     /// The account's workspace, opened from a fresh copy of its file with
-    /// the first master key (`None`: the account never used its
-    /// workspace). A key that does not open it is
-    /// [`MigrateError::WrongMasterKey`].
+    /// the master keys (`None`: the account never used its workspace).
+    /// Keys that do not open it are [`MigrateError::WrongMasterKey`].
     pub(super) fn workspace(
         &self,
         account: &str,
@@ -323,10 +322,11 @@ impl Source {
             }
         }
         copy_database(&file, &copy)?;
+        // As the service opens it: with any of the keys (after a rotation
+        // a file may still be under an older one).
         let keys: Vec<Key> = keys
-            .first()
+            .iter()
             .map(|k| k.derive("anyfs workspace v1"))
-            .into_iter()
             .collect();
         match crate::workspace::open_file(&copy, &keys, account) {
             Ok(backend) => Ok(Some(backend)),

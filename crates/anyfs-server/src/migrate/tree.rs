@@ -268,3 +268,55 @@ fn difference(source: &Node, target: &Node) -> String {
         _ => "kind differs".into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+    use super::*;
+    use anyfs::{FsDir, FsLink, FsPermissions, FsWrite, MemoryBackend, Permissions};
+    use anyfs_sqlite::SqliteBackend;
+
+    #[test]
+    fn a_tree_is_copied_whole_and_a_changed_file_is_named() {
+        let src = SqliteBackend::open_in_memory().unwrap();
+        src.create_dir_all(Path::new("/a/b/c")).unwrap();
+        src.write(Path::new("/a/b/c/deep.txt"), b"deep").unwrap();
+        let big: Vec<u8> = (0..(3 * BUFFER + 5)).map(|i| (i % 251) as u8).collect();
+        src.write(Path::new("/a/big.bin"), &big).unwrap();
+        src.set_permissions(Path::new("/a/big.bin"), Permissions::from_mode(0o600))
+            .unwrap();
+        src.set_permissions(Path::new("/a/b"), Permissions::from_mode(0o700))
+            .unwrap();
+        src.symlink(Path::new("b/c/deep.txt"), Path::new("/a/link"))
+            .unwrap();
+        src.hard_link(Path::new("/a/big.bin"), Path::new("/a/also-big.bin"))
+            .unwrap();
+
+        let dst = MemoryBackend::new();
+        let mut reports = 0;
+        let copied = copy_tree(&src, &dst, &mut |_| reports += 1).unwrap();
+        assert!(reports >= 1);
+        let (want, counts) = describe(&src).unwrap();
+        let (have, _) = describe(&dst).unwrap();
+        assert_eq!(copied, counts);
+        assert_eq!(
+            (counts.files, counts.dirs, counts.symlinks),
+            (3, 3, 1),
+            "{counts:?}"
+        );
+        assert_eq!(first_difference(&want, &have), None);
+        assert_eq!(
+            dst.symlink_metadata(Path::new("/a/also-big.bin"))
+                .unwrap()
+                .inode,
+            dst.symlink_metadata(Path::new("/a/big.bin")).unwrap().inode,
+            "the hard link is one file"
+        );
+
+        dst.write(Path::new("/a/b/c/deep.txt"), b"DEEP").unwrap();
+        let (have, _) = describe(&dst).unwrap();
+        let (path, problem) = first_difference(&want, &have).unwrap();
+        assert_eq!(path, Path::new("/a/b/c/deep.txt"));
+        assert!(problem.contains("content differs"), "{problem}");
+    }
+}
