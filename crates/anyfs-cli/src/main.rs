@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod hardening;
+mod migrate;
 mod serve;
 mod workspace;
 
@@ -75,6 +76,45 @@ enum Command {
         #[arg(long, value_name = "URL", requires = "objects")]
         objects_endpoint: Option<String>,
     },
+    /// Move an embedded deployment (its data directory: accounts, agents,
+    /// executions, the audit log, every workspace) into PostgreSQL and an
+    /// object store, as `anyfs serve --database --objects` uses them, and
+    /// check everything moved. Safe to run again after an interruption:
+    /// it finishes what is left, and after success it only checks again.
+    /// The data directory is only read; no service may be running on it.
+    #[command(after_long_help = MIGRATE_ENVIRONMENT, after_help = MIGRATE_ENVIRONMENT)]
+    Migrate {
+        /// The embedded service's data directory.
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+        /// The PostgreSQL database of the distributed service:
+        /// postgres://USER:PASSWORD@HOST:PORT/DATABASE (prefer the
+        /// environment variable).
+        #[arg(
+            long,
+            env = "ANYFS_DATABASE_URL",
+            hide_env_values = true,
+            value_name = "URL"
+        )]
+        database: String,
+        /// Its object store: s3://BUCKET/PREFIX (endpoint, region and
+        /// credentials from the AWS_* variables).
+        #[arg(long, env = "ANYFS_OBJECTS_URL", value_name = "s3://BUCKET/PREFIX")]
+        objects: String,
+        /// The object store's endpoint (http://HOST:PORT), instead of
+        /// AWS_ENDPOINT_URL.
+        #[arg(long, value_name = "URL")]
+        objects_endpoint: Option<String>,
+        /// Each workspace's quota in bytes: the --quota the service runs
+        /// with.
+        #[arg(long, default_value_t = 1 << 30)]
+        quota: u64,
+        /// Where copies of the SQLite files are read from (default: the
+        /// system's temporary directory); needs room for the largest
+        /// workspace.
+        #[arg(long, value_name = "DIR")]
+        scratch_dir: Option<PathBuf>,
+    },
     /// Audit-log tools.
     Audit {
         #[command(subcommand)]
@@ -126,6 +166,16 @@ Environment:
                       to DATA_DIR/admin-secret.txt (owner-only).
   RUST_LOG            Log filter (default `info`: one line per request with its route, status
                       and time; never a secret, a query string or a file path).";
+
+/// What `anyfs migrate --help` says about the environment.
+const MIGRATE_ENVIRONMENT: &str = "\
+Environment:
+  ANYFS_MASTER_KEY    Required: the master key(s) the distributed service will run with. The
+                      first must be the embedded service's (DATA_DIR/master.key, or its first
+                      ANYFS_MASTER_KEY): sealed values are copied as they are, not re-sealed.
+  ANYFS_DATABASE_URL  As --database.
+  ANYFS_OBJECTS_URL   As --objects; AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID and
+                      AWS_SECRET_ACCESS_KEY as for `anyfs serve`.";
 
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
@@ -187,7 +237,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if matches!(
         cli.command,
-        Command::Serve { .. } | Command::Mount { .. } | Command::Run { .. }
+        Command::Serve { .. }
+            | Command::Migrate { .. }
+            | Command::Mount { .. }
+            | Command::Run { .. }
     ) {
         hardening::no_core_dumps();
     }
@@ -215,6 +268,24 @@ fn main() -> ExitCode {
                 objects_endpoint,
             },
         ),
+        Command::Migrate {
+            from,
+            database,
+            objects,
+            objects_endpoint,
+            quota,
+            scratch_dir,
+        } => migrate::run(migrate::Args {
+            from,
+            database,
+            stores: serve::Stores {
+                database: None,
+                objects: Some(objects),
+                objects_endpoint,
+            },
+            quota,
+            scratch_dir,
+        }),
         Command::Audit {
             command: AuditCommand::Verify { data_dir, database },
         } => match database.map_or_else(

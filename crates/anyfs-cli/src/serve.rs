@@ -10,7 +10,7 @@ use zeroize::Zeroizing;
 /// Master keys from `ANYFS_MASTER_KEY`: comma-separated, each 32 bytes in
 /// hex or base64; the first encrypts, all decrypt. Every copy made on the
 /// way is wiped.
-fn master_keys() -> Result<Vec<Key>, String> {
+pub(crate) fn master_keys() -> Result<Vec<Key>, String> {
     let Ok(value) = std::env::var("ANYFS_MASTER_KEY").map(Zeroizing::new) else {
         return Ok(Vec::new());
     };
@@ -112,7 +112,7 @@ pub(crate) struct Stores {
 
 impl Stores {
     /// The object store, with what the environment says of it.
-    fn objects(&self) -> Result<Option<anyfs_server::ObjectStoreConfig>, String> {
+    pub(crate) fn objects(&self) -> Result<Option<anyfs_server::ObjectStoreConfig>, String> {
         let Some(url) = &self.objects else {
             return Ok(None);
         };

@@ -21,6 +21,7 @@ mod bundle;
 mod caller;
 mod failure;
 mod mcp;
+mod migrate;
 mod openapi;
 mod operation;
 pub mod redact;
@@ -43,6 +44,7 @@ use zeroize::Zeroizing;
 
 pub use anyfs_objects::ObjectStoreConfig;
 pub use api::router;
+pub use migrate::{Counts, MigrateError, MigrateOptions, Progress, Report, migrate};
 pub use registry::{ChainBreak, verify_chain, verify_postgres_chain};
 pub use start::{MIN_ADMIN_SECRET_CHARS, OpenError, write_private_file};
 pub use workspace::AgentPolicy;

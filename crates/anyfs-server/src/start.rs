@@ -210,7 +210,7 @@ fn master_key_file(dir: &Path) -> Result<Key, OpenError> {
 }
 
 /// Takes the data directory's lock, or says which service holds it.
-fn lock_data_dir(dir: &Path) -> Result<std::fs::File, OpenError> {
+pub(crate) fn lock_data_dir(dir: &Path) -> Result<std::fs::File, OpenError> {
     use std::os::unix::fs::OpenOptionsExt;
     let path = dir.join("anyfs.lock");
     let file = std::fs::OpenOptions::new()
@@ -241,6 +241,15 @@ const KEY_CHECK: &[u8] = b"anyfs master key check v1";
 
 fn key_check_cipher(key: &Key) -> Aes256Gcm {
     Aes256Gcm::new(&key.derive("anyfs key check v1"))
+}
+
+/// Whether `key` sealed one of the key-check values `stored`: it is a key
+/// the data directory was made or rotated with.
+pub(crate) fn key_is_known(key: &Key, stored: &[Vec<u8>]) -> bool {
+    let cipher = key_check_cipher(key);
+    stored
+        .iter()
+        .any(|s| cipher.decrypt(b"anyfs key check", s).as_deref() == Some(KEY_CHECK))
 }
 
 /// "key 1" or "key 1, key 3" (counted from 1, as in `ANYFS_MASTER_KEY`).
@@ -290,15 +299,7 @@ fn check_master_keys(
         }
         return seal_first();
     }
-    let known: Vec<bool> = keys
-        .iter()
-        .map(|key| {
-            let cipher = key_check_cipher(key);
-            stored
-                .iter()
-                .any(|s| cipher.decrypt(b"anyfs key check", s).as_deref() == Some(KEY_CHECK))
-        })
-        .collect();
+    let known: Vec<bool> = keys.iter().map(|key| key_is_known(key, &stored)).collect();
     if !known.iter().any(|k| *k) {
         return Err(wrong());
     }

@@ -454,7 +454,11 @@ impl Workspaces {
 }
 
 /// Opens the account's SQLite file with the first of `keys` that opens it.
-fn open_file(file: &std::path::Path, keys: &[Key], account: &str) -> FsResult<SqliteBackend> {
+pub(crate) fn open_file(
+    file: &std::path::Path,
+    keys: &[Key],
+    account: &str,
+) -> FsResult<SqliteBackend> {
     let mut last = None;
     for key in keys {
         // Bound to the account, no password stretching per open.

@@ -319,7 +319,7 @@ pub(super) fn chain_hash(prev: &[u8], r: &AuditRecord) -> Vec<u8> {
 }
 
 /// A record as stored, its paths still sealed.
-pub(super) fn audit_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRecord> {
+pub(crate) fn audit_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRecord> {
     Ok(AuditRecord {
         seq: r.get(0)?,
         account_id: r.get(1)?,

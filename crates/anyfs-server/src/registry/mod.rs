@@ -20,9 +20,10 @@ use serde::Serialize;
 
 use crate::sealing::{SealError, Sealer};
 
+pub(crate) use audit_log::audit_from;
 pub use audit_log::{ChainBreak, verify_chain};
-pub(crate) use postgres::PostgresRegistry;
 pub use postgres::verify_postgres_chain;
+pub(crate) use postgres::{PostgresRegistry, audit_from as postgres_audit_from, chain_records};
 pub(crate) use sqlite::SqliteRegistry;
 
 /// Why the registry could not answer. Safe to show: it never holds a

@@ -20,9 +20,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use anyfs_postgres::tokio_postgres::Row;
 use anyfs_postgres::tokio_postgres::error::SqlState;
 use anyfs_postgres::tokio_postgres::types::ToSql;
+use anyfs_postgres::tokio_postgres::{Row, Transaction};
 use anyfs_postgres::{Database, DbError, Migration};
 
 use super::audit_log::{AuditWriter, BoxError, ChainBreak, ChainStore, chain_hash, check_link};
@@ -201,7 +201,7 @@ fn execution_from(row: &Row) -> Decoded<ExecutionRow> {
 const AUDIT_COLUMNS: &str =
     "seq, NULLIF(account_id, ''), at, actor, action, path, outcome, prev, hash, sealed";
 
-fn audit_from(row: &Row) -> Decoded<AuditRecord> {
+pub(crate) fn audit_from(row: &Row) -> Decoded<AuditRecord> {
     Ok(AuditRecord {
         seq: row.try_get(0)?,
         account_id: row.try_get(1)?,
@@ -511,75 +511,88 @@ impl ChainStore for PostgresChains {
 /// Chains `records` after their accounts' heads and commits them, and the
 /// moved heads, in one transaction.
 fn append_group(db: &Database, records: &mut [AuditRecord]) -> std::result::Result<(), DbError> {
+    db.run(|mut client| async move {
+        let tx = client.transaction().await?;
+        chain_records(&tx, records).await?;
+        tx.commit().await?;
+        Ok(())
+    })
+}
+
+/// Chains `records` after their accounts' heads, inserts them and moves
+/// the heads on, in the transaction `tx` (which the caller commits).
+pub(crate) async fn chain_records(
+    tx: &Transaction<'_>,
+    records: &mut [AuditRecord],
+) -> std::result::Result<(), anyfs_postgres::tokio_postgres::Error> {
     let chain = |r: &AuditRecord| r.account_id.clone().unwrap_or_default();
     let mut accounts: Vec<String> = records.iter().map(chain).collect();
     accounts.sort_unstable();
     accounts.dedup();
-    db.run(|mut client| async move {
-        let tx = client.transaction().await?;
-        // Heads are made and locked in account order: two writers locking
-        // overlapping sets never wait for each other in a cycle.
-        tx.execute(
-            "INSERT INTO audit_heads (account_id, seq, hash)
-             SELECT account_id, 0, $2 FROM unnest($1::text[]) AS account_id ORDER BY account_id
-             ON CONFLICT (account_id) DO NOTHING",
-            &[&accounts, &CHAIN_START.as_slice()],
+    // Heads are made and locked in account order: two writers locking
+    // overlapping sets never wait for each other in a cycle.
+    tx.execute(
+        "INSERT INTO audit_heads (account_id, seq, hash)
+         SELECT account_id, 0, $2 FROM unnest($1::text[]) AS account_id ORDER BY account_id
+         ON CONFLICT (account_id) DO NOTHING",
+        &[&accounts, &CHAIN_START.as_slice()],
+    )
+    .await?;
+    let heads = tx
+        .query(
+            "SELECT account_id, seq, hash FROM audit_heads WHERE account_id = ANY($1)
+             ORDER BY account_id FOR UPDATE",
+            &[&accounts],
         )
         .await?;
-        let heads = tx
-            .query(
-                "SELECT account_id, seq, hash FROM audit_heads WHERE account_id = ANY($1)
-                 ORDER BY account_id FOR UPDATE",
-                &[&accounts],
-            )
-            .await?;
-        let mut ends = BTreeMap::new();
-        for head in &heads {
-            let account: String = head.try_get(0)?;
-            ends.insert(account, (head.try_get::<_, i64>(1)?, head.try_get::<_, Vec<u8>>(2)?));
-        }
-        let mut columns = AuditColumns::default();
-        for r in records.iter_mut() {
-            let account = chain(r);
-            let end = ends
-                .entry(account.clone())
-                .or_insert_with(|| (0, CHAIN_START.to_vec()));
-            r.seq = end.0 + 1;
-            r.prev = end.1.clone();
-            r.hash = chain_hash(&r.prev, r);
-            *end = (r.seq, r.hash.clone());
-            columns.push(account, r);
-        }
-        tx.execute(
-            "INSERT INTO audit (account_id, seq, at, actor, action, path, outcome, prev, hash, sealed)
-             SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::text[], $5::text[],
-                                  $6::text[], $7::text[], $8::bytea[], $9::bytea[], $10::bytea[])",
-            &[
-                &columns.account_id,
-                &columns.seq,
-                &columns.at,
-                &columns.actor,
-                &columns.action,
-                &columns.path,
-                &columns.outcome,
-                &columns.prev,
-                &columns.hash,
-                &columns.sealed,
-            ],
-        )
-        .await?;
-        let (head_accounts, head_ends): (Vec<String>, Vec<(i64, Vec<u8>)>) = ends.into_iter().unzip();
-        let (head_seqs, head_hashes): (Vec<i64>, Vec<Vec<u8>>) = head_ends.into_iter().unzip();
-        tx.execute(
-            "UPDATE audit_heads SET seq = moved.seq, hash = moved.hash
-             FROM unnest($1::text[], $2::int8[], $3::bytea[]) AS moved(account_id, seq, hash)
-             WHERE audit_heads.account_id = moved.account_id",
-            &[&head_accounts, &head_seqs, &head_hashes],
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    })
+    let mut ends = BTreeMap::new();
+    for head in &heads {
+        let account: String = head.try_get(0)?;
+        ends.insert(
+            account,
+            (head.try_get::<_, i64>(1)?, head.try_get::<_, Vec<u8>>(2)?),
+        );
+    }
+    let mut columns = AuditColumns::default();
+    for r in records.iter_mut() {
+        let account = chain(r);
+        let end = ends
+            .entry(account.clone())
+            .or_insert_with(|| (0, CHAIN_START.to_vec()));
+        r.seq = end.0 + 1;
+        r.prev = end.1.clone();
+        r.hash = chain_hash(&r.prev, r);
+        *end = (r.seq, r.hash.clone());
+        columns.push(account, r);
+    }
+    tx.execute(
+        "INSERT INTO audit (account_id, seq, at, actor, action, path, outcome, prev, hash, sealed)
+         SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::text[], $5::text[],
+                              $6::text[], $7::text[], $8::bytea[], $9::bytea[], $10::bytea[])",
+        &[
+            &columns.account_id,
+            &columns.seq,
+            &columns.at,
+            &columns.actor,
+            &columns.action,
+            &columns.path,
+            &columns.outcome,
+            &columns.prev,
+            &columns.hash,
+            &columns.sealed,
+        ],
+    )
+    .await?;
+    let (head_accounts, head_ends): (Vec<String>, Vec<(i64, Vec<u8>)>) = ends.into_iter().unzip();
+    let (head_seqs, head_hashes): (Vec<i64>, Vec<Vec<u8>>) = head_ends.into_iter().unzip();
+    tx.execute(
+        "UPDATE audit_heads SET seq = moved.seq, hash = moved.hash
+         FROM unnest($1::text[], $2::int8[], $3::bytea[]) AS moved(account_id, seq, hash)
+         WHERE audit_heads.account_id = moved.account_id",
+        &[&head_accounts, &head_seqs, &head_hashes],
+    )
+    .await?;
+    Ok(())
 }
 
 /// A group of records as columns, for one `INSERT ... SELECT unnest(...)`.
