@@ -148,12 +148,14 @@ request = function()
 end
 EOF
 
-# CPU ticks (user + system) of a process and its threads; of every
-# process whose command line starts with a path, summed.
+# CPU ticks (user + system) of a process and its threads; of this
+# cluster's postmaster and its children (each connection's backend).
 ticks_of() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+postmaster="$(head -1 "$work/pg/postmaster.pid")"
 ticks_postgres() {
-    local total=0
-    for pid in $(pgrep -u postgres -f "^$pgbin/postgres -D $work/pg|^postgres: " || true); do
+    local total
+    total="$(ticks_of "$postmaster")"
+    for pid in $(pgrep -P "$postmaster" || true); do
         total=$((total + $(ticks_of "$pid")))
     done
     echo "$total"

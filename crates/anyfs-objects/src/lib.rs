@@ -55,7 +55,7 @@ mod names;
 mod store;
 mod unavailable;
 
-pub use backend::ObjectBackend;
+pub use backend::{ObjectBackend, consistent_reads};
 pub use blob::{BlobId, Blobs};
 pub use config::ObjectStoreConfig;
 pub use gc::{GarbageReport, collect_garbage};

@@ -72,3 +72,31 @@ mod links {
         }
     }
 }
+
+/// Inside `consistent_reads`, reads see the workspace as of the first one,
+/// except after a change made inside; outside, every read sees every
+/// change.
+#[test]
+fn consistent_reads_see_one_moment_until_they_change_something() {
+    use anyfs::{FsRead, FsWrite};
+    use std::path::Path;
+
+    let nodes = make().nodes;
+    let file = Path::new("/f.txt");
+    nodes[0].write(file, b"one").unwrap();
+    anyfs_objects::consistent_reads(|| {
+        assert_eq!(nodes[0].read(file).unwrap(), b"one");
+        // Another node's change, made meanwhile (another thread: the
+        // moment is this thread's): not seen yet.
+        std::thread::scope(|s| {
+            s.spawn(|| nodes[1].write(file, b"two").unwrap());
+        });
+        assert_eq!(nodes[0].read(file).unwrap(), b"one");
+        // A change made here: seen, with everything before it.
+        nodes[0].write(Path::new("/g.txt"), b"mine").unwrap();
+        assert_eq!(nodes[0].read(file).unwrap(), b"two");
+        assert_eq!(nodes[0].read(Path::new("/g.txt")).unwrap(), b"mine");
+    });
+    nodes[1].write(file, b"three").unwrap();
+    assert_eq!(nodes[0].read(file).unwrap(), b"three");
+}

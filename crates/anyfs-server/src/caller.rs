@@ -100,19 +100,15 @@ pub(crate) fn authenticate(service: &Service, secret: Option<&str>) -> Result<Ca
             Ok(Caller::Account(account))
         }
         Some(SecretKind::Agent) => {
-            let (agent, stored) = service
+            let (agent, stored, account) = service
                 .registry
-                .agent_by_digest(&digest)
+                .agent_and_account_by_digest(&digest)
                 .map_err(Failure::from)?
                 .ok_or_else(|| refuse("unknown agent token"))?;
             if !secrets::matches(secret, &stored) {
                 return Err(refuse("unknown agent token"));
             }
-            let account = service
-                .registry
-                .account(&agent.account_id)
-                .map_err(Failure::from)?
-                .ok_or_else(|| refuse("agent of a deleted account"))?;
+            let account = account.ok_or_else(|| refuse("agent of a deleted account"))?;
             if account.suspended {
                 return Err(suspended(&account, "agent"));
             }

@@ -179,7 +179,10 @@ where
                 let _shared = open.tree.read();
                 op(&open)
             }
-            Access::Read | Access::InSteps => op(&open),
+            // Reads of the object store's workspaces confirm the tree's
+            // version once for the whole request.
+            Access::Read => anyfs_objects::consistent_reads(|| op(&open)),
+            Access::InSteps => op(&open),
         }
         .map_err(|e| explained(&caller, e.into()));
         let outcome = outcome_of(&result);

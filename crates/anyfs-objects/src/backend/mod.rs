@@ -43,6 +43,7 @@ use crate::names::NameKeys;
 use crate::unavailable::{Service, Unavailable};
 use reads::{ReadCache, View};
 
+pub use reads::consistent_reads;
 pub(crate) use tree::now_ns;
 
 /// The schema of the tree, applied by [`ObjectBackend::migrate`].
@@ -273,6 +274,8 @@ impl ObjectBackend {
                 tx.commit().await?;
                 Ok(out)
             });
+            // Reads after a change ask the database again.
+            reads::confirm(self.workspace, None);
             match result {
                 Ok(out) => return Ok(out),
                 Err(Fail::Db(e)) if attempts < 5 && retryable(&e) => {}
@@ -292,10 +295,21 @@ impl ObjectBackend {
         work: impl AsyncFn(&View<'_, '_>) -> Tx<T>,
     ) -> FsResult<T> {
         let result = self.db.block_on(async {
+            // Inside `consistent_reads`, a version this thread confirmed
+            // needs no database at all.
+            if let Some(known) = self.reads.version()
+                && reads::confirmed(self.workspace, known)
+            {
+                match work(&View::cached(&self.reads, known)).await {
+                    Err(Fail::Miss) => {}
+                    done => return done,
+                }
+            }
             let mut client = self.db.client().await?;
             if let Some(known) = self.reads.version()
                 && reads::version_now(&client, self.workspace).await? == Some(known)
             {
+                reads::confirm(self.workspace, Some(known));
                 match work(&View::cached(&self.reads, known)).await {
                     Err(Fail::Miss) => {}
                     done => return done,
@@ -316,6 +330,7 @@ impl ObjectBackend {
             tx.commit().await?;
             if let Some(version) = version {
                 self.reads.remember(version, seen);
+                reads::confirm(self.workspace, Some(version));
             }
             Ok(out)
         });

@@ -255,3 +255,60 @@ pub(crate) async fn version_now(client: &impl GenericClient, workspace: i64) -> 
         .await?
         .map(|r| r.get(0)))
 }
+
+thread_local! {
+    /// Inside [`consistent_reads`]: the workspaces whose version a view on
+    /// this thread confirmed, with that version.
+    static CONFIRMED: RefCell<Option<HashMap<i64, i64>>> = const { RefCell::new(None) };
+}
+
+/// Runs `work` with the reads of every [`ObjectBackend`](crate::ObjectBackend)
+/// on this thread as of one moment per workspace: the first read of a
+/// workspace inside `work` confirms its version with the database, and
+/// later reads answer from what the node read at that version without
+/// asking again. A change made inside `work` ends that (the next read asks
+/// again, and sees the change), and so does a read the node cannot answer
+/// from memory (it reads the database as it is then); changes other nodes
+/// make meanwhile are otherwise seen once `work` returns.
+///
+/// For a request that reads a workspace several times (a check, then the
+/// read): it costs one round trip to the database instead of one per
+/// read. Nested calls share the outer one's moment.
+pub fn consistent_reads<T>(work: impl FnOnce() -> T) -> T {
+    /// Ends the scope however `work` ends, a panic included.
+    struct Scope;
+    impl Drop for Scope {
+        fn drop(&mut self) {
+            CONFIRMED.with(|c| c.borrow_mut().take());
+        }
+    }
+    if CONFIRMED.with(|c| c.borrow().is_some()) {
+        return work();
+    }
+    CONFIRMED.with(|c| *c.borrow_mut() = Some(HashMap::new()));
+    let _scope = Scope;
+    work()
+}
+
+/// Whether, inside [`consistent_reads`], `workspace` was confirmed at
+/// `version` on this thread.
+pub(crate) fn confirmed(workspace: i64, version: i64) -> bool {
+    CONFIRMED.with(|c| {
+        c.borrow()
+            .as_ref()
+            .is_some_and(|m| m.get(&workspace) == Some(&version))
+    })
+}
+
+/// Records, inside [`consistent_reads`], that `workspace` is at `version`
+/// (`None`: forget it, after a change).
+pub(crate) fn confirm(workspace: i64, version: Option<i64>) {
+    CONFIRMED.with(|c| {
+        if let Some(m) = c.borrow_mut().as_mut() {
+            match version {
+                Some(v) => m.insert(workspace, v),
+                None => m.remove(&workspace),
+            };
+        }
+    });
+}

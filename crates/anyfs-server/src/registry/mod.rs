@@ -239,6 +239,19 @@ pub(crate) trait Registry: Send + Sync + std::fmt::Debug {
     fn agent(&self, account: &str, id: &str) -> Result<Option<AgentRow>>;
     /// The agent whose token has `digest`, with the digest as stored.
     fn agent_by_digest(&self, digest: &[u8]) -> Result<Option<(AgentRow, Vec<u8>)>>;
+    /// [`Registry::agent_by_digest`] with the agent's account (`None`:
+    /// deleted meanwhile): what authenticating an agent reads, which a
+    /// registry behind a network may answer in one round trip.
+    fn agent_and_account_by_digest(
+        &self,
+        digest: &[u8],
+    ) -> Result<Option<(AgentRow, Vec<u8>, Option<Account>)>> {
+        let Some((agent, stored)) = self.agent_by_digest(digest)? else {
+            return Ok(None);
+        };
+        let account = self.account(&agent.account_id)?;
+        Ok(Some((agent, stored, account)))
+    }
     /// An account's agents, oldest first.
     fn agents(&self, account: &str) -> Result<Vec<AgentRow>>;
     /// Stores an agent's name, config and policy.

@@ -164,11 +164,16 @@ const AGENT_COLUMNS: &str = "id, account_id, name, config, policy, created_at";
 const EXECUTION_COLUMNS: &str = "id, account_id, agent_id, state, created_at, updated_at";
 
 fn account_from(row: &Row) -> Decoded<Account> {
+    account_at(row, 0)
+}
+
+/// The account whose [`ACCOUNT_COLUMNS`] start at column `first`.
+fn account_at(row: &Row, first: usize) -> Decoded<Account> {
     Ok(Account {
-        id: row.try_get(0)?,
-        name: row.try_get(1)?,
-        suspended: row.try_get(2)?,
-        created_at: row.try_get(3)?,
+        id: row.try_get(first)?,
+        name: row.try_get(first + 1)?,
+        suspended: row.try_get(first + 2)?,
+        created_at: row.try_get(first + 3)?,
     })
 }
 
@@ -403,6 +408,29 @@ impl Registry for PostgresRegistry {
             |row| Ok((agent_from(row)?, row.try_get::<_, Vec<u8>>(6)?)),
         )?
         .map(|(stored, digest)| Ok((self.open_agent(stored)?, digest)))
+        .transpose()
+    }
+
+    fn agent_and_account_by_digest(
+        &self,
+        digest: &[u8],
+    ) -> Result<Option<(AgentRow, Vec<u8>, Option<Account>)>> {
+        self.query_opt(
+            // AGENT_COLUMNS, the digest, then ACCOUNT_COLUMNS.
+            "SELECT a.id, a.account_id, a.name, a.config, a.policy, a.created_at, a.token_digest,
+                    c.id, c.name, c.suspended, c.created_at
+             FROM agents a LEFT JOIN accounts c ON c.id = a.account_id
+             WHERE a.token_digest = $1",
+            &[&digest],
+            |row| {
+                let account = match row.try_get::<_, Option<String>>(7)? {
+                    Some(_) => Some(account_at(row, 7)?),
+                    None => None,
+                };
+                Ok((agent_from(row)?, row.try_get::<_, Vec<u8>>(6)?, account))
+            },
+        )?
+        .map(|(stored, digest, account)| Ok((self.open_agent(stored)?, digest, account)))
         .transpose()
     }
 

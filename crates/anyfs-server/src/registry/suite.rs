@@ -264,6 +264,33 @@ fn agents_belong_to_their_account_and_keep_their_policy(s: &Subject) {
         .expect("reads")
         .expect("exists");
     assert_eq!((by_token.id.as_str(), stored), ("ag-2", digest(11)));
+    let (with_account, stored, account) = r
+        .agent_and_account_by_digest(&digest(11))
+        .expect("reads")
+        .expect("exists");
+    assert_eq!(
+        (
+            with_account.policy.as_str(),
+            stored,
+            account.map(|a| a.name)
+        ),
+        ("{}", digest(11), Some("Alice".to_owned()))
+    );
+    r.set_suspended("acct-a", true).expect("suspends");
+    let (.., account) = r
+        .agent_and_account_by_digest(&digest(10))
+        .expect("reads")
+        .expect("exists");
+    assert_eq!(
+        (read.policy.as_str(), account.map(|a| a.suspended)),
+        (policy, Some(true))
+    );
+    r.set_suspended("acct-a", false).expect("unsuspends");
+    assert!(
+        r.agent_and_account_by_digest(&digest(99))
+            .expect("reads")
+            .is_none()
+    );
     let ids: Vec<String> = r
         .agents("acct-a")
         .expect("lists")
@@ -578,13 +605,16 @@ fn a_database_outage_is_unavailable_and_passes_without_a_restart() {
         matches!(down, super::RegistryError::Unavailable(_)),
         "{down}"
     );
-    audit(
-        &registry,
-        Some("acct-a"),
-        "account",
-        "write",
-        "/during-the-outage",
-    );
+    // Handed to the writer; the answer is already an error if the writer
+    // has met the outage by then (it may have, or not yet).
+    let _ = registry.append_audit(AuditEntry {
+        account: Some("acct-a"),
+        actor: "account",
+        action: "write",
+        path: Some("/during-the-outage"),
+        resolved: None,
+        outcome: Outcome::Ok,
+    });
     registry.flush_audit();
     assert!(
         registry.audit_ready().is_err(),
