@@ -2,193 +2,22 @@
 //! PostgreSQL (its tree) and the object store (its content), served alike
 //! by several nodes started as real processes: any node reads what another
 //! wrote, concurrent writers on different nodes lose nothing, the quota
-//! holds across nodes, an agent's policy holds on every node, and neither
+//! holds across nodes, and so does the sign-up limit; an agent's policy
+//! holds on every node, and neither
 //! the bucket nor a dump of the database shows a file, a name or a secret.
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+mod nodes;
 
-use anyfs_services::{Postgres, Seaweed, postgres, require, seaweed};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+use anyfs_services::{Seaweed, postgres, require, seaweed};
+use nodes::*;
 use reqwest::StatusCode;
 use reqwest::blocking::Client;
 use serde_json::{Value, json};
-
-const MASTER_KEY: &str = "9c4e1a7f3b5d2e8a6c0f4b1d7e3a9c5f2b8d4e6a0c7f1b3d5e9a2c4f6b8d0e1a";
-const ADMIN_SECRET: &str = "afs_admin_fedcba9876543210fedcba9876543210";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `anyfs` with none of the service's variables from the environment.
-fn anyfs() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_anyfs"));
-    for var in [
-        "ANYFS_ADMIN_SECRET",
-        "ANYFS_MASTER_KEY",
-        "ANYFS_DATABASE_URL",
-        "ANYFS_OBJECTS_URL",
-        "AWS_ENDPOINT_URL",
-        "AWS_REGION",
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "RUST_LOG",
-    ] {
-        command.env_remove(var);
-    }
-    command
-}
-
-/// One deployment: a database and a bucket prefix of its own, shared by
-/// every node started on it.
-struct Deployment {
-    dir: tempfile::TempDir,
-    database: String,
-    objects: String,
-    s3: &'static Seaweed,
-    quota: Option<u64>,
-}
-
-impl Deployment {
-    fn new(pg: &Postgres, s3: &'static Seaweed) -> Self {
-        Self {
-            dir: tempfile::tempdir().unwrap(),
-            database: pg.fresh_database(),
-            objects: s3.fresh_url(),
-            s3,
-            quota: None,
-        }
-    }
-
-    /// `anyfs serve` on this deployment, with a data directory of its own.
-    fn command(&self, name: &str, port: u16) -> Command {
-        let mut command = anyfs();
-        command
-            .args(["serve", "--data-dir"])
-            .arg(self.dir.path().join(name))
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .env("ANYFS_DATABASE_URL", &self.database)
-            .env("ANYFS_OBJECTS_URL", &self.objects)
-            .env("AWS_ENDPOINT_URL", self.s3.endpoint())
-            .env("AWS_REGION", self.s3.region())
-            .env("AWS_ACCESS_KEY_ID", self.s3.access_key_id())
-            .env("AWS_SECRET_ACCESS_KEY", self.s3.secret_access_key())
-            .env("ANYFS_MASTER_KEY", MASTER_KEY)
-            .env("ANYFS_ADMIN_SECRET", ADMIN_SECRET)
-            .env("RUST_LOG", "info");
-        if let Some(quota) = self.quota {
-            command.args(["--quota", &quota.to_string()]);
-        }
-        command
-    }
-
-    fn node(&self, name: &str) -> Node {
-        let port = free_port();
-        let log = self.dir.path().join(format!("{name}.log"));
-        let child = self
-            .command(name, port)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut node = Node {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            log,
-        };
-        node.wait_until_up();
-        node
-    }
-}
-
-/// A node of the service, killed when dropped.
-struct Node {
-    child: Child,
-    base: String,
-    log: PathBuf,
-}
-
-impl Node {
-    fn wait_until_up(&mut self) {
-        let started = Instant::now();
-        while Client::new()
-            .get(format!("{}/healthz", self.base))
-            .send()
-            .is_err()
-        {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("the node stopped ({status}): {}", self.log());
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "the node never answered: {}",
-                std::fs::read_to_string(&self.log).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn signup(client: &Client, node: &Node, name: &str) -> String {
-    let v: Value = client
-        .post(node.url("/v1/accounts"))
-        .json(&json!({ "name": name }))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    v["secret"].as_str().unwrap().to_string()
-}
-
-fn put(client: &Client, node: &Node, secret: &str, path: &str, body: Vec<u8>) -> StatusCode {
-    client
-        .put(node.url(&format!("/v1/files/{path}")))
-        .bearer_auth(secret)
-        .body(body)
-        .send()
-        .unwrap()
-        .status()
-}
-
-fn get(client: &Client, node: &Node, secret: &str, path: &str) -> (StatusCode, Vec<u8>) {
-    let response = client
-        .get(node.url(&format!("/v1/files/{path}")))
-        .bearer_auth(secret)
-        .send()
-        .unwrap();
-    (response.status(), response.bytes().unwrap().to_vec())
-}
-
-fn output_text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
 
 #[test]
 fn objects_without_a_database_is_refused() {
@@ -237,7 +66,13 @@ fn three_nodes_serve_one_account_and_an_agents_policy_holds_on_each() {
     let secret = signup(&client, &nodes[0], "three");
     let content = b"written through node 2".to_vec();
     assert_eq!(
-        put(&client, &nodes[1], &secret, "notes/hello.txt", content.clone()),
+        put(
+            &client,
+            &nodes[1],
+            &secret,
+            "notes/hello.txt",
+            content.clone()
+        ),
         StatusCode::CREATED
     );
     assert_eq!(
@@ -247,7 +82,13 @@ fn three_nodes_serve_one_account_and_an_agents_policy_holds_on_each() {
     // A change through node 3 is seen by node 1 at once: no node caches a
     // tree of its own.
     assert_eq!(
-        put(&client, &nodes[2], &secret, "notes/hello.txt", b"v2".to_vec()),
+        put(
+            &client,
+            &nodes[2],
+            &secret,
+            "notes/hello.txt",
+            b"v2".to_vec()
+        ),
         StatusCode::CREATED
     );
     assert_eq!(
@@ -257,11 +98,23 @@ fn three_nodes_serve_one_account_and_an_agents_policy_holds_on_each() {
 
     // An agent made on node 1, with a policy, used on every node.
     assert_eq!(
-        put(&client, &nodes[0], &secret, "private/plan.txt", b"p".to_vec()),
+        put(
+            &client,
+            &nodes[0],
+            &secret,
+            "private/plan.txt",
+            b"p".to_vec()
+        ),
         StatusCode::CREATED
     );
     assert_eq!(
-        put(&client, &nodes[0], &secret, "docs/readme.txt", b"r".to_vec()),
+        put(
+            &client,
+            &nodes[0],
+            &secret,
+            "docs/readme.txt",
+            b"r".to_vec()
+        ),
         StatusCode::CREATED
     );
     let agent: Value = client
@@ -309,6 +162,45 @@ fn three_nodes_serve_one_account_and_an_agents_policy_holds_on_each() {
     }
 }
 
+#[test]
+fn the_signup_limit_holds_across_nodes() {
+    let pg = require!(postgres());
+    let s3 = require!(seaweed());
+    let mut deployment = Deployment::new(pg, s3);
+    deployment.signups_per_hour = Some(3);
+    let nodes = [deployment.node("node-1"), deployment.node("node-2")];
+    let client = Client::new();
+    let sign_up = |node: &Node, name: &str| {
+        client
+            .post(node.url("/v1/accounts"))
+            .json(&json!({ "name": name }))
+            .send()
+            .unwrap()
+    };
+    for (i, node) in [&nodes[0], &nodes[1], &nodes[0]].into_iter().enumerate() {
+        let response = sign_up(node, &format!("user {i}"));
+        assert_eq!(response.status(), StatusCode::CREATED, "sign-up {i}");
+    }
+    // Three from this address in the hour, whichever node took them: both
+    // nodes refuse a fourth.
+    for node in &nodes {
+        let refused = sign_up(node, "one too many");
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+        let retry_after: u64 = refused.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((3500..=3600).contains(&retry_after), "{retry_after}");
+        let error: Value = refused.json().unwrap();
+        assert_eq!(error["error"]["kind"], "RateLimitExceeded");
+        assert_eq!(
+            error["error"]["message"],
+            "too many sign-ups from this address"
+        );
+    }
+}
+
 /// What writer `w` writes in round `round`: recognisable through and
 /// through, so that a file made of two writers' bytes shows.
 fn body_of(w: usize, round: usize, len: usize) -> Vec<u8> {
@@ -347,7 +239,12 @@ fn concurrent_writers_on_two_nodes_lose_nothing_and_tear_nothing() {
     });
     for w in 0..4usize {
         for round in 0..ROUNDS {
-            let (status, body) = get(&client, &nodes[1 - w % 2], &secret, &format!("own/w{w}-{round}"));
+            let (status, body) = get(
+                &client,
+                &nodes[1 - w % 2],
+                &secret,
+                &format!("own/w{w}-{round}"),
+            );
             assert_eq!(status, StatusCode::OK);
             assert!(body == body_of(w, round, LEN), "own/w{w}-{round} differs");
         }
@@ -387,7 +284,10 @@ fn writers_on_two_nodes_never_take_an_account_past_its_quota() {
         }
     });
     let stored = *stored.lock().unwrap();
-    assert!(stored <= QUOTA, "{stored} bytes stored under a quota of {QUOTA}");
+    assert!(
+        stored <= QUOTA,
+        "{stored} bytes stored under a quota of {QUOTA}"
+    );
     assert!(
         stored > QUOTA - FILE as u64,
         "the account was refused with room left: {stored} of {QUOTA}"
@@ -405,7 +305,11 @@ fn writers_on_two_nodes_never_take_an_account_past_its_quota() {
 fn found_in<'a>(haystack: &[u8], needles: &[(&'a str, Vec<u8>)]) -> Vec<&'a str> {
     needles
         .iter()
-        .filter(|(_, needle)| haystack.windows(needle.len()).any(|w| w == needle.as_slice()))
+        .filter(|(_, needle)| {
+            haystack
+                .windows(needle.len())
+                .any(|w| w == needle.as_slice())
+        })
         .map(|(name, _)| *name)
         .collect()
 }
@@ -424,7 +328,13 @@ fn neither_the_bucket_nor_a_database_dump_shows_content_names_or_secrets() {
     let content = format!("CONTENT-{unique} ").repeat(200).into_bytes();
     let api_key = format!("sk-APIKEY{unique}");
     assert_eq!(
-        put(&client, &node, &secret, &format!("{folder}/{file_name}"), content.clone()),
+        put(
+            &client,
+            &node,
+            &secret,
+            &format!("{folder}/{file_name}"),
+            content.clone()
+        ),
         StatusCode::CREATED
     );
     let agent: Value = client

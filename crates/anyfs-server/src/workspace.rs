@@ -296,7 +296,6 @@ impl Workspaces {
             .collect()
     }
 
-
     fn account(&self, account: &str) -> FsResult<Arc<AccountFs>> {
         if let Some(fs) = self.cached(account) {
             return Ok(fs);
