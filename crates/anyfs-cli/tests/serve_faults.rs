@@ -197,7 +197,7 @@ impl<'a> Load<'a> {
     fn write_through(&self, base: &str, writer: &str) {
         while !self.stop.load(Ordering::SeqCst) {
             let version = self.next.fetch_add(1, Ordering::SeqCst);
-            let path = if version % 4 == 0 {
+            let path = if version.is_multiple_of(4) {
                 "shared.bin".to_owned()
             } else {
                 format!("{writer}/file-{version}")
