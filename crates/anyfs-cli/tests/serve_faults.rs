@@ -397,54 +397,11 @@ fn a_postgresql_restart_under_load_is_503_naming_it_and_passes_by_itself() {
     let pg = require!(postgres());
     let s3 = require!(seaweed());
     let deployment = Deployment::new(pg, s3);
-    let nodes = [deployment.node("node-1"), deployment.node("node-2")];
-    let client = client();
-    let secret = signup(&client, &nodes[0], "database restart");
-    let load = Load::new(&secret);
-    std::thread::scope(|s| {
-        let load = &load;
-        let writers: Vec<_> = nodes
-            .iter()
-            .enumerate()
-            .map(|(i, node)| {
-                let base = node.base.clone();
-                s.spawn(move || load.write_through(&base, &format!("node-{}", i + 1)))
-            })
-            .collect();
-        let _stop = load.stop_on_drop();
-        load.wait_for_writes(6);
-        let read = first_acknowledged_file(load);
+    // Every node needs PostgreSQL for every request.
+    outage_under_load(&deployment, &[0, 1], "PostgreSQL", || {
         pg.stop().unwrap();
-        let probed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            probe_while_down(
-                &client,
-                &[&nodes[0], &nodes[1]],
-                &secret,
-                &read,
-                "PostgreSQL",
-            );
-        }));
-        // Back before any verdict: the other tests share the server.
-        pg.start().unwrap();
-        if let Err(failed) = probed {
-            std::panic::resume_unwind(failed);
-        }
-        // No node is restarted: each serves again by itself.
-        load.wait_for_writes(6);
-        load.stop.store(true, Ordering::SeqCst);
-        for writer in writers {
-            writer.join().unwrap();
-        }
+        Box::new(|| pg.start().unwrap())
     });
-    let refused = load.assert_refusals_name("PostgreSQL");
-    eprintln!(
-        "{refused} writes refused while PostgreSQL was down, {} acknowledged",
-        load.acknowledged()
-    );
-    for node in &nodes {
-        load.ledger().check(&client, node, &secret);
-    }
-    assert_audit_verifies(&deployment);
 }
 
 #[test]
@@ -453,14 +410,32 @@ fn an_object_store_outage_under_load_is_503_naming_it_and_passes_by_itself() {
     let pg = require!(postgres());
     let s3 = require!(seaweed());
     let deployment = Deployment::new(pg, s3);
+    // The second node never read the file probed: it needs the store.
+    outage_under_load(&deployment, &[1], "object store", || {
+        s3.stop().unwrap();
+        Box::new(|| s3.start().unwrap())
+    });
+}
+
+/// Takes a store down (`down` stops it and returns what starts it again)
+/// for [`OUTAGE`] while writers write through two nodes and the nodes
+/// `probed` are asked to write and to read a file written before (which
+/// neither node has read): every refusal is a 503 naming `store`; once it
+/// is back, the nodes (never restarted) take writes again by themselves,
+/// everything acknowledged reads back through both, and the audit chain
+/// verifies.
+fn outage_under_load<'s>(
+    deployment: &Deployment,
+    probed: &[usize],
+    store: &str,
+    down: impl FnOnce() -> Box<dyn FnOnce() + 's>,
+) {
     let nodes = [deployment.node("node-1"), deployment.node("node-2")];
     let client = client();
-    let secret = signup(&client, &nodes[0], "object store outage");
-    // Written before, never read by the second node: reading it there
-    // needs the object store.
-    let unread = "before/unread.bin";
+    let secret = signup(&client, &nodes[0], store);
+    let before = "before/unread.bin";
     assert_eq!(
-        put(&client, &nodes[0], &secret, unread, content(3)),
+        put(&client, &nodes[0], &secret, before, content(3)),
         StatusCode::CREATED
     );
     let load = Load::new(&secret);
@@ -476,13 +451,14 @@ fn an_object_store_outage_under_load_is_503_naming_it_and_passes_by_itself() {
             .collect();
         let _stop = load.stop_on_drop();
         load.wait_for_writes(6);
-        s3.stop().unwrap();
-        let probed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            // The second node never read this file: it needs the store.
-            probe_while_down(&client, &[&nodes[1]], &secret, unread, "object store");
+        let up = down();
+        let probes: Vec<&Node> = probed.iter().map(|&i| &nodes[i]).collect();
+        let answered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            probe_while_down(&client, &probes, &secret, before, store);
         }));
-        s3.start().unwrap();
-        if let Err(failed) = probed {
+        // Back before any verdict: the other tests share the server.
+        up();
+        if let Err(failed) = answered {
             std::panic::resume_unwind(failed);
         }
         load.wait_for_writes(6);
@@ -491,28 +467,17 @@ fn an_object_store_outage_under_load_is_503_naming_it_and_passes_by_itself() {
             writer.join().unwrap();
         }
     });
-    let refused = load.assert_refusals_name("object store");
+    let refused = load.assert_refusals_name(store);
     eprintln!(
-        "{refused} writes refused while the object store was down, {} acknowledged",
+        "{refused} writes refused while {store} was down, {} acknowledged",
         load.acknowledged()
     );
-    assert_eq!(
-        get(&client, &nodes[1], &secret, unread),
-        (StatusCode::OK, content(3))
-    );
     for node in &nodes {
+        assert_eq!(
+            get(&client, node, &secret, before),
+            (StatusCode::OK, content(3))
+        );
         load.ledger().check(&client, node, &secret);
     }
     assert_audit_verifies(&deployment);
-}
-
-/// A file whose write was acknowledged.
-fn first_acknowledged_file(load: &Load<'_>) -> String {
-    let ledger = load.ledger();
-    ledger
-        .files
-        .iter()
-        .find(|(_, versions)| versions.acknowledged.is_some())
-        .map(|(path, _)| path.clone())
-        .unwrap()
 }
