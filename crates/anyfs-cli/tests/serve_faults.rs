@@ -479,5 +479,5 @@ fn outage_under_load<'s>(
         );
         load.ledger().check(&client, node, &secret);
     }
-    assert_audit_verifies(&deployment);
+    assert_audit_verifies(deployment);
 }
