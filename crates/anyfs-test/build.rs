@@ -67,16 +67,30 @@ fn main() {
         let names = names.join(", ");
         out.push_str(&format!("/// - [`{module}`](crate::{module}): {names}\n"));
     }
+    out.push_str(
+        "///\n\
+         /// `module_tests!(links, make_backend, if ready)` runs each test only\n\
+         /// when the function `ready() -> bool` says so (a subject on a server\n\
+         /// that may be missing).\n",
+    );
     out.push_str("#[macro_export]\nmacro_rules! module_tests {\n");
     for (module, tests) in &modules {
-        out.push_str(&format!("    ({module}, $make:path) => {{\n"));
+        out.push_str(&format!(
+            "    ({module}, $make:path) => {{\n        \
+             $crate::module_tests!({module}, $make, if $crate::always_ready);\n    }};\n"
+        ));
+        out.push_str(&format!(
+            "    ({module}, $make:path, if $ready:path) => {{\n"
+        ));
         for (name, takes) in tests {
             let call = match takes {
                 Takes::Subject => format!("$crate::{module}::{name}(&$make())"),
                 Takes::Maker => format!("$crate::{module}::{name}($make)"),
             };
             out.push_str(&format!(
-                "        #[test]\n        fn {name}() {{\n            {call};\n        }}\n"
+                "        #[test]\n        fn {name}() {{\n            \
+                 if !$ready() {{\n                return;\n            }}\n            \
+                 {call};\n        }}\n"
             ));
         }
         out.push_str("    };\n");

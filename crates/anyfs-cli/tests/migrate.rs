@@ -8,7 +8,7 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-mod common;
+mod nodes;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use anyfs_services::{postgres, require, seaweed};
-use common::{ADMIN_SECRET, Deployment, Node, anyfs, free_port, get, output_text, put, signup};
+use nodes::{ADMIN_SECRET, Deployment, Node, anyfs, free_port, get, output_text, put, signup};
 use reqwest::StatusCode;
 use reqwest::blocking::Client;
 use serde_json::{Value, json};
@@ -117,6 +117,8 @@ fn embedded(accounts: usize, puts: usize, bundled: usize) -> Embedded {
         .unwrap();
     let mut node = Node {
         child,
+        name: "embedded".into(),
+        port,
         base: format!("http://127.0.0.1:{port}"),
         log,
     };

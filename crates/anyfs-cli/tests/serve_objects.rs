@@ -2,18 +2,19 @@
 //! PostgreSQL (its tree) and the object store (its content), served alike
 //! by several nodes started as real processes: any node reads what another
 //! wrote, concurrent writers on different nodes lose nothing, the quota
-//! holds across nodes, an agent's policy holds on every node, and neither
+//! holds across nodes, and so does the sign-up limit; an agent's policy
+//! holds on every node, and neither
 //! the bucket nor a dump of the database shows a file, a name or a secret.
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-mod common;
+mod nodes;
 
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use anyfs_services::{Seaweed, postgres, require, seaweed};
-use common::{Deployment, MASTER_KEY, Node, anyfs, free_port, get, output_text, put, signup};
+use nodes::*;
 use reqwest::StatusCode;
 use reqwest::blocking::Client;
 use serde_json::{Value, json};
@@ -157,6 +158,45 @@ fn three_nodes_serve_one_account_and_an_agents_policy_holds_on_each() {
         assert_eq!(
             get(&client, &nodes[(i + 1) % 3], &secret, &path),
             (StatusCode::OK, b"ok".to_vec())
+        );
+    }
+}
+
+#[test]
+fn the_signup_limit_holds_across_nodes() {
+    let pg = require!(postgres());
+    let s3 = require!(seaweed());
+    let mut deployment = Deployment::new(pg, s3);
+    deployment.signups_per_hour = Some(3);
+    let nodes = [deployment.node("node-1"), deployment.node("node-2")];
+    let client = Client::new();
+    let sign_up = |node: &Node, name: &str| {
+        client
+            .post(node.url("/v1/accounts"))
+            .json(&json!({ "name": name }))
+            .send()
+            .unwrap()
+    };
+    for (i, node) in [&nodes[0], &nodes[1], &nodes[0]].into_iter().enumerate() {
+        let response = sign_up(node, &format!("user {i}"));
+        assert_eq!(response.status(), StatusCode::CREATED, "sign-up {i}");
+    }
+    // Three from this address in the hour, whichever node took them: both
+    // nodes refuse a fourth.
+    for node in &nodes {
+        let refused = sign_up(node, "one too many");
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+        let retry_after: u64 = refused.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((3500..=3600).contains(&retry_after), "{retry_after}");
+        let error: Value = refused.json().unwrap();
+        assert_eq!(error["error"]["kind"], "RateLimitExceeded");
+        assert_eq!(
+            error["error"]["message"],
+            "too many sign-ups from this address"
         );
     }
 }

@@ -99,9 +99,9 @@ fn connect_through(hide: Hide) -> Option<(String, String)> {
         .with_region(s3.region())
         .with_credentials(s3.access_key_id(), s3.secret_access_key());
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let error = ObjectStore::connect(&config, runtime.handle().clone())
-        .err()
-        .expect("a store that ignores a precondition was accepted");
+    let Err(error) = ObjectStore::connect(&config, runtime.handle().clone()) else {
+        panic!("a store that ignores a precondition was accepted");
+    };
     Some((endpoint, error.to_string()))
 }
 

@@ -18,9 +18,10 @@ pub(crate) enum Failure {
     BadRequest(String),
     /// A skill bundle that would not unpack safely (the reason).
     BundleRefused(String),
-    /// The audit log cannot be written: nothing was done (`done: false`),
-    /// or what was done is not confirmed.
-    AuditUnavailable { done: bool },
+    /// The audit log cannot be written (in `store`, which the message
+    /// names): nothing was done (`done: false`), or what was done is not
+    /// confirmed. The request may be retried.
+    AuditUnavailable { done: bool, store: &'static str },
     /// The file operation failed; `explained` words a quota refusal in
     /// terms of the limit the caller hit.
     File {
@@ -42,9 +43,13 @@ impl Failure {
     }
 
     /// An audit log that cannot be written: the detail is logged.
-    pub(crate) fn audit_unavailable(detail: impl std::fmt::Display, done: bool) -> Self {
-        tracing::error!(%detail, "the audit log cannot be written");
-        Failure::AuditUnavailable { done }
+    pub(crate) fn audit_unavailable(error: RegistryError, done: bool) -> Self {
+        tracing::error!(detail = %error, "the audit log cannot be written");
+        let store = match error {
+            RegistryError::AuditUnavailable { store } => store,
+            _ => "the registry database",
+        };
+        Failure::AuditUnavailable { done, store }
     }
 
     /// The kind of failure, as the API's JSON and the audit name it.
@@ -68,13 +73,14 @@ impl Failure {
             Failure::Forbidden(why) => (*why).into(),
             Failure::BadRequest(why) => why.clone(),
             Failure::BundleRefused(why) => format!("bundle refused: {why}"),
-            Failure::AuditUnavailable { done: false } => {
-                "the audit log cannot be written at the moment; nothing was done".into()
-            }
-            Failure::AuditUnavailable { done: true } => {
-                "the audit log cannot be written at the moment; the operation is not confirmed"
-                    .into()
-            }
+            Failure::AuditUnavailable { done: false, store } => format!(
+                "the audit log in {store} cannot be written at the moment; nothing was done, \
+                 retry later"
+            ),
+            Failure::AuditUnavailable { done: true, store } => format!(
+                "the audit log in {store} cannot be written at the moment; the operation is \
+                 not confirmed"
+            ),
             Failure::File { error, explained } => {
                 explained.clone().unwrap_or_else(|| error.to_string())
             }

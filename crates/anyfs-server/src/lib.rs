@@ -32,14 +32,12 @@ mod shared;
 mod start;
 mod workspace;
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyfs::crypto::Key;
-use parking_lot::Mutex;
 use zeroize::Zeroizing;
 
 pub use anyfs_objects::ObjectStoreConfig;
@@ -48,6 +46,9 @@ pub use migrate::{Counts, MigrateError, MigrateOptions, Progress, Report, migrat
 pub use registry::{ChainBreak, verify_chain, verify_postgres_chain};
 pub use start::{MIN_ADMIN_SECRET_CHARS, OpenError, write_private_file};
 pub use workspace::AgentPolicy;
+
+/// The window of [`Config::signups_per_hour`].
+const SIGNUP_WINDOW: Duration = Duration::from_secs(3600);
 
 /// How the service runs. `Debug` shows no key and no secret.
 #[derive(Clone)]
@@ -72,7 +73,8 @@ pub struct Config {
     pub master_keys: Vec<Key>,
     /// The admin secret; `None`: generated on first start.
     pub admin_secret: Option<String>,
-    /// Sign-ups allowed per client address per hour.
+    /// Sign-ups allowed per client address per hour, counted in the
+    /// registry: with a shared database, across every node.
     pub signups_per_hour: u32,
     /// Default workspace quota in bytes.
     pub default_quota: u64,
@@ -134,7 +136,6 @@ pub struct Service {
     pub(crate) sealer: Arc<sealing::Sealer>,
     pub(crate) admin_digest: [u8; 32],
     pub(crate) workspaces: workspace::Workspaces,
-    pub(crate) signups: Mutex<HashMap<IpAddr, Vec<Instant>>>,
     pub(crate) config: Config,
     /// The data directory's lock, held while the service lives: one
     /// service per directory (two would interleave the audit chain).
@@ -159,18 +160,16 @@ pub struct Opened {
 }
 
 impl Service {
-    /// Whether a sign-up from `ip` is allowed now; otherwise how long to wait.
-    pub(crate) fn signup_allowed(&self, ip: IpAddr) -> Result<(), Duration> {
-        let hour = Duration::from_secs(3600);
-        let mut signups = self.signups.lock();
-        let times = signups.entry(ip).or_default();
-        times.retain(|t| t.elapsed() < hour);
-        if times.len() >= self.config.signups_per_hour as usize {
-            let oldest = times.first().copied().unwrap_or_else(Instant::now);
-            return Err(hour.saturating_sub(oldest.elapsed()));
-        }
-        times.push(Instant::now());
-        Ok(())
+    /// Records a sign-up from `ip` if the hourly limit allows it now;
+    /// otherwise says how long to wait (`Ok(Some(wait))`). The count is
+    /// the registry's, so nodes sharing a database share the limit. Blocks:
+    /// call it on the blocking pool.
+    pub(crate) fn signup_allowed(
+        &self,
+        ip: IpAddr,
+    ) -> Result<Option<Duration>, registry::RegistryError> {
+        self.registry
+            .record_signup(&ip.to_string(), self.config.signups_per_hour, SIGNUP_WINDOW)
     }
 
     /// Seals an agent config, bound to its account and agent.

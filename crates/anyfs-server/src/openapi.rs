@@ -316,9 +316,10 @@ pub(crate) fn document() -> Value {
                     "description": "`{\"error\": {\"kind\", \"message\", \"path\"}}`, for every error, \
                         those of request parsing included (a body that is not JSON: 400 or 422; \
                         a wrong content type: 415; a body over the limit: 413). 503 \
-                        `AuditUnavailable`: audit records cannot be written, nothing was done; \
-                        503 `Unavailable` (with `Retry-After`): a store the service depends on \
-                        (its message names which) cannot be reached now, nothing was done",
+                        `AuditUnavailable` (with `Retry-After`): audit records cannot be written \
+                        to the store its message names, nothing was done; 503 `Unavailable` (with \
+                        `Retry-After`): a store the service depends on (its message names which) \
+                        cannot be reached now, nothing was done",
                     "content": {"application/json": {"schema": {"type": "object"}}}
                 }
             }

@@ -2,12 +2,10 @@
 //! only, the master keys checked against it, the registry and the admin
 //! secret. Each refusal is an [`OpenError`] saying what to do about it.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyfs::crypto::{Aes256Gcm, Key};
-use parking_lot::Mutex;
 
 use crate::registry::{PostgresRegistry, Registry, RegistryError, SqliteRegistry};
 use crate::sealing::Sealer;
@@ -434,7 +432,6 @@ impl Service {
                 sealer,
                 admin_digest,
                 workspaces,
-                signups: Mutex::new(HashMap::new()),
                 config,
                 _lock: lock,
             }),

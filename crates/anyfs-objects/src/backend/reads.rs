@@ -32,6 +32,11 @@ const MOST_REMEMBERED: usize = 100_000;
 /// The statement that reads a workspace's version.
 pub(crate) const VERSION_SQL: &str = "SELECT version FROM fs_workspaces WHERE id = $1";
 
+/// A name in a directory: `(parent inode, name)`.
+type Slot = (i64, Vec<u8>);
+/// What a name names: its inode and kind, or `None`: no such name.
+type Named = Option<(i64, i16)>;
+
 /// What walking the tree reads.
 pub(crate) trait Reads {
     /// The inode and kind named `name` in directory `parent`.
@@ -177,7 +182,7 @@ impl Reads for View<'_, '_> {
 /// What a view read from its snapshot.
 #[derive(Default)]
 pub(crate) struct Seen {
-    children: Vec<((i64, Vec<u8>), Option<(i64, i16)>)>,
+    children: Vec<(Slot, Named)>,
     nodes: Vec<Node>,
     extents: Vec<((i64, i64, i64), Vec<Extent>)>,
 }
@@ -190,8 +195,8 @@ pub(crate) struct ReadCache {
 
 struct Generation {
     version: i64,
-    /// `(parent, name)` to what it names, or `None`: no such name.
-    children: HashMap<(i64, Vec<u8>), Option<(i64, i16)>>,
+    /// What each name names (`None`: no such name).
+    children: HashMap<Slot, Named>,
     nodes: HashMap<i64, Node>,
     /// `(ino, from, to)` to the extents a read of that range found.
     extents: HashMap<(i64, i64, i64), Vec<Extent>>,

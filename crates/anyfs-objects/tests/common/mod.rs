@@ -29,6 +29,16 @@ pub(crate) fn services() -> Option<&'static Services> {
     SERVICES.get_or_init(fresh_services).as_ref()
 }
 
+/// Whether the servers are there: otherwise a test skips, after
+/// [`services`] said why (or fails it, with `ANYFS_REQUIRE_SERVICES=1`).
+pub(crate) fn ready() -> bool {
+    let ready = services().is_some();
+    if !ready {
+        eprintln!("skipped: the servers of this binary are unavailable (the first test said why)");
+    }
+    ready
+}
+
 /// A database and a bucket prefix of their own, for a test that needs the
 /// whole store to itself (garbage collection).
 pub(crate) fn fresh_services() -> Option<Services> {

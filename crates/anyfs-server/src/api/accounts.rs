@@ -29,16 +29,16 @@ pub(super) async fn signup(
 ) -> ApiResult<impl IntoResponse> {
     check_name(&body.name)?;
     audit_ready(&service)?;
-    if let Err(wait) = service.signup_allowed(peer.ip()) {
-        let mut e = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "RateLimitExceeded",
-            "too many sign-ups from this address",
-        );
-        e.retry_after = Some(wait.as_secs().max(1));
-        return Err(e);
-    }
     blocking(&service, move |service| {
+        if let Some(wait) = service.signup_allowed(peer.ip())? {
+            let mut e = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "RateLimitExceeded",
+                "too many sign-ups from this address",
+            );
+            e.retry_after = Some(wait.as_secs().max(1));
+            return Err(e);
+        }
         let secret = secrets::generate(SecretKind::Account).map_err(ApiError::internal)?;
         let id = format!("acct_{}", uuid::Uuid::new_v4().simple());
         let account =

@@ -88,7 +88,7 @@ impl From<Failure> for ApiError {
             Failure::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let mut api = Self::new(status, failure.kind(), failure.message());
-        if let Failure::Unavailable { .. } = &failure {
+        if let Failure::Unavailable { .. } | Failure::AuditUnavailable { .. } = &failure {
             api.retry_after = Some(1);
         }
         if let Failure::File { error, .. } = &failure {

@@ -109,6 +109,7 @@ pub(super) async fn read(
         /// range), with the workspace it reads and its permit, both kept
         /// until the stream ends (a workspace nobody holds may be closed).
         Stream {
+            first: Bytes,
             reader: Box<dyn Read + Send>,
             len: u64,
             range: Option<(u64, u64, u64)>,
@@ -154,8 +155,18 @@ pub(super) async fn read(
         let mut reader = fs.open_read(path)?;
         std::io::copy(&mut (&mut reader).take(start), &mut std::io::sink())
             .map_err(|e| FsError::from_io(path, "read", e))?;
+        // The first piece is read before the answer's status is chosen: a
+        // store that cannot be reached now is a 503 the client may retry,
+        // not a 200 whose body breaks off.
+        let mut reader = reader.take(len);
+        let mut first = vec![0u8; STREAM_PIECE];
+        let n = reader
+            .read(&mut first)
+            .map_err(|e| FsError::from_io(path, "read", e))?;
+        first.truncate(n);
         Ok(Got::Stream {
-            reader: Box::new(reader.take(len)),
+            first: Bytes::from(first),
+            reader: Box::new(reader),
             len,
             range: ranged.then_some((start, end, meta.len)),
             keep: (fs.files(), permit),
@@ -182,17 +193,21 @@ pub(super) async fn read(
         )
             .into_response(),
         Got::Stream {
+            first,
             reader,
             len,
             range,
             keep,
         } => {
-            // Streamed: 64 KiB at a time from a blocking reader.
+            // Streamed: a piece at a time from a blocking reader.
             let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
             tokio::task::spawn_blocking(move || {
                 let _keep = keep;
                 let mut reader = reader;
-                let mut buf = vec![0u8; 64 * 1024];
+                if tx.blocking_send(Ok(first)).is_err() {
+                    return;
+                }
+                let mut buf = vec![0u8; STREAM_PIECE];
                 loop {
                     match reader.read(&mut buf) {
                         Ok(0) => break,
@@ -229,6 +244,9 @@ pub(super) async fn read(
         }
     })
 }
+
+/// How much of a streamed read is sent at a time.
+const STREAM_PIECE: usize = 64 * 1024;
 
 /// Files, ranges and uploads larger than this are streamed transfers:
 /// never held whole, and counted against `MAX_HEAVY_PER_ACCOUNT`.

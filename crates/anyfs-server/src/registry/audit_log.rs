@@ -25,6 +25,10 @@ pub(super) trait ChainStore: Send + 'static {
     /// `prev` and `hash`) and commits them in one transaction. On failure
     /// nothing is committed, and the next call chains them again.
     fn commit(&mut self, records: &mut [AuditRecord]) -> std::result::Result<(), BoxError>;
+
+    /// The store, as an error names it to a caller ("the registry
+    /// database (PostgreSQL)").
+    fn name(&self) -> &'static str;
 }
 
 /// A database error, as a [`ChainStore`] reports it.
@@ -41,6 +45,8 @@ pub(super) struct AuditWriter {
     /// Whether the writer's last commit succeeded. While it does not, the
     /// records it holds are retried and new operations are refused.
     healthy: Arc<AtomicBool>,
+    /// Where it commits ([`ChainStore::name`]).
+    store: &'static str,
 }
 
 enum AuditMsg {
@@ -63,6 +69,7 @@ impl AuditWriter {
         let (tx, rx) = std::sync::mpsc::channel();
         let healthy = Arc::new(AtomicBool::new(true));
         let flag = healthy.clone();
+        let name = store.name();
         let thread = std::thread::Builder::new()
             .name("anyfs-audit".into())
             .spawn(move || write_groups(store, rx, flag))
@@ -71,6 +78,7 @@ impl AuditWriter {
             tx: Some(tx),
             thread: Some(thread),
             healthy,
+            store: name,
         })
     }
 
@@ -111,7 +119,7 @@ impl AuditWriter {
         if self.healthy.load(Ordering::SeqCst) {
             Ok(())
         } else {
-            Err(RegistryError::AuditUnavailable)
+            Err(RegistryError::AuditUnavailable { store: self.store })
         }
     }
 
@@ -165,6 +173,10 @@ impl ChainStore for SqliteChain {
             }
             BoxError::from(error)
         })
+    }
+
+    fn name(&self) -> &'static str {
+        "the registry database (SQLite)"
     }
 }
 

@@ -14,7 +14,7 @@ mod sqlite;
 #[cfg(test)]
 mod suite;
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
@@ -41,10 +41,10 @@ pub(crate) enum RegistryError {
     /// A value could not be sealed for storage.
     #[error("registry: {0}")]
     Seal(#[from] SealError),
-    /// The audit writer fails to commit: operations must be refused until
-    /// it succeeds again.
-    #[error("the audit log cannot be written at the moment")]
-    AuditUnavailable,
+    /// The audit writer fails to commit to `store` (which it names, for
+    /// the caller): operations must be refused until it succeeds again.
+    #[error("the audit log in {store} cannot be written at the moment")]
+    AuditUnavailable { store: &'static str },
     /// The audit writer is gone (the service is shutting down).
     #[error("the audit writer stopped")]
     AuditWriterStopped,
@@ -75,6 +75,10 @@ pub(crate) struct AgentRow {
     pub(crate) policy: String,
     pub(crate) created_at: i64,
 }
+
+/// What authenticating an agent reads: the agent, its token's digest as
+/// stored, and its account (`None`: deleted meanwhile).
+pub(crate) type AgentLogin = (AgentRow, Vec<u8>, Option<Account>);
 
 /// An execution row: its state still sealed.
 #[derive(Debug, Clone)]
@@ -181,6 +185,20 @@ pub(crate) fn lexical_resolution(path: &str) -> String {
     format!("/{}", names.join("/"))
 }
 
+/// How long to wait until a sign-up recorded at `oldest` (milliseconds
+/// since the epoch) leaves a `window` that ends `now`: at least a second,
+/// the unit of `Retry-After`.
+pub(crate) fn signup_wait(oldest: i64, now: i64, window: Duration) -> Duration {
+    let ends = oldest.saturating_add(window_millis(window));
+    let wait = u64::try_from(ends.saturating_sub(now)).unwrap_or(0);
+    Duration::from_millis(wait).max(Duration::from_secs(1))
+}
+
+/// `window` in milliseconds, as sign-up times are stored.
+pub(crate) fn window_millis(window: Duration) -> i64 {
+    i64::try_from(window.as_millis()).unwrap_or(i64::MAX)
+}
+
 /// Seconds since the epoch.
 pub(crate) fn now() -> i64 {
     SystemTime::now()
@@ -242,10 +260,7 @@ pub(crate) trait Registry: Send + Sync + std::fmt::Debug {
     /// [`Registry::agent_by_digest`] with the agent's account (`None`:
     /// deleted meanwhile): what authenticating an agent reads, which a
     /// registry behind a network may answer in one round trip.
-    fn agent_and_account_by_digest(
-        &self,
-        digest: &[u8],
-    ) -> Result<Option<(AgentRow, Vec<u8>, Option<Account>)>> {
+    fn agent_and_account_by_digest(&self, digest: &[u8]) -> Result<Option<AgentLogin>> {
         let Some((agent, stored)) = self.agent_by_digest(digest)? else {
             return Ok(None);
         };
@@ -260,6 +275,17 @@ pub(crate) trait Registry: Send + Sync + std::fmt::Debug {
     fn set_agent_digest(&self, account: &str, id: &str, digest: &[u8]) -> Result<bool>;
     /// Deletes an agent; whether it existed.
     fn delete_agent(&self, account: &str, id: &str) -> Result<bool>;
+
+    // ------------------------------------------------------------ sign-ups
+
+    /// Records a sign-up from `client` (its address) if fewer than `limit`
+    /// were recorded for it within the last `window`, checked and recorded
+    /// at once so that every node sharing the registry counts them alike.
+    /// Returns `None` when it was recorded, or how long to wait until the
+    /// oldest one counted leaves the window. Sign-ups older than `window`
+    /// (any client's) are forgotten on the way.
+    fn record_signup(&self, client: &str, limit: u32, window: Duration)
+    -> Result<Option<Duration>>;
 
     // --------------------------------------------------------------- audit
 

@@ -27,8 +27,8 @@ use anyfs_postgres::{Database, DbError, Migration};
 
 use super::audit_log::{AuditWriter, BoxError, ChainBreak, ChainStore, chain_hash, check_link};
 use super::{
-    Account, AgentRow, AuditEntry, AuditQuery, AuditRecord, ExecutionRow, Registry, RegistryError,
-    Result, now, open_paths,
+    Account, AgentLogin, AgentRow, AuditEntry, AuditQuery, AuditRecord, ExecutionRow, Registry,
+    RegistryError, Result, now, open_paths, signup_wait, window_millis,
 };
 use crate::sealing::Sealer;
 
@@ -36,11 +36,23 @@ use crate::sealing::Sealer;
 const COMPONENT: &str = "registry";
 
 /// The registry's schema, in order.
-const MIGRATIONS: &[Migration] = &[Migration::new(
-    1,
-    "registry",
-    include_str!("../../migrations/postgres/0001_registry.sql"),
-)];
+const MIGRATIONS: &[Migration] = &[
+    Migration::new(
+        1,
+        "registry",
+        include_str!("../../migrations/postgres/0001_registry.sql"),
+    ),
+    Migration::new(
+        2,
+        "signups",
+        include_str!("../../migrations/postgres/0002_signups.sql"),
+    ),
+];
+
+/// The lock class of `record_signup`'s advisory locks (the second key is
+/// a hash of the client address): sign-ups from one address take turns
+/// across nodes.
+const SIGNUP_LOCK_CLASS: i32 = 0x5167_6e75;
 
 /// The hash a chain starts from.
 const CHAIN_START: [u8; 32] = [0; 32];
@@ -236,6 +248,56 @@ impl Registry for PostgresRegistry {
         self.audit.flush();
     }
 
+    fn record_signup(
+        &self,
+        client: &str,
+        limit: u32,
+        window: std::time::Duration,
+    ) -> Result<Option<std::time::Duration>> {
+        let window_ms = window_millis(window);
+        let limit = i64::from(limit);
+        Ok(self.db.run(|mut client_conn| async move {
+            let tx = client_conn.transaction().await?;
+            tx.execute(
+                "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+                &[&SIGNUP_LOCK_CLASS, &client],
+            )
+            .await?;
+            // One clock for every node: the database's.
+            let now: i64 = tx
+                .query_one(
+                    "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::int8",
+                    &[],
+                )
+                .await?
+                .try_get(0)?;
+            tx.execute(
+                "DELETE FROM signups WHERE at <= $1",
+                &[&now.saturating_sub(window_ms)],
+            )
+            .await?;
+            let counted = tx
+                .query_one(
+                    "SELECT count(*), min(at) FROM signups WHERE client = $1",
+                    &[&client],
+                )
+                .await?;
+            let (count, oldest): (i64, Option<i64>) = (counted.try_get(0)?, counted.try_get(1)?);
+            let wait = if count >= limit {
+                Some(oldest.map_or(window, |oldest| signup_wait(oldest, now, window)))
+            } else {
+                tx.execute(
+                    "INSERT INTO signups (client, at) VALUES ($1, $2)",
+                    &[&client, &now],
+                )
+                .await?;
+                None
+            };
+            tx.commit().await?;
+            Ok(wait)
+        })?)
+    }
+
     fn key_checks(&self) -> Result<Vec<Vec<u8>>> {
         self.query("SELECT sealed FROM key_checks ORDER BY id", &[], |r| {
             r.try_get(0)
@@ -411,10 +473,7 @@ impl Registry for PostgresRegistry {
         .transpose()
     }
 
-    fn agent_and_account_by_digest(
-        &self,
-        digest: &[u8],
-    ) -> Result<Option<(AgentRow, Vec<u8>, Option<Account>)>> {
+    fn agent_and_account_by_digest(&self, digest: &[u8]) -> Result<Option<AgentLogin>> {
         self.query_opt(
             // AGENT_COLUMNS, the digest, then ACCOUNT_COLUMNS.
             "SELECT a.id, a.account_id, a.name, a.config, a.policy, a.created_at, a.token_digest,
@@ -533,6 +592,10 @@ impl ChainStore for PostgresChains {
                 other => return other.map_err(BoxError::from),
             }
         }
+    }
+
+    fn name(&self) -> &'static str {
+        "the registry database (PostgreSQL)"
     }
 }
 

@@ -5,14 +5,14 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::audit_log::{AuditWriter, SqliteChain, audit_from};
 use super::{
     Account, AgentRow, AuditEntry, AuditQuery, AuditRecord, ExecutionRow, Registry, RegistryError,
-    Result, now, open_paths,
+    Result, now, open_paths, signup_wait, window_millis,
 };
 use crate::sealing::Sealer;
 
@@ -127,6 +127,12 @@ const SCHEMA: &str = "
         updated_at INTEGER NOT NULL
     );
     CREATE INDEX IF NOT EXISTS executions_account ON executions(account_id, created_at);
+    CREATE TABLE IF NOT EXISTS signups (
+        client TEXT NOT NULL,
+        at INTEGER NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS signups_client ON signups(client, at);
+    CREATE INDEX IF NOT EXISTS signups_at ON signups(at);
     CREATE TABLE IF NOT EXISTS key_checks (
         id INTEGER PRIMARY KEY,
         sealed BLOB NOT NULL
@@ -451,6 +457,39 @@ impl Registry for SqliteRegistry {
             "DELETE FROM agents WHERE id = ?1 AND account_id = ?2",
             [id, account],
         )? > 0)
+    }
+
+    fn record_signup(
+        &self,
+        client: &str,
+        limit: u32,
+        window: Duration,
+    ) -> Result<Option<Duration>> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let since = now.saturating_sub(window_millis(window));
+        let mut conn = self.conn()?;
+        // The write lock from the start: the count and the new row are one
+        // step for every connection.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute("DELETE FROM signups WHERE at <= ?1", [since])?;
+        let (count, oldest): (u32, Option<i64>) = tx.query_row(
+            "SELECT COUNT(*), MIN(at) FROM signups WHERE client = ?1",
+            [client],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let wait = if count >= limit {
+            Some(oldest.map_or(window, |oldest| signup_wait(oldest, now, window)))
+        } else {
+            tx.execute(
+                "INSERT INTO signups (client, at) VALUES (?1, ?2)",
+                params![client, now],
+            )?;
+            None
+        };
+        tx.commit()?;
+        Ok(wait)
     }
 
     fn append_audit(&self, entry: AuditEntry<'_>) -> Result<()> {

@@ -5,6 +5,7 @@
 //! is none).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyfs::crypto::Key;
 use anyfs_postgres::Database;
@@ -128,6 +129,8 @@ registry_suite!(
     audit_pages_follow_the_chain_with_filters_and_open_paths,
     a_changed_audit_record_breaks_the_chain,
     nodes_appending_together_keep_one_chain_per_account,
+    signups_are_limited_per_client_and_forgotten_after_the_window,
+    signups_counted_at_once_never_pass_the_limit,
 );
 
 fn digest(byte: u8) -> Vec<u8> {
@@ -523,6 +526,78 @@ fn nodes_appending_together_keep_one_chain_per_account(s: &Subject) {
         "acct-a's chain has no gap, whichever node wrote"
     );
     assert_eq!(records.len(), total * 2 / 3);
+}
+
+fn signups_are_limited_per_client_and_forgotten_after_the_window(s: &Subject) {
+    let r = &*s.registry;
+    let hour = Duration::from_secs(3600);
+    for _ in 0..2 {
+        assert_eq!(r.record_signup("10.0.0.1", 2, hour).expect("counts"), None);
+    }
+    let wait = r
+        .record_signup("10.0.0.1", 2, hour)
+        .expect("counts")
+        .expect("the third is refused");
+    assert!(
+        wait > hour - Duration::from_secs(60) && wait <= hour,
+        "{wait:?}"
+    );
+    // A refused attempt is not counted; another address has its own count.
+    assert_eq!(r.record_signup("10.0.0.2", 2, hour).expect("counts"), None);
+    // Another node sharing the registry counts the same sign-ups.
+    if let Some(second_node) = &s.second_node {
+        let other = second_node();
+        assert!(
+            other
+                .record_signup("10.0.0.1", 2, hour)
+                .expect("counts")
+                .is_some(),
+            "the other node allowed a third sign-up"
+        );
+    }
+    // With a short window, the old sign-ups stop counting once it passed;
+    // the wait is never said to be under a second (`Retry-After`'s unit).
+    let short = Duration::from_millis(500);
+    assert_eq!(r.record_signup("10.0.0.3", 1, short).expect("counts"), None);
+    let wait = r
+        .record_signup("10.0.0.3", 1, short)
+        .expect("counts")
+        .expect("refused within the window");
+    assert_eq!(wait, Duration::from_secs(1));
+    std::thread::sleep(short + Duration::from_millis(100));
+    assert_eq!(r.record_signup("10.0.0.3", 1, short).expect("counts"), None);
+    // No limit at all: always refused, for the whole window.
+    assert_eq!(
+        r.record_signup("10.0.0.4", 0, hour).expect("counts"),
+        Some(hour)
+    );
+}
+
+fn signups_counted_at_once_never_pass_the_limit(s: &Subject) {
+    let other = s.second_node.as_ref().map(|second_node| second_node());
+    let mut nodes = vec![&*s.registry];
+    nodes.extend(other.as_deref());
+    let allowed = std::sync::atomic::AtomicUsize::new(0);
+    let hour = Duration::from_secs(3600);
+    std::thread::scope(|scope| {
+        for node in &nodes {
+            for _ in 0..4 {
+                let allowed = &allowed;
+                scope.spawn(move || {
+                    for _ in 0..5 {
+                        if node
+                            .record_signup("10.9.9.9", 7, hour)
+                            .expect("counts")
+                            .is_none()
+                        {
+                            allowed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        }
+                    }
+                });
+            }
+        }
+    });
+    assert_eq!(allowed.into_inner(), 7, "sign-ups allowed of a limit of 7");
 }
 
 /// A TCP relay to the test server that can be cut and restored, to make

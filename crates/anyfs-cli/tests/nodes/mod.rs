@@ -1,9 +1,10 @@
 //! What the tests that start `anyfs` as a process share: the command
-//! without the caller's environment, a deployment on PostgreSQL and the
-//! object store, a running node, and the HTTP calls they make.
+//! without the caller's environment, a deployment (a database and a bucket
+//! prefix of its own) and its nodes, `anyfs serve` run as real processes
+//! on loopback, each killed when dropped, and the HTTP calls the tests
+//! make.
 
-#![allow(dead_code)] // each test binary uses its own part of it
-#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+#![allow(dead_code, clippy::unwrap_used)] // each test binary uses a part
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
@@ -52,7 +53,10 @@ pub(crate) struct Deployment {
     pub(crate) database: String,
     pub(crate) objects: String,
     pub(crate) s3: &'static Seaweed,
+    /// `--quota` of every node started after it is set.
     pub(crate) quota: Option<u64>,
+    /// `--signups-per-hour` of every node started after it is set.
+    pub(crate) signups_per_hour: Option<u32>,
     /// The nodes' ANYFS_MASTER_KEY.
     pub(crate) master_key: String,
 }
@@ -65,6 +69,7 @@ impl Deployment {
             objects: s3.fresh_url(),
             s3,
             quota: None,
+            signups_per_hour: None,
             master_key: MASTER_KEY.to_string(),
         }
     }
@@ -94,31 +99,64 @@ impl Deployment {
         if let Some(quota) = self.quota {
             command.args(["--quota", &quota.to_string()]);
         }
+        if let Some(signups) = self.signups_per_hour {
+            command.args(["--signups-per-hour", &signups.to_string()]);
+        }
         command
     }
 
+    /// A node named `name` on a free port, once it answers.
     pub(crate) fn node(&self, name: &str) -> Node {
         let port = free_port();
         let log = self.dir.path().join(format!("{name}.log"));
-        let child = self
-            .command(name, port)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
         let mut node = Node {
-            child,
+            child: self.spawn(name, port, &log),
+            name: name.to_owned(),
+            port,
             base: format!("http://127.0.0.1:{port}"),
             log,
         };
         node.wait_until_up();
         node
     }
+
+    /// Kills `node` with SIGKILL (as a crash would) and starts it again
+    /// with the same flags, port and data directory; returns once it
+    /// answers.
+    pub(crate) fn crash_and_restart(&self, node: &mut Node) {
+        node.child.kill().unwrap(); // SIGKILL
+        node.child.wait().unwrap();
+        node.child = self.spawn(&node.name, node.port, &node.log);
+        node.wait_until_up();
+    }
+
+    fn spawn(&self, name: &str, port: u16, log: &std::path::Path) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        self.command(name, port)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    }
+
+    /// `anyfs audit verify --database` on this deployment's database.
+    pub(crate) fn verify_audit(&self) -> Output {
+        anyfs()
+            .args(["audit", "verify", "--database", &self.database])
+            .output()
+            .unwrap()
+    }
 }
 
 /// A node of the service, killed when dropped.
 pub(crate) struct Node {
     pub(crate) child: Child,
+    pub(crate) name: String,
+    pub(crate) port: u16,
     pub(crate) base: String,
     pub(crate) log: PathBuf,
 }
@@ -137,9 +175,9 @@ impl Node {
             assert!(
                 started.elapsed() < Duration::from_secs(60),
                 "the node never answered: {}",
-                std::fs::read_to_string(&self.log).unwrap_or_default()
+                self.log()
             );
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
