@@ -25,9 +25,11 @@ use super::content::Extent;
 use super::tree::{self, Node};
 use super::{Fail, ObjectBackend, Tx};
 
-/// The most names, nodes and extent lists remembered per workspace; past
-/// it the cache starts again empty.
-const MOST_REMEMBERED: usize = 100_000;
+/// The most a node remembers of one workspace, counted in names, nodes
+/// and extents (each some 100 bytes: about 1 MiB); past it the cache
+/// starts again empty. A service keeps up to `--max-open-workspaces` of
+/// them.
+const MOST_REMEMBERED: usize = 10_000;
 
 /// The statement that reads a workspace's version.
 pub(crate) const VERSION_SQL: &str = "SELECT version FROM fs_workspaces WHERE id = $1";
@@ -200,6 +202,8 @@ struct Generation {
     nodes: HashMap<i64, Node>,
     /// `(ino, from, to)` to the extents a read of that range found.
     extents: HashMap<(i64, i64, i64), Vec<Extent>>,
+    /// What it holds, counted as [`MOST_REMEMBERED`] counts.
+    weight: usize,
 }
 
 impl Generation {
@@ -209,11 +213,16 @@ impl Generation {
             children: HashMap::new(),
             nodes: HashMap::new(),
             extents: HashMap::new(),
+            weight: 0,
         }
     }
+}
 
-    fn len(&self) -> usize {
-        self.children.len() + self.nodes.len() + self.extents.len()
+impl Seen {
+    /// What remembering it adds, counted as [`MOST_REMEMBERED`] counts.
+    fn weight(&self) -> usize {
+        let extents: usize = self.extents.iter().map(|(_, list)| 1 + list.len()).sum();
+        self.children.len() + self.nodes.len() + extents
     }
 }
 
@@ -242,9 +251,14 @@ impl ReadCache {
             _ => *current = Some(Generation::new(version)),
         }
         let Some(g) = current.as_mut() else { return };
-        if g.len() + seen.children.len() + seen.nodes.len() + seen.extents.len() > MOST_REMEMBERED {
+        let weight = seen.weight();
+        if weight > MOST_REMEMBERED {
+            return;
+        }
+        if g.weight + weight > MOST_REMEMBERED {
             *g = Generation::new(version);
         }
+        g.weight += weight;
         g.children.extend(seen.children);
         g.nodes.extend(seen.nodes.into_iter().map(|n| (n.ino, n)));
         g.extents.extend(seen.extents);
@@ -316,4 +330,51 @@ pub(crate) fn confirm(workspace: i64, version: Option<i64>) {
             };
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `n` names that name nothing, in directories `from ..`.
+    fn names(from: i64, n: usize) -> Seen {
+        Seen {
+            children: (from..)
+                .take(n)
+                .map(|d| ((d, b"x".to_vec()), None))
+                .collect(),
+            ..Seen::default()
+        }
+    }
+
+    fn knows(cache: &ReadCache, version: i64, dir: i64) -> bool {
+        cache
+            .with(version, |g| g.children.get(&(dir, b"x".to_vec())).copied())
+            .is_some()
+    }
+
+    #[test]
+    fn what_is_remembered_stays_within_its_bound_and_its_version() {
+        let cache = ReadCache::default();
+        cache.remember(1, names(0, 10));
+        assert!(knows(&cache, 1, 3));
+        assert!(!knows(&cache, 2, 3), "only at the version it was read at");
+
+        // More than the bound at once: not kept, the rest stays.
+        cache.remember(1, names(100, MOST_REMEMBERED + 1));
+        assert!(!knows(&cache, 1, 100));
+        assert!(knows(&cache, 1, 3));
+
+        // Past the bound: it starts again, with the new reads.
+        cache.remember(1, names(1_000, MOST_REMEMBERED - 5));
+        assert!(!knows(&cache, 1, 3));
+        assert!(knows(&cache, 1, 1_000));
+
+        // An older snapshot is dropped; a newer one replaces everything.
+        cache.remember(0, names(5_000, 1));
+        assert!(!knows(&cache, 0, 5_000) && cache.version() == Some(1));
+        cache.remember(2, names(6_000, 1));
+        assert_eq!(cache.version(), Some(2));
+        assert!(knows(&cache, 2, 6_000) && !knows(&cache, 2, 1_000));
+    }
 }
