@@ -130,6 +130,7 @@ pub(super) fn rekey(conn: &Connection, key: &Key) -> FsResult<()> {
 /// it under (`rekey`).
 #[cfg(feature = "encryption")]
 fn set_key(conn: &Connection, key: &Key, rekey: bool) -> FsResult<()> {
+    sqlcipher_started()?;
     let result = match key {
         Key::Password(password) => conn.key(Some(rusqlite::MAIN_DB), password.as_bytes(), rekey),
         Key::Raw(bytes) => {
@@ -147,6 +148,43 @@ fn set_key(conn: &Connection, key: &Key, rekey: bool) -> FsResult<()> {
         }
     };
     result.map_err(|e| sql_error(root(), "set the key", e))
+}
+
+/// Waits, once per process, until SQLCipher takes keys.
+///
+/// SQLite starts SQLCipher (its `SQLITE_EXTRA_INIT` step) after it has
+/// marked itself started and outside its lock, so a thread opening its
+/// first connection while another thread is still in that step is
+/// refused its key ("SQL logic error"). An in-memory database is keyed
+/// here until it works (at once, unless that step is under way); every
+/// key waits for it.
+#[cfg(feature = "encryption")]
+fn sqlcipher_started() -> FsResult<()> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static STARTED: AtomicBool = AtomicBool::new(false);
+    static STARTING: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+    if STARTED.load(Ordering::Acquire) {
+        return Ok(());
+    }
+    let _one_at_a_time = STARTING.lock();
+    if STARTED.load(Ordering::Acquire) {
+        return Ok(());
+    }
+    let mut tries = 0;
+    loop {
+        let conn =
+            Connection::open_in_memory().map_err(|e| sql_error(root(), "start SQLCipher", e))?;
+        match conn.key(Some(rusqlite::MAIN_DB), b"never used", false) {
+            Ok(()) => break,
+            // The step takes microseconds; a second of refusals is
+            // something else, reported as it is.
+            Err(e) if tries == 1000 => return Err(sql_error(root(), "start SQLCipher", e)),
+            Err(_) => tries += 1,
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    STARTED.store(true, Ordering::Release);
+    Ok(())
 }
 
 /// Without SQLCipher linked in SQLite would ignore a key and write the
