@@ -16,7 +16,8 @@
 #
 # Usage: scripts/bench-objects.sh [ANYFS_BINARY]
 #   (default: target/release/anyfs, built first). DURATION (10 s),
-#   CONNECTIONS (16) and ROUNDS (3) override the defaults. STATEMENTS=1
+#   CONNECTIONS (16) and ROUNDS (3) override the defaults; OPS=get (or
+#   put) measures one operation only. STATEMENTS=1
 #   also prints, after each run over PostgreSQL, the statements it ran per
 #   request (from pg_stat_statements), the most frequent first.
 set -euo pipefail
@@ -165,7 +166,7 @@ hz="$(getconf CLK_TCK)"
 printf '%-9s %-4s %10s %9s %9s %12s %10s %10s\n' mode op "req/s" "p50 ms" "p99 ms" \
     "node µs/req" "pg µs/req" "s3 µs/req"
 for round in $(seq "$rounds"); do
-    for op in get put; do
+    for op in ${OPS:-get put}; do
         for mode in embedded objects; do
             port_var="${mode}_port"
             pid_var="${mode}_pid"

@@ -159,14 +159,15 @@ pub(crate) fn run(
     config.default_quota = quota;
     config.default_rate = agent_rate;
     config.max_open_workspaces = fit_open_files(max_open_workspaces);
-    let opened = anyfs_server::Service::open(config).map_err(|e| e.to_string())?;
-    if let Some(secret) = &opened.new_admin_secret {
-        show_admin_secret(&data_dir, secret)?;
-    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    config.runtime = Some(runtime.handle().clone());
+    let opened = anyfs_server::Service::open(config).map_err(|e| e.to_string())?;
+    if let Some(secret) = &opened.new_admin_secret {
+        show_admin_secret(&data_dir, secret)?;
+    }
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen)
             .await

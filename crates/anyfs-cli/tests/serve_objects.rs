@@ -162,6 +162,44 @@ fn three_nodes_serve_one_account_and_an_agents_policy_holds_on_each() {
     }
 }
 
+/// A node answers reads from what it remembers of a workspace's tree
+/// when the login's query finds the workspace unchanged. A change made
+/// through another node is seen at the next read, by an account's secret
+/// and by an agent's token alike, however recently the reading node read.
+#[test]
+fn a_read_sees_the_change_another_node_just_made() {
+    let pg = require!(postgres());
+    let s3 = require!(seaweed());
+    let deployment = Deployment::new(pg, s3);
+    let nodes = [deployment.node("node-1"), deployment.node("node-2")];
+    let client = Client::new();
+    let secret = signup(&client, &nodes[0], "ping-pong");
+    let agent: Value = client
+        .post(nodes[0].url("/v1/agents"))
+        .bearer_auth(&secret)
+        .json(&json!({"name": "reader", "config": {}, "policy": {}}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let token = agent["token"].as_str().unwrap().to_string();
+    for round in 0..20 {
+        let (writer, reader) = (&nodes[round % 2], &nodes[(round + 1) % 2]);
+        let body = format!("round {round}").into_bytes();
+        assert_eq!(
+            put(&client, writer, &secret, "shared/state.txt", body.clone()),
+            StatusCode::CREATED
+        );
+        for who in [&secret, &token] {
+            assert_eq!(
+                get(&client, reader, who, "shared/state.txt"),
+                (StatusCode::OK, body.clone()),
+                "round {round}"
+            );
+        }
+    }
+}
+
 #[test]
 fn the_signup_limit_holds_across_nodes() {
     let pg = require!(postgres());

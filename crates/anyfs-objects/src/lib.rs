@@ -55,7 +55,7 @@ mod names;
 mod store;
 mod unavailable;
 
-pub use backend::{ObjectBackend, consistent_reads};
+pub use backend::{ObjectBackend, consistent_reads, seen_version, workspace_version_sql};
 pub use blob::{BlobId, Blobs};
 pub use config::ObjectStoreConfig;
 pub use gc::{GarbageReport, collect_garbage};

@@ -176,8 +176,9 @@ impl Database {
     }
 
     /// Runs `work` with a pooled connection and waits for it: the
-    /// synchronous way in. Driver errors (`?` on a
-    /// [`tokio_postgres::Error`]) become [`DbError`]s naming this server.
+    /// synchronous way in ([`Database::run_async`] for async callers).
+    /// Driver errors (`?` on a [`tokio_postgres::Error`]) become
+    /// [`DbError`]s naming this server.
     ///
     /// After a [`DbError::Unavailable`] (a lost connection, a server that
     /// restarted), the connections made before it are dropped rather than
@@ -196,13 +197,27 @@ impl Database {
         F: FnOnce(Client) -> Fut,
         Fut: Future<Output = Result<T, DbError>>,
     {
-        self.block_on(async { work(self.client().await?).await })
-            .map_err(|e| {
-                if e.is_unavailable() {
-                    *self.last_outage.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
-                }
-                e.at(&self.target)
-            })
+        self.block_on(self.run_async(work))
+    }
+
+    /// [`Database::run`] for async callers: the caller's task waits, not a
+    /// thread.
+    ///
+    /// # Errors
+    ///
+    /// As [`Database::run`].
+    pub async fn run_async<T, F, Fut>(&self, work: F) -> Result<T, DbError>
+    where
+        F: FnOnce(Client) -> Fut,
+        Fut: Future<Output = Result<T, DbError>>,
+    {
+        let result = async { work(self.client().await?).await }.await;
+        result.map_err(|e| {
+            if e.is_unavailable() {
+                *self.last_outage.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+            }
+            e.at(&self.target)
+        })
     }
 
     /// Waits for `future` on this database's runtime.

@@ -5,7 +5,7 @@ use anyfs::FileStorage;
 
 use crate::Service;
 use crate::failure::Failure;
-use crate::registry::{Account, AgentRow, Outcome};
+use crate::registry::{Account, AgentRow, Login, LoginAhead, Outcome};
 use crate::secrets::{self, SecretKind};
 use crate::workspace::{AgentPolicy, Stack};
 
@@ -48,9 +48,39 @@ pub(crate) fn bearer(authorization: &str) -> Option<&str> {
     authorization.strip_prefix("Bearer ").map(str::trim)
 }
 
+/// Reads, where the registry is behind a network, what authenticating
+/// `secret` needs without holding a thread ([`Registry::login_ahead`]), for
+/// [`authenticate_with`]. `None`: nothing to read ahead (no secret, the
+/// admin's, or a registry that reads as fast where it blocks).
+///
+/// [`Registry::login_ahead`]: crate::registry::Registry::login_ahead
+pub(crate) async fn login_ahead(
+    service: &Service,
+    secret: Option<&str>,
+) -> Option<crate::registry::Result<LoginAhead>> {
+    let secret = secret?;
+    let agent = match SecretKind::of(secret)? {
+        SecretKind::Account => false,
+        SecretKind::Agent => true,
+        SecretKind::Admin => return None,
+    };
+    let digest = secrets::digest(secret);
+    Some(service.registry.login_ahead(&digest, agent)?.await)
+}
+
 /// Who `secret` belongs to. Refused while the audit log cannot be written
 /// (nothing is done that could not be audited). Blocks on the registry.
 pub(crate) fn authenticate(service: &Service, secret: Option<&str>) -> Result<Caller, Failure> {
+    authenticate_with(service, secret, None)
+}
+
+/// [`authenticate`] with what [`login_ahead`] read (when it matches the
+/// kind of `secret`) instead of reading the registry again.
+pub(crate) fn authenticate_with(
+    service: &Service,
+    secret: Option<&str>,
+    ahead: Option<crate::registry::Result<Login>>,
+) -> Result<Caller, Failure> {
     service
         .registry
         .audit_ready()
@@ -86,11 +116,15 @@ pub(crate) fn authenticate(service: &Service, secret: Option<&str>) -> Result<Ca
             Ok(Caller::Admin)
         }
         Some(SecretKind::Account) => {
-            let (account, stored) = service
-                .registry
-                .account_by_digest(&digest)
-                .map_err(Failure::from)?
-                .ok_or_else(|| refuse("unknown account secret"))?;
+            let found = match ahead {
+                Some(Ok(Login::Account(found))) => found,
+                Some(Err(e)) => return Err(e.into()),
+                _ => service
+                    .registry
+                    .account_by_digest(&digest)
+                    .map_err(Failure::from)?,
+            };
+            let (account, stored) = found.ok_or_else(|| refuse("unknown account secret"))?;
             if !secrets::matches(secret, &stored) {
                 return Err(refuse("unknown account secret"));
             }
@@ -100,11 +134,15 @@ pub(crate) fn authenticate(service: &Service, secret: Option<&str>) -> Result<Ca
             Ok(Caller::Account(account))
         }
         Some(SecretKind::Agent) => {
-            let (agent, stored, account) = service
-                .registry
-                .agent_and_account_by_digest(&digest)
-                .map_err(Failure::from)?
-                .ok_or_else(|| refuse("unknown agent token"))?;
+            let found = match ahead {
+                Some(Ok(Login::Agent(found))) => found,
+                Some(Err(e)) => return Err(e.into()),
+                _ => service
+                    .registry
+                    .agent_and_account_by_digest(&digest)
+                    .map_err(Failure::from)?,
+            };
+            let (agent, stored, account) = found.ok_or_else(|| refuse("unknown agent token"))?;
             if !secrets::matches(secret, &stored) {
                 return Err(refuse("unknown agent token"));
             }

@@ -86,6 +86,11 @@ pub struct Config {
     /// ones are closed, least recently used first, and reopened when asked
     /// for.
     pub max_open_workspaces: usize,
+    /// The runtime the service will run on, when it exists before
+    /// [`Service::open`]: connections to `database` are then driven by it
+    /// rather than by threads of their own, so a request's queries wake
+    /// no other threads (`None`: the database gets a small runtime).
+    pub runtime: Option<tokio::runtime::Handle>,
 }
 
 impl std::fmt::Debug for Config {
@@ -106,6 +111,7 @@ impl std::fmt::Debug for Config {
             .field("default_quota", &self.default_quota)
             .field("default_rate", &self.default_rate)
             .field("max_open_workspaces", &self.max_open_workspaces)
+            .field("runtime", &self.runtime.is_some())
             .finish()
     }
 }
@@ -123,6 +129,7 @@ impl Config {
             default_quota: 1 << 30,
             default_rate: None,
             max_open_workspaces: 256,
+            runtime: None,
         }
     }
 }

@@ -11,9 +11,9 @@ use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use zeroize::Zeroizing;
 
 use crate::Service;
-use crate::caller::{Caller, account_owner, authenticate, workspace};
+use crate::caller::{Caller, account_owner, authenticate_with, login_ahead, workspace};
 use crate::failure::{Failure, outcome_of};
-use crate::registry::{AuditEntry, Outcome, RegistryError, lexical_resolution};
+use crate::registry::{AuditEntry, Login, Outcome, RegistryError, lexical_resolution};
 use crate::workspace::{HeavyPermit, Stack};
 
 /// Runs `work` on tokio's blocking pool: the registry and the workspaces
@@ -155,54 +155,82 @@ where
     T: Send + 'static,
     E: Into<Failure>,
 {
+    // Where the registry is behind a network, the login is read here,
+    // without holding a thread of the blocking pool.
+    let ahead = login_ahead(service, request.secret.as_deref().map(String::as_str)).await;
     blocking(service, move |service| {
-        let mut caller = authenticate(service, request.secret.as_deref().map(String::as_str))?;
-        if request.callers == Callers::AccountOnly {
-            caller = Caller::Account(account_owner(service, caller)?);
-        }
-        let (account, fs) = workspace(service, &caller)?;
-        let open = OpenWorkspace {
-            tree: service.workspaces.tree(&account),
-            fs,
-            account,
-            service: service.clone(),
+        let (login, version) = match ahead {
+            Some(Ok(ahead)) => (Some(Ok(ahead.login)), ahead.workspace_version),
+            Some(Err(e)) => (Some(Err(e)), None),
+            None => (None, None),
         };
-        // An operation that may take a whole folder runs alone in the
-        // account; every other change shares (one in steps only for the
-        // steps that touch the tree); a read takes no lock.
-        let result = match request.access {
-            Access::WholeTree => {
-                let _alone = open.tree.write();
-                op(&open)
-            }
-            Access::Change => {
-                let _shared = open.tree.read();
-                op(&open)
-            }
-            // Reads of the object store's workspaces confirm the tree's
-            // version once for the whole request.
-            Access::Read => anyfs_objects::consistent_reads(|| op(&open)),
-            Access::InSteps => op(&open),
-        }
-        .map_err(|e| explained(&caller, e.into()));
-        let outcome = outcome_of(&result);
-        let actor = caller.actor();
-        let mut audited = Ok(());
-        for (action, path) in &request.audits {
-            audited = audited.and(open.audit(&actor, action, path, outcome));
-        }
-        // A change is confirmed only once its record is committed: a crash
-        // after the answer cannot leave a change the log does not show.
-        if audited.is_ok() && request.access != Access::Read && result.is_ok() {
-            service.registry.flush_audit();
-            audited = service.registry.audit_ready();
-        }
-        match audited {
-            Err(e) if result.is_ok() => Err(Failure::audit_unavailable(e, true)),
-            _ => result,
+        // A read sees the object store's workspaces as of one moment, the
+        // login's: the query that authenticates also read the version.
+        if request.access == Access::Read {
+            anyfs_objects::consistent_reads(|| {
+                anyfs_objects::seen_version(version.as_deref());
+                run_request(service, request, login, op)
+            })
+        } else {
+            run_request(service, request, login, op)
         }
     })
     .await
+}
+
+/// [`run_audited`], on the blocking pool.
+fn run_request<T, E>(
+    service: &Arc<Service>,
+    request: FileRequest,
+    login: Option<crate::registry::Result<Login>>,
+    op: impl FnOnce(&OpenWorkspace) -> Result<T, E>,
+) -> Result<T, Failure>
+where
+    E: Into<Failure>,
+{
+    let secret = request.secret.as_deref().map(String::as_str);
+    let mut caller = authenticate_with(service, secret, login)?;
+    if request.callers == Callers::AccountOnly {
+        caller = Caller::Account(account_owner(service, caller)?);
+    }
+    let (account, fs) = workspace(service, &caller)?;
+    let open = OpenWorkspace {
+        tree: service.workspaces.tree(&account),
+        fs,
+        account,
+        service: service.clone(),
+    };
+    // An operation that may take a whole folder runs alone in the
+    // account; every other change shares (one in steps only for the
+    // steps that touch the tree); a read takes no lock.
+    let result = match request.access {
+        Access::WholeTree => {
+            let _alone = open.tree.write();
+            op(&open)
+        }
+        Access::Change => {
+            let _shared = open.tree.read();
+            op(&open)
+        }
+        Access::Read | Access::InSteps => op(&open),
+    }
+    .map_err(|e| explained(&caller, e.into()));
+    let outcome = outcome_of(&result);
+    let actor = caller.actor();
+    let mut audited = Ok(());
+    for (action, path) in &request.audits {
+        audited = audited.and(open.audit(&actor, action, path, outcome));
+    }
+    // A change is confirmed only once its record is committed: a crash
+    // after the answer cannot leave a change the log does not show.
+    if audited.is_ok() && request.access != Access::Read && result.is_ok() {
+        service.registry.flush_audit();
+        audited = service.registry.audit_ready();
+    }
+    match audited {
+        Err(e) if result.is_ok() => Err(Failure::audit_unavailable(e, true)),
+        _ => result,
+    }
 }
 
 /// A quota refusal said in the words of the limit it hit: the agent's

@@ -19,7 +19,7 @@ use anyfs_postgres::Database;
 
 /// The one workspace each account has (the backend keeps several per
 /// account; the service uses one).
-const WORKSPACE: &str = "main";
+pub(crate) const WORKSPACE: &str = "main";
 
 /// Opened blob records kept in memory per node: blobs never change, so a
 /// cached record is never stale.

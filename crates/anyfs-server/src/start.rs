@@ -9,7 +9,7 @@ use anyfs::crypto::{Aes256Gcm, Key};
 
 use crate::registry::{PostgresRegistry, Registry, RegistryError, SqliteRegistry};
 use crate::sealing::Sealer;
-use crate::shared::SharedWorkspaces;
+use crate::shared::{self, SharedWorkspaces};
 use crate::{Config, Opened, Service, secrets, workspace};
 
 /// Why the service did not start, or a private file was not written.
@@ -396,15 +396,21 @@ impl Service {
         };
         let registry: Arc<dyn Registry> = match &config.database {
             Some(url) => {
-                let db = anyfs_postgres::Database::connect(url)
+                let options = anyfs_postgres::Options {
+                    runtime: config.runtime.clone(),
+                    ..anyfs_postgres::Options::default()
+                };
+                let db = anyfs_postgres::Database::connect_with(url, options)
                     .map_err(|e| OpenError::Registry(e.to_string()))?;
+                let mut registry = PostgresRegistry::open(db.clone(), sealer.clone())?;
                 if let (Some(objects), Some(first)) = (&config.objects, keys.first()) {
                     home = workspace::Home::Shared(
-                        SharedWorkspaces::connect(db.clone(), objects, first, config.default_quota)
+                        SharedWorkspaces::connect(db, objects, first, config.default_quota)
                             .map_err(|e| OpenError::ObjectStore(e.to_string()))?,
                     );
+                    registry = registry.reading_workspace_versions(shared::WORKSPACE);
                 }
-                Arc::new(PostgresRegistry::open(db, sealer.clone())?)
+                Arc::new(registry)
             }
             None => {
                 owner_only_files(&config.data_dir)?;

@@ -51,7 +51,7 @@ fn first_keys_on_many_threads_are_all_taken() {
 
 /// Eight threads open their first encrypted database at the same moment.
 fn race() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("a temporary directory");
     let start = Barrier::new(8);
     let failures: Vec<String> = std::thread::scope(|s| {
         let threads: Vec<_> = (0..8u8)
@@ -67,7 +67,7 @@ fn race() {
             .collect();
         threads
             .into_iter()
-            .filter_map(|t| t.join().unwrap())
+            .filter_map(|t| t.join().expect("the thread ends"))
             .collect()
     });
     for f in &failures {

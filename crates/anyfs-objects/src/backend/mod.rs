@@ -43,7 +43,7 @@ use crate::names::NameKeys;
 use crate::unavailable::{Service, Unavailable};
 use reads::{ReadCache, View};
 
-pub use reads::consistent_reads;
+pub use reads::{consistent_reads, seen_version, workspace_version_sql};
 pub(crate) use tree::now_ns;
 
 /// The schema of the tree, applied by [`ObjectBackend::migrate`].

@@ -309,6 +309,43 @@ pub fn consistent_reads<T>(work: impl FnOnce() -> T) -> T {
     work()
 }
 
+/// An SQL expression that a query of the caller's own can carry, to read
+/// in the same round trip the version of one account's workspace: the
+/// workspace named by the SQL expression `name` (a bound parameter, such
+/// as `$2`) of the account whose id is the SQL expression `account`, as
+/// `ARRAY[id, version]` (`bigint[]`), NULL when there is none. What it
+/// reads goes to [`seen_version`].
+///
+/// For a service whose every request starts with a query of its own in
+/// the same database (authentication): a request that only reads then
+/// needs no statement of its own while the node's cache is current.
+///
+/// ```
+/// let sql = format!(
+///     "SELECT a.id, {} FROM accounts a WHERE a.secret_digest = $1",
+///     anyfs_objects::workspace_version_sql("a.id", "$2"),
+/// );
+/// assert!(sql.contains("fs_workspaces"));
+/// ```
+pub fn workspace_version_sql(account: &str, name: &str) -> String {
+    format!(
+        "(SELECT ARRAY[w.id, w.version] FROM fs_workspaces w \
+         WHERE w.account = {account} AND w.name = {name})"
+    )
+}
+
+/// Inside [`consistent_reads`], records what an expression from
+/// [`workspace_version_sql`] read (`None`: SQL NULL, no workspace): the
+/// version the workspace had while this request was being answered, as
+/// the first read of [`consistent_reads`] would have confirmed it. Outside
+/// [`consistent_reads`], and for anything but `[id, version]`, it does
+/// nothing.
+pub fn seen_version(seen: Option<&[i64]>) {
+    if let Some(&[workspace, version]) = seen {
+        confirm(workspace, Some(version));
+    }
+}
+
 /// Whether, inside [`consistent_reads`], `workspace` was confirmed at
 /// `version` on this thread.
 pub(crate) fn confirmed(workspace: i64, version: i64) -> bool {

@@ -80,6 +80,26 @@ pub(crate) struct AgentRow {
 /// stored, and its account (`None`: deleted meanwhile).
 pub(crate) type AgentLogin = (AgentRow, Vec<u8>, Option<Account>);
 
+/// What a login reads for a secret, by the secret's kind.
+pub(crate) enum Login {
+    /// [`Registry::account_by_digest`].
+    Account(Option<(Account, Vec<u8>)>),
+    /// [`Registry::agent_and_account_by_digest`].
+    Agent(Option<AgentLogin>),
+}
+
+/// A login read ahead, on the runtime ([`Registry::login_ahead`]).
+pub(crate) struct LoginAhead {
+    pub(crate) login: Login,
+    /// What it read of the version of the account's workspace, if it reads
+    /// that (for [`anyfs_objects::seen_version`]).
+    pub(crate) workspace_version: Option<Vec<i64>>,
+}
+
+/// A future of a login read ahead.
+pub(crate) type LoginFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<LoginAhead>> + Send + 'a>>;
+
 /// An execution row: its state still sealed.
 #[derive(Debug, Clone)]
 pub(crate) struct ExecutionRow {
@@ -266,6 +286,14 @@ pub(crate) trait Registry: Send + Sync + std::fmt::Debug {
         };
         let account = self.account(&agent.account_id)?;
         Ok(Some((agent, stored, account)))
+    }
+    /// For a registry behind a network (PostgreSQL): the login of a
+    /// secret whose digest is `digest` (an agent's token when `agent`, else
+    /// an account's secret) as a future, so that a request waits for it
+    /// without holding a thread; `None` (the default) where a blocking read
+    /// costs less than a trip to the runtime (SQLite).
+    fn login_ahead<'a>(&'a self, _digest: &'a [u8], _agent: bool) -> Option<LoginFuture<'a>> {
+        None
     }
     /// An account's agents, oldest first.
     fn agents(&self, account: &str) -> Result<Vec<AgentRow>>;

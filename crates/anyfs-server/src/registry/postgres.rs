@@ -27,8 +27,9 @@ use anyfs_postgres::{Database, DbError, Migration};
 
 use super::audit_log::{AuditWriter, BoxError, ChainBreak, ChainStore, chain_hash, check_link};
 use super::{
-    Account, AgentLogin, AgentRow, AuditEntry, AuditQuery, AuditRecord, ExecutionRow, Registry,
-    RegistryError, Result, now, open_paths, signup_wait, window_millis,
+    Account, AgentLogin, AgentRow, AuditEntry, AuditQuery, AuditRecord, ExecutionRow, Login,
+    LoginAhead, LoginFuture, Registry, RegistryError, Result, now, open_paths, signup_wait,
+    window_millis,
 };
 use crate::sealing::Sealer;
 
@@ -80,7 +81,46 @@ pub(crate) struct PostgresRegistry {
     audit: AuditWriter,
     /// Seals audit paths and agent policies, bound to their account.
     sealer: Arc<Sealer>,
+    /// With workspaces in this database (`--objects`): the name of each
+    /// account's workspace, whose version a login reads too.
+    workspace_versions: Option<&'static str>,
+    /// The queries of a login by an account's secret and by an agent's
+    /// token (see [`login_sql`]).
+    account_login: String,
+    agent_login: String,
 }
+
+/// The queries that log in an account and an agent by their secret's
+/// digest (`$1`): an account's columns ([`ACCOUNT_COLUMNS`]) and digest;
+/// an agent's columns ([`AGENT_COLUMNS`]), digest and account columns.
+/// Reading the version of the account's workspace named `$2` as well
+/// (`workspace_versions`), in the last column.
+fn login_sql(workspace_versions: bool) -> (String, String) {
+    let version = |account: &str| match workspace_versions {
+        true => format!(", {}", anyfs_objects::workspace_version_sql(account, "$2")),
+        false => String::new(),
+    };
+    let account = format!(
+        "SELECT {ACCOUNT_COLUMNS}, secret_digest{} FROM accounts WHERE secret_digest = $1",
+        version("accounts.id")
+    );
+    let agent = format!(
+        "SELECT a.id, a.account_id, a.name, a.config, a.policy, a.created_at, a.token_digest,
+                c.id, c.name, c.suspended, c.created_at{}
+         FROM agents a LEFT JOIN accounts c ON c.id = a.account_id
+         WHERE a.token_digest = $1",
+        version("c.id")
+    );
+    (account, agent)
+}
+
+/// Where a login's query has the version it read (see [`login_sql`]).
+const ACCOUNT_LOGIN_VERSION: usize = 5;
+const AGENT_LOGIN_VERSION: usize = 11;
+
+/// What a login read: its row, and the version of the account's workspace
+/// when it reads that.
+type LoginRead<T> = (Option<T>, Option<Vec<i64>>);
 
 impl std::fmt::Debug for PostgresRegistry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -103,7 +143,91 @@ impl PostgresRegistry {
     pub(crate) fn open(db: Database, sealer: Arc<Sealer>) -> Result<Self> {
         db.migrate(COMPONENT, MIGRATIONS)?;
         let audit = AuditWriter::start(PostgresChains { db: db.clone() })?;
-        Ok(Self { db, audit, sealer })
+        let (account_login, agent_login) = login_sql(false);
+        Ok(Self {
+            db,
+            audit,
+            sealer,
+            workspace_versions: None,
+            account_login,
+            agent_login,
+        })
+    }
+
+    /// Makes every login (a secret or token looked up by its digest) also
+    /// read the version of the account's workspace `name` of the object
+    /// backend in the same database, and hand it to
+    /// [`anyfs_objects::seen_version`]: a request that only reads then
+    /// needs no round trip of its own while the node's cache is current.
+    pub(crate) fn reading_workspace_versions(mut self, name: &'static str) -> Self {
+        self.workspace_versions = Some(name);
+        (self.account_login, self.agent_login) = login_sql(true);
+        self
+    }
+
+    /// Runs the login query `sql` for `digest`: its row made a `T` by
+    /// `from`, and the version it read from column `version_at`.
+    async fn login<T>(
+        &self,
+        sql: &str,
+        digest: &[u8],
+        version_at: usize,
+        from: impl Fn(&Row) -> Decoded<T>,
+    ) -> Result<LoginRead<T>> {
+        let name = self.workspace_versions;
+        Ok(self
+            .db
+            .run_async(|client| async move {
+                let statement = client.prepare_cached(sql).await?;
+                let row = match name {
+                    Some(name) => client.query_opt(&statement, &[&digest, &name]).await?,
+                    None => client.query_opt(&statement, &[&digest]).await?,
+                };
+                let Some(row) = row else {
+                    return Ok((None, None));
+                };
+                let version = match name {
+                    Some(_) => row.try_get::<_, Option<Vec<i64>>>(version_at)?,
+                    None => None,
+                };
+                Ok((Some(from(&row)?), version))
+            })
+            .await?)
+    }
+
+    /// The account whose secret has `digest`, with the digest as stored.
+    async fn account_login(&self, digest: &[u8]) -> Result<LoginRead<(Account, Vec<u8>)>> {
+        self.login(&self.account_login, digest, ACCOUNT_LOGIN_VERSION, |row| {
+            Ok((account_from(row)?, row.try_get(4)?))
+        })
+        .await
+    }
+
+    /// The agent whose token has `digest`, with the digest as stored and
+    /// its account.
+    async fn agent_login(&self, digest: &[u8]) -> Result<LoginRead<AgentLogin>> {
+        let (found, version) = self
+            .login(&self.agent_login, digest, AGENT_LOGIN_VERSION, |row| {
+                let account = match row.try_get::<_, Option<String>>(7)? {
+                    Some(_) => Some(account_at(row, 7)?),
+                    None => None,
+                };
+                Ok((agent_from(row)?, row.try_get::<_, Vec<u8>>(6)?, account))
+            })
+            .await?;
+        let found = match found {
+            Some((stored, digest, account)) => Some((self.open_agent(stored)?, digest, account)),
+            None => None,
+        };
+        Ok((found, version))
+    }
+
+    /// A login read on a thread that waits for it: the version it read is
+    /// handed to [`anyfs_objects::seen_version`] on this thread.
+    fn login_here<T>(&self, read: impl Future<Output = Result<LoginRead<T>>>) -> Result<Option<T>> {
+        let (found, version) = self.db.block_on(read)?;
+        anyfs_objects::seen_version(version.as_deref());
+        Ok(found)
     }
 
     /// The rows `sql` selects, each made a `T` by `from`.
@@ -332,13 +456,7 @@ impl Registry for PostgresRegistry {
     }
 
     fn account_by_digest(&self, digest: &[u8]) -> Result<Option<(Account, Vec<u8>)>> {
-        self.query_opt(
-            &format!(
-                "SELECT {ACCOUNT_COLUMNS}, secret_digest FROM accounts WHERE secret_digest = $1"
-            ),
-            &[&digest],
-            |row| Ok((account_from(row)?, row.try_get(4)?)),
-        )
+        self.login_here(self.account_login(digest))
     }
 
     fn accounts(&self) -> Result<Vec<Account>> {
@@ -474,23 +592,23 @@ impl Registry for PostgresRegistry {
     }
 
     fn agent_and_account_by_digest(&self, digest: &[u8]) -> Result<Option<AgentLogin>> {
-        self.query_opt(
-            // AGENT_COLUMNS, the digest, then ACCOUNT_COLUMNS.
-            "SELECT a.id, a.account_id, a.name, a.config, a.policy, a.created_at, a.token_digest,
-                    c.id, c.name, c.suspended, c.created_at
-             FROM agents a LEFT JOIN accounts c ON c.id = a.account_id
-             WHERE a.token_digest = $1",
-            &[&digest],
-            |row| {
-                let account = match row.try_get::<_, Option<String>>(7)? {
-                    Some(_) => Some(account_at(row, 7)?),
-                    None => None,
-                };
-                Ok((agent_from(row)?, row.try_get::<_, Vec<u8>>(6)?, account))
-            },
-        )?
-        .map(|(stored, digest, account)| Ok((self.open_agent(stored)?, digest, account)))
-        .transpose()
+        self.login_here(self.agent_login(digest))
+    }
+
+    fn login_ahead<'a>(&'a self, digest: &'a [u8], agent: bool) -> Option<LoginFuture<'a>> {
+        Some(Box::pin(async move {
+            let (login, workspace_version) = if agent {
+                let (found, version) = self.agent_login(digest).await?;
+                (Login::Agent(found), version)
+            } else {
+                let (found, version) = self.account_login(digest).await?;
+                (Login::Account(found), version)
+            };
+            Ok(LoginAhead {
+                login,
+                workspace_version,
+            })
+        }))
     }
 
     fn agents(&self, account: &str) -> Result<Vec<AgentRow>> {
