@@ -168,16 +168,29 @@ impl ObjectStore {
 
     /// Creates `name` with `data`; fails with `Conflict` if it exists
     /// (nothing is ever replaced).
+    ///
+    /// An upload whose answer was lost (the connection closed, a timeout,
+    /// a 5xx) is sent again, and the store then refuses it: the object
+    /// exists, written by the first attempt. Names are random, so an
+    /// object that holds exactly `data` is this upload's own, and that is
+    /// a success; anything else under the name is a `Conflict`.
     pub(crate) fn put_new(&self, path: &Path, name: &str, data: Vec<u8>) -> FsResult<()> {
         let op = "upload a blob";
-        self.run(self.op.write_with(name, data).if_not_exists(true))
-            .map(drop)
-            .map_err(|e| match e.kind() {
-                ErrorKind::ConditionNotMatch => {
-                    FsError::conflict(path, format!("blob {name} already exists"))
-                }
-                _ => self.error(path, op, e),
-            })
+        let data = opendal::Buffer::from(data);
+        let Err(e) = self.run(self.op.write_with(name, data.clone()).if_not_exists(true)) else {
+            return Ok(());
+        };
+        if e.kind() != ErrorKind::ConditionNotMatch {
+            return Err(self.error(path, op, e));
+        }
+        match self.run(self.op.read(name)) {
+            Ok(stored) if stored.to_bytes() == data.to_bytes() => Ok(()),
+            Ok(_) => Err(FsError::conflict(
+                path,
+                format!("blob {name} already exists"),
+            )),
+            Err(e) => Err(self.error(path, op, e)),
+        }
     }
 
     /// Bytes `range` of `name`: `IntegrityError` if the object is shorter.
