@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use anyfs_services::{postgres, require, seaweed};
-use nodes::{ADMIN_SECRET, Deployment, Node, anyfs, free_port, get, output_text, put, signup};
+use nodes::{
+    ADMIN_SECRET, Deployment, Node, anyfs, create_agent, free_port, get, output_text, put, signup,
+};
 use reqwest::StatusCode;
 use reqwest::blocking::Client;
 use serde_json::{Value, json};
@@ -165,19 +167,16 @@ fn embedded(accounts: usize, puts: usize, bundled: usize) -> Embedded {
                 files.insert(format!("skills/toolkit/{path}"), bytes);
             }
         }
-        let agent: Value = client
-            .post(node.url("/v1/agents"))
-            .bearer_auth(&secret)
-            .json(&json!({
+        let token = create_agent(
+            &client,
+            &node,
+            &secret,
+            json!({
                 "name": "bot",
                 "config": {"provider": {"api_key": format!("sk-test-{i}")}},
                 "policy": {"deny": ["/private/**"], "read_only": ["/docs/**"]}
-            }))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
-        let token = agent["token"].as_str().unwrap().to_string();
+            }),
+        );
         let by_agent = b"written by the agent".to_vec();
         assert_eq!(
             put(&client, &node, &token, "agent/out.txt", by_agent.clone()),

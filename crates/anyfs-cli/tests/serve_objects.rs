@@ -117,19 +117,16 @@ fn three_nodes_serve_one_account_and_an_agents_policy_holds_on_each() {
         ),
         StatusCode::CREATED
     );
-    let agent: Value = client
-        .post(nodes[0].url("/v1/agents"))
-        .bearer_auth(&secret)
-        .json(&json!({
+    let token = create_agent(
+        &client,
+        &nodes[0],
+        &secret,
+        json!({
             "name": "bot",
             "config": {},
             "policy": {"deny": ["/private/**"], "read_only": ["/docs/**"]}
-        }))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    let token = agent["token"].as_str().unwrap().to_string();
+        }),
+    );
     for (i, node) in nodes.iter().enumerate() {
         assert_eq!(
             get(&client, node, &token, "private/plan.txt").0,
@@ -174,15 +171,12 @@ fn a_read_sees_the_change_another_node_just_made() {
     let nodes = [deployment.node("node-1"), deployment.node("node-2")];
     let client = Client::new();
     let secret = signup(&client, &nodes[0], "ping-pong");
-    let agent: Value = client
-        .post(nodes[0].url("/v1/agents"))
-        .bearer_auth(&secret)
-        .json(&json!({"name": "reader", "config": {}, "policy": {}}))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    let token = agent["token"].as_str().unwrap().to_string();
+    let token = create_agent(
+        &client,
+        &nodes[0],
+        &secret,
+        json!({"name": "reader", "config": {}, "policy": {}}),
+    );
     for round in 0..20 {
         let (writer, reader) = (&nodes[round % 2], &nodes[(round + 1) % 2]);
         let body = format!("round {round}").into_bytes();
@@ -375,15 +369,12 @@ fn neither_the_bucket_nor_a_database_dump_shows_content_names_or_secrets() {
         ),
         StatusCode::CREATED
     );
-    let agent: Value = client
-        .post(node.url("/v1/agents"))
-        .bearer_auth(&secret)
-        .json(&json!({"name": "keyholder", "config": {"provider": {"api_key": api_key}}}))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    let token = agent["token"].as_str().unwrap().to_string();
+    let token = create_agent(
+        &client,
+        &node,
+        &secret,
+        json!({"name": "keyholder", "config": {"provider": {"api_key": api_key}}}),
+    );
     assert_eq!(
         put(&client, &node, &token, "agent-wrote.txt", content.clone()),
         StatusCode::CREATED

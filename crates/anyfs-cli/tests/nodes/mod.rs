@@ -208,6 +208,20 @@ pub(crate) fn signup(client: &Client, node: &Node, name: &str) -> String {
     v["secret"].as_str().unwrap().to_string()
 }
 
+/// Makes an agent described by `agent` (name, config, policy) in the
+/// account of `secret`, through `node`: its token.
+pub(crate) fn create_agent(client: &Client, node: &Node, secret: &str, agent: Value) -> String {
+    let v: Value = client
+        .post(node.url("/v1/agents"))
+        .bearer_auth(secret)
+        .json(&agent)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    v["token"].as_str().unwrap().to_string()
+}
+
 pub(crate) fn put(
     client: &Client,
     node: &Node,
