@@ -55,7 +55,9 @@ mod names;
 mod store;
 mod unavailable;
 
-pub use backend::{ObjectBackend, consistent_reads, seen_version, workspace_version_sql};
+pub use backend::{
+    ObjectBackend, SnapshotInfo, consistent_reads, seen_version, workspace_version_sql,
+};
 pub use blob::{BlobId, Blobs};
 pub use config::ObjectStoreConfig;
 pub use gc::{GarbageReport, collect_garbage};

@@ -1,6 +1,7 @@
 //! What the object backend promises beyond the conformance suite, on real
 //! servers: exact quotas, two backends on one workspace seeing each other's
-//! writes, nothing in plaintext in the database or the bucket, and garbage
+//! writes, nothing in plaintext in the database or the bucket (snapshots
+//! and branches included), and garbage
 //! collection that deletes only what nothing names.
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
@@ -94,6 +95,10 @@ fn names_and_content_are_not_stored_in_plaintext() {
     fs.write(&Path::new("/").join(secret_name).join("x"), secret_content)
         .unwrap();
     anyfs::FsLink::symlink(&fs, p(link_target), p("/l")).unwrap();
+    let secret_label = "before the merger with acme";
+    let snapshot = fs.create_snapshot(secret_label).unwrap();
+    assert_eq!(fs.snapshots().unwrap()[0].label, secret_label);
+    fs.branch(snapshot.id, "a-branch").unwrap();
 
     // Every text and byte column of every table this backend writes.
     let dump: Vec<u8> = services
@@ -103,7 +108,10 @@ fn names_and_content_are_not_stored_in_plaintext() {
             for (table, columns) in [
                 ("fs_entries", "name_key, name"),
                 ("fs_nodes", "coalesce(target, ''::bytea)"),
-                ("fs_workspaces", "convert_to(account || name, 'UTF8')"),
+                (
+                    "fs_workspaces",
+                    "convert_to(account || name, 'UTF8'), coalesce(label, ''::bytea)",
+                ),
                 ("fs_blobs", "id"),
             ] {
                 for row in client
@@ -127,6 +135,10 @@ fn names_and_content_are_not_stored_in_plaintext() {
     assert!(
         !found(&dump, link_target.as_bytes()),
         "a link target is in the database"
+    );
+    assert!(
+        !found(&dump, secret_label.as_bytes()),
+        "a snapshot's label is in the database"
     );
 
     let store = services.blobs.store();

@@ -20,7 +20,7 @@ impl ObjectBackend {
         let node = self.node_in(tx, path, ino).await?;
         match (node.kind, node.target) {
             (SYMLINK, Some(sealed)) => {
-                let target = self.names.open_target(path, self.workspace, ino, &sealed)?;
+                let target = self.names.open_target(path, self.scope, ino, &sealed)?;
                 Ok(PathBuf::from(OsString::from_vec(target)))
             }
             _ => Err(FsError::invalid_path(path, "not a symbolic link").into()),
@@ -163,7 +163,7 @@ impl FsLink for ObjectBackend {
             let ino = self
                 .alloc(tx, SYMLINK, 0o777, self.owner_ids(), now)
                 .await?;
-            let sealed = self.names.seal_target(self.workspace, ino, bytes)?;
+            let sealed = self.names.seal_target(self.scope, ino, bytes)?;
             tx.execute(
                 "UPDATE fs_nodes SET target = $3, size = $4 WHERE workspace = $1 AND ino = $2",
                 &[&self.workspace, &ino, &sealed, &(bytes.len() as i64)],

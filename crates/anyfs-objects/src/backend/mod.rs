@@ -23,6 +23,7 @@ mod dirs;
 mod files;
 mod handles;
 mod reads;
+mod snapshots;
 mod streams;
 mod tree;
 
@@ -44,6 +45,7 @@ use crate::unavailable::{Service, Unavailable};
 use reads::{ReadCache, View};
 
 pub use reads::{consistent_reads, seen_version, workspace_version_sql};
+pub use snapshots::SnapshotInfo;
 pub(crate) use tree::now_ns;
 
 /// The schema of the tree, applied by [`ObjectBackend::migrate`].
@@ -53,6 +55,11 @@ const MIGRATIONS: &[Migration] = &[
         2,
         "version",
         include_str!("../../migrations/0002_version.sql"),
+    ),
+    Migration::new(
+        3,
+        "snapshots",
+        include_str!("../../migrations/0003_snapshots.sql"),
     ),
 ];
 
@@ -128,6 +135,11 @@ pub struct ObjectBackend {
     blobs: Arc<Blobs>,
     account: String,
     workspace: i64,
+    /// What names and symlink targets are bound to: the workspace's own
+    /// id, which its snapshots share (see `snapshots.rs`).
+    scope: i64,
+    /// A snapshot: every change is refused.
+    frozen: bool,
     names: Arc<NameKeys>,
     /// The owner new nodes get.
     owner: (u32, u32),
@@ -164,6 +176,7 @@ impl ObjectBackend {
     pub fn open(db: Database, blobs: Arc<Blobs>, account: &str, name: &str) -> FsResult<Self> {
         let root = Path::new("/");
         check_account(root, account)?;
+        snapshots::check_workspace_name(root, name)?;
         let now = tree::now_ns();
         let owner = tree::process_owner();
         let workspace = run_plain(&db, root, "open a workspace", async |client| {
@@ -175,28 +188,33 @@ impl ObjectBackend {
                     &[&account, &name],
                 )
                 .await?;
-            let id: i64 = match found {
+            let (id, scope): (i64, i64) = match found {
                 Some(row) => {
                     tree::create_root(&tx, row.get(0), owner, now).await?;
-                    row.get(0)
+                    (row.get(0), row.get(0))
                 }
-                None => tx
-                    .query_one(
-                        "SELECT id FROM fs_workspaces WHERE account = $1 AND name = $2",
-                        &[&account, &name],
-                    )
-                    .await?
-                    .get(0),
+                None => {
+                    let row = tx
+                        .query_one(
+                            "SELECT id, coalesce(name_scope, id) FROM fs_workspaces
+                             WHERE account = $1 AND name = $2",
+                            &[&account, &name],
+                        )
+                        .await?;
+                    (row.get(0), row.get(1))
+                }
             };
             tx.commit().await?;
-            Ok(id)
+            Ok((id, scope))
         })?;
         let names = Arc::new(NameKeys::new(blobs.master(), account));
         Ok(Self {
             db,
             blobs,
             account: account.to_owned(),
-            workspace,
+            workspace: workspace.0,
+            scope: workspace.1,
+            frozen: false,
             names,
             owner,
             pins: Arc::default(),
@@ -209,6 +227,9 @@ impl ObjectBackend {
     /// would take its usage past the limit fail with `QuotaExceeded`;
     /// usage already past a lowered limit stays until files shrink.
     pub fn set_limit(&self, limit: Option<u64>) -> FsResult<()> {
+        if self.frozen {
+            return Err(FsError::read_only("/", "set the byte limit"));
+        }
         let limit = limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX));
         let ws = self.workspace;
         run_plain(
@@ -260,6 +281,9 @@ impl ObjectBackend {
         op: &'static str,
         work: impl AsyncFn(&Transaction<'_>) -> Tx<T>,
     ) -> FsResult<T> {
+        if self.frozen {
+            return Err(FsError::read_only(path, op));
+        }
         let mut attempts = 0;
         loop {
             attempts += 1;

@@ -171,7 +171,7 @@ impl ObjectBackend {
         parent: i64,
         name: &[u8],
     ) -> Tx<Option<(i64, i16)>> {
-        let key = self.names.lookup_key(self.workspace, parent, name);
+        let key = self.names.lookup_key(self.scope, parent, name);
         let stmt = tx
             .prepare_cached(
                 "SELECT e.ino, n.kind FROM fs_entries e
@@ -270,7 +270,7 @@ impl ObjectBackend {
         is_dir: bool,
         now: i64,
     ) -> Tx<()> {
-        let key = self.names.lookup_key(self.workspace, parent, name);
+        let key = self.names.lookup_key(self.scope, parent, name);
         let sealed = self.names.seal_name(&key, name)?;
         let insert = tx
             .prepare_cached(
@@ -313,7 +313,7 @@ impl ObjectBackend {
         name: &[u8],
         now: i64,
     ) -> Tx<Option<Node>> {
-        let key = self.names.lookup_key(self.workspace, parent, name);
+        let key = self.names.lookup_key(self.scope, parent, name);
         let stmt = tx
             .prepare_cached(
                 "DELETE FROM fs_entries WHERE workspace = $1 AND parent = $2 AND name_key = $3
