@@ -26,6 +26,17 @@
 //!
 //! let fs = FileStorage::new(ObjectBackend::open(db, blobs, "acct-42", "main")?);
 //! fs.write("/notes.md", "kept in PostgreSQL and the bucket, encrypted")?;
+//!
+//! // A point to come back to, then an agent's work, then the choice.
+//! let before = fs.backend().create_snapshot("before the agent")?;
+//! fs.write("/notes.md", "rewritten by an agent")?;
+//! let then = fs.backend().open_snapshot(before.id)?; // read only
+//! let old = anyfs::FsRead::read(&then, "/notes.md".as_ref())?;
+//! assert_eq!(old, b"kept in PostgreSQL and the bucket, encrypted");
+//! fs.backend().restore_snapshot(before.id)?; // or keep the change
+//! // Or let the agent work on a branch, a workspace of its own.
+//! let branch = fs.backend().branch(before.id, "agent-try")?;
+//! # let _ = branch;
 //! # Ok(()) }
 //! ```
 //!
@@ -38,7 +49,8 @@
 //! - [`Blobs`]: immutable blobs sealed with AES-256-GCM under a key per
 //!   account, read by record, with an in-memory cache of opened records;
 //! - [`ObjectBackend`]: one workspace as an AnyFS backend, its tree in
-//!   PostgreSQL, its content in blobs;
+//!   PostgreSQL, its content in blobs; with snapshots ([`SnapshotInfo`]),
+//!   restore and branches, which share content rather than copy it;
 //! - [`collect_garbage`]: deletes, over the whole store, the blobs nothing
 //!   names any more, after a grace period;
 //! - [`Unavailable`]: the error for "the database or the object store
