@@ -232,14 +232,7 @@ impl ObjectBackend {
     pub fn restore_snapshot(&self, id: i64) -> FsResult<()> {
         let ws = self.workspace;
         self.change(Path::new("/"), "restore a snapshot", async |tx| {
-            let used: i64 = tx
-                .query_opt(
-                    "SELECT used_bytes FROM fs_workspaces WHERE id = $1 AND snapshot_of = $2",
-                    &[&id, &ws],
-                )
-                .await?
-                .ok_or_else(|| no_such_snapshot(id))?
-                .get(0);
+            let used = snapshot_bytes(tx, ws, id).await?;
             let blobs = named_blobs(tx, ws).await?;
             // Entries and extents go with their nodes.
             tx.execute("DELETE FROM fs_nodes WHERE workspace = $1", &[&ws])
@@ -270,14 +263,7 @@ impl ObjectBackend {
         let (ws, account, scope) = (self.workspace, self.account.clone(), self.scope);
         let id = run_plain(&self.db, path, "make a branch", async |client| {
             let tx = client.transaction().await?;
-            let used: i64 = tx
-                .query_opt(
-                    "SELECT used_bytes FROM fs_workspaces WHERE id = $1 AND snapshot_of = $2",
-                    &[&snapshot, &ws],
-                )
-                .await?
-                .ok_or_else(|| no_such_snapshot(snapshot))?
-                .get(0);
+            let used = snapshot_bytes(&tx, ws, snapshot).await?;
             let made = tx
                 .query_opt(
                     "INSERT INTO fs_workspaces
@@ -338,6 +324,19 @@ async fn copy_tree(tx: &Transaction<'_>, from: i64, to: i64) -> Tx<()> {
     )
     .await?;
     Ok(())
+}
+
+/// The bytes of content in snapshot `id` of workspace `ws`; `NotFound` if
+/// `id` is no snapshot of `ws`.
+async fn snapshot_bytes(tx: &Transaction<'_>, ws: i64, id: i64) -> Tx<i64> {
+    Ok(tx
+        .query_opt(
+            "SELECT used_bytes FROM fs_workspaces WHERE id = $1 AND snapshot_of = $2",
+            &[&id, &ws],
+        )
+        .await?
+        .ok_or_else(|| no_such_snapshot(id))?
+        .get(0))
 }
 
 /// The blobs the extents of workspace `ws` name.
