@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyfs::FsDir;
+use anyfs::FsSnapshots;
 use anyfs::FsWrite;
 use anyfs::crypto::Key;
 use anyfs_objects::{Blobs, ObjectBackend, ObjectStore, ObjectStoreConfig};

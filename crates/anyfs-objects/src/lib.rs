@@ -49,8 +49,9 @@
 //! - [`Blobs`]: immutable blobs sealed with AES-256-GCM under a key per
 //!   account, read by record, with an in-memory cache of opened records;
 //! - [`ObjectBackend`]: one workspace as an AnyFS backend, its tree in
-//!   PostgreSQL, its content in blobs; with snapshots ([`SnapshotInfo`]),
-//!   restore and branches, which share content rather than copy it;
+//!   PostgreSQL, its content in blobs; with snapshots, restore, branches,
+//!   diff and merge ([`anyfs::FsSnapshots`]), which share content rather
+//!   than copy it;
 //! - [`collect_garbage`]: deletes, over the whole store, the blobs nothing
 //!   names any more, after a grace period;
 //! - [`Unavailable`]: the error for "the database or the object store
@@ -67,9 +68,7 @@ mod names;
 mod store;
 mod unavailable;
 
-pub use backend::{
-    ObjectBackend, SnapshotInfo, consistent_reads, seen_version, workspace_version_sql,
-};
+pub use backend::{ObjectBackend, consistent_reads, seen_version, workspace_version_sql};
 pub use blob::{BlobId, Blobs};
 pub use config::ObjectStoreConfig;
 pub use gc::{GarbageReport, collect_garbage};

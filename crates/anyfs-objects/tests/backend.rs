@@ -11,7 +11,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use anyfs::{FsErrorKind, FsHandles, FsRead, FsWrite, OpenFlags};
+use anyfs::{FsErrorKind, FsHandles, FsRead, FsSnapshots, FsWrite, OpenFlags};
 use anyfs_objects::{Blobs, GarbageReport, ObjectBackend, collect_garbage};
 
 fn p(path: &str) -> &Path {
@@ -97,7 +97,7 @@ fn names_and_content_are_not_stored_in_plaintext() {
     anyfs::FsLink::symlink(&fs, p(link_target), p("/l")).unwrap();
     let secret_label = "before the merger with acme";
     let snapshot = fs.create_snapshot(secret_label).unwrap();
-    assert_eq!(fs.snapshots().unwrap()[0].label, secret_label);
+    assert_eq!(fs.snapshots().unwrap()[0].name, secret_label);
     fs.branch(snapshot.id, "a-branch").unwrap();
 
     // Every text and byte column of every table this backend writes.

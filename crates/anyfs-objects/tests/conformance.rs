@@ -27,7 +27,7 @@ fn make() -> ObjectBackend {
 }
 
 anyfs_test::conformance!(mod objects, ObjectBackend => make(), if ready;
-    permissions, sync, stats, inode, handles);
+    permissions, sync, stats, inode, handles, snapshots);
 
 mod links {
     use super::*;

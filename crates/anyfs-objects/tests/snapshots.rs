@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use anyfs::{FsDir, FsErrorKind, FsLink, FsRead, FsWrite};
+use anyfs::{FsDir, FsErrorKind, FsLink, FsRead, FsSnapshots, FsWrite};
 use anyfs_objects::{ObjectBackend, collect_garbage};
 
 fn p(path: &str) -> &Path {
@@ -59,7 +59,7 @@ fn a_snapshot_reads_the_workspace_as_it_was() {
     let before = whole(&fs);
 
     let info = fs.create_snapshot("before the agent").unwrap();
-    assert_eq!(info.label, "before the agent");
+    assert_eq!(info.name, "before the agent");
     assert_eq!(info.bytes, 9 + 12 + 300_000);
 
     // The workspace changes every way it can.
@@ -166,7 +166,7 @@ fn a_snapshot_taken_while_writers_go_on_is_one_moment() {
         assert!(
             values.windows(2).all(|w| w[0] >= w[1]) && values.iter().all(|v| first - v <= 1),
             "snapshot {} is no moment of the writer: {values:?}",
-            info.label
+            info.name
         );
     }
 }
@@ -182,7 +182,10 @@ fn a_snapshot_belongs_to_its_workspace_only() {
     let their_snapshot = theirs.create_snapshot("theirs").unwrap();
     let err = mine.open_snapshot(their_snapshot.id).unwrap_err();
     assert_eq!(err.kind(), FsErrorKind::NotFound);
-    assert!(!mine.delete_snapshot(their_snapshot.id).unwrap());
+    assert_eq!(
+        mine.delete_snapshot(their_snapshot.id).unwrap_err().kind(),
+        FsErrorKind::NotFound
+    );
     assert!(mine.snapshots().unwrap().is_empty());
     assert_eq!(
         theirs
@@ -230,8 +233,11 @@ fn content_a_snapshot_names_outlives_garbage_collection_until_it_is_deleted() {
 
     // Deleting the first frees what only it named; within the grace
     // period, nothing yet.
-    assert!(fs.delete_snapshot(first.id).unwrap());
-    assert!(!fs.delete_snapshot(first.id).unwrap());
+    fs.delete_snapshot(first.id).unwrap();
+    assert_eq!(
+        fs.delete_snapshot(first.id).unwrap_err().kind(),
+        FsErrorKind::NotFound
+    );
     let report = collect_garbage(&services.db, &services.blobs, Duration::from_secs(3600)).unwrap();
     assert_eq!(report.released_blobs, 0, "{report:?}");
     let report = collect_garbage(&services.db, &services.blobs, Duration::ZERO).unwrap();
@@ -242,7 +248,7 @@ fn content_a_snapshot_names_outlives_garbage_collection_until_it_is_deleted() {
         FsErrorKind::NotFound
     );
 
-    assert!(fs.delete_snapshot(second.id).unwrap());
+    fs.delete_snapshot(second.id).unwrap();
     let report = collect_garbage(&services.db, &services.blobs, Duration::ZERO).unwrap();
     assert_eq!(report.released_blobs, 1, "{report:?}");
     assert_eq!(fs.read(p("/shared")).unwrap(), b"rewritten");
@@ -277,7 +283,7 @@ fn restoring_a_snapshot_brings_the_workspace_back_on_every_node() {
     fs.rename(p("/docs"), p("/moved")).unwrap();
     assert_ne!(whole(&other), good);
 
-    fs.restore_snapshot(taken.id).unwrap();
+    fs.restore(taken.id).unwrap();
     assert_eq!(whole(&fs), good);
     assert_eq!(whole(&other), good);
     assert_eq!(fs.usage().unwrap().0, taken.bytes);
@@ -291,7 +297,9 @@ fn restoring_a_snapshot_brings_the_workspace_back_on_every_node() {
     assert_eq!(other.read(p("/docs/a.txt")).unwrap(), b"second a");
     assert_eq!(other.read(p("/docs/b.txt")).unwrap(), b"first b");
 
-    let err = fs.restore_snapshot(i64::MAX).unwrap_err();
+    let err = fs
+        .restore(anyfs::snapshots::SnapshotId(i64::MAX as u64))
+        .unwrap_err();
     assert_eq!(err.kind(), FsErrorKind::NotFound);
 }
 
@@ -305,7 +313,8 @@ fn a_branch_and_its_workspace_change_apart() {
     fs.write(p("/a"), b"base").unwrap();
     fs.write(p("/b"), b"base").unwrap();
     let base = fs.create_snapshot("base").unwrap();
-    let branch = fs.branch(base.id, "try-it").unwrap();
+    let made = fs.branch(base.id, "try-it").unwrap();
+    let branch = fs.open_branch(made.id).unwrap();
 
     branch.write(p("/a"), b"on the branch").unwrap();
     branch.remove_file(p("/b")).unwrap();
@@ -334,14 +343,32 @@ fn a_branch_and_its_workspace_change_apart() {
     .unwrap();
     assert_eq!(whole(&again), whole(&branch));
     assert_eq!(again.usage().unwrap(), (13, Some(1 << 20)));
-    // A branch has snapshots of its own.
+    // A branch has snapshots of its own; its workspace can open them (a
+    // merge does) but does not list them.
     let of_branch = again.create_snapshot("on the branch").unwrap();
-    assert!(fs.open_snapshot(of_branch.id).is_err());
-    assert_eq!(again.snapshots().unwrap(), vec![of_branch]);
+    assert_eq!(again.snapshots().unwrap(), vec![of_branch.clone()]);
+    assert_eq!(fs.snapshots().unwrap(), vec![base.clone()]);
+    assert_eq!(
+        fs.open_snapshot(of_branch.id)
+            .unwrap()
+            .read(p("/a"))
+            .unwrap(),
+        b"on the branch"
+    );
+    assert_eq!(fs.branches().unwrap()[0].id, made.id);
 
     let taken = fs.branch(base.id, "try-it").unwrap_err();
     assert_eq!(taken.kind(), FsErrorKind::AlreadyExists);
     let foreign = common::fresh_backend(services);
     let err = foreign.branch(base.id, "stolen").unwrap_err();
     assert_eq!(err.kind(), FsErrorKind::NotFound);
+    for err in [
+        foreign.open_snapshot(of_branch.id).unwrap_err(),
+        foreign.open_branch(made.id).unwrap_err(),
+        foreign.delete_branch(made.id).unwrap_err(),
+        foreign.delete_snapshot(base.id).unwrap_err(),
+    ] {
+        assert_eq!(err.kind(), FsErrorKind::NotFound, "{err}");
+    }
+    assert!(foreign.branches().unwrap().is_empty());
 }

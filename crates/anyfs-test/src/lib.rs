@@ -20,7 +20,9 @@
 //!   model after every step.
 //!
 //! Capabilities: `links` ([`FsLink`](anyfs::FsLink)), `permissions`,
-//! `sync`, `stats`, `inode`, `handles`. The model-based test runs
+//! `sync`, `stats`, `inode`, `handles`, `snapshots`
+//! ([`FsSnapshots`](anyfs::FsSnapshots): snapshot views pass the reading
+//! tests, diffs match a reference, merges with conflicts apply nothing). The model-based test runs
 //! [`DEFAULT_MODEL_CASES`] sequences, or `ANYFS_MODEL_CASES` from the
 //! environment.
 //!
@@ -45,8 +47,10 @@ pub mod links;
 pub mod model;
 pub mod permissions;
 pub mod resolve;
+pub mod snapshots;
 pub mod stats;
 pub mod sync;
+pub mod trees;
 
 #[doc(hidden)]
 pub use anyfs;
@@ -182,6 +186,10 @@ macro_rules! conformance {
     (@cap backend, $make:ident, $ready:path, handles) => {
         $crate::conformance!(@modules $make, $ready; handles);
     };
+    (@cap backend, $make:ident, $ready:path, snapshots) => {
+        $crate::conformance!(@modules $make, $ready; snapshots);
+    };
+    (@cap storage, $make:ident, $ready:path, snapshots) => {};
     // Backends are driven through `FileStorage` with paths; inode numbers
     // and handles are the backend's own interface, tested on it alone.
     (@cap storage, $make:ident, $ready:path, inode) => {};

@@ -67,6 +67,7 @@ mod handles;
 mod layer;
 pub mod middleware;
 pub mod path;
+pub mod snapshots;
 mod storage;
 mod types;
 
@@ -79,6 +80,7 @@ pub use middleware::{
     MemoryAuditSink, PathFilter, PathFilterLayer, Quota, QuotaLayer, RateLimit, RateLimitLayer,
     ReadOnly, ReadOnlyLayer, Restrictions, RestrictionsLayer, Tracing, TracingLayer,
 };
+pub use snapshots::FsSnapshots;
 pub use storage::FileStorage;
 pub use traits::{
     FileWriter, Fs, FsDir, FsFull, FsFuse, FsHandles, FsInode, FsLink, FsPermissions, FsRead,

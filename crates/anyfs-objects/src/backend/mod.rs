@@ -45,7 +45,6 @@ use crate::unavailable::{Service, Unavailable};
 use reads::{ReadCache, View};
 
 pub use reads::{consistent_reads, seen_version, workspace_version_sql};
-pub use snapshots::SnapshotInfo;
 pub(crate) use tree::now_ns;
 
 /// The schema of the tree, applied by [`ObjectBackend::migrate`].
@@ -60,6 +59,11 @@ const MIGRATIONS: &[Migration] = &[
         3,
         "snapshots",
         include_str!("../../migrations/0003_snapshots.sql"),
+    ),
+    Migration::new(
+        4,
+        "branches",
+        include_str!("../../migrations/0004_branches.sql"),
     ),
 ];
 
