@@ -3,6 +3,10 @@
 //! blob is either whole or absent. The index row names the current blob; a
 //! replaced blob is removed once the new name is committed, and blobs no row
 //! names (left by a crash) are removed when the backend opens.
+//!
+//! A blob can be named by several rows: a snapshot or branch copies a
+//! file's row, blob name and all. A blob is appended to or grown in place
+//! only while one row names it, and removed only once none does.
 
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
@@ -17,7 +21,7 @@ use crate::db::{DeferredRemovals, sql_error};
 use crate::store::{Content, FileRow, zeroed_range};
 
 /// Blob files in one directory.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Blobs {
     dir: PathBuf,
     /// Flush each new blob to disk before its name is committed.
@@ -72,6 +76,32 @@ impl Blobs {
         Ok(())
     }
 
+    /// Whether no row but one names blob `name`.
+    fn named_once(tx: &Connection, path: &Path, name: &str) -> FsResult<bool> {
+        tx.prepare_cached("SELECT 1 FROM inodes WHERE blob = ?1 LIMIT 1 OFFSET 1")
+            .and_then(|mut s| s.exists([name]))
+            .map(|more| !more)
+            .map_err(|e| sql_error(path, "find a blob", e))
+    }
+
+    /// Removes blob `name` after commit if no row names it any more.
+    fn retire(
+        &self,
+        tx: &Connection,
+        path: &Path,
+        name: &str,
+        removals: &mut DeferredRemovals,
+    ) -> FsResult<()> {
+        let named = tx
+            .prepare_cached("SELECT 1 FROM inodes WHERE blob = ?1")
+            .and_then(|mut s| s.exists([name]))
+            .map_err(|e| sql_error(path, "find a blob", e))?;
+        if !named {
+            removals.on_commit.push(self.file(name));
+        }
+        Ok(())
+    }
+
     /// Points the inode at `new` and retires its old blob after commit.
     fn swap(
         &self,
@@ -82,10 +112,10 @@ impl Blobs {
         removals: &mut DeferredRemovals,
     ) -> FsResult<()> {
         Self::point(tx, path, file.ino, new)?;
-        if let Some(old) = &file.blob {
-            removals.on_commit.push(self.file(old));
+        match &file.blob {
+            Some(old) => self.retire(tx, path, old, removals),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// A copy of the first `len` bytes of the current blob (zeros past its
@@ -219,7 +249,9 @@ impl Content for Blobs {
             // Appending leaves every committed byte as it is, so it can go to
             // the current blob in place: a crash leaves bytes past the
             // committed size, which are cut before the next append.
-            ([(offset, data)], Some(blob)) if *offset == file.size => {
+            ([(offset, data)], Some(blob))
+                if *offset == file.size && Self::named_once(tx, path, blob)? =>
+            {
                 let f = OpenOptions::new()
                     .write(true)
                     .open(self.file(blob))
@@ -272,7 +304,7 @@ impl Content for Blobs {
     ) -> FsResult<()> {
         match &file.blob {
             _ if size == 0 => self.swap(tx, path, file, None, removals),
-            Some(blob) if size >= file.size => {
+            Some(blob) if size >= file.size && Self::named_once(tx, path, blob)? => {
                 // Growing in place: zeros past the committed size.
                 let f = OpenOptions::new()
                     .write(true)
@@ -284,6 +316,10 @@ impl Content for Blobs {
             }
             // No blob yet: the size alone makes the zeros.
             None => Ok(()),
+            // Growing a shared blob: a copy, grown.
+            Some(_) if size > file.size => {
+                self.rewrite(tx, path, file, file.size, removals, |f| f.set_len(size))
+            }
             Some(_) => self.rewrite(tx, path, file, size, removals, |_| Ok(())),
         }
     }
@@ -319,20 +355,43 @@ impl Content for Blobs {
         dst: &FileRow,
         removals: &mut DeferredRemovals,
     ) -> FsResult<()> {
-        self.swap(tx, path, dst, src.blob.as_deref(), removals)?;
-        Self::point(tx, path, src.ino, None)
+        Self::point(tx, path, src.ino, None)?;
+        self.swap(tx, path, dst, src.blob.as_deref(), removals)
     }
 
     fn remove(
         &self,
-        _tx: &Connection,
-        _path: &Path,
+        tx: &Connection,
+        path: &Path,
         file: &FileRow,
         removals: &mut DeferredRemovals,
     ) -> FsResult<()> {
+        // The row goes after this; until then it names the blob too.
         if let Some(blob) = &file.blob {
-            removals.on_commit.push(self.file(blob));
+            Self::point(tx, path, file.ino, None)?;
+            self.retire(tx, path, blob, removals)?;
         }
+        Ok(())
+    }
+
+    fn release_tree(
+        &self,
+        tx: &Connection,
+        path: &Path,
+        (first, last): (i64, i64),
+        removals: &mut DeferredRemovals,
+    ) -> FsResult<()> {
+        let only_here: Vec<String> = tx
+            .prepare_cached(
+                "SELECT DISTINCT blob FROM inodes i WHERE ino BETWEEN ?1 AND ?2
+                 AND blob IS NOT NULL AND NOT EXISTS (SELECT 1 FROM inodes o
+                     WHERE o.blob = i.blob AND o.ino NOT BETWEEN ?1 AND ?2)",
+            )
+            .and_then(|mut s| s.query_map([first, last], |r| r.get(0))?.collect())
+            .map_err(|e| sql_error(path, "free content", e))?;
+        removals
+            .on_commit
+            .extend(only_here.iter().map(|name| self.file(name)));
         Ok(())
     }
 

@@ -1,6 +1,12 @@
-//! File content in the database: fixed-size chunks in a rowid table, keyed
-//! `inode * 2^24 + index`, so one file's chunks are one contiguous rowid
-//! range — read with a range scan, never loaded whole.
+//! File content in the database: fixed-size chunks in a rowid table, and
+//! a map from each file's chunk indexes to chunk ids (`file_chunks`, keyed
+//! by inode and index, so one file's chunks are one range of it — read with
+//! a range scan, never loaded whole).
+//!
+//! Chunks are shared: a copied file, a snapshot or a branch maps the same
+//! chunk ids. A chunk is changed in place only while no other map row
+//! names it; otherwise the change goes to a new chunk. A chunk is deleted
+//! once nothing names it.
 
 use std::path::Path;
 
@@ -12,56 +18,82 @@ use crate::store::{Content, FileRow, zeroed_range};
 
 /// Bytes per chunk.
 pub(crate) const CHUNK: u64 = 64 * 1024;
-/// Bits of a chunk id that number the chunk within its file.
+/// Chunks a file can have: 2^24 (files up to 1 TiB).
 const INDEX_BITS: u32 = 24;
 
 /// Chunked content in the `chunks` table.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Chunks;
-
-/// The row id of chunk `index` of inode `ino`.
-fn chunk_id(ino: i64, index: u64) -> i64 {
-    (ino << INDEX_BITS) | index as i64
-}
-
-/// The highest row id inode `ino` can have a chunk at.
-fn last_id(ino: i64) -> i64 {
-    chunk_id(ino, (1 << INDEX_BITS) - 1)
-}
 
 fn too_big(path: &Path, size: u64) -> FsError {
     FsError::file_size_exceeded(path, size, CHUNK << INDEX_BITS)
 }
 
-/// The stored bytes of chunk `index` of `ino`, if it has any.
-fn read_chunk(conn: &Connection, path: &Path, ino: i64, index: u64) -> FsResult<Option<Vec<u8>>> {
-    conn.prepare_cached("SELECT data FROM chunks WHERE id = ?1")
-        .and_then(|mut s| s.query_row([chunk_id(ino, index)], |r| r.get(0)).optional())
+/// The chunk id that chunk `index` of `ino` maps to, and its bytes.
+fn mapped(
+    conn: &Connection,
+    path: &Path,
+    ino: i64,
+    index: u64,
+) -> FsResult<Option<(i64, Vec<u8>)>> {
+    conn.prepare_cached(
+        "SELECT c.id, c.data FROM file_chunks f JOIN chunks c ON c.id = f.chunk
+         WHERE f.ino = ?1 AND f.idx = ?2",
+    )
+    .and_then(|mut s| {
+        s.query_row(params![ino, index as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+    })
+    .map_err(|e| sql_error(path, "read content", e))
+}
+
+/// Whether more than one map row names chunk `id`.
+fn shared(conn: &Connection, path: &Path, id: i64) -> FsResult<bool> {
+    conn.prepare_cached("SELECT 1 FROM file_chunks WHERE chunk = ?1 LIMIT 1 OFFSET 1")
+        .and_then(|mut s| s.exists([id]))
         .map_err(|e| sql_error(path, "read content", e))
 }
 
-/// Stores `data` as chunk `index` of `ino`.
-fn write_chunk(conn: &Connection, path: &Path, ino: i64, index: u64, data: &[u8]) -> FsResult<()> {
-    conn.prepare_cached("INSERT OR REPLACE INTO chunks (id, data) VALUES (?1, ?2)")
-        .and_then(|mut s| s.execute(params![chunk_id(ino, index), data]))
-        .map_err(|e| sql_error(path, "write content", e))?;
-    Ok(())
+/// Stores `data` as a new chunk, mapped as chunk `index` of `ino`.
+fn add_chunk(conn: &Connection, path: &Path, ino: i64, index: u64, data: &[u8]) -> FsResult<()> {
+    let add = || -> rusqlite::Result<()> {
+        conn.prepare_cached("INSERT INTO chunks (data) VALUES (?1)")?
+            .execute([data])?;
+        let id = conn.last_insert_rowid();
+        conn.prepare_cached(
+            "INSERT OR REPLACE INTO file_chunks (ino, idx, chunk) VALUES (?1, ?2, ?3)",
+        )?
+        .execute(params![ino, index as i64, id])?;
+        Ok(())
+    };
+    add().map_err(|e| sql_error(path, "write content", e))
 }
 
-/// Deletes the chunks of `ino` from `first_index` on.
-fn delete_chunks_from(conn: &Connection, path: &Path, ino: i64, first_index: u64) -> FsResult<()> {
-    conn.prepare_cached("DELETE FROM chunks WHERE id BETWEEN ?1 AND ?2")
-        .and_then(|mut s| s.execute(params![chunk_id(ino, first_index), last_id(ino)]))
-        .map_err(|e| sql_error(path, "remove content", e))?;
-    Ok(())
+/// Makes chunk `index` of `ino` hold `data`: in place if the chunk it maps
+/// to is its alone, as a new chunk otherwise. `current` is that chunk's id,
+/// if it maps one.
+fn put_chunk(
+    conn: &Connection,
+    path: &Path,
+    ino: i64,
+    index: u64,
+    current: Option<i64>,
+    data: &[u8],
+) -> FsResult<()> {
+    match current {
+        Some(id) if !shared(conn, path, id)? => conn
+            .prepare_cached("UPDATE chunks SET data = ?2 WHERE id = ?1")
+            .and_then(|mut s| s.execute(params![id, data]))
+            .map(drop)
+            .map_err(|e| sql_error(path, "write content", e)),
+        _ => add_chunk(conn, path, ino, index, data),
+    }
 }
 
-/// Copies the chunks with ids `?1 ..= ?2` (one file's) to inode `?3`.
-const COPY_CHUNKS: &str = "INSERT INTO chunks (id, data)
-     SELECT (?3 << 24) | (id & 16777215), data FROM chunks WHERE id BETWEEN ?1 AND ?2";
-/// Moves the chunks with ids `?1 ..= ?2` (one file's) to inode `?3`.
-const MOVE_CHUNKS: &str =
-    "UPDATE chunks SET id = (?3 << 24) | (id & 16777215) WHERE id BETWEEN ?1 AND ?2";
+/// Maps `?2` to the chunks `?1` maps: a copy sharing them.
+const COPY_CHUNKS: &str = "INSERT INTO file_chunks (ino, idx, chunk) SELECT ?2, idx, chunk FROM file_chunks WHERE ino = ?1";
+/// Moves the chunks `?1` maps to `?2`.
+const MOVE_CHUNKS: &str = "UPDATE file_chunks SET ino = ?2 WHERE ino = ?1";
 
 /// Empties `dst`, then gives it `src`'s chunks with `sql` ([`COPY_CHUNKS`]
 /// or [`MOVE_CHUNKS`]).
@@ -74,9 +106,27 @@ fn give_chunks(
 ) -> FsResult<()> {
     delete_chunks_from(tx, path, dst.ino, 0)?;
     tx.prepare_cached(sql)
-        .and_then(|mut s| s.execute(params![chunk_id(src.ino, 0), last_id(src.ino), dst.ino]))
+        .and_then(|mut s| s.execute(params![src.ino, dst.ino]))
         .map_err(|e| sql_error(path, what, e))?;
     Ok(())
+}
+
+/// Unmaps the chunks of `ino` from `first_index` on, deleting those nothing
+/// else names.
+fn delete_chunks_from(conn: &Connection, path: &Path, ino: i64, first_index: u64) -> FsResult<()> {
+    let delete = || -> rusqlite::Result<()> {
+        conn.prepare_cached(
+            "DELETE FROM chunks WHERE id IN
+                 (SELECT chunk FROM file_chunks WHERE ino = ?1 AND idx >= ?2)
+             AND NOT EXISTS (SELECT 1 FROM file_chunks f WHERE f.chunk = chunks.id
+                 AND (f.ino != ?1 OR f.idx < ?2))",
+        )?
+        .execute(params![ino, first_index as i64])?;
+        conn.prepare_cached("DELETE FROM file_chunks WHERE ino = ?1 AND idx >= ?2")?
+            .execute(params![ino, first_index as i64])?;
+        Ok(())
+    };
+    delete().map_err(|e| sql_error(path, "remove content", e))
 }
 
 impl Content for Chunks {
@@ -95,10 +145,13 @@ impl Content for Chunks {
         let err = |e| sql_error(path, "read content", e);
         let (first, last) = (offset / CHUNK, (end - 1) / CHUNK);
         let mut stmt = conn
-            .prepare_cached("SELECT id, data FROM chunks WHERE id BETWEEN ?1 AND ?2")
+            .prepare_cached(
+                "SELECT f.idx, c.data FROM file_chunks f JOIN chunks c ON c.id = f.chunk
+                 WHERE f.ino = ?1 AND f.idx BETWEEN ?2 AND ?3",
+            )
             .map_err(err)?;
         let mut rows = stmt
-            .query(params![chunk_id(file.ino, first), chunk_id(file.ino, last)])
+            .query(params![file.ino, first as i64, last as i64])
             .map_err(err)?;
         // Chunks that are missing or short read as zeros (sparse files).
         while let Some(row) = rows.next().map_err(err)? {
@@ -134,7 +187,7 @@ impl Content for Chunks {
             delete_chunks_from(tx, path, file.ino, 0)?;
         }
         for (index, piece) in data.chunks(CHUNK as usize).enumerate() {
-            write_chunk(tx, path, file.ino, index as u64, piece)?;
+            add_chunk(tx, path, file.ino, index as u64, piece)?;
         }
         Ok(())
     }
@@ -162,22 +215,18 @@ impl Content for Chunks {
             let within = (pos % CHUNK) as usize;
             let n = rest.len().min(CHUNK as usize - within);
             let whole = within == 0 && n == CHUNK as usize;
-            let mut buf = if whole {
-                Vec::new()
-            } else {
-                read_chunk(tx, path, file.ino, index)?.unwrap_or_default()
+            let (current, mut buf) = match mapped(tx, path, file.ino, index)? {
+                Some((id, data)) => (Some(id), data),
+                None => (None, Vec::new()),
             };
-            if buf.len() < within + n {
-                buf.resize(within + n, 0);
+            if !whole {
+                if buf.len() < within + n {
+                    buf.resize(within + n, 0);
+                }
+                buf[within..within + n].copy_from_slice(&rest[..n]);
             }
-            buf[within..within + n].copy_from_slice(&rest[..n]);
-            write_chunk(
-                tx,
-                path,
-                file.ino,
-                index,
-                if whole { &rest[..n] } else { &buf },
-            )?;
+            let data = if whole { &rest[..n] } else { &buf[..] };
+            put_chunk(tx, path, file.ino, index, current, data)?;
             pos += n as u64;
             rest = &rest[n..];
         }
@@ -203,11 +252,11 @@ impl Content for Chunks {
         delete_chunks_from(tx, path, file.ino, keep)?;
         let tail = (size % CHUNK) as usize;
         if tail != 0
-            && let Some(mut last) = read_chunk(tx, path, file.ino, keep - 1)?
+            && let Some((id, mut last)) = mapped(tx, path, file.ino, keep - 1)?
             && last.len() > tail
         {
             last.truncate(tail);
-            write_chunk(tx, path, file.ino, keep - 1, &last)?;
+            put_chunk(tx, path, file.ino, keep - 1, Some(id), &last)?;
         }
         Ok(())
     }
@@ -220,6 +269,7 @@ impl Content for Chunks {
         dst: &FileRow,
         _: &mut DeferredRemovals,
     ) -> FsResult<()> {
+        // The copy maps the same chunks: no byte is copied.
         give_chunks(tx, path, (src, dst), "copy content", COPY_CHUNKS)
     }
 
@@ -244,6 +294,28 @@ impl Content for Chunks {
         delete_chunks_from(tx, path, file.ino, 0)
     }
 
+    fn release_tree(
+        &self,
+        tx: &Connection,
+        path: &Path,
+        (first, last): (i64, i64),
+        _: &mut DeferredRemovals,
+    ) -> FsResult<()> {
+        let release = || -> rusqlite::Result<()> {
+            tx.prepare_cached(
+                "DELETE FROM chunks WHERE id IN
+                     (SELECT chunk FROM file_chunks WHERE ino BETWEEN ?1 AND ?2)
+                 AND NOT EXISTS (SELECT 1 FROM file_chunks f WHERE f.chunk = chunks.id
+                     AND f.ino NOT BETWEEN ?1 AND ?2)",
+            )?
+            .execute([first, last])?;
+            tx.prepare_cached("DELETE FROM file_chunks WHERE ino BETWEEN ?1 AND ?2")?
+                .execute([first, last])?;
+            Ok(())
+        };
+        release().map_err(|e| sql_error(path, "free content", e))
+    }
+
     fn max_len(&self) -> u64 {
         CHUNK << INDEX_BITS
     }
@@ -263,13 +335,14 @@ fn read_by_ino(
         (offset.saturating_add(len as u64).saturating_sub(1) / CHUNK).min((1 << INDEX_BITS) - 1);
     let mut stmt = conn
         .prepare_cached(
-            "SELECT i.kind, i.size, c.id, c.data FROM inodes i
-             LEFT JOIN chunks c ON c.id BETWEEN ?2 AND ?3
+            "SELECT i.kind, i.size, f.idx, c.data FROM inodes i
+             LEFT JOIN file_chunks f ON f.ino = i.ino AND f.idx BETWEEN ?2 AND ?3
+             LEFT JOIN chunks c ON c.id = f.chunk
              WHERE i.ino = ?1",
         )
         .map_err(err)?;
     let mut rows = stmt
-        .query(params![ino, chunk_id(ino, first), chunk_id(ino, last)])
+        .query(params![ino, first as i64, last as i64])
         .map_err(err)?;
     let mut out: Option<Vec<u8>> = None;
     let mut end = 0;
@@ -288,26 +361,27 @@ fn read_by_ino(
             }
         };
         // A file with no chunk in range still has its one row (LEFT JOIN).
-        if let Some(id) = row.get::<_, Option<i64>>(2).map_err(err)? {
-            place_chunk(buf, offset, end, id, row, 3).map_err(err)?;
+        if let Some(index) = row.get::<_, Option<i64>>(2).map_err(err)? {
+            place_chunk(buf, offset, end, index, row, 3).map_err(err)?;
         }
     }
     Ok(out)
 }
 
-/// Copies the part of the chunk `id` (whose data is column `data_column`
-/// of `row`) that falls in the file range `offset .. end` into `out`, which
-/// holds that range. Bytes no chunk covers stay zero (sparse files).
+/// Copies the part of chunk `index` of a file (whose data is column
+/// `data_column` of `row`) that falls in the file range `offset .. end`
+/// into `out`, which holds that range. Bytes no chunk covers stay zero
+/// (sparse files).
 fn place_chunk(
     out: &mut [u8],
     offset: u64,
     end: u64,
-    id: i64,
+    index: i64,
     row: &rusqlite::Row<'_>,
     data_column: usize,
 ) -> rusqlite::Result<()> {
     let data = row.get_ref(data_column)?.as_blob()?;
-    let chunk_start = (id & ((1 << INDEX_BITS) - 1)) as u64 * CHUNK;
+    let chunk_start = index as u64 * CHUNK;
     let from = offset.max(chunk_start);
     let to = end.min(chunk_start + data.len() as u64);
     if from < to {

@@ -29,7 +29,7 @@ use crate::store::Store;
 /// ```
 #[derive(Clone)]
 pub struct IndexedBackend {
-    store: Arc<Store<Blobs>>,
+    pub(crate) store: Arc<Store<Blobs>>,
 }
 
 impl std::fmt::Debug for IndexedBackend {

@@ -92,6 +92,7 @@ mod blobs;
 mod chunks;
 mod db;
 mod indexed;
+mod snapshots;
 mod sqlite;
 mod store;
 

@@ -26,7 +26,7 @@ use crate::store::Store;
 /// ```
 #[derive(Clone)]
 pub struct SqliteBackend {
-    store: Arc<Store<Chunks>>,
+    pub(crate) store: Arc<Store<Chunks>>,
 }
 
 impl std::fmt::Debug for SqliteBackend {

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
+use anyfs::snapshots::{BranchId, BranchInfo, SnapshotId, SnapshotInfo};
 use anyfs_sqlite::{IndexedBackend, SqliteBackend, SqliteOptions};
 use tempfile::TempDir;
 
@@ -18,6 +19,43 @@ macro_rules! in_temp_dir {
             type Inner = $backend;
             fn inner(&self) -> &$backend {
                 &self.backend
+            }
+        }
+        impl anyfs::FsSnapshots for $name {
+            type View = $backend;
+            type Branch = $backend;
+            fn create_snapshot(&self, name: &str) -> anyfs::FsResult<SnapshotInfo> {
+                self.backend.create_snapshot(name)
+            }
+            fn snapshots(&self) -> anyfs::FsResult<Vec<SnapshotInfo>> {
+                self.backend.snapshots()
+            }
+            fn open_snapshot(&self, id: SnapshotId) -> anyfs::FsResult<$backend> {
+                self.backend.open_snapshot(id)
+            }
+            fn delete_snapshot(&self, id: SnapshotId) -> anyfs::FsResult<()> {
+                self.backend.delete_snapshot(id)
+            }
+            fn restore(&self, id: SnapshotId) -> anyfs::FsResult<()> {
+                self.backend.restore(id)
+            }
+            fn branch(&self, from: SnapshotId, name: &str) -> anyfs::FsResult<BranchInfo> {
+                self.backend.branch(from, name)
+            }
+            fn branches(&self) -> anyfs::FsResult<Vec<BranchInfo>> {
+                self.backend.branches()
+            }
+            fn open_branch(&self, id: BranchId) -> anyfs::FsResult<$backend> {
+                self.backend.open_branch(id)
+            }
+            fn delete_branch(&self, id: BranchId) -> anyfs::FsResult<()> {
+                self.backend.delete_branch(id)
+            }
+            fn snapshot_branch(&self, id: BranchId) -> anyfs::FsResult<SnapshotId> {
+                self.backend.snapshot_branch(id)
+            }
+            fn set_branch_base(&self, id: BranchId, base: SnapshotId) -> anyfs::FsResult<()> {
+                self.backend.set_branch_base(id, base)
             }
         }
     };
@@ -62,15 +100,15 @@ fn indexed() -> Indexed {
 }
 
 anyfs_test::conformance!(mod sqlite_on_disk, OnDisk => on_disk();
-    links, permissions, sync, stats, inode, handles);
+    links, permissions, sync, stats, inode, handles, snapshots);
 anyfs_test::conformance!(mod sqlite_group_commit, Grouped => grouped();
-    links, permissions, sync, stats, inode, handles);
+    links, permissions, sync, stats, inode, handles, snapshots);
 anyfs_test::conformance!(mod sqlite_in_memory, SqliteBackend => SqliteBackend::open_in_memory().unwrap();
-    links, permissions, sync, stats, inode, handles);
+    links, permissions, sync, stats, inode, handles, snapshots);
 anyfs_test::conformance!(mod indexed, Indexed => indexed();
-    links, permissions, sync, stats, inode, handles);
+    links, permissions, sync, stats, inode, handles, snapshots);
 anyfs_test::conformance!(mod indexed_group_commit, IndexedGrouped => indexed_grouped();
-    links, permissions, sync, stats, inode, handles);
+    links, permissions, sync, stats, inode, handles, snapshots);
 
 #[cfg(feature = "encryption")]
 mod encrypted {
@@ -89,5 +127,5 @@ mod encrypted {
     }
 
     anyfs_test::conformance!(mod sqlite_encrypted, Encrypted => encrypted();
-        links, permissions, sync, stats, inode, handles);
+        links, permissions, sync, stats, inode, handles, snapshots);
 }

@@ -119,7 +119,7 @@ impl ObjectBackend {
             "delete a snapshot",
             async |client| {
                 let tx = client.transaction().await?;
-                if !tx.query_opt(IS_SNAPSHOT_OF, &[&id, &ws]).await?.is_some() {
+                if tx.query_opt(IS_SNAPSHOT_OF, &[&id, &ws]).await?.is_none() {
                     return Err(no_such_snapshot(id).into());
                 }
                 let based = tx
@@ -237,7 +237,7 @@ impl FsSnapshots for ObjectBackend {
         let id = Self::row_id(id)?;
         let ws = self.workspace;
         self.change(Path::new("/"), "restore a snapshot", async |tx| {
-            if !tx.query_opt(IS_SNAPSHOT_OF, &[&id, &ws]).await?.is_some() {
+            if tx.query_opt(IS_SNAPSHOT_OF, &[&id, &ws]).await?.is_none() {
                 return Err(no_such_snapshot(id).into());
             }
             let used: i64 = tx
@@ -265,10 +265,10 @@ impl FsSnapshots for ObjectBackend {
         let (ws, account, scope) = (self.workspace, self.account.clone(), self.scope);
         run_plain(&self.db, path, "make a branch", async |client| {
             let tx = client.transaction().await?;
-            if !tx
+            if tx
                 .query_opt(IS_SNAPSHOT_OF, &[&snapshot, &ws])
                 .await?
-                .is_some()
+                .is_none()
             {
                 return Err(no_such_snapshot(snapshot).into());
             }
@@ -345,7 +345,7 @@ impl FsSnapshots for ObjectBackend {
             "delete a branch",
             async |client| {
                 let tx = client.transaction().await?;
-                if !tx.query_opt(IS_BRANCH_OF, &[&id, &ws]).await?.is_some() {
+                if tx.query_opt(IS_BRANCH_OF, &[&id, &ws]).await?.is_none() {
                     return Err(no_such_branch(id).into());
                 }
                 let mut blobs = named_blobs(&tx, id).await?;
@@ -397,7 +397,7 @@ impl FsSnapshots for ObjectBackend {
             "move a branch's base",
             async |client| {
                 let tx = client.transaction().await?;
-                if !tx.query_opt(IS_SNAPSHOT_OF, &[&base, &ws]).await?.is_some() {
+                if tx.query_opt(IS_SNAPSHOT_OF, &[&base, &ws]).await?.is_none() {
                     return Err(no_such_snapshot(base).into());
                 }
                 let old: Option<i64> = tx

@@ -22,8 +22,8 @@ impl<C: Content> Store<C> {
         values: [Option<i64>; 2],
     ) -> FsResult<()> {
         let now = now_ns();
-        self.db.write(path, |tx, _| {
-            let ino = queries::lookup(tx, path)?;
+        self.db_write(path, |tx, _| {
+            let ino = queries::lookup(tx, self.tree, path)?;
             tx.prepare_cached(sql)
                 .and_then(|mut s| s.execute(params![ino, values[0], values[1], now]))
                 .map_err(|e| sql_error(path, "change attributes", e))?;

@@ -28,7 +28,11 @@ pub(crate) fn zeroed_range(size: u64, offset: u64, len: usize) -> (u64, Vec<u8>)
 /// Where file content lives. Every method runs inside the caller's
 /// transaction and updates the `size` (and `blob`) of the inode itself;
 /// files to delete once that transaction ends go into `removals`.
-pub(crate) trait Content: Send + Sync + 'static {
+///
+/// Content can be shared: a snapshot or branch names the same chunks or
+/// blob as the node it copied. A store changes content in place only where
+/// nothing else names it, and frees only what nothing else names.
+pub(crate) trait Content: Clone + Send + Sync + 'static {
     /// Bytes `offset .. offset + len` of the file, stopping at its end.
     fn read(
         &self,
@@ -105,6 +109,16 @@ pub(crate) trait Content: Send + Sync + 'static {
         tx: &Connection,
         path: &Path,
         file: &FileRow,
+        removals: &mut DeferredRemovals,
+    ) -> FsResult<()>;
+    /// Frees the content of every file of the tree whose inode numbers
+    /// are `first ..= last` that no node outside it names, before the
+    /// tree's rows are deleted.
+    fn release_tree(
+        &self,
+        tx: &Connection,
+        path: &Path,
+        range: (i64, i64),
         removals: &mut DeferredRemovals,
     ) -> FsResult<()>;
     /// The largest file this store holds, in bytes.

@@ -8,20 +8,21 @@ use std::path::{Path, PathBuf};
 use anyfs::path::{self as vpath};
 use anyfs::{DirEntry, FsDir, FsError, FsLink, FsRead, FsResult, Metadata, ReadDir};
 
-use super::node::{KIND_DIR, KIND_FILE, KIND_SYMLINK, ROOT, file_type};
+use super::node::{KIND_DIR, KIND_FILE, KIND_SYMLINK, file_type};
 use super::queries;
 use super::{Content, Store, now_ns};
 
 impl<C: Content> FsDir for Store<C> {
     fn read_dir(&self, path: &Path) -> FsResult<ReadDir> {
         let entries = self.db.read(|conn| {
-            let ino = queries::lookup(conn, path)?;
+            let ino = queries::lookup(conn, self.tree, path)?;
             if queries::node(conn, path, ino)?.kind != KIND_DIR {
                 return Err(FsError::not_a_directory(path));
             }
             queries::entries(conn, path, ino)
         })?;
         let dir = path.to_path_buf();
+        let tree = self.tree;
         Ok(ReadDir::from_entries(
             entries
                 .into_iter()
@@ -31,7 +32,7 @@ impl<C: Content> FsDir for Store<C> {
                         path: vpath::join(&dir, &name),
                         name,
                         file_type: file_type(kind),
-                        inode: ino as u64,
+                        inode: tree.local(ino),
                     }
                 })
                 .collect(),
@@ -40,12 +41,20 @@ impl<C: Content> FsDir for Store<C> {
 
     fn create_dir(&self, path: &Path) -> FsResult<()> {
         let now = now_ns();
-        self.db.write(path, |tx, _| {
-            let (parent, name) = queries::slot(tx, path)?;
+        self.db_write(path, |tx, _| {
+            let (parent, name) = queries::slot(tx, self.tree, path)?;
             if queries::child(tx, path, parent, name.as_bytes())?.is_some() {
                 return Err(FsError::already_exists(path));
             }
-            let ino = queries::alloc(tx, path, KIND_DIR, 0o755, self.owner, None, now)?;
+            let ino = queries::alloc(
+                tx,
+                (self.tree, path),
+                KIND_DIR,
+                0o755,
+                self.owner,
+                None,
+                now,
+            )?;
             queries::link(tx, path, parent, name.as_bytes(), ino, true, now)
         })
     }
@@ -53,8 +62,8 @@ impl<C: Content> FsDir for Store<C> {
     fn create_dir_all(&self, path: &Path) -> FsResult<()> {
         let names = vpath::resolved_components(path)?;
         let now = now_ns();
-        self.db.write(path, |tx, _| {
-            let mut dir = ROOT;
+        self.db_write(path, |tx, _| {
+            let mut dir = self.tree.root();
             for (i, name) in names.iter().enumerate() {
                 dir = match queries::child(tx, path, dir, name.as_bytes())? {
                     Some((ino, KIND_DIR)) => ino,
@@ -66,7 +75,15 @@ impl<C: Content> FsDir for Store<C> {
                     }
                     Some(_) => return Err(FsError::not_a_directory(path)),
                     None => {
-                        let ino = queries::alloc(tx, path, KIND_DIR, 0o755, self.owner, None, now)?;
+                        let ino = queries::alloc(
+                            tx,
+                            (self.tree, path),
+                            KIND_DIR,
+                            0o755,
+                            self.owner,
+                            None,
+                            now,
+                        )?;
                         queries::link(tx, path, dir, name.as_bytes(), ino, true, now)?;
                         ino
                     }
@@ -78,8 +95,8 @@ impl<C: Content> FsDir for Store<C> {
 
     fn remove_dir(&self, path: &Path) -> FsResult<()> {
         let now = now_ns();
-        self.db.write(path, |tx, removals| {
-            let (parent, name) = queries::slot(tx, path)?;
+        self.db_write(path, |tx, removals| {
+            let (parent, name) = queries::slot(tx, self.tree, path)?;
             let (ino, kind) = queries::child(tx, path, parent, name.as_bytes())?
                 .ok_or_else(|| FsError::not_found(path))?;
             if kind != KIND_DIR {
@@ -95,8 +112,8 @@ impl<C: Content> FsDir for Store<C> {
 
     fn remove_dir_all(&self, path: &Path) -> FsResult<()> {
         let now = now_ns();
-        self.db.write(path, |tx, removals| {
-            let (parent, name) = queries::slot(tx, path)?;
+        self.db_write(path, |tx, removals| {
+            let (parent, name) = queries::slot(tx, self.tree, path)?;
             let (ino, kind) = queries::child(tx, path, parent, name.as_bytes())?
                 .ok_or_else(|| FsError::not_found(path))?;
             match kind {
@@ -132,21 +149,29 @@ impl<C: Content> FsLink for Store<C> {
     fn symlink(&self, target: &Path, link: &Path) -> FsResult<()> {
         vpath::validate(target)?;
         let now = now_ns();
-        self.db.write(link, |tx, _| {
-            let (parent, name) = queries::slot(tx, link)?;
+        self.db_write(link, |tx, _| {
+            let (parent, name) = queries::slot(tx, self.tree, link)?;
             if queries::child(tx, link, parent, name.as_bytes())?.is_some() {
                 return Err(FsError::already_exists(link));
             }
             let bytes = target.as_os_str().as_bytes();
-            let ino = queries::alloc(tx, link, KIND_SYMLINK, 0o777, self.owner, Some(bytes), now)?;
+            let ino = queries::alloc(
+                tx,
+                (self.tree, link),
+                KIND_SYMLINK,
+                0o777,
+                self.owner,
+                Some(bytes),
+                now,
+            )?;
             queries::link(tx, link, parent, name.as_bytes(), ino, false, now)
         })
     }
 
     fn hard_link(&self, original: &Path, link: &Path) -> FsResult<()> {
         let now = now_ns();
-        self.db.write(link, |tx, _| {
-            let (src_parent, src_name) = queries::slot(tx, original)?;
+        self.db_write(link, |tx, _| {
+            let (src_parent, src_name) = queries::slot(tx, self.tree, original)?;
             let (ino, kind) = queries::child(tx, original, src_parent, src_name.as_bytes())?
                 .ok_or_else(|| FsError::not_found(original))?;
             if kind == KIND_DIR {
@@ -155,7 +180,7 @@ impl<C: Content> FsLink for Store<C> {
                     "hard_link a directory",
                 ));
             }
-            let (parent, name) = queries::slot(tx, link)?;
+            let (parent, name) = queries::slot(tx, self.tree, link)?;
             if queries::child(tx, link, parent, name.as_bytes())?.is_some() {
                 return Err(FsError::already_exists(link));
             }
@@ -165,7 +190,7 @@ impl<C: Content> FsLink for Store<C> {
 
     fn read_link(&self, path: &Path) -> FsResult<PathBuf> {
         self.db.read(|conn| {
-            let ino = queries::lookup(conn, path)?;
+            let ino = queries::lookup(conn, self.tree, path)?;
             let node = queries::node(conn, path, ino)?;
             match (node.kind, node.target) {
                 (KIND_SYMLINK, Some(target)) => Ok(PathBuf::from(OsString::from_vec(target))),

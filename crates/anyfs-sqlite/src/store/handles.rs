@@ -11,11 +11,12 @@ use super::open_files::OpenFile;
 use super::queries;
 use super::{Content, Store, now_ns};
 
-impl<C: Content> FsHandles for Store<C> {
-    fn open(&self, path: &Path, flags: OpenFlags) -> FsResult<Handle> {
-        let now = now_ns();
-        let ino = self.db.write(path, |tx, removals| {
-            let (parent, name) = queries::slot(tx, path)?;
+impl<C: Content> Store<C> {
+    /// Opens (creating or truncating, as `flags` say) a file for a handle;
+    /// its inode.
+    fn open_for_write(&self, path: &Path, flags: OpenFlags, now: i64) -> FsResult<i64> {
+        self.db_write(path, |tx, removals| {
+            let (parent, name) = queries::slot(tx, self.tree, path)?;
             let node = match queries::child(tx, path, parent, name.as_bytes())? {
                 Some(_) if flags.create_new => {
                     return Err(FsError::already_exists(path));
@@ -29,7 +30,27 @@ impl<C: Content> FsHandles for Store<C> {
                 queries::set_size(tx, path, node.ino, 0, now)?;
             }
             Ok(node.ino)
-        })?;
+        })
+    }
+}
+
+impl<C: Content> FsHandles for Store<C> {
+    fn open(&self, path: &Path, flags: OpenFlags) -> FsResult<Handle> {
+        let now = now_ns();
+        let changes = flags.write || flags.append || flags.truncate;
+        let ino = if self.frozen && !changes {
+            // A snapshot opens what is there for reading; creating a
+            // file in it is a write.
+            match self.db.read(|conn| queries::file_at(conn, self.tree, path)) {
+                Ok(node) => Ok(node.ino),
+                Err(e) if e.is_absent() && (flags.create || flags.create_new) => {
+                    Err(FsError::read_only(path, "create a file"))
+                }
+                Err(e) => Err(e),
+            }?
+        } else {
+            self.open_for_write(path, flags, now)?
+        };
         self.pin(ino);
         Ok(self.open_files.insert(OpenFile {
             ino,
@@ -64,7 +85,7 @@ impl<C: Content> FsHandles for Store<C> {
             ));
         }
         let now = now_ns();
-        self.db.write(&open.path, |tx, removals| {
+        self.db_write(&open.path, |tx, removals| {
             let node = queries::node(tx, &open.path, open.ino)?;
             let at = if open.flags.append { node.size } else { offset };
             self.content

@@ -28,6 +28,7 @@ mod pins;
 mod queries;
 mod read;
 mod streams;
+mod trees;
 mod write;
 
 use std::os::unix::ffi::OsStrExt;
@@ -38,7 +39,7 @@ use anyfs::{FsError, FsErrorKind, FsResult};
 use rusqlite::Connection;
 
 pub(crate) use content::{Content, FileRow, zeroed_range};
-pub(crate) use node::now_ns;
+pub(crate) use node::{Tree, now_ns};
 
 use crate::db::{Db, DeferredRemovals, sql_error};
 use node::{KIND_FILE, NODE_COLUMNS, Node, node_from_row};
@@ -47,13 +48,18 @@ use path_cache::PathCache;
 use pins::Pins;
 
 /// The store behind [`SqliteBackend`](crate::SqliteBackend) and
-/// [`IndexedBackend`](crate::IndexedBackend): a database and a content
-/// store `C`.
+/// [`IndexedBackend`](crate::IndexedBackend): one tree of a database (the
+/// workspace, a snapshot or a branch) and a content store `C`.
 pub struct Store<C> {
     /// The `Arc` this store lives in, for streams that outlive a call.
     weak_self: Weak<Store<C>>,
-    pub(crate) db: Db,
+    /// The database, shared by the stores of all its trees.
+    pub(crate) db: Arc<Db>,
     pub(crate) content: C,
+    /// The tree this store reads and writes.
+    tree: Tree,
+    /// A snapshot: every change is refused.
+    frozen: bool,
     /// Inodes held by open handles and streams.
     pins: Pins,
     /// Open handles.
@@ -71,19 +77,40 @@ impl<C> std::fmt::Debug for Store<C> {
 }
 
 impl<C: Content> Store<C> {
-    /// A store over `db` and `content`, freeing what a crash left behind.
+    /// A store over the workspace of `db` and `content`, freeing what a
+    /// crash left behind (in every tree).
     pub(crate) fn new(db: Db, content: C, owner: (u32, u32)) -> FsResult<Arc<Self>> {
-        let store = Arc::new_cyclic(|weak_self| Self {
+        let store = Self::on_tree(Arc::new(db), content, owner, Tree::LIVE, false);
+        store.free_orphans()?;
+        Ok(store)
+    }
+
+    /// A store over tree `tree` of `db`; `frozen` refuses every change.
+    fn on_tree(db: Arc<Db>, content: C, owner: (u32, u32), tree: Tree, frozen: bool) -> Arc<Self> {
+        Arc::new_cyclic(|weak_self| Self {
             weak_self: weak_self.clone(),
             db,
             content,
+            tree,
+            frozen,
             pins: Pins::default(),
             open_files: OpenFiles::default(),
             owner,
             paths: PathCache::default(),
-        });
-        store.free_orphans()?;
-        Ok(store)
+        })
+    }
+
+    /// Runs `f` in a write transaction, unless this store is a snapshot's
+    /// (`ReadOnly`).
+    fn db_write<T>(
+        &self,
+        path: &Path,
+        f: impl FnOnce(&Connection, &mut DeferredRemovals) -> FsResult<T>,
+    ) -> FsResult<T> {
+        if self.frozen {
+            return Err(FsError::read_only(path, "change a snapshot"));
+        }
+        self.db.write(path, f)
     }
 
     /// The `Arc` this store lives in, for a stream to keep.
@@ -95,13 +122,14 @@ impl<C: Content> Store<C> {
             .ok_or_else(|| FsError::backend(path, "open a stream", "the backend is being closed"))
     }
 
-    /// Frees nodes left without a name by a crash while they were open.
+    /// Frees nodes left without a name by a crash while they were open,
+    /// in every tree (the root of each has a name of its own: `nlink` 1).
     fn free_orphans(&self) -> FsResult<()> {
         let root = Path::new("/");
-        self.db.write(root, |tx, removals| {
+        self.db_write(root, |tx, removals| {
             let orphans: Vec<Node> = tx
                 .prepare(&format!(
-                    "SELECT {NODE_COLUMNS} FROM inodes WHERE nlink = 0 AND ino != 1"
+                    "SELECT {NODE_COLUMNS} FROM inodes WHERE nlink = 0"
                 ))
                 .and_then(|mut s| s.query_map([], node_from_row)?.collect())
                 .map_err(|e| sql_error(root, "find orphans", e))?;
@@ -176,12 +204,19 @@ impl<C: Content> Store<C> {
         now: i64,
         size: u64,
     ) -> FsResult<(Node, bool)> {
-        let (parent, name) = queries::slot(tx, path)?;
+        let (parent, name) = queries::slot(tx, self.tree, path)?;
         match queries::child(tx, path, parent, name.as_bytes())? {
             Some((ino, _)) => queries::file(tx, path, ino).map(|node| (node, false)),
             None => {
-                let ino =
-                    queries::create_file(tx, path, parent, name.as_bytes(), self.owner, size, now)?;
+                let ino = queries::create_file(
+                    tx,
+                    (self.tree, path),
+                    parent,
+                    name.as_bytes(),
+                    self.owner,
+                    size,
+                    now,
+                )?;
                 // What was just written, without reading it back; its
                 // content is still to come (size 0 for the content store).
                 Ok((Node::new_file(ino, self.owner, now), true))
@@ -197,8 +232,8 @@ impl<C: Content> Store<C> {
     /// Lets go of `ino` for a handle or stream; frees the node if that was
     /// its last pin and it has no name left.
     fn unpin(&self, path: &Path, ino: i64) -> FsResult<()> {
-        if self.pins.unpin(ino) {
-            self.db.write(path, |tx, removals| {
+        if self.pins.unpin(ino) && !self.frozen {
+            self.db_write(path, |tx, removals| {
                 if let Ok(node) = queries::node(tx, path, ino)
                     && node.nlink == 0
                 {

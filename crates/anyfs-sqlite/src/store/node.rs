@@ -7,8 +7,48 @@ use anyfs::{FileType, Metadata, Permissions};
 
 use super::content::FileRow;
 
-/// The root directory's inode.
-pub(super) const ROOT: i64 = 1;
+/// Bits of an inode number that number a node within its tree.
+pub(crate) const TREE_BITS: u32 = 40;
+
+/// One tree of the database: the workspace itself (tree 0), a snapshot or
+/// a branch. All trees live in the same tables; tree `t` owns the inode
+/// numbers `t * 2^40 + 1 ..= t * 2^40 + 2^40 - 1`, its root the first. A
+/// copy of a tree keeps each node's number within the tree, which is the
+/// number callers see ([`Tree::local`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Tree(pub(crate) i64);
+
+impl Tree {
+    /// The workspace itself.
+    pub(crate) const LIVE: Tree = Tree(0);
+    /// Trees there can be, inode numbers being 63 bits.
+    pub(crate) const MAX_ID: i64 = (1 << (63 - TREE_BITS)) - 1;
+
+    /// The lowest inode number of the tree, its root's.
+    pub(crate) fn root(self) -> i64 {
+        (self.0 << TREE_BITS) + 1
+    }
+    /// The highest inode number of the tree.
+    pub(crate) fn last(self) -> i64 {
+        (self.0 << TREE_BITS) + (1 << TREE_BITS) - 1
+    }
+    /// A stored inode number as callers see it: the same in every copy.
+    pub(crate) fn local(self, ino: i64) -> u64 {
+        (ino - (self.0 << TREE_BITS)) as u64
+    }
+    /// The stored inode number of a caller's inode number, if it can be
+    /// one of this tree.
+    pub(crate) fn global(self, inode: u64) -> Option<i64> {
+        (1..1 << TREE_BITS)
+            .contains(&inode)
+            .then(|| (self.0 << TREE_BITS) + inode as i64)
+    }
+    /// What must be added to a node's number in this tree to number it in
+    /// `to`.
+    pub(crate) fn offset_to(self, to: Tree) -> i64 {
+        (to.0 - self.0) << TREE_BITS
+    }
+}
 /// `inodes.kind` of a regular file.
 pub(super) const KIND_FILE: i64 = 0;
 /// `inodes.kind` of a directory.
@@ -30,7 +70,7 @@ pub(super) fn to_ns(t: SystemTime) -> i64 {
 }
 
 /// The inverse of [`to_ns`].
-fn from_ns(ns: i64) -> SystemTime {
+pub(super) fn from_ns(ns: i64) -> SystemTime {
     if ns >= 0 {
         UNIX_EPOCH + Duration::from_nanos(ns as u64)
     } else {
@@ -73,13 +113,13 @@ pub(super) fn file_type(kind: i64) -> FileType {
 }
 
 impl Node {
-    /// The node as [`Metadata`].
-    pub(super) fn metadata(&self) -> Metadata {
+    /// The node, of tree `tree`, as [`Metadata`].
+    pub(super) fn metadata(&self, tree: Tree) -> Metadata {
         Metadata {
             file_type: file_type(self.kind),
             len: self.size,
             permissions: Permissions::from_mode(self.mode),
-            inode: self.ino as u64,
+            inode: tree.local(self.ino),
             nlink: if self.kind == KIND_DIR {
                 2 + self.subdirs
             } else {

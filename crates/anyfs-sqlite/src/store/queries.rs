@@ -10,7 +10,7 @@ use anyfs::path::{self as vpath, PathWalker, Step};
 use anyfs::{FsError, FsResult};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::node::{KIND_DIR, KIND_FILE, KIND_SYMLINK, NODE_COLUMNS, Node, ROOT, node_from_row};
+use super::node::{KIND_DIR, KIND_FILE, KIND_SYMLINK, NODE_COLUMNS, Node, Tree, node_from_row};
 use crate::db::sql_error;
 
 /// The node `ino`; `NotFound` (about `path`) if there is none.
@@ -51,24 +51,29 @@ pub(super) fn file(conn: &Connection, path: &Path, ino: i64) -> FsResult<Node> {
 }
 
 /// The file at a resolved path, following no link.
-pub(super) fn file_at(conn: &Connection, path: &Path) -> FsResult<Node> {
-    file(conn, path, lookup(conn, path)?)
+pub(super) fn file_at(conn: &Connection, tree: Tree, path: &Path) -> FsResult<Node> {
+    file(conn, path, lookup(conn, tree, path)?)
 }
 
 /// The inode at a resolved path, following no link.
-pub(super) fn lookup(conn: &Connection, path: &Path) -> FsResult<i64> {
+pub(super) fn lookup(conn: &Connection, tree: Tree, path: &Path) -> FsResult<i64> {
     let names = vpath::resolved_components(path)?;
-    walk(conn, path, &names)
+    walk(conn, tree, path, &names)
 }
 
 /// The inode reached from the root through `names` (of `path`).
-pub(super) fn walk(conn: &Connection, path: &Path, names: &[&OsStr]) -> FsResult<i64> {
-    walk_kind(conn, path, names).map(|(ino, _)| ino)
+pub(super) fn walk(conn: &Connection, tree: Tree, path: &Path, names: &[&OsStr]) -> FsResult<i64> {
+    walk_kind(conn, tree, path, names).map(|(ino, _)| ino)
 }
 
 /// Like [`walk`], also giving the kind of the node reached.
-pub(super) fn walk_kind(conn: &Connection, path: &Path, names: &[&OsStr]) -> FsResult<(i64, i64)> {
-    let mut ino = ROOT;
+pub(super) fn walk_kind(
+    conn: &Connection,
+    tree: Tree,
+    path: &Path,
+    names: &[&OsStr],
+) -> FsResult<(i64, i64)> {
+    let mut ino = tree.root();
     let mut kind = KIND_DIR;
     for name in names {
         match kind {
@@ -85,7 +90,11 @@ pub(super) fn walk_kind(conn: &Connection, path: &Path, names: &[&OsStr]) -> FsR
 }
 
 /// The directory a resolved path's last name lives in, and that name.
-pub(super) fn slot<'p>(conn: &Connection, path: &'p Path) -> FsResult<(i64, &'p OsStr)> {
+pub(super) fn slot<'p>(
+    conn: &Connection,
+    tree: Tree,
+    path: &'p Path,
+) -> FsResult<(i64, &'p OsStr)> {
     let names = vpath::resolved_components(path)?;
     let Some((name, parents)) = names.split_last() else {
         return Err(FsError::invalid_path(
@@ -93,7 +102,7 @@ pub(super) fn slot<'p>(conn: &Connection, path: &'p Path) -> FsResult<(i64, &'p 
             "the root cannot be created, removed or moved",
         ));
     };
-    let (parent, kind) = walk_kind(conn, path, parents)?;
+    let (parent, kind) = walk_kind(conn, tree, path, parents)?;
     match kind {
         KIND_DIR => Ok((parent, name)),
         KIND_SYMLINK => Err(vpath::crosses_symlink(path)),
@@ -104,7 +113,7 @@ pub(super) fn slot<'p>(conn: &Connection, path: &'p Path) -> FsResult<(i64, &'p 
 /// A new node with no name yet (`nlink` 0): the caller links it.
 pub(super) fn alloc(
     conn: &Connection,
-    path: &Path,
+    (tree, path): (Tree, &Path),
     kind: i64,
     mode: u32,
     owner: (u32, u32),
@@ -113,19 +122,32 @@ pub(super) fn alloc(
 ) -> FsResult<i64> {
     let size = target.map_or(0, |t| t.len() as i64);
     conn.prepare_cached(
-        "INSERT INTO inodes (kind, mode, uid, gid, size, nlink, atime, mtime, ctime, btime, target)
-         VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?6, ?6, ?6, ?7)",
+        "INSERT INTO inodes (ino, kind, mode, uid, gid, size, nlink, atime, mtime, ctime, btime, target)
+         VALUES ((SELECT max(ino) + 1 FROM inodes WHERE ino BETWEEN ?8 AND ?9),
+             ?1, ?2, ?3, ?4, ?5, 0, ?6, ?6, ?6, ?6, ?7)",
     )
-    .and_then(|mut s| s.execute(params![kind, mode, owner.0, owner.1, size, now, target]))
+    .and_then(|mut s| {
+        s.execute(params![
+            kind,
+            mode,
+            owner.0,
+            owner.1,
+            size,
+            now,
+            target,
+            tree.root(),
+            tree.last()
+        ])
+    })
     .map_err(|e| sql_error(path, "create a node", e))?;
-    Ok(conn.last_insert_rowid())
+    numbered(path, tree, conn.last_insert_rowid())
 }
 
 /// Creates a file of `size` bytes (content to follow) named `name` in
 /// `parent`: the node with its one name, in three statements.
 pub(super) fn create_file(
     conn: &Connection,
-    path: &Path,
+    (tree, path): (Tree, &Path),
     parent: i64,
     name: &[u8],
     owner: (u32, u32),
@@ -134,8 +156,9 @@ pub(super) fn create_file(
 ) -> FsResult<i64> {
     let insert = || -> rusqlite::Result<i64> {
         conn.prepare_cached(
-            "INSERT INTO inodes (kind, mode, uid, gid, size, nlink, atime, mtime, ctime, btime)
-             VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?6, ?6, ?6)",
+            "INSERT INTO inodes (ino, kind, mode, uid, gid, size, nlink, atime, mtime, ctime, btime)
+             VALUES ((SELECT max(ino) + 1 FROM inodes WHERE ino BETWEEN ?7 AND ?8),
+                 ?1, ?2, ?3, ?4, ?5, 1, ?6, ?6, ?6, ?6)",
         )?
         .execute(params![
             KIND_FILE,
@@ -143,7 +166,9 @@ pub(super) fn create_file(
             owner.0,
             owner.1,
             size as i64,
-            now
+            now,
+            tree.root(),
+            tree.last()
         ])?;
         let ino = conn.last_insert_rowid();
         conn.prepare_cached("INSERT INTO entries (parent, name, ino) VALUES (?1, ?2, ?3)")?
@@ -152,7 +177,20 @@ pub(super) fn create_file(
             .execute(params![parent, now])?;
         Ok(ino)
     };
-    insert().map_err(|e| sql_error(path, "create a file", e))
+    let ino = insert().map_err(|e| sql_error(path, "create a file", e))?;
+    numbered(path, tree, ino)
+}
+
+/// A node just numbered: an error if the tree has no number left.
+fn numbered(path: &Path, tree: Tree, ino: i64) -> FsResult<i64> {
+    if ino > tree.last() {
+        return Err(FsError::backend(
+            path,
+            "create a node",
+            "the tree has no inode number left",
+        ));
+    }
+    Ok(ino)
 }
 
 /// Adds `name -> ino` to `parent`.
@@ -256,11 +294,11 @@ pub(super) fn has_entries(conn: &Connection, path: &Path, dir: i64) -> FsResult<
 }
 
 /// One path of a node (its first name, walking up to the root).
-pub(super) fn path_of(conn: &Connection, ino: i64) -> FsResult<PathBuf> {
+pub(super) fn path_of(conn: &Connection, tree: Tree, ino: i64) -> FsResult<PathBuf> {
     let mut names: Vec<Vec<u8>> = Vec::new();
     let mut cur = ino;
-    let not_found = || FsError::inode_not_found(ino as u64);
-    while cur != ROOT {
+    let not_found = || FsError::inode_not_found(tree.local(ino));
+    while cur != tree.root() {
         let row: Option<(i64, Vec<u8>)> = conn
             .prepare_cached("SELECT parent, name FROM entries WHERE ino = ?1 LIMIT 1")
             .and_then(|mut s| {
@@ -275,7 +313,7 @@ pub(super) fn path_of(conn: &Connection, ino: i64) -> FsResult<PathBuf> {
             return Err(not_found());
         }
     }
-    if ino == ROOT && node(conn, Path::new("/"), ROOT).is_err() {
+    if ino == tree.root() && node(conn, Path::new("/"), ino).is_err() {
         return Err(not_found());
     }
     let mut out = Vec::new();
@@ -292,6 +330,7 @@ pub(super) fn path_of(conn: &Connection, ino: i64) -> FsResult<PathBuf> {
 /// Whether `ino` is `ancestor` or lies beneath it.
 pub(super) fn is_within(
     conn: &Connection,
+    tree: Tree,
     path: &Path,
     mut ino: i64,
     ancestor: i64,
@@ -300,7 +339,7 @@ pub(super) fn is_within(
         if ino == ancestor {
             return Ok(true);
         }
-        if ino == ROOT {
+        if ino == tree.root() {
             return Ok(false);
         }
         let parent: Option<i64> = conn
@@ -315,21 +354,25 @@ pub(super) fn is_within(
 }
 
 /// Walks paths for [`anyfs::path::resolve`] inside one read transaction.
-pub(super) struct SqlWalker<'c>(pub(super) &'c Connection, pub(super) &'c Path);
+pub(super) struct SqlWalker<'c>(
+    pub(super) &'c Connection,
+    pub(super) Tree,
+    pub(super) &'c Path,
+);
 
 impl PathWalker for SqlWalker<'_> {
     type Node = i64;
     fn root(&mut self) -> FsResult<i64> {
-        Ok(ROOT)
+        Ok(self.1.root())
     }
     fn child(&mut self, dir: &i64, name: &OsStr) -> FsResult<Option<Step<i64>>> {
-        let Some((ino, kind)) = child(self.0, self.1, *dir, name.as_bytes())? else {
+        let Some((ino, kind)) = child(self.0, self.2, *dir, name.as_bytes())? else {
             return Ok(None);
         };
         Ok(Some(match kind {
             KIND_DIR => Step::Dir(ino),
             KIND_SYMLINK => {
-                let node = node(self.0, self.1, ino)?;
+                let node = node(self.0, self.2, ino)?;
                 Step::Symlink(PathBuf::from(OsString::from_vec(
                     node.target.unwrap_or_default(),
                 )))

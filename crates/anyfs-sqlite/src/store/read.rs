@@ -34,7 +34,7 @@ impl<C: Content> Store<C> {
         path: &Path,
         tag: Option<u64>,
     ) -> FsResult<(i64, Node)> {
-        let ino = queries::lookup(conn, path)?;
+        let ino = queries::lookup(conn, self.tree, path)?;
         let node = queries::node(conn, path, ino)?;
         if let Some(generation) = tag {
             self.paths
@@ -82,11 +82,12 @@ impl<C: Content> FsRead for Store<C> {
     }
 
     fn exists(&self, path: &Path) -> FsResult<bool> {
-        self.db.read(|conn| match queries::lookup(conn, path) {
-            Ok(_) => Ok(true),
-            Err(e) if e.is_absent() => Ok(false),
-            Err(e) => Err(e),
-        })
+        self.db
+            .read(|conn| match queries::lookup(conn, self.tree, path) {
+                Ok(_) => Ok(true),
+                Err(e) if e.is_absent() => Ok(false),
+                Err(e) => Err(e),
+            })
     }
 
     fn metadata(&self, path: &Path) -> FsResult<Metadata> {
@@ -95,10 +96,14 @@ impl<C: Content> FsRead for Store<C> {
                 .db
                 .read_at(Some(generation), |conn, _| queries::node(conn, path, ino))
         {
-            return Ok(node.metadata());
+            return Ok(node.metadata(self.tree));
         }
-        self.db
-            .read_tagged(|conn, tag| Ok(self.lookup_remembered(conn, path, tag)?.1.metadata()))
+        self.db.read_tagged(|conn, tag| {
+            Ok(self
+                .lookup_remembered(conn, path, tag)?
+                .1
+                .metadata(self.tree))
+        })
     }
 
     fn open_read(&self, path: &Path) -> FsResult<FsReader> {
@@ -106,7 +111,7 @@ impl<C: Content> FsRead for Store<C> {
         // from a snapshot, in constant memory.
         let file = self
             .db
-            .read(|conn| Ok(queries::file_at(conn, path)?.file()))?;
+            .read(|conn| Ok(queries::file_at(conn, self.tree, path)?.file()))?;
         let store = self.self_arc(path)?;
         self.pin(file.ino);
         Ok(Box::new(StoreReader::new(store, file, path.to_path_buf())))
@@ -127,7 +132,12 @@ impl<C: Content> FsRead for Store<C> {
             return Ok(path.to_path_buf());
         }
         self.db.read(|conn| {
-            vpath::resolve_visiting(path, follow_last, &mut SqlWalker(conn, path), visit)
+            vpath::resolve_visiting(
+                path,
+                follow_last,
+                &mut SqlWalker(conn, self.tree, path),
+                visit,
+            )
         })
     }
 }
@@ -137,8 +147,9 @@ impl<C: Content> FsStats for Store<C> {
         let root = Path::new("/");
         let (nodes, bytes) = self.db.read(|conn| {
             conn.query_row(
-                "SELECT count(*), coalesce(sum(CASE WHEN kind = 0 THEN size ELSE 0 END), 0) FROM inodes",
-                [],
+                "SELECT count(*), coalesce(sum(CASE WHEN kind = 0 THEN size ELSE 0 END), 0)
+                 FROM inodes WHERE ino BETWEEN ?1 AND ?2",
+                [self.tree.root(), self.tree.last()],
                 |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
             )
             .map_err(|e| sql_error(root, "statfs", e))
@@ -176,43 +187,54 @@ impl<C: Content> FsStats for Store<C> {
     }
 }
 
+impl<C: Content> Store<C> {
+    /// The stored number of a caller's inode number.
+    fn global(&self, inode: u64) -> FsResult<i64> {
+        self.tree
+            .global(inode)
+            .ok_or_else(|| FsError::inode_not_found(inode))
+    }
+}
+
 impl<C: Content> FsInode for Store<C> {
     fn path_to_inode(&self, path: &Path) -> FsResult<u64> {
         self.db
-            .read(|conn| queries::lookup(conn, path).map(|i| i as u64))
+            .read(|conn| queries::lookup(conn, self.tree, path).map(|i| self.tree.local(i)))
     }
 
     fn inode_to_path(&self, inode: u64) -> FsResult<PathBuf> {
-        let ino = i64::try_from(inode).map_err(|_| FsError::inode_not_found(inode))?;
+        let ino = self.global(inode)?;
         self.db.read(|conn| {
             queries::node(conn, Path::new("/"), ino)
                 .map_err(|_| FsError::inode_not_found(inode))?;
-            queries::path_of(conn, ino)
+            queries::path_of(conn, self.tree, ino)
         })
     }
 
     fn lookup(&self, parent: u64, name: &OsStr) -> FsResult<u64> {
         vpath::validate_name(name)?;
-        let parent = i64::try_from(parent).map_err(|_| FsError::inode_not_found(parent))?;
+        let inode = parent;
+        let parent = self.global(inode)?;
         self.db.read(|conn| {
             let dir = queries::node(conn, Path::new("/"), parent)
-                .map_err(|_| FsError::inode_not_found(parent as u64))?;
-            let dir_path = queries::path_of(conn, parent).unwrap_or_else(|_| PathBuf::from("/"));
+                .map_err(|_| FsError::inode_not_found(inode))?;
+            let dir_path =
+                queries::path_of(conn, self.tree, parent).unwrap_or_else(|_| PathBuf::from("/"));
             if dir.kind != KIND_DIR {
                 return Err(FsError::not_a_directory(dir_path));
             }
             let path = vpath::join(&dir_path, name);
             queries::child(conn, &path, parent, name.as_bytes())?
-                .map(|(ino, _)| ino as u64)
+                .map(|(ino, _)| self.tree.local(ino))
                 .ok_or(FsError::not_found(path))
         })
     }
 
     fn metadata_by_inode(&self, inode: u64) -> FsResult<Metadata> {
-        let ino = i64::try_from(inode).map_err(|_| FsError::inode_not_found(inode))?;
+        let ino = self.global(inode)?;
         self.db.read(|conn| {
             queries::node(conn, Path::new("/"), ino)
-                .map(|n| n.metadata())
+                .map(|n| n.metadata(self.tree))
                 .map_err(|_| FsError::inode_not_found(inode))
         })
     }

@@ -42,9 +42,9 @@ impl<C: Content> Store<C> {
     /// created with it, if missing), in one transaction.
     fn commit_staged(&self, path: &Path, staging: i64) -> FsResult<()> {
         let now = now_ns();
-        self.db.write(path, |tx, removals| {
+        self.db_write(path, |tx, removals| {
             let staged = queries::node(tx, path, staging)?;
-            let (parent, name) = queries::slot(tx, path)?;
+            let (parent, name) = queries::slot(tx, self.tree, path)?;
             match queries::child(tx, path, parent, name.as_bytes())? {
                 // The staged node becomes the file.
                 None => queries::link(tx, path, parent, name.as_bytes(), staging, false, now),
@@ -76,8 +76,16 @@ impl<C: Content> Store<C> {
     /// freed) until the writer lets it go.
     fn stage(&self, path: &Path) -> FsResult<i64> {
         let now = now_ns();
-        let ino = self.db.write(path, |tx, _| {
-            queries::alloc(tx, path, KIND_FILE, 0o644, self.owner, None, now)
+        let ino = self.db_write(path, |tx, _| {
+            queries::alloc(
+                tx,
+                (self.tree, path),
+                KIND_FILE,
+                0o644,
+                self.owner,
+                None,
+                now,
+            )
         })?;
         self.pin(ino);
         Ok(ino)
@@ -86,7 +94,7 @@ impl<C: Content> Store<C> {
     /// Appends a block to a pinned file for a stream.
     fn append_block(&self, path: &Path, ino: i64, data: &[u8]) -> FsResult<()> {
         let now = now_ns();
-        self.db.write(path, |tx, removals| {
+        self.db_write(path, |tx, removals| {
             let node = queries::node(tx, path, ino)?;
             self.content
                 .write_at(tx, path, &node.file(), node.size, data, removals)?;

@@ -16,7 +16,7 @@ use crate::db::sql_error;
 impl<C: Content> FsWrite for Store<C> {
     fn write(&self, path: &Path, data: &[u8]) -> FsResult<()> {
         let now = now_ns();
-        self.db.write(path, |tx, removals| {
+        self.db_write(path, |tx, removals| {
             let (node, created) = self.file_for_write_sized(tx, path, now, data.len() as u64)?;
             if !created && node.nlink == 1 && self.pins.is_pinned(node.ino) {
                 // Someone streams the old content: the new takes the name
@@ -24,7 +24,7 @@ impl<C: Content> FsWrite for Store<C> {
                 // whole until it closes.
                 let fresh = queries::alloc(
                     tx,
-                    path,
+                    (self.tree, path),
                     KIND_FILE,
                     node.mode,
                     (node.uid, node.gid),
@@ -38,7 +38,7 @@ impl<C: Content> FsWrite for Store<C> {
                 };
                 self.content.replace(tx, path, &row, data, removals)?;
                 queries::set_size(tx, path, fresh, data.len() as u64, now)?;
-                let (parent, name) = queries::slot(tx, path)?;
+                let (parent, name) = queries::slot(tx, self.tree, path)?;
                 return self.give_name(tx, path, (parent, name.as_bytes()), fresh, now, removals);
             }
             self.content
@@ -53,7 +53,7 @@ impl<C: Content> FsWrite for Store<C> {
 
     fn append(&self, path: &Path, data: &[u8]) -> FsResult<()> {
         let now = now_ns();
-        self.db.write(path, |tx, removals| {
+        self.db_write(path, |tx, removals| {
             let node = self.file_for_write(tx, path, now)?;
             self.content
                 .write_at(tx, path, &node.file(), node.size, data, removals)?;
@@ -72,8 +72,8 @@ impl<C: Content> FsWrite for Store<C> {
                 return Err(FsError::file_size_exceeded(path, end, limit));
             }
         }
-        self.db.write(path, |tx, removals| {
-            let node = queries::file_at(tx, path)?;
+        self.db_write(path, |tx, removals| {
+            let node = queries::file_at(tx, self.tree, path)?;
             let ranges: Vec<(u64, &[u8])> = ranges
                 .iter()
                 .filter(|(_, data)| !data.is_empty())
@@ -95,8 +95,8 @@ impl<C: Content> FsWrite for Store<C> {
 
     fn remove_file(&self, path: &Path) -> FsResult<()> {
         let now = now_ns();
-        self.db.write(path, |tx, removals| {
-            let (parent, name) = queries::slot(tx, path)?;
+        self.db_write(path, |tx, removals| {
+            let (parent, name) = queries::slot(tx, self.tree, path)?;
             match queries::child(tx, path, parent, name.as_bytes())? {
                 None => return Err(FsError::not_found(path)),
                 Some((_, KIND_DIR)) => return Err(FsError::is_a_directory(path)),
@@ -109,13 +109,13 @@ impl<C: Content> FsWrite for Store<C> {
 
     fn rename(&self, from: &Path, to: &Path) -> FsResult<()> {
         let now = now_ns();
-        self.db.write(from, |tx, removals| {
-            let (src_parent, src_name) = queries::slot(tx, from)?;
+        self.db_write(from, |tx, removals| {
+            let (src_parent, src_name) = queries::slot(tx, self.tree, from)?;
             let (ino, kind) = queries::child(tx, from, src_parent, src_name.as_bytes())?
                 .ok_or_else(|| FsError::not_found(from))?;
-            let (dst_parent, dst_name) = queries::slot(tx, to)?;
+            let (dst_parent, dst_name) = queries::slot(tx, self.tree, to)?;
             let src_is_dir = kind == KIND_DIR;
-            if src_is_dir && queries::is_within(tx, to, dst_parent, ino)? {
+            if src_is_dir && queries::is_within(tx, self.tree, to, dst_parent, ino)? {
                 return Err(FsError::invalid_path(
                     to,
                     "a directory cannot move into itself",
@@ -158,8 +158,8 @@ impl<C: Content> FsWrite for Store<C> {
 
     fn copy(&self, from: &Path, to: &Path) -> FsResult<()> {
         let now = now_ns();
-        self.db.write(from, |tx, removals| {
-            let src = queries::file_at(tx, from)?;
+        self.db_write(from, |tx, removals| {
+            let src = queries::file_at(tx, self.tree, from)?;
             let dst = self.file_for_write(tx, to, now)?;
             if dst.ino != src.ino {
                 self.content
@@ -175,8 +175,8 @@ impl<C: Content> FsWrite for Store<C> {
 
     fn truncate(&self, path: &Path, size: u64) -> FsResult<()> {
         let now = now_ns();
-        self.db.write(path, |tx, removals| {
-            let node = queries::file_at(tx, path)?;
+        self.db_write(path, |tx, removals| {
+            let node = queries::file_at(tx, self.tree, path)?;
             self.content
                 .truncate(tx, path, &node.file(), size, removals)?;
             queries::set_size(tx, path, node.ino, size, now)
@@ -189,7 +189,7 @@ impl<C: Content> FsWrite for Store<C> {
     fn open_write(&self, path: &Path) -> FsResult<FsWriter> {
         // Checked now, created only at the commit.
         self.db.read(|conn| {
-            let (parent, name) = queries::slot(conn, path)?;
+            let (parent, name) = queries::slot(conn, self.tree, path)?;
             if let Some((ino, _)) = queries::child(conn, path, parent, name.as_bytes())? {
                 queries::file(conn, path, ino)?;
             }
@@ -214,7 +214,8 @@ impl<C: Content> FsSync for Store<C> {
     }
 
     fn fsync(&self, path: &Path) -> FsResult<()> {
-        self.db.read(|conn| queries::lookup(conn, path).map(drop))?;
+        self.db
+            .read(|conn| queries::lookup(conn, self.tree, path).map(drop))?;
         // With group commit, what was acknowledged is committed now.
         self.db.commit_group()
     }
