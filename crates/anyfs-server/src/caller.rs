@@ -18,7 +18,7 @@ pub(crate) enum Caller {
     Agent {
         account: Account,
         agent: AgentRow,
-        policy: AgentPolicy,
+        policy: Box<AgentPolicy>,
     },
     /// The service administrator: accounts, never their files.
     Admin,
@@ -151,7 +151,7 @@ pub(crate) fn authenticate_with(
                 return Err(suspended(&account, "agent"));
             }
             // A policy that does not parse refuses the agent, never frees it.
-            let policy = serde_json::from_str(&agent.policy).map_err(Failure::internal)?;
+            let policy = Box::new(serde_json::from_str(&agent.policy).map_err(Failure::internal)?);
             Ok(Caller::Agent {
                 account,
                 agent,

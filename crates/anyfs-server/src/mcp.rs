@@ -20,7 +20,7 @@ use zeroize::Zeroizing;
 use crate::Service;
 use crate::caller::bearer;
 use crate::failure::Failure;
-use crate::operation::{Access, Callers, FileRequest, run_audited};
+use crate::operation::{Access, Callers, FileRequest, Target, run_audited};
 
 /// The MCP endpoint as a tower service, for the router to mount at `/mcp`.
 ///
@@ -287,6 +287,7 @@ impl ServerHandler for McpFiles {
             .collect();
         let request = FileRequest {
             secret,
+            target: Target::Own,
             callers: Callers::AccountOrAgent,
             access: access_of(&name),
             audits,

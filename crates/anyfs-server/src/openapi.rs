@@ -184,6 +184,94 @@ pub(crate) const ROUTES: &[(&str, &str, &str, &str)] = &[
          `resolved_path`",
         "account or agent",
     ),
+    (
+        "post",
+        "/v1/snapshots",
+        "Take a snapshot of the workspace, `{\"name\"}`: one moment, read-only, sharing content",
+        "account",
+    ),
+    (
+        "get",
+        "/v1/snapshots",
+        "The workspace's snapshots, oldest first",
+        "account",
+    ),
+    (
+        "delete",
+        "/v1/snapshots/{id}",
+        "Delete a snapshot (409 while a branch counts from it)",
+        "account",
+    ),
+    (
+        "post",
+        "/v1/snapshots/{id}/restore",
+        "Make the workspace what the snapshot holds (the snapshot stays)",
+        "account",
+    ),
+    (
+        "get",
+        "/v1/snapshots/{id}/files",
+        "List a snapshot's root",
+        "account",
+    ),
+    (
+        "get",
+        "/v1/snapshots/{id}/files/{path}",
+        "Read a file of a snapshot (Range supported) or list a directory",
+        "account",
+    ),
+    (
+        "post",
+        "/v1/branches",
+        "Make a branch from a snapshot, `{\"snapshot\", \"name\"}`: a writable workspace of its own",
+        "account",
+    ),
+    (
+        "get",
+        "/v1/branches",
+        "The workspace's branches, each with the snapshot its changes count from",
+        "account",
+    ),
+    ("delete", "/v1/branches/{id}", "Delete a branch", "account"),
+    (
+        "post",
+        "/v1/branches/{id}/merge",
+        "Apply the branch's changes since its base, `{\"into\", \"take\", \"paths\"}`; 409 with \
+         every conflicting path, and nothing applied, unless `take` (`branch` or `into`) or \
+         `paths` chooses a side",
+        "account",
+    ),
+    (
+        "get",
+        "/v1/branches/{id}/files",
+        "List a branch's root",
+        "account",
+    ),
+    (
+        "get",
+        "/v1/branches/{id}/files/{path}",
+        "Read a file of a branch or list a directory",
+        "account",
+    ),
+    (
+        "put",
+        "/v1/branches/{id}/files/{path}",
+        "Write a file of a branch (streamed body; folders are made)",
+        "account",
+    ),
+    (
+        "delete",
+        "/v1/branches/{id}/files/{path}",
+        "Delete a file or directory of a branch",
+        "account",
+    ),
+    (
+        "get",
+        "/v1/diff",
+        "The changes from one tree to another, one JSON object per line (`change`, `path`, \
+         `old`, `new` with `type`, `size`, `mode`), streamed",
+        "account",
+    ),
     ("get", "/openapi.json", "This document", "none"),
     (
         "get",
@@ -264,6 +352,27 @@ const PARAMETERS: &[(&str, &str, &str, &str, &str)] = &[
         "recursive",
         "boolean",
         "Remove a directory with everything in it",
+    ),
+    (
+        "delete",
+        "/v1/branches/{id}/files/{path}",
+        "recursive",
+        "boolean",
+        "Remove a directory with everything in it",
+    ),
+    (
+        "get",
+        "/v1/diff",
+        "from",
+        "string",
+        "The tree compared from: `live`, `snapshot:ID` or `branch:ID`",
+    ),
+    (
+        "get",
+        "/v1/diff",
+        "to",
+        "string",
+        "The tree compared to (`live` by default)",
     ),
 ];
 

@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use anyfs::snapshots::{BranchId, SnapshotId};
 use anyfs::{FileStorage, FsError};
 use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use zeroize::Zeroizing;
@@ -62,12 +63,27 @@ pub(crate) enum Callers {
     AccountOnly,
 }
 
+/// Which tree of the caller's account a file operation works on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Target {
+    /// The caller's own: the account's workspace, or an agent's (the
+    /// branch its policy names, if any).
+    #[default]
+    Own,
+    /// A snapshot, read-only (the account's secret only).
+    Snapshot(SnapshotId),
+    /// A branch (the account's secret only).
+    Branch(BranchId),
+}
+
 /// A file operation as a transport asks for it.
 #[derive(Debug)]
 pub(crate) struct FileRequest {
     /// The bearer secret presented with it.
     pub(crate) secret: Option<Zeroizing<String>>,
     pub(crate) callers: Callers,
+    /// The tree it works on.
+    pub(crate) target: Target,
     pub(crate) access: Access,
     /// The audit records it makes, as (action, path as asked): one per
     /// path it names, each with the operation's outcome.
@@ -114,6 +130,24 @@ impl OpenWorkspace {
     /// a workspace nobody holds may be closed).
     pub(crate) fn files(&self) -> FileStorage<Stack> {
         self.fs.clone()
+    }
+
+    /// The account's snapshots and branches, for `f`.
+    pub(crate) fn with_trees<T>(
+        &self,
+        f: impl FnOnce(&dyn crate::workspace::Trees) -> Result<T, FsError>,
+    ) -> Result<T, FsError> {
+        self.service.workspaces.with_trees(&self.account, f)
+    }
+
+    /// The account this workspace is.
+    pub(crate) fn account(&self) -> &str {
+        &self.account
+    }
+
+    /// The service.
+    pub(crate) fn service(&self) -> &Arc<Service> {
+        &self.service
     }
 
     /// Audits `action` on `path` with the path as asked and, where the
@@ -190,10 +224,21 @@ where
 {
     let secret = request.secret.as_deref().map(String::as_str);
     let mut caller = authenticate_with(service, secret, login)?;
-    if request.callers == Callers::AccountOnly {
+    if request.callers == Callers::AccountOnly || request.target != Target::Own {
         caller = Caller::Account(account_owner(service, caller)?);
     }
-    let (account, fs) = workspace(service, &caller)?;
+    let (account, mut fs) = workspace(service, &caller)?;
+    match request.target {
+        Target::Own => {}
+        Target::Snapshot(id) => {
+            fs = FileStorage::new(
+                service
+                    .workspaces
+                    .with_trees(&account, |trees| trees.open_snapshot(id))?,
+            );
+        }
+        Target::Branch(id) => fs = FileStorage::new(service.workspaces.for_branch(&account, id)?),
+    }
     let open = OpenWorkspace {
         tree: service.workspaces.tree(&account),
         fs,

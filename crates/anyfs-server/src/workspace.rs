@@ -10,6 +10,10 @@ use std::time::Instant;
 
 use anyfs::crypto::Key;
 use anyfs::prelude::*;
+use anyfs::snapshots::{
+    BranchId, BranchInfo, Change, FsSnapshots, MergeOptions, MergeOutcome, SnapshotId,
+    SnapshotInfo, TreeRef,
+};
 use anyfs::{
     FsError, FsFull, FsResult, PathFilterLayer, Quota, QuotaLayer, RateLimitLayer, ReadOnlyLayer,
 };
@@ -36,6 +40,10 @@ pub struct AgentPolicy {
     pub quota: Option<u64>,
     /// Operations per second allowed to this agent.
     pub rate: Option<u32>,
+    /// A branch of the account's workspace (its id) that the agent works
+    /// in instead of the workspace itself: its files are the branch's,
+    /// and the account keeps the workspace as it was.
+    pub workspace: Option<String>,
 }
 
 /// A filesystem stack as the API uses it.
@@ -57,6 +65,85 @@ pub(crate) enum Home {
     Shared(SharedWorkspaces),
 }
 
+/// Snapshots, branches, diff and merge of a workspace, whatever its home.
+pub(crate) trait Trees: Send + Sync {
+    fn create_snapshot(&self, name: &str) -> FsResult<SnapshotInfo>;
+    fn snapshots(&self) -> FsResult<Vec<SnapshotInfo>>;
+    /// A snapshot, read-only.
+    fn open_snapshot(&self, id: SnapshotId) -> FsResult<Stack>;
+    fn delete_snapshot(&self, id: SnapshotId) -> FsResult<()>;
+    fn restore(&self, id: SnapshotId) -> FsResult<()>;
+    fn branch(&self, from: SnapshotId, name: &str) -> FsResult<BranchInfo>;
+    fn branches(&self) -> FsResult<Vec<BranchInfo>>;
+    fn delete_branch(&self, id: BranchId) -> FsResult<()>;
+    /// Calls `each` with every change from `a` to `b`, as they are found,
+    /// until it says to stop (`false`).
+    fn diff(
+        &self,
+        a: TreeRef,
+        b: TreeRef,
+        each: &mut dyn FnMut(Change) -> FsResult<bool>,
+    ) -> FsResult<()>;
+    fn merge(
+        &self,
+        branch: BranchId,
+        into: TreeRef,
+        options: &MergeOptions,
+    ) -> FsResult<MergeOutcome>;
+}
+
+impl<T> Trees for T
+where
+    T: FsSnapshots + FsWrite + FsLink + FsPermissions,
+    T::View: FsFull + 'static,
+{
+    fn create_snapshot(&self, name: &str) -> FsResult<SnapshotInfo> {
+        FsSnapshots::create_snapshot(self, name)
+    }
+    fn snapshots(&self) -> FsResult<Vec<SnapshotInfo>> {
+        FsSnapshots::snapshots(self)
+    }
+    fn open_snapshot(&self, id: SnapshotId) -> FsResult<Stack> {
+        Ok(Arc::new(FsSnapshots::open_snapshot(self, id)?))
+    }
+    fn delete_snapshot(&self, id: SnapshotId) -> FsResult<()> {
+        FsSnapshots::delete_snapshot(self, id)
+    }
+    fn restore(&self, id: SnapshotId) -> FsResult<()> {
+        FsSnapshots::restore(self, id)
+    }
+    fn branch(&self, from: SnapshotId, name: &str) -> FsResult<BranchInfo> {
+        FsSnapshots::branch(self, from, name)
+    }
+    fn branches(&self) -> FsResult<Vec<BranchInfo>> {
+        FsSnapshots::branches(self)
+    }
+    fn delete_branch(&self, id: BranchId) -> FsResult<()> {
+        FsSnapshots::delete_branch(self, id)
+    }
+    fn diff(
+        &self,
+        a: TreeRef,
+        b: TreeRef,
+        each: &mut dyn FnMut(Change) -> FsResult<bool>,
+    ) -> FsResult<()> {
+        for change in FsSnapshots::diff(self, a, b)? {
+            if !each(change?)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+    fn merge(
+        &self,
+        branch: BranchId,
+        into: TreeRef,
+        options: &MergeOptions,
+    ) -> FsResult<MergeOutcome> {
+        FsSnapshots::merge(self, branch, into, options)
+    }
+}
+
 /// An account's workspace as the account itself uses it, under its quota.
 enum Owner {
     /// Its SQLite file under this node's quota layer.
@@ -66,6 +153,23 @@ enum Owner {
 }
 
 impl Owner {
+    /// Its snapshots and branches.
+    fn trees(&self) -> &dyn Trees {
+        match self {
+            Owner::File(fs) => &**fs,
+            Owner::Shared(fs) => &**fs,
+        }
+    }
+
+    /// One of its branches, as the account uses it: under the same quota
+    /// (a SQLite file), or its own workspace row's (shared).
+    fn open_branch(&self, id: BranchId) -> FsResult<Owner> {
+        Ok(match self {
+            Owner::File(fs) => Owner::File(Arc::new(FsSnapshots::open_branch(&**fs, id)?)),
+            Owner::Shared(fs) => Owner::Shared(Arc::new(FsSnapshots::open_branch(&**fs, id)?)),
+        })
+    }
+
     fn stack(&self) -> Stack {
         match self {
             Owner::File(fs) => fs.clone(),
@@ -114,6 +218,9 @@ struct AccountFs {
     owner: Owner,
     /// Each agent's stack, built once from the policy it was built for.
     agents: Mutex<HashMap<String, (AgentPolicy, Stack)>>,
+    /// Branches opened, by id: one quota count each, shared by the account
+    /// and every agent working in it.
+    branches: Mutex<HashMap<BranchId, Arc<Owner>>>,
     /// When a request last asked for it.
     last_used: Mutex<Instant>,
 }
@@ -132,6 +239,20 @@ impl AccountFs {
             && agents
                 .values()
                 .all(|(_, stack)| Arc::strong_count(stack) == 1)
+            && self
+                .branches
+                .lock()
+                .values()
+                .all(|branch| Arc::strong_count(branch) == 1 && branch.is_idle())
+    }
+
+    /// Branch `id`, opened once.
+    fn branch(&self, id: BranchId) -> FsResult<Arc<Owner>> {
+        if let Some(branch) = self.branches.lock().get(&id) {
+            return Ok(branch.clone());
+        }
+        let branch = Arc::new(self.owner.open_branch(id)?);
+        Ok(self.branches.lock().entry(id).or_insert(branch).clone())
     }
 }
 
@@ -327,6 +448,7 @@ impl Workspaces {
         let fs = Arc::new(AccountFs {
             owner,
             agents: Mutex::new(HashMap::new()),
+            branches: Mutex::new(HashMap::new()),
             last_used: Mutex::new(Instant::now()),
         });
         let mut open = self.open.lock();
@@ -341,6 +463,30 @@ impl Workspaces {
     /// The stack the account's own secret works through.
     pub(crate) fn for_account(&self, account: &str) -> FsResult<Stack> {
         Ok(self.account(account)?.owner.stack())
+    }
+
+    /// Runs `f` on the account's snapshots and branches.
+    pub(crate) fn with_trees<T>(
+        &self,
+        account: &str,
+        f: impl FnOnce(&dyn Trees) -> FsResult<T>,
+    ) -> FsResult<T> {
+        f(self.account(account)?.owner.trees())
+    }
+
+    /// The stack the account's own secret works on branch `id` through.
+    pub(crate) fn for_branch(&self, account: &str, id: BranchId) -> FsResult<Stack> {
+        Ok(self.account(account)?.branch(id)?.stack())
+    }
+
+    /// Deletes branch `id` and forgets what was opened on it (agents
+    /// pointed at it find nothing from then on).
+    pub(crate) fn delete_branch(&self, account: &str, id: BranchId) -> FsResult<()> {
+        let fs = self.account(account)?;
+        fs.owner.trees().delete_branch(id)?;
+        fs.branches.lock().remove(&id);
+        fs.agents.lock().clear();
+        Ok(())
     }
 
     /// The stack an agent works through, built from its policy.
@@ -384,8 +530,15 @@ impl Workspaces {
                 },
             )
         };
-        // What the owner and every agent write counts against each ceiling.
-        let mut stack = fs.owner.under_ceiling(policy.quota);
+        // What the owner and every agent write counts against each ceiling
+        // (of the branch the agent works in, if it works in one).
+        let mut stack = match &policy.workspace {
+            None => fs.owner.under_ceiling(policy.quota),
+            Some(id) => {
+                let id: BranchId = id.parse()?;
+                fs.branch(id)?.under_ceiling(policy.quota)
+            }
+        };
         let read_only =
             std::iter::once("/skills/**").chain(policy.read_only.iter().map(String::as_str));
         stack = Arc::new(

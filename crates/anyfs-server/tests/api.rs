@@ -2208,3 +2208,362 @@ fn a_folder_move_never_carries_a_hidden_file_made_meanwhile() {
     });
     assert!(moved.into_inner() > 0, "no move ever went through");
 }
+
+fn post_json(s: &Running, who: &str, path: &str, body: Value) -> Response {
+    client()
+        .post(s.url(path))
+        .bearer_auth(who)
+        .json(&body)
+        .send()
+        .unwrap()
+}
+
+fn text_of(s: &Running, who: &str, path: &str) -> String {
+    let r = get(s, who, path);
+    assert_eq!(r.status(), StatusCode::OK, "GET {path}");
+    r.text().unwrap()
+}
+
+/// A diff's lines as (change, path).
+fn diff_of(s: &Running, who: &str, query: &str) -> Vec<(String, String)> {
+    let r = get(s, who, &format!("/v1/diff?{query}"));
+    assert_eq!(r.status(), StatusCode::OK, "diff {query}");
+    assert_eq!(
+        r.headers()["content-type"].to_str().unwrap(),
+        "application/x-ndjson"
+    );
+    r.text()
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let v: Value = serde_json::from_str(line).unwrap();
+            (
+                v["change"].as_str().unwrap().to_string(),
+                v["path"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn snapshots_diffs_branches_and_merges_over_http() {
+    let s = Running::start();
+    let (_, a) = signup(&s, "alice");
+    assert_eq!(
+        put(&s, &a, "/src/main.rs", b"fn main() {}"),
+        StatusCode::CREATED
+    );
+    assert_eq!(put(&s, &a, "/README.md", b"# readme"), StatusCode::CREATED);
+
+    let r = post_json(&s, &a, "/v1/snapshots", json!({"name": "before the agent"}));
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let snap = json_of(r);
+    let id = snap["id"].as_str().unwrap().to_string();
+    assert_eq!(snap["name"], "before the agent");
+    assert_eq!(snap["bytes"], 20);
+    let listed = json_of(get(&s, &a, "/v1/snapshots"));
+    assert_eq!(listed["snapshots"][0]["id"], id.as_str());
+
+    // The workspace goes on; the snapshot stays as it was.
+    assert_eq!(put(&s, &a, "/README.md", b"# changed"), StatusCode::CREATED);
+    assert_eq!(put(&s, &a, "/notes.txt", b"new"), StatusCode::CREATED);
+    assert_eq!(
+        text_of(&s, &a, &format!("/v1/snapshots/{id}/files/README.md")),
+        "# readme"
+    );
+    let root = json_of(get(&s, &a, &format!("/v1/snapshots/{id}/files")));
+    assert_eq!(root["entries"].as_array().unwrap().len(), 2);
+    let r = client()
+        .put(s.url(&format!("/v1/snapshots/{id}/files/README.md")))
+        .bearer_auth(&a)
+        .body("x")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(
+        diff_of(&s, &a, &format!("from=snapshot:{id}&to=live")),
+        [
+            ("modified".to_string(), "/README.md".to_string()),
+            ("added".to_string(), "/notes.txt".to_string())
+        ]
+    );
+
+    // A branch: written on its own, merged back.
+    let r = post_json(
+        &s,
+        &a,
+        "/v1/branches",
+        json!({"snapshot": id, "name": "try"}),
+    );
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let branch = json_of(r)["id"].as_str().unwrap().to_string();
+    // The snapshot a branch counts from stays while it does.
+    let r = client()
+        .delete(s.url(&format!("/v1/snapshots/{id}")))
+        .bearer_auth(&a)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let r = client()
+        .put(s.url(&format!("/v1/branches/{branch}/files/src/lib.rs")))
+        .bearer_auth(&a)
+        .body("pub fn work() {}")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(
+        get(&s, &a, "/v1/files/src/lib.rs").status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        diff_of(&s, &a, &format!("from=snapshot:{id}&to=branch:{branch}")),
+        [("added".to_string(), "/src/lib.rs".to_string())]
+    );
+    let merged = post_json(&s, &a, &format!("/v1/branches/{branch}/merge"), json!({}));
+    assert_eq!(merged.status(), StatusCode::OK);
+    assert_eq!(json_of(merged)["applied"], 1);
+    assert_eq!(text_of(&s, &a, "/v1/files/src/lib.rs"), "pub fn work() {}");
+
+    // Both sides change one file: 409 naming it, nothing applied.
+    let r = client()
+        .put(s.url(&format!("/v1/branches/{branch}/files/src/main.rs")))
+        .bearer_auth(&a)
+        .body("branch")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = client()
+        .put(s.url(&format!("/v1/branches/{branch}/files/branch-only.txt")))
+        .bearer_auth(&a)
+        .body("b")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(put(&s, &a, "/src/main.rs", b"live"), StatusCode::CREATED);
+    let r = post_json(&s, &a, &format!("/v1/branches/{branch}/merge"), json!({}));
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let v = json_of(r);
+    assert_eq!(v["conflicts"].as_array().unwrap().len(), 1);
+    assert_eq!(v["conflicts"][0]["path"], "/src/main.rs");
+    assert_eq!(v["error"]["kind"], "Conflict");
+    assert_eq!(
+        get(&s, &a, "/v1/files/branch-only.txt").status(),
+        StatusCode::NOT_FOUND
+    );
+    let r = post_json(
+        &s,
+        &a,
+        &format!("/v1/branches/{branch}/merge"),
+        json!({"paths": {"/src/main.rs": "branch"}}),
+    );
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(text_of(&s, &a, "/v1/files/src/main.rs"), "branch");
+    assert_eq!(text_of(&s, &a, "/v1/files/branch-only.txt"), "b");
+
+    // Restore: the workspace is the snapshot again.
+    let r = post_json(&s, &a, &format!("/v1/snapshots/{id}/restore"), json!({}));
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(text_of(&s, &a, "/v1/files/README.md"), "# readme");
+    assert_eq!(
+        get(&s, &a, "/v1/files/notes.txt").status(),
+        StatusCode::NOT_FOUND
+    );
+    assert!(diff_of(&s, &a, &format!("from=snapshot:{id}")).is_empty());
+
+    // Merged, the branch counts its changes from what was merged.
+    let listed = json_of(get(&s, &a, "/v1/branches"));
+    assert_eq!(listed["branches"][0]["id"], branch.as_str());
+    assert_ne!(listed["branches"][0]["base"], id.as_str());
+    for path in [
+        format!("/v1/branches/{branch}"),
+        format!("/v1/snapshots/{id}"),
+    ] {
+        let r = client()
+            .delete(s.url(&path))
+            .bearer_auth(&a)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NO_CONTENT, "DELETE {path}");
+    }
+    assert_eq!(
+        json_of(get(&s, &a, "/v1/snapshots"))["snapshots"],
+        json!([])
+    );
+    assert_eq!(
+        get(&s, &a, "/v1/diff?from=nonsense").status(),
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        get(&s, &a, &format!("/v1/diff?from=snapshot:{id}")).status(),
+        StatusCode::NOT_FOUND
+    );
+
+    // Each of these was audited.
+    let (records, _) = audit_pages(&s, &a, "", 1000);
+    let actions: Vec<&str> = records
+        .iter()
+        .filter_map(|r| r["operation"].as_str().or(r["action"].as_str()))
+        .collect();
+    for wanted in [
+        "snapshot".to_string(),
+        "restore".to_string(),
+        "branch".to_string(),
+        "merge".to_string(),
+        "diff".to_string(),
+        "delete snapshot".to_string(),
+        "delete branch".to_string(),
+        format!("write in branch {branch}"),
+        format!("read in snapshot {id}"),
+    ] {
+        assert!(
+            actions.contains(&wanted.as_str()),
+            "no {wanted:?} in {actions:?}"
+        );
+    }
+}
+
+#[test]
+fn an_agent_pointed_at_a_branch_works_there_and_manages_nothing() {
+    let s = Running::start();
+    let (_, a) = signup(&s, "alice");
+    assert_eq!(put(&s, &a, "/shared.txt", b"main"), StatusCode::CREATED);
+    let snap = json_of(post_json(&s, &a, "/v1/snapshots", json!({"name": "s"})));
+    let id = snap["id"].as_str().unwrap().to_string();
+    let branch = json_of(post_json(
+        &s,
+        &a,
+        "/v1/branches",
+        json!({"snapshot": id, "name": "agent-work"}),
+    ))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, bot, _) = agent(
+        &s,
+        &a,
+        json!({"name": "bot", "policy": {"workspace": branch, "read_only": ["/ro/**"]}}),
+    );
+    assert_eq!(put(&s, &bot, "/shared.txt", b"agent"), StatusCode::CREATED);
+    assert_eq!(put(&s, &bot, "/ro/x", b"no"), StatusCode::FORBIDDEN);
+    assert_eq!(text_of(&s, &bot, "/v1/files/shared.txt"), "agent");
+    assert_eq!(text_of(&s, &a, "/v1/files/shared.txt"), "main");
+    assert_eq!(
+        text_of(&s, &a, &format!("/v1/branches/{branch}/files/shared.txt")),
+        "agent"
+    );
+
+    // An agent token manages no snapshot and no branch, and reads none.
+    for (method, path) in [
+        ("post", "/v1/snapshots".to_string()),
+        ("get", "/v1/snapshots".to_string()),
+        ("get", format!("/v1/snapshots/{id}/files/shared.txt")),
+        ("post", format!("/v1/snapshots/{id}/restore")),
+        ("delete", format!("/v1/snapshots/{id}")),
+        ("post", "/v1/branches".to_string()),
+        ("get", "/v1/branches".to_string()),
+        ("get", format!("/v1/branches/{branch}/files/shared.txt")),
+        ("post", format!("/v1/branches/{branch}/merge")),
+        ("delete", format!("/v1/branches/{branch}")),
+        ("get", format!("/v1/diff?from=snapshot:{id}")),
+    ] {
+        let body = match path.as_str() {
+            "/v1/snapshots" => json!({"name": "x"}),
+            "/v1/branches" => json!({"name": "x", "snapshot": id}),
+            _ => json!({}),
+        };
+        let req = match method {
+            "get" => client().get(s.url(&path)),
+            "post" => client().post(s.url(&path)).json(&body),
+            _ => client().delete(s.url(&path)),
+        };
+        let r = req.bearer_auth(&bot).send().unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{method} {path}");
+    }
+
+    // A policy naming no branch id is refused; one naming a branch that
+    // is gone leaves the agent with nothing.
+    let r = post_json(
+        &s,
+        &a,
+        "/v1/agents",
+        json!({"name": "bad", "policy": {"workspace": "main"}}),
+    );
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(json_of(r)["error"]["kind"], "InvalidPolicy");
+    let r = client()
+        .delete(s.url(&format!("/v1/branches/{branch}")))
+        .bearer_auth(&a)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        get(&s, &bot, "/v1/files/shared.txt").status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(text_of(&s, &a, "/v1/files/shared.txt"), "main");
+}
+
+#[test]
+fn another_accounts_snapshots_and_branches_are_not_found() {
+    let s = Running::start();
+    let (_, a) = signup(&s, "alice");
+    let (_, b) = signup(&s, "bob");
+    assert_eq!(put(&s, &a, "/secret.txt", b"alice's"), StatusCode::CREATED);
+    let id = json_of(post_json(&s, &a, "/v1/snapshots", json!({"name": "s"})))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let branch = json_of(post_json(
+        &s,
+        &a,
+        "/v1/branches",
+        json!({"snapshot": id, "name": "b"}),
+    ))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for (method, path) in [
+        ("get", format!("/v1/snapshots/{id}/files/secret.txt")),
+        ("get", format!("/v1/snapshots/{id}/files")),
+        ("post", format!("/v1/snapshots/{id}/restore")),
+        ("delete", format!("/v1/snapshots/{id}")),
+        ("get", format!("/v1/branches/{branch}/files/secret.txt")),
+        ("get", format!("/v1/branches/{branch}/files")),
+        ("put", format!("/v1/branches/{branch}/files/planted.txt")),
+        ("delete", format!("/v1/branches/{branch}/files/secret.txt")),
+        ("post", format!("/v1/branches/{branch}/merge")),
+        ("delete", format!("/v1/branches/{branch}")),
+        ("get", format!("/v1/diff?from=snapshot:{id}")),
+        ("get", format!("/v1/diff?from=live&to=branch:{branch}")),
+    ] {
+        let req = match method {
+            "get" => client().get(s.url(&path)),
+            "post" => client().post(s.url(&path)).json(&json!({})),
+            "put" => client().put(s.url(&path)).body("x"),
+            _ => client().delete(s.url(&path)),
+        };
+        let r = req.bearer_auth(&b).send().unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{method} {path}");
+    }
+    let r = post_json(
+        &s,
+        &b,
+        "/v1/branches",
+        json!({"snapshot": id, "name": "stolen"}),
+    );
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        json_of(get(&s, &b, "/v1/snapshots"))["snapshots"],
+        json!([])
+    );
+    assert_eq!(json_of(get(&s, &b, "/v1/branches"))["branches"], json!([]));
+    // Alice's are untouched.
+    assert_eq!(
+        text_of(&s, &a, &format!("/v1/snapshots/{id}/files/secret.txt")),
+        "alice's"
+    );
+    assert_eq!(
+        text_of(&s, &a, &format!("/v1/branches/{branch}/files/secret.txt")),
+        "alice's"
+    );
+}

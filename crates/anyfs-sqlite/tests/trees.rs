@@ -244,3 +244,42 @@ fn a_database_written_by_a_newer_build_is_refused_untouched() {
         .unwrap();
     assert_eq!(version, 99);
 }
+
+#[test]
+fn a_restore_through_a_quota_must_fit_and_is_counted() {
+    use anyfs::middleware::QuotaLimits;
+    use anyfs::{FsErrorKind, Layer, QuotaLayer};
+
+    let fs = QuotaLayer::builder()
+        .max_total_size(1000)
+        .build()
+        .layer(SqliteBackend::open_in_memory().unwrap());
+    fs.write(p("/a"), &[1; 900]).unwrap();
+    let snap = fs.create_snapshot("full").unwrap();
+    fs.remove_file(p("/a")).unwrap();
+    fs.write(p("/b"), &[2; 100]).unwrap();
+    assert_eq!(fs.usage().total_size, 100);
+
+    let tighter = fs.with_limits(QuotaLimits {
+        max_total_size: Some(500),
+        ..fs.limits()
+    });
+    let err = tighter.restore(snap.id).unwrap_err();
+    assert_eq!(err.kind(), FsErrorKind::QuotaExceeded, "{err}");
+    assert_eq!(fs.read(p("/b")).unwrap(), [2; 100]);
+    assert!(!fs.exists(p("/a")).unwrap());
+
+    fs.restore(snap.id).unwrap();
+    assert_eq!(fs.usage().total_size, 900);
+    assert_eq!(fs.read(p("/a")).unwrap(), [1; 900]);
+    let err = fs.write(p("/c"), &[3; 200]).unwrap_err();
+    assert_eq!(err.kind(), FsErrorKind::QuotaExceeded);
+
+    // A branch is held to the same limits, counted on its own.
+    let branch = fs.open_branch(fs.branch(snap.id, "b").unwrap().id).unwrap();
+    assert_eq!(branch.usage().total_size, 900);
+    assert_eq!(
+        branch.write(p("/c"), &[3; 200]).unwrap_err().kind(),
+        FsErrorKind::QuotaExceeded
+    );
+}

@@ -56,6 +56,15 @@ fn check_policy(policy: &AgentPolicy) -> ApiResult<()> {
                 })?;
         }
     }
+    if let Some(branch) = &policy.workspace
+        && branch.parse::<anyfs::snapshots::BranchId>().is_err()
+    {
+        let mut err = ApiError::bad_request(format!(
+            "policy.workspace: {branch:?} is not a branch id (see GET /v1/branches)"
+        ));
+        err.kind = "InvalidPolicy";
+        return Err(err);
+    }
     Ok(())
 }
 

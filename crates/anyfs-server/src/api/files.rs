@@ -15,11 +15,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, ApiResult, Shared, secret};
-use crate::operation::{Access, Callers, FileRequest, OpenWorkspace, run_audited};
+use crate::operation::{Access, Callers, FileRequest, OpenWorkspace, Target, run_audited};
 use crate::workspace::{HeavyPermit, Stack};
 
-/// Runs a file operation on `path` for the sender of `headers`, audited as
-/// `action`.
+/// Runs a file operation for the sender of `headers` on its own tree,
+/// with the audit records `audits`.
 async fn file_op<T: Send + 'static>(
     service: &Shared,
     headers: &HeaderMap,
@@ -27,13 +27,37 @@ async fn file_op<T: Send + 'static>(
     audits: Vec<(String, String)>,
     op: impl FnOnce(&OpenWorkspace) -> Result<T, FsError> + Send + 'static,
 ) -> ApiResult<T> {
+    file_op_in(service, headers, Target::Own, access, audits, op).await
+}
+
+/// [`file_op`] on tree `target` of the caller's account.
+pub(super) async fn file_op_in<T: Send + 'static>(
+    service: &Shared,
+    headers: &HeaderMap,
+    target: Target,
+    access: Access,
+    audits: Vec<(String, String)>,
+    op: impl FnOnce(&OpenWorkspace) -> Result<T, FsError> + Send + 'static,
+) -> ApiResult<T> {
     let request = FileRequest {
         secret: secret(headers),
+        target,
         callers: Callers::AccountOrAgent,
         access,
         audits,
     };
     Ok(run_audited(service, request, op).await?)
+}
+
+/// The audit records of `action` on `path` of tree `target`: the tree is
+/// named in the action (`read in snapshot 3`).
+fn audit_in(target: Target, action: &str, path: &str) -> Vec<(String, String)> {
+    let action = match target {
+        Target::Own => action.to_string(),
+        Target::Snapshot(id) => format!("{action} in snapshot {id}"),
+        Target::Branch(id) => format!("{action} in branch {id}"),
+    };
+    vec![(action, path.to_string())]
 }
 
 /// One audit record: `action` on `path`.
@@ -66,7 +90,17 @@ pub(super) async fn list_root(
     State(service): State<Shared>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    let value = file_op(&service, &headers, Access::Read, audit("list", "/"), |fs| {
+    list_root_in(&service, &headers, Target::Own).await
+}
+
+/// The root listing of tree `target`.
+pub(super) async fn list_root_in(
+    service: &Shared,
+    headers: &HeaderMap,
+    target: Target,
+) -> ApiResult<Json<Value>> {
+    let audits = audit_in(target, "list", "/");
+    let value = file_op_in(service, headers, target, Access::Read, audits, |fs| {
         listing(fs, "/")
     })
     .await?;
@@ -96,7 +130,18 @@ pub(super) async fn read(
     headers: HeaderMap,
     UrlPath(path): UrlPath<String>,
 ) -> ApiResult<Response> {
-    let path = vpath(&path);
+    read_in(&service, &headers, Target::Own, &path).await
+}
+
+/// A file (whole, a range, or streamed) or a directory's listing, of tree
+/// `target`.
+pub(super) async fn read_in(
+    service: &Shared,
+    headers: &HeaderMap,
+    target: Target,
+    path: &str,
+) -> ApiResult<Response> {
+    let path = vpath(path);
     let range = headers
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
@@ -117,8 +162,8 @@ pub(super) async fn read(
         },
         BadRange(u64),
     }
-    let audits = audit("read", &path);
-    let got = file_op(&service, &headers, Access::Read, audits, move |fs| {
+    let audits = audit_in(target, "read", &path);
+    let got = file_op_in(service, headers, target, Access::Read, audits, move |fs| {
         let path = path.as_str();
         let meta = fs.metadata(path)?;
         if meta.is_dir() {
@@ -272,8 +317,19 @@ pub(super) async fn write(
     UrlPath(path): UrlPath<String>,
     body: Body,
 ) -> ApiResult<Response> {
+    write_in(&service, &headers, Target::Own, &path, body).await
+}
+
+/// [`write`] to tree `target`.
+pub(super) async fn write_in(
+    service: &Shared,
+    headers: &HeaderMap,
+    target: Target,
+    path: &str,
+    body: Body,
+) -> ApiResult<Response> {
     use futures_util::StreamExt;
-    let path = vpath(&path);
+    let path = vpath(path);
     let declared: Option<u64> = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -284,55 +340,62 @@ pub(super) async fn write(
     // here, without a hop to that pool per chunk (which would queue every
     // other request's work behind a large upload's).
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Option<Bytes>>(4);
-    let audits = audit("write", &path);
-    let writer = file_op(&service, &headers, Access::InSteps, audits, move |fs| {
-        let path = path.as_str();
-        // Like an object store: the folders a file goes into are made.
-        if let Some((parent, _)) = anyfs::path::split_parent(std::path::Path::new(path)) {
-            let _shared = fs.share_tree();
-            fs.create_dir_all(&parent).map_err(|e| e.with_path(path))?;
-        }
-        let cut_off = |why: &str| {
-            FsError::io(
-                path,
-                "receive the upload",
-                std::io::Error::new(std::io::ErrorKind::UnexpectedEof, why.to_string()),
-            )
-        };
-        // An upload that may be large, or says nothing of its length,
-        // counts as a streamed transfer (see `MAX_HEAVY_PER_ACCOUNT`) from
-        // the start: it holds a blocking thread while its client sends.
-        // One that declares a small length does not, and must arrive
-        // within `SMALL_UPLOAD_TIME`.
-        let mut permit = match declared {
-            Some(n) if n <= IN_ONE_PIECE => None,
-            _ => Some(fs.heavy(path)?),
-        };
-        let mut out = {
-            let _shared = fs.share_tree();
-            fs.open_write(path)?
-        };
-        let mut written = 0u64;
-        while let Some(chunk) = rx.blocking_recv() {
-            let Some(chunk) = chunk else {
-                return Err(cut_off("the upload broke off before its end"));
-            };
-            out.write_all(&chunk)
-                .map_err(|e| FsError::from_io(path, "write", e))?;
-            written += chunk.len() as u64;
-            if permit.is_none() && written > IN_ONE_PIECE {
-                permit = Some(fs.heavy(path)?);
+    let audits = audit_in(target, "write", &path);
+    let writer = file_op_in(
+        service,
+        headers,
+        target,
+        Access::InSteps,
+        audits,
+        move |fs| {
+            let path = path.as_str();
+            // Like an object store: the folders a file goes into are made.
+            if let Some((parent, _)) = anyfs::path::split_parent(std::path::Path::new(path)) {
+                let _shared = fs.share_tree();
+                fs.create_dir_all(&parent).map_err(|e| e.with_path(path))?;
             }
-        }
-        drop(permit);
-        if declared.is_some_and(|n| n != written) {
-            return Err(cut_off("the upload ended before the length it declared"));
-        }
-        // Only now does the new content replace the old.
-        let _shared = fs.share_tree();
-        out.commit()?;
-        Ok(written)
-    });
+            let cut_off = |why: &str| {
+                FsError::io(
+                    path,
+                    "receive the upload",
+                    std::io::Error::new(std::io::ErrorKind::UnexpectedEof, why.to_string()),
+                )
+            };
+            // An upload that may be large, or says nothing of its length,
+            // counts as a streamed transfer (see `MAX_HEAVY_PER_ACCOUNT`) from
+            // the start: it holds a blocking thread while its client sends.
+            // One that declares a small length does not, and must arrive
+            // within `SMALL_UPLOAD_TIME`.
+            let mut permit = match declared {
+                Some(n) if n <= IN_ONE_PIECE => None,
+                _ => Some(fs.heavy(path)?),
+            };
+            let mut out = {
+                let _shared = fs.share_tree();
+                fs.open_write(path)?
+            };
+            let mut written = 0u64;
+            while let Some(chunk) = rx.blocking_recv() {
+                let Some(chunk) = chunk else {
+                    return Err(cut_off("the upload broke off before its end"));
+                };
+                out.write_all(&chunk)
+                    .map_err(|e| FsError::from_io(path, "write", e))?;
+                written += chunk.len() as u64;
+                if permit.is_none() && written > IN_ONE_PIECE {
+                    permit = Some(fs.heavy(path)?);
+                }
+            }
+            drop(permit);
+            if declared.is_some_and(|n| n != written) {
+                return Err(cut_off("the upload ended before the length it declared"));
+            }
+            // Only now does the new content replace the old.
+            let _shared = fs.share_tree();
+            out.commit()?;
+            Ok(written)
+        },
+    );
     let feed = async move {
         let mut stream = body.into_data_stream();
         let mut drained = 0u64;
@@ -380,7 +443,7 @@ pub(super) async fn write(
 #[derive(Deserialize)]
 pub(super) struct DeleteQuery {
     #[serde(default)]
-    recursive: bool,
+    pub(super) recursive: bool,
 }
 
 pub(super) async fn delete(
@@ -389,20 +452,38 @@ pub(super) async fn delete(
     UrlPath(path): UrlPath<String>,
     Query(q): Query<DeleteQuery>,
 ) -> ApiResult<StatusCode> {
-    let path = vpath(&path);
-    let audits = audit("delete", &path);
-    file_op(&service, &headers, Access::WholeTree, audits, move |fs| {
-        let meta = fs.symlink_metadata(&path)?;
-        if meta.is_dir() {
-            if q.recursive {
-                fs.remove_dir_all(&path)
+    delete_in(&service, &headers, Target::Own, &path, q).await
+}
+
+/// [`delete`] in tree `target`.
+pub(super) async fn delete_in(
+    service: &Shared,
+    headers: &HeaderMap,
+    target: Target,
+    path: &str,
+    q: DeleteQuery,
+) -> ApiResult<StatusCode> {
+    let path = vpath(path);
+    let audits = audit_in(target, "delete", &path);
+    file_op_in(
+        service,
+        headers,
+        target,
+        Access::WholeTree,
+        audits,
+        move |fs| {
+            let meta = fs.symlink_metadata(&path)?;
+            if meta.is_dir() {
+                if q.recursive {
+                    fs.remove_dir_all(&path)
+                } else {
+                    fs.remove_dir(&path)
+                }
             } else {
-                fs.remove_dir(&path)
+                fs.remove_file(&path)
             }
-        } else {
-            fs.remove_file(&path)
-        }
-    })
+        },
+    )
     .await?;
     Ok(StatusCode::NO_CONTENT)
 }

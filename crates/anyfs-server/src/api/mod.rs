@@ -12,6 +12,7 @@ mod errors;
 mod executions;
 mod files;
 mod skills;
+mod trees;
 
 use std::sync::Arc;
 
@@ -149,6 +150,39 @@ pub fn router(service: Arc<Service>) -> Router {
                 crate::bundle::MAX_BYTES as usize,
             )),
         )
+        .route(
+            "/v1/snapshots",
+            post(trees::create_snapshot).get(trees::list_snapshots),
+        )
+        .route(
+            "/v1/snapshots/{id}",
+            axum::routing::delete(trees::delete_snapshot),
+        )
+        .route("/v1/snapshots/{id}/restore", post(trees::restore_snapshot))
+        .route("/v1/snapshots/{id}/files", get(trees::snapshot_root))
+        .route("/v1/snapshots/{id}/files/", get(trees::snapshot_root))
+        .route(
+            "/v1/snapshots/{id}/files/{*path}",
+            get(trees::snapshot_read),
+        )
+        .route(
+            "/v1/branches",
+            post(trees::create_branch).get(trees::list_branches),
+        )
+        .route(
+            "/v1/branches/{id}",
+            axum::routing::delete(trees::delete_branch),
+        )
+        .route("/v1/branches/{id}/merge", post(trees::merge))
+        .route("/v1/branches/{id}/files", get(trees::branch_root))
+        .route("/v1/branches/{id}/files/", get(trees::branch_root))
+        .route(
+            "/v1/branches/{id}/files/{*path}",
+            get(trees::branch_read)
+                .put(trees::branch_write)
+                .delete(trees::branch_delete),
+        )
+        .route("/v1/diff", get(trees::diff))
         .route("/v1/skills", get(skills::list))
         .route("/v1/audit", get(audit::page))
         .route("/openapi.json", get(openapi))

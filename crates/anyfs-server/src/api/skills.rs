@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::{ApiResult, Shared, secret};
 use crate::bundle::{self, Entry};
 use crate::failure::Failure;
-use crate::operation::{Access, Callers, FileRequest, OpenWorkspace, run_audited};
+use crate::operation::{Access, Callers, FileRequest, OpenWorkspace, Target, run_audited};
 
 /// Unpacks a `.tar.gz` or `.zip` under `/skills/<name>/`, replacing what
 /// was there; a bundle with any entry that would land elsewhere is refused
@@ -26,6 +26,7 @@ pub(super) async fn install(
     let target = format!("/skills/{name}");
     let request = FileRequest {
         secret: secret(&headers),
+        target: Target::Own,
         callers: Callers::AccountOnly,
         access: Access::InSteps,
         audits: vec![("install skill".into(), target.clone())],
@@ -95,6 +96,7 @@ pub(super) async fn list(
 ) -> ApiResult<Json<Value>> {
     let request = FileRequest {
         secret: secret(&headers),
+        target: Target::Own,
         callers: Callers::AccountOrAgent,
         access: Access::Read,
         audits: vec![("list skills".into(), "/skills".into())],

@@ -820,3 +820,98 @@ impl<B: FsRead + FsDir + 'static> crate::middleware::Middleware for Quota<B> {
         self.inner().close(handle)
     }
 }
+
+/// Snapshots through a quota: taking, listing, opening and deleting them
+/// go through as they are (a snapshot shares content with the workspace,
+/// so it adds nothing the quota counts). A restore must fit: it is refused
+/// with `QuotaExceeded`, changing nothing, if the snapshot holds more than
+/// the limits allow, and usage is what the snapshot holds afterwards. A
+/// merge writes through the quota and is charged like any write. A branch
+/// opens under the same limits, counted on its own.
+impl<B> crate::snapshots::FsSnapshots for Quota<B>
+where
+    B: crate::snapshots::FsSnapshots + FsLink + 'static,
+    B::Branch: 'static,
+{
+    type View = B::View;
+    type Branch = Quota<B::Branch>;
+
+    fn create_snapshot(&self, name: &str) -> FsResult<crate::snapshots::SnapshotInfo> {
+        self.inner().create_snapshot(name)
+    }
+    fn snapshots(&self) -> FsResult<Vec<crate::snapshots::SnapshotInfo>> {
+        self.inner().snapshots()
+    }
+    fn open_snapshot(&self, id: crate::snapshots::SnapshotId) -> FsResult<B::View> {
+        self.inner().open_snapshot(id)
+    }
+    fn delete_snapshot(&self, id: crate::snapshots::SnapshotId) -> FsResult<()> {
+        self.inner().delete_snapshot(id)
+    }
+    fn restore(&self, id: crate::snapshots::SnapshotId) -> FsResult<()> {
+        // Alone from measuring to restoring: no write slips in between.
+        let mut charge = self.lock();
+        let view = self.inner().open_snapshot(id)?;
+        let after = measure(&view).map_err(|message| FsError::backend("/", "restore", message))?;
+        let now = charge.usage()?;
+        let path = Path::new("/");
+        if let Some(limit) = self.limits.max_total_size
+            && after.total_size > limit
+            && after.total_size > now.total_size
+        {
+            return Err(FsError::quota_exceeded(
+                path,
+                limit,
+                after.total_size - now.total_size,
+                now.total_size,
+            ));
+        }
+        if let Some(limit) = self.limits.max_node_count
+            && after.node_count > limit
+            && after.node_count > now.node_count
+        {
+            return Err(FsError::quota_exceeded(
+                path,
+                limit,
+                after.node_count - now.node_count,
+                now.node_count,
+            ));
+        }
+        self.inner().restore(id)?;
+        *charge.usage = Ok(after);
+        Ok(())
+    }
+    fn branch(
+        &self,
+        from: crate::snapshots::SnapshotId,
+        name: &str,
+    ) -> FsResult<crate::snapshots::BranchInfo> {
+        self.inner().branch(from, name)
+    }
+    fn branches(&self) -> FsResult<Vec<crate::snapshots::BranchInfo>> {
+        self.inner().branches()
+    }
+    fn open_branch(&self, id: crate::snapshots::BranchId) -> FsResult<Quota<B::Branch>> {
+        let branch = self.inner().open_branch(id)?;
+        Ok(QuotaLayer {
+            limits: self.limits,
+        }
+        .layer(branch))
+    }
+    fn delete_branch(&self, id: crate::snapshots::BranchId) -> FsResult<()> {
+        self.inner().delete_branch(id)
+    }
+    fn snapshot_branch(
+        &self,
+        id: crate::snapshots::BranchId,
+    ) -> FsResult<crate::snapshots::SnapshotId> {
+        self.inner().snapshot_branch(id)
+    }
+    fn set_branch_base(
+        &self,
+        id: crate::snapshots::BranchId,
+        base: crate::snapshots::SnapshotId,
+    ) -> FsResult<()> {
+        self.inner().set_branch_base(id, base)
+    }
+}
