@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyfs::FileStorage;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ListToolsResult,
-    PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+    PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool, ToolAnnotations,
 };
 use rmcp::service::{RequestContext, RoleServer};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -20,7 +20,7 @@ use zeroize::Zeroizing;
 use crate::Service;
 use crate::caller::bearer;
 use crate::failure::Failure;
-use crate::operation::{Access, Callers, FileRequest, Target, run_audited};
+use crate::operation::{Access, Callers, FileRequest, OpenWorkspace, Target, run_audited};
 
 /// The MCP endpoint as a tower service, for the router to mount at `/mcp`.
 ///
@@ -62,6 +62,8 @@ fn tool(name: &'static str, description: &'static str, input: Arc<Map<String, Va
 
 fn tools() -> Vec<Tool> {
     let path = json!({"path": {"type": "string", "description": "a path in the workspace, like /src/main.rs"}});
+    let reads = || ToolAnnotations::new().read_only(true);
+    let tree = json!({"type": "string", "description": "`live`, `snapshot:ID` or `branch:ID`"});
     vec![
         tool(
             "read_file",
@@ -75,7 +77,8 @@ fn tools() -> Vec<Tool> {
                 }),
                 &["path"],
             ),
-        ),
+        )
+        .annotate(reads()),
         tool(
             "write_file",
             "Write a text file (its folders are made)",
@@ -88,12 +91,14 @@ fn tools() -> Vec<Tool> {
             "list_dir",
             "List a directory",
             schema(path.clone(), &["path"]),
-        ),
+        )
+        .annotate(reads()),
         tool(
             "stat",
             "Type, size and mode of a path",
             schema(path.clone(), &["path"]),
-        ),
+        )
+        .annotate(reads()),
         tool(
             "make_dir",
             "Make a directory and its parents",
@@ -114,8 +119,124 @@ fn tools() -> Vec<Tool> {
                 json!({"path": path["path"], "recursive": {"type": "boolean"}}),
                 &["path"],
             ),
-        ),
+        )
+        .annotate(ToolAnnotations::new().destructive(true)),
+        tool(
+            "create_snapshot",
+            "Take a snapshot of the workspace (account secret only): one moment to compare \
+             with or go back to",
+            schema(json!({"name": {"type": "string"}}), &[]),
+        )
+        .annotate(ToolAnnotations::new().read_only(false).destructive(false)),
+        tool(
+            "list_snapshots",
+            "The workspace's snapshots: id, name, when, bytes (account secret only)",
+            schema(json!({}), &[]),
+        )
+        .annotate(reads()),
+        tool(
+            "diff",
+            "What changed from one tree to another (account secret only): one line per \
+             added, deleted or modified path, at most 1000",
+            schema(json!({"from": tree, "to": tree}), &["from"]),
+        )
+        .annotate(reads()),
+        tool(
+            "restore_snapshot",
+            "Make the whole workspace what a snapshot holds: every change since is lost \
+             (account secret only)",
+            schema(
+                json!({"snapshot": {"type": "string", "description": "the snapshot's id"}}),
+                &["snapshot"],
+            ),
+        )
+        .annotate(ToolAnnotations::new().destructive(true).idempotent(true)),
     ]
+}
+
+/// Tools on the account's snapshots, not its files: the account's secret
+/// only.
+fn is_tree_tool(name: &str) -> bool {
+    matches!(
+        name,
+        "create_snapshot" | "list_snapshots" | "diff" | "restore_snapshot"
+    )
+}
+
+/// Changes a `diff` call lists at most (a tool result is held whole).
+const MOST_CHANGES: usize = 1000;
+
+/// Runs one of the snapshot tools.
+fn run_tree_tool(
+    ws: &OpenWorkspace,
+    name: &str,
+    args: &Map<String, Value>,
+) -> Result<String, Failure> {
+    let text_arg = |key: &str| args.get(key).and_then(Value::as_str).unwrap_or_default();
+    let tree = |key: &str, default: &str| -> Result<anyfs::snapshots::TreeRef, Failure> {
+        let raw = args.get(key).and_then(Value::as_str).unwrap_or(default);
+        raw.parse().map_err(|_| {
+            Failure::BadRequest(format!(
+                "`{key}`: {raw:?} is not `live`, `snapshot:ID` or `branch:ID`"
+            ))
+        })
+    };
+    Ok(match name {
+        "create_snapshot" => {
+            let info = ws.with_trees(|t| t.create_snapshot(text_arg("name")))?;
+            format!("snapshot {} taken ({} bytes)", info.id, info.bytes)
+        }
+        "list_snapshots" => {
+            let list = ws.with_trees(|t| t.snapshots())?;
+            let lines: Vec<String> = list
+                .iter()
+                .map(|s| {
+                    let secs = s
+                        .created
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs());
+                    json!({"id": s.id.to_string(), "name": s.name, "created": secs, "bytes": s.bytes})
+                        .to_string()
+                })
+                .collect();
+            if lines.is_empty() {
+                "no snapshots".to_string()
+            } else {
+                lines.join("\n")
+            }
+        }
+        "diff" => {
+            let (from, to) = (tree("from", "")?, tree("to", "live")?);
+            let mut lines = Vec::new();
+            let mut more = 0usize;
+            ws.with_trees(|t| {
+                t.diff(from, to, &mut |change| {
+                    if lines.len() < MOST_CHANGES {
+                        lines.push(format!("{} {}", change.kind(), change.path().display()));
+                    } else {
+                        more += 1;
+                    }
+                    Ok(true)
+                })
+            })?;
+            if more > 0 {
+                lines.push(format!("… and {more} more (GET /v1/diff lists them all)"));
+            }
+            if lines.is_empty() {
+                "no changes".to_string()
+            } else {
+                lines.join("\n")
+            }
+        }
+        "restore_snapshot" => {
+            let id: anyfs::snapshots::SnapshotId = text_arg("snapshot")
+                .parse()
+                .map_err(|e: anyfs::FsError| Failure::BadRequest(e.to_string()))?;
+            ws.with_trees(|t| t.restore(id))?;
+            format!("the workspace is snapshot {id} again")
+        }
+        other => return Err(Failure::BadRequest(format!("no tool `{other}`"))),
+    })
 }
 
 /// The workspace path in argument `name`.
@@ -274,29 +395,52 @@ impl ServerHandler for McpFiles {
             .map(|s| Zeroizing::new(s.to_string()));
         let name = request.name.to_string();
         let args = request.arguments.unwrap_or_default();
-        // Every path the call names is audited (a move's both).
-        let audits = ["path", "from", "to"]
-            .iter()
-            .filter_map(|key| args.get(*key).and_then(Value::as_str))
-            .map(|path| {
-                (
-                    format!("mcp {name}"),
-                    format!("/{}", path.trim_start_matches('/')),
-                )
-            })
-            .collect();
+        let trees = is_tree_tool(&name);
+        // Every path the call names is audited (a move's both); a snapshot
+        // tool, the snapshot or the workspace.
+        let audits = if trees {
+            let at = match args.get("snapshot").and_then(Value::as_str) {
+                Some(id) => format!("/.snapshot/{id}"),
+                None => "/".to_string(),
+            };
+            vec![(format!("mcp {name}"), at)]
+        } else {
+            ["path", "from", "to"]
+                .iter()
+                .filter_map(|key| args.get(*key).and_then(Value::as_str))
+                .map(|path| {
+                    (
+                        format!("mcp {name}"),
+                        format!("/{}", path.trim_start_matches('/')),
+                    )
+                })
+                .collect()
+        };
         let request = FileRequest {
             secret,
             target: Target::Own,
-            callers: Callers::AccountOrAgent,
+            callers: if trees {
+                Callers::AccountOnly
+            } else {
+                Callers::AccountOrAgent
+            },
             access: access_of(&name),
             audits,
         };
-        let outcome =
-            run_audited(&self.service, request, move |fs| run_tool(fs, &name, &args)).await;
+        let outcome = run_audited(&self.service, request, move |ws| {
+            if trees {
+                run_tree_tool(ws, &name, &args)
+            } else {
+                run_tool(ws, &name, &args)
+            }
+        })
+        .await;
         let text = |text: String| vec![ContentBlock::text(text)];
         Ok(match outcome {
             Ok(done) => CallToolResult::success(text(done)),
+            Err(Failure::Forbidden(_)) if trees => CallToolResult::error(text(
+                "the snapshot tools take the account's own secret, not an agent token".into(),
+            )),
             Err(Failure::Unauthorized | Failure::Forbidden(_)) => CallToolResult::error(text(
                 "a valid account secret or agent token is required".into(),
             )),
@@ -311,8 +455,8 @@ impl ServerHandler for McpFiles {
 /// shares).
 fn access_of(tool: &str) -> Access {
     match tool {
-        "move" | "delete" => Access::WholeTree,
-        "write_file" | "make_dir" => Access::Change,
+        "move" | "delete" | "restore_snapshot" => Access::WholeTree,
+        "write_file" | "make_dir" | "create_snapshot" => Access::Change,
         _ => Access::Read,
     }
 }

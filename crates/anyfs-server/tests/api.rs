@@ -2567,3 +2567,83 @@ fn another_accounts_snapshots_and_branches_are_not_found() {
         "alice's"
     );
 }
+
+#[test]
+fn snapshots_through_mcp_tools_take_the_account_secret() {
+    let s = Running::start();
+    let (_, a) = signup(&s, "alice");
+    let (_, bot, _) = agent(&s, &a, json!({"name": "bot", "policy": {}}));
+    assert_eq!(put(&s, &a, "/plan.md", b"v1"), StatusCode::CREATED);
+    let (session, _) = mcp(
+        &s,
+        None,
+        None,
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-03-26", "capabilities": {},
+            "clientInfo": {"name": "test", "version": "1"}}}),
+    );
+    let session = session.expect("a session id");
+    let _ = client()
+        .post(s.url("/mcp"))
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &session)
+        .json(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        .send()
+        .unwrap();
+    let (_, tools) = mcp(
+        &s,
+        Some(&session),
+        None,
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
+    );
+    let restore = tools["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "restore_snapshot")
+        .expect("a restore tool")
+        .clone();
+    assert_eq!(restore["annotations"]["destructiveHint"], true, "{restore}");
+    let call = |bearer: &str, id: u32, name: &str, args: Value| {
+        mcp(
+            &s,
+            Some(&session),
+            Some(bearer),
+            json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": name, "arguments": args}}),
+        )
+        .1["result"]
+            .clone()
+    };
+    let taken = call(&a, 3, "create_snapshot", json!({"name": "before"}));
+    assert_eq!(taken["isError"], false, "{taken}");
+    let listed = call(&a, 4, "list_snapshots", json!({}));
+    let line: Value =
+        serde_json::from_str(listed["content"][0]["text"].as_str().unwrap()).unwrap();
+    let id = line["id"].as_str().unwrap().to_string();
+    assert_eq!(line["name"], "before");
+    assert_eq!(put(&s, &a, "/plan.md", b"v2, longer"), StatusCode::CREATED);
+    let diff = call(&a, 5, "diff", json!({"from": format!("snapshot:{id}")}));
+    assert_eq!(diff["content"][0]["text"], "modified /plan.md", "{diff}");
+
+    // An agent token gets none of it, and changes nothing.
+    for (n, (name, args)) in [
+        ("create_snapshot", json!({})),
+        ("list_snapshots", json!({})),
+        ("diff", json!({"from": format!("snapshot:{id}")})),
+        ("restore_snapshot", json!({"snapshot": id})),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let refused = call(&bot, 10 + n as u32, name, args);
+        assert_eq!(refused["isError"], true, "{name}: {refused}");
+        assert!(refused.to_string().contains("account's own secret"), "{refused}");
+    }
+    assert_eq!(get(&s, &a, "/v1/files/plan.md").text().unwrap(), "v2, longer");
+
+    let restored = call(&a, 20, "restore_snapshot", json!({"snapshot": id}));
+    assert_eq!(restored["isError"], false, "{restored}");
+    assert_eq!(get(&s, &a, "/v1/files/plan.md").text().unwrap(), "v1");
+    let audit = json_of(get(&s, &a, "/v1/audit"));
+    assert!(audit.to_string().contains("mcp restore_snapshot"));
+}
