@@ -5,6 +5,7 @@
 mod hardening;
 mod migrate;
 mod serve;
+mod trees;
 mod workspace;
 
 use std::path::PathBuf;
@@ -120,6 +121,28 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Snapshots of a workspace file: one moment of it, read-only, sharing
+    /// its content (`anyfs snapshot create work.db "before the agent"`).
+    Snapshot {
+        #[command(subcommand)]
+        command: trees::SnapshotCommand,
+    },
+    /// Branches of a workspace file: writable copies of a snapshot, sharing
+    /// its content (`anyfs branch create work.db 1 experiment`). Mount or
+    /// run one with `--branch ID`.
+    Branch {
+        #[command(subcommand)]
+        command: trees::BranchCommand,
+    },
+    /// What changed from one tree of a workspace file to another: `live`
+    /// (the workspace now), `snapshot:ID` or `branch:ID`
+    /// (`anyfs diff work.db snapshot:1`).
+    Diff(trees::DiffArgs),
+    /// Apply what a branch changed since its base to the workspace (or
+    /// another branch). Paths changed on both sides are conflicts: they
+    /// are listed, nothing is applied, and the exit status is 1, unless
+    /// `--take` says which side they take.
+    Merge(trees::MergeArgs),
     /// Mount a workspace as a real filesystem, in the foreground, until
     /// Ctrl-C or SIGTERM (then everything is flushed and unmounted) or until
     /// it is unmounted from outside (`umount`, `fusermount3 -u`).
@@ -231,6 +254,12 @@ struct WorkspaceArgs {
     /// and unmounting commit at once.
     #[arg(long, value_name = "MS", default_value_t = 50)]
     commit_interval: u64,
+    /// Open this snapshot of the workspace file instead (read-only).
+    #[arg(long, value_name = "ID", conflicts_with_all = ["branch", "memory"])]
+    snapshot: Option<u64>,
+    /// Open this branch of the workspace file instead.
+    #[arg(long, value_name = "ID", conflicts_with = "memory")]
+    branch: Option<u64>,
 }
 
 fn main() -> ExitCode {
@@ -297,6 +326,13 @@ fn main() -> ExitCode {
                 Ok(())
             }
             Err(e) => Err(format!("audit chain broken: {e}")),
+        },
+        Command::Snapshot { command } => trees::snapshot(command),
+        Command::Branch { command } => trees::branch(command),
+        Command::Diff(args) => trees::diff(args),
+        Command::Merge(args) => match trees::merge(args) {
+            Ok(code) => return ExitCode::from(code),
+            Err(e) => Err(e),
         },
         Command::Mount { workspace, paths } => {
             let (file, mountpoint) = match (workspace.memory, paths.as_slice()) {

@@ -5,7 +5,8 @@ use std::path::Path;
 use std::sync::mpsc;
 
 use anyfs::prelude::*;
-use anyfs::{FsFuse, MemoryBackend, PathFilterLayer, QuotaLayer, ReadOnly};
+use anyfs::snapshots::{BranchId, SnapshotId};
+use anyfs::{FsFuse, FsSnapshots, MemoryBackend, PathFilterLayer, QuotaLayer, ReadOnly};
 use anyfs_fuse::{MountOptions, mount};
 use anyfs_sqlite::{SqliteBackend, SqliteOptions};
 
@@ -29,8 +30,42 @@ fn looks_encrypted(file: &Path) -> bool {
     }
 }
 
+/// Opens a workspace file: with the password in environment variable
+/// `password_env`, asking for one if the file is encrypted and none is
+/// given. Errors name the file.
+pub(crate) fn open_file(
+    file: &Path,
+    password_env: Option<&str>,
+    options: SqliteOptions,
+) -> Result<SqliteBackend, String> {
+    let label = file.display().to_string();
+    let opened = match password_env {
+        Some(var) => {
+            let password = std::env::var(var)
+                .ok()
+                .filter(|p| !p.is_empty())
+                .ok_or_else(|| format!("the environment variable {var} holds no password"))?;
+            SqliteBackend::open_encrypted_with_options(file, password, options)
+        }
+        None if looks_encrypted(file) => {
+            let password = rpassword::prompt_password(format!("Password for {label}: "))
+                .map_err(|e| format!("{label} is encrypted and no password could be read: {e}"))?;
+            SqliteBackend::open_encrypted_with_options(file, password, options)
+        }
+        None => SqliteBackend::open_with_options(file, options),
+    };
+    // Named by the file, not by the root path inside it.
+    opened.map_err(|e| match e.kind() {
+        anyfs::FsErrorKind::InvalidPassword => {
+            format!("{label}: wrong password or key (or not an AnyFS workspace)")
+        }
+        _ => format!("{label}: {e}"),
+    })
+}
+
 impl Workspace {
     pub(crate) fn open(file: Option<&Path>, args: &WorkspaceArgs) -> Result<Self, String> {
+        let mut read_only = args.read_only;
         let (base, label): (Box<dyn FsFuse>, String) = match file {
             None => (Box::new(MemoryBackend::new()), "in-memory workspace".into()),
             Some(file) => {
@@ -40,35 +75,24 @@ impl Workspace {
                         .then(|| std::time::Duration::from_millis(args.commit_interval)),
                     ..SqliteOptions::default()
                 };
-                let opened = match &args.password_env {
-                    Some(var) => {
-                        let password = std::env::var(var)
-                            .ok()
-                            .filter(|p| !p.is_empty())
-                            .ok_or_else(|| {
-                                format!("the environment variable {var} holds no password")
-                            })?;
-                        SqliteBackend::open_encrypted_with_options(file, password, options)
+                let backend = open_file(file, args.password_env.as_deref(), options)?;
+                match (args.snapshot, args.branch) {
+                    (Some(id), _) => {
+                        // A snapshot is read-only, and mounted so.
+                        read_only = true;
+                        let view = backend
+                            .open_snapshot(SnapshotId(id))
+                            .map_err(|e| format!("{label}: snapshot {id}: {e}"))?;
+                        (Box::new(view), format!("{label}, snapshot {id}"))
                     }
-                    None if looks_encrypted(file) => {
-                        let password = rpassword::prompt_password(format!(
-                            "Password for {label}: "
-                        ))
-                        .map_err(|e| {
-                            format!("{label} is encrypted and no password could be read: {e}")
-                        })?;
-                        SqliteBackend::open_encrypted_with_options(file, password, options)
+                    (None, Some(id)) => {
+                        let branch = backend
+                            .open_branch(BranchId(id))
+                            .map_err(|e| format!("{label}: branch {id}: {e}"))?;
+                        (Box::new(branch), format!("{label}, branch {id}"))
                     }
-                    None => SqliteBackend::open_with_options(file, options),
-                };
-                // Named by the file, not by the root path inside it.
-                let backend = opened.map_err(|e| match e.kind() {
-                    anyfs::FsErrorKind::InvalidPassword => {
-                        format!("{label}: wrong password or key (or not an AnyFS workspace)")
-                    }
-                    _ => format!("{label}: {e}"),
-                })?;
-                (Box::new(backend), label)
+                    (None, None) => (Box::new(backend), label),
+                }
             }
         };
         let mut backend = base;
@@ -94,12 +118,12 @@ impl Workspace {
             let filter = filter.build().map_err(|e| e.to_string())?;
             backend = Box::new(filter.layer(backend));
         }
-        if args.read_only {
+        if read_only {
             backend = Box::new(ReadOnly::new(backend));
         }
         Ok(Self {
             backend,
-            read_only: args.read_only,
+            read_only,
             allow_other: args.allow_other,
             label,
         })

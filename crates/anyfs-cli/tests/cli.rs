@@ -229,3 +229,160 @@ fn bad_usage_is_explained() {
     assert!(!out.status.success());
     assert!(!String::from_utf8_lossy(&out.stderr).is_empty());
 }
+
+/// Runs `anyfs ARGS`, expecting `code`; its standard output.
+fn anyfs_ok(args: &[&str], code: i32) -> String {
+    let out = anyfs().args(args).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "anyfs {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn snapshots_branches_diffs_and_merges_from_the_command_line() {
+    if !fuse_usable("snapshots_branches_diffs_and_merges_from_the_command_line") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("work.db");
+    let w = db.to_str().unwrap();
+    let status = anyfs()
+        .args([
+            "run",
+            w,
+            "--",
+            "sh",
+            "-c",
+            "mkdir src && echo one > src/a && echo keep > b",
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let taken: serde_json::Value =
+        serde_json::from_str(&anyfs_ok(&["snapshot", "create", w, "before", "--json"], 0)).unwrap();
+    let snap = taken["id"].as_u64().unwrap().to_string();
+    assert_eq!(taken["name"], "before");
+    assert!(anyfs_ok(&["snapshot", "list", w], 0).contains("before"));
+
+    // The agent works on a branch; the workspace does not see it.
+    let branch: serde_json::Value = serde_json::from_str(&anyfs_ok(
+        &["branch", "create", w, &snap, "agent", "--json"],
+        0,
+    ))
+    .unwrap();
+    let id = branch["id"].as_u64().unwrap().to_string();
+    let status = anyfs()
+        .args([
+            "run",
+            "--branch",
+            &id,
+            w,
+            "--",
+            "sh",
+            "-c",
+            "echo two >> src/a && rm b && echo new > c",
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = anyfs()
+        .args(["run", w, "--", "cat", "src/a"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "one\n");
+
+    let diff = anyfs_ok(
+        &[
+            "diff",
+            w,
+            &format!("snapshot:{snap}"),
+            &format!("branch:{id}"),
+        ],
+        0,
+    );
+    let lines: Vec<&str> = diff.lines().collect();
+    assert_eq!(lines.len(), 3, "{diff}");
+    assert!(
+        lines[0].starts_with("deleted") && lines[0].contains("/b"),
+        "{diff}"
+    );
+    assert!(
+        lines[1].starts_with("added") && lines[1].contains("/c"),
+        "{diff}"
+    );
+    assert!(
+        lines[2].starts_with("modified") && lines[2].contains("/src/a  (4 → 8 bytes)"),
+        "{diff}"
+    );
+
+    // A snapshot mounts read-only.
+    let out = anyfs()
+        .args([
+            "run",
+            "--snapshot",
+            &snap,
+            w,
+            "--",
+            "sh",
+            "-c",
+            "cat b; echo x > b",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "keep\n");
+    assert!(!out.status.success());
+
+    // A conflicting change: listed, nothing applied, status 1.
+    let status = anyfs()
+        .args(["run", w, "--", "sh", "-c", "echo mine > src/a"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = anyfs_ok(&["merge", w, &id], 1);
+    assert!(out.contains("conflict  /src/a"), "{out}");
+    assert!(!anyfs_ok(&["diff", w, &format!("snapshot:{snap}")], 0).contains("/b"));
+    let merged = anyfs_ok(&["merge", w, &id, "--take", "branch", "--json"], 0);
+    let merged: serde_json::Value = serde_json::from_str(&merged).unwrap();
+    assert_eq!(merged["kept"], 0);
+    let out = anyfs()
+        .args(["run", w, "--", "sh", "-c", "cat src/a c; test ! -e b"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "one\ntwo\nnew\n");
+
+    // Back to the snapshot; a bad id is explained.
+    anyfs_ok(&["snapshot", "restore", w, &snap], 0);
+    let out = anyfs()
+        .args(["run", w, "--", "cat", "src/a"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "one\n");
+    let out = anyfs()
+        .args(["snapshot", "restore", w, "999"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not found"),
+        "{out:?}"
+    );
+    let out = anyfs()
+        .args([
+            "snapshot",
+            "list",
+            &dir.path().join("typo.db").display().to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no workspace file"));
+    assert!(!dir.path().join("typo.db").exists());
+    anyfs_ok(&["branch", "delete", w, &id], 0);
+    anyfs_ok(&["snapshot", "delete", w, &snap], 0);
+    assert_eq!(anyfs_ok(&["snapshot", "list", w, "--json"], 0).trim(), "[]");
+}

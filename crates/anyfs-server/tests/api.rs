@@ -2617,8 +2617,7 @@ fn snapshots_through_mcp_tools_take_the_account_secret() {
     let taken = call(&a, 3, "create_snapshot", json!({"name": "before"}));
     assert_eq!(taken["isError"], false, "{taken}");
     let listed = call(&a, 4, "list_snapshots", json!({}));
-    let line: Value =
-        serde_json::from_str(listed["content"][0]["text"].as_str().unwrap()).unwrap();
+    let line: Value = serde_json::from_str(listed["content"][0]["text"].as_str().unwrap()).unwrap();
     let id = line["id"].as_str().unwrap().to_string();
     assert_eq!(line["name"], "before");
     assert_eq!(put(&s, &a, "/plan.md", b"v2, longer"), StatusCode::CREATED);
@@ -2637,9 +2636,15 @@ fn snapshots_through_mcp_tools_take_the_account_secret() {
     {
         let refused = call(&bot, 10 + n as u32, name, args);
         assert_eq!(refused["isError"], true, "{name}: {refused}");
-        assert!(refused.to_string().contains("account's own secret"), "{refused}");
+        assert!(
+            refused.to_string().contains("account's own secret"),
+            "{refused}"
+        );
     }
-    assert_eq!(get(&s, &a, "/v1/files/plan.md").text().unwrap(), "v2, longer");
+    assert_eq!(
+        get(&s, &a, "/v1/files/plan.md").text().unwrap(),
+        "v2, longer"
+    );
 
     let restored = call(&a, 20, "restore_snapshot", json!({"snapshot": id}));
     assert_eq!(restored["isError"], false, "{restored}");
