@@ -336,7 +336,7 @@ fn read_by_ino(
     let mut stmt = conn
         .prepare_cached(
             "SELECT i.kind, i.size, f.idx, c.data FROM inodes i
-             LEFT JOIN file_chunks f ON f.ino = i.ino AND f.idx BETWEEN ?2 AND ?3
+             LEFT JOIN file_chunks f ON f.ino = ?1 AND f.idx BETWEEN ?2 AND ?3
              LEFT JOIN chunks c ON c.id = f.chunk
              WHERE i.ino = ?1",
         )
