@@ -89,13 +89,7 @@ fn main() {
         let after_branch = used_bytes(&file);
 
         let total = (files * bytes) as u64;
-        let added = |b: u64| {
-            format!(
-                "{} ({:.2} %)",
-                mib(b),
-                b as f64 * 100.0 / before as f64
-            )
-        };
+        let added = |b: u64| format!("{} ({:.2} %)", mib(b), b as f64 * 100.0 / before as f64);
         println!(
             "| {files} | {} | {} ms | {} ms | {}, {} |",
             mib(total),
