@@ -178,22 +178,16 @@ pub(crate) fn snapshot(command: SnapshotCommand) -> Result<(), String> {
         }
         SnapshotCommand::List { file } => {
             let list = file.open()?.snapshots().map_err(|e| file.fail(e))?;
-            if file.json {
-                print_json(&Value::Array(list.iter().map(snapshot_json).collect()));
-            } else if list.is_empty() {
-                println!("no snapshots");
-            } else {
-                println!("{:>6}  {:>12}  {:<20}  NAME", "ID", "BYTES", "TAKEN");
-                for s in &list {
-                    println!(
-                        "{:>6}  {:>12}  {:<20}  {}",
-                        s.id,
-                        s.bytes,
-                        when(s.created),
-                        s.name
-                    );
-                }
-            }
+            let header = format!("{:>6}  {:>12}  {:<20}  NAME", "ID", "BYTES", "TAKEN");
+            print_list(&file, &list, snapshot_json, "snapshots", &header, |s| {
+                format!(
+                    "{:>6}  {:>12}  {:<20}  {}",
+                    s.id,
+                    s.bytes,
+                    when(s.created),
+                    s.name
+                )
+            });
         }
         SnapshotCommand::Delete { file, id } => {
             file.open()?
@@ -245,22 +239,16 @@ pub(crate) fn branch(command: BranchCommand) -> Result<(), String> {
         }
         BranchCommand::List { file } => {
             let list = file.open()?.branches().map_err(|e| file.fail(e))?;
-            if file.json {
-                print_json(&Value::Array(list.iter().map(branch_json).collect()));
-            } else if list.is_empty() {
-                println!("no branches");
-            } else {
-                println!("{:>6}  {:>6}  {:<20}  NAME", "ID", "BASE", "MADE");
-                for b in &list {
-                    println!(
-                        "{:>6}  {:>6}  {:<20}  {}",
-                        b.id,
-                        b.base,
-                        when(b.created),
-                        b.name
-                    );
-                }
-            }
+            let header = format!("{:>6}  {:>6}  {:<20}  NAME", "ID", "BASE", "MADE");
+            print_list(&file, &list, branch_json, "branches", &header, |b| {
+                format!(
+                    "{:>6}  {:>6}  {:<20}  {}",
+                    b.id,
+                    b.base,
+                    when(b.created),
+                    b.name
+                )
+            });
         }
         BranchCommand::Delete { file, id } => {
             file.open()?
@@ -274,6 +262,27 @@ pub(crate) fn branch(command: BranchCommand) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Prints a listing: a JSON array, `no WHAT`, or a table.
+fn print_list<T>(
+    file: &FileArgs,
+    items: &[T],
+    to_json: fn(&T) -> Value,
+    what: &str,
+    header: &str,
+    row: impl Fn(&T) -> String,
+) {
+    if file.json {
+        print_json(&Value::Array(items.iter().map(to_json).collect()));
+    } else if items.is_empty() {
+        println!("no {what}");
+    } else {
+        println!("{header}");
+        for item in items {
+            println!("{}", row(item));
+        }
+    }
 }
 
 fn done(file: &FileArgs, value: Value, text: &str) {

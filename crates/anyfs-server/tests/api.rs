@@ -997,19 +997,10 @@ fn mcp(
     (session, reply)
 }
 
-#[test]
-fn agents_use_their_workspace_through_mcp_tools() {
-    let s = Running::start();
-    let (_, a) = signup(&s, "alice");
-    let (_, b) = signup(&s, "bob");
-    let (_, bot, _) = agent(
-        &s,
-        &a,
-        json!({"name": "bot", "policy": {"deny": ["/private/**"]}}),
-    );
-    assert_eq!(put(&s, &a, "/private/key", b"k"), StatusCode::CREATED);
+/// An initialized MCP session (its id); the server must offer tools.
+fn mcp_session(s: &Running) -> String {
     let (session, init) = mcp(
-        &s,
+        s,
         None,
         None,
         json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
@@ -1028,6 +1019,21 @@ fn agents_use_their_workspace_through_mcp_tools() {
         .json(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
         .send()
         .unwrap();
+    session
+}
+
+#[test]
+fn agents_use_their_workspace_through_mcp_tools() {
+    let s = Running::start();
+    let (_, a) = signup(&s, "alice");
+    let (_, b) = signup(&s, "bob");
+    let (_, bot, _) = agent(
+        &s,
+        &a,
+        json!({"name": "bot", "policy": {"deny": ["/private/**"]}}),
+    );
+    assert_eq!(put(&s, &a, "/private/key", b"k"), StatusCode::CREATED);
+    let session = mcp_session(&s);
     let (_, tools) = mcp(
         &s,
         Some(&session),
@@ -2574,22 +2580,7 @@ fn snapshots_through_mcp_tools_take_the_account_secret() {
     let (_, a) = signup(&s, "alice");
     let (_, bot, _) = agent(&s, &a, json!({"name": "bot", "policy": {}}));
     assert_eq!(put(&s, &a, "/plan.md", b"v1"), StatusCode::CREATED);
-    let (session, _) = mcp(
-        &s,
-        None,
-        None,
-        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": "2025-03-26", "capabilities": {},
-            "clientInfo": {"name": "test", "version": "1"}}}),
-    );
-    let session = session.expect("a session id");
-    let _ = client()
-        .post(s.url("/mcp"))
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-session-id", &session)
-        .json(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
-        .send()
-        .unwrap();
+    let session = mcp_session(&s);
     let (_, tools) = mcp(
         &s,
         Some(&session),
