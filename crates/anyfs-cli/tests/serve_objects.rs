@@ -194,6 +194,123 @@ fn a_read_sees_the_change_another_node_just_made() {
     }
 }
 
+/// Snapshots, branches, agents on branches, merges and restores over the
+/// shared stores, each step on another node: what one node does, the next
+/// sees; another account reaches none of it.
+#[test]
+fn snapshots_and_branches_work_across_nodes() {
+    let pg = require!(postgres());
+    let s3 = require!(seaweed());
+    let deployment = Deployment::new(pg, s3);
+    let nodes = [deployment.node("node-1"), deployment.node("node-2")];
+    let client = Client::new();
+    let secret = signup(&client, &nodes[0], "snapshotter");
+    let other = signup(&client, &nodes[1], "other");
+    let call = |node: &Node, method: &str, path: &str, who: &str, body: Value| {
+        let url = node.url(path);
+        let request = match method {
+            "post" => client.post(&url).json(&body),
+            "delete" => client.delete(&url),
+            _ => client.get(&url),
+        };
+        let response = request.bearer_auth(who).send().unwrap();
+        let status = response.status();
+        let text = response.text().unwrap();
+        (
+            status,
+            serde_json::from_str::<Value>(&text).unwrap_or(Value::String(text)),
+        )
+    };
+    assert_eq!(
+        put(&client, &nodes[0], &secret, "plan.md", b"v1".to_vec()),
+        StatusCode::CREATED
+    );
+    let (status, snap) = call(
+        &nodes[1],
+        "post",
+        "/v1/snapshots",
+        &secret,
+        json!({"name": "before"}),
+    );
+    assert_eq!(status, StatusCode::CREATED, "{snap}");
+    let snap = snap["id"].as_str().unwrap().to_string();
+    let (status, branch) = call(
+        &nodes[0],
+        "post",
+        "/v1/branches",
+        &secret,
+        json!({"snapshot": snap, "name": "agent-work"}),
+    );
+    assert_eq!(status, StatusCode::CREATED, "{branch}");
+    let branch = branch["id"].as_str().unwrap().to_string();
+    let token = create_agent(
+        &client,
+        &nodes[1],
+        &secret,
+        json!({"name": "worker", "config": {}, "policy": {"workspace": branch}}),
+    );
+    assert_eq!(
+        put(
+            &client,
+            &nodes[1],
+            &token,
+            "plan.md",
+            b"v2 from the agent".to_vec()
+        ),
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        get(&client, &nodes[0], &secret, "plan.md"),
+        (StatusCode::OK, b"v1".to_vec())
+    );
+    let (status, diff) = call(
+        &nodes[0],
+        "get",
+        &format!("/v1/diff?from=snapshot:{snap}&to=branch:{branch}"),
+        &secret,
+        json!({}),
+    );
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(diff["path"], "/plan.md", "{diff}");
+    // Another account, on either node: nothing.
+    for node in &nodes {
+        for (method, path) in [
+            ("get", format!("/v1/snapshots/{snap}/files/plan.md")),
+            ("get", format!("/v1/branches/{branch}/files/plan.md")),
+            ("post", format!("/v1/snapshots/{snap}/restore")),
+            ("post", format!("/v1/branches/{branch}/merge")),
+            ("get", format!("/v1/diff?from=snapshot:{snap}")),
+        ] {
+            let (status, _) = call(node, method, &path, &other, json!({}));
+            assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}");
+        }
+    }
+    let (status, merged) = call(
+        &nodes[1],
+        "post",
+        &format!("/v1/branches/{branch}/merge"),
+        &secret,
+        json!({}),
+    );
+    assert_eq!(status, StatusCode::OK, "{merged}");
+    assert_eq!(
+        get(&client, &nodes[0], &secret, "plan.md"),
+        (StatusCode::OK, b"v2 from the agent".to_vec())
+    );
+    let (status, _) = call(
+        &nodes[0],
+        "post",
+        &format!("/v1/snapshots/{snap}/restore"),
+        &secret,
+        json!({}),
+    );
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        get(&client, &nodes[1], &secret, "plan.md"),
+        (StatusCode::OK, b"v1".to_vec())
+    );
+}
+
 #[test]
 fn the_signup_limit_holds_across_nodes() {
     let pg = require!(postgres());

@@ -7,3 +7,6 @@ CREATE INDEX fs_workspaces_branches ON fs_workspaces (branch_of)
     WHERE branch_of IS NOT NULL;
 CREATE INDEX fs_workspaces_bases ON fs_workspaces (branched_from)
     WHERE branched_from IS NOT NULL;
+-- What an account stores, all its trees together (a snapshot or branch is
+-- refused once that reaches its quota).
+CREATE INDEX fs_blobs_by_account ON fs_blobs (account);

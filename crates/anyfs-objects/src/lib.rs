@@ -6,8 +6,8 @@
 //! ```no_run
 //! use std::sync::Arc;
 //!
-//! use anyfs::FileStorage;
 //! use anyfs::crypto::Key;
+//! use anyfs::{FileStorage, FsSnapshots};
 //! use anyfs_objects::{Blobs, ObjectBackend, ObjectStore, ObjectStoreConfig};
 //! use anyfs_postgres::Database;
 //!
@@ -33,10 +33,11 @@
 //! let then = fs.backend().open_snapshot(before.id)?; // read only
 //! let old = anyfs::FsRead::read(&then, "/notes.md".as_ref())?;
 //! assert_eq!(old, b"kept in PostgreSQL and the bucket, encrypted");
-//! fs.backend().restore_snapshot(before.id)?; // or keep the change
+//! fs.backend().restore(before.id)?; // or keep the change
 //! // Or let the agent work on a branch, a workspace of its own.
 //! let branch = fs.backend().branch(before.id, "agent-try")?;
-//! # let _ = branch;
+//! let agent = fs.backend().open_branch(branch.id)?;
+//! # let _ = agent;
 //! # Ok(()) }
 //! ```
 //!

@@ -86,6 +86,10 @@ pub struct Config {
     /// ones are closed, least recently used first, and reopened when asked
     /// for.
     pub max_open_workspaces: usize,
+    /// Snapshots an account may keep (default 100).
+    pub max_snapshots: usize,
+    /// Branches an account may keep (default 10).
+    pub max_branches: usize,
     /// The runtime the service will run on, when it exists before
     /// [`Service::open`]: connections to `database` are then driven by it
     /// rather than by threads of their own, so a request's queries wake
@@ -111,6 +115,8 @@ impl std::fmt::Debug for Config {
             .field("default_quota", &self.default_quota)
             .field("default_rate", &self.default_rate)
             .field("max_open_workspaces", &self.max_open_workspaces)
+            .field("max_snapshots", &self.max_snapshots)
+            .field("max_branches", &self.max_branches)
             .field("runtime", &self.runtime.is_some())
             .finish()
     }
@@ -129,6 +135,8 @@ impl Config {
             default_quota: 1 << 30,
             default_rate: None,
             max_open_workspaces: 256,
+            max_snapshots: 100,
+            max_branches: 10,
             runtime: None,
         }
     }

@@ -183,6 +183,11 @@ fn run_tree_tool(
     };
     Ok(match name {
         "create_snapshot" => {
+            crate::api::room_for(
+                ws,
+                |t| Ok(t.snapshots()?.len()),
+                crate::api::Most::Snapshots,
+            )?;
             let info = ws.with_trees(|t| t.create_snapshot(text_arg("name")))?;
             format!("snapshot {} taken ({} bytes)", info.id, info.bytes)
         }

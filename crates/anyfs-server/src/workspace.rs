@@ -161,6 +161,20 @@ impl Owner {
         }
     }
 
+    /// Refuses a new snapshot or branch once what the account stores, all
+    /// its trees together, reaches its quota: a snapshot keeps content the
+    /// workspace let go of, outside what the quota counts.
+    fn check_room(&self) -> FsResult<()> {
+        let (stored, limit) = match self {
+            Owner::File(fs) => (fs.inner().stored_bytes()?, fs.limits().max_total_size),
+            Owner::Shared(fs) => (fs.stored_bytes()?, fs.usage()?.1),
+        };
+        match limit {
+            Some(limit) if stored >= limit => Err(FsError::quota_exceeded("/", limit, 1, stored)),
+            _ => Ok(()),
+        }
+    }
+
     /// One of its branches, as the account uses it: under the same quota
     /// (a SQLite file), or its own workspace row's (shared).
     fn open_branch(&self, id: BranchId) -> FsResult<Owner> {
@@ -472,6 +486,26 @@ impl Workspaces {
         f: impl FnOnce(&dyn Trees) -> FsResult<T>,
     ) -> FsResult<T> {
         f(self.account(account)?.owner.trees())
+    }
+
+    /// Refuses a new snapshot or branch of the account: over `most` of
+    /// them already (`count` says how many there are), or its stored bytes
+    /// at its quota.
+    pub(crate) fn check_room(
+        &self,
+        account: &str,
+        count: impl FnOnce(&dyn Trees) -> FsResult<usize>,
+        most: usize,
+        what: &'static str,
+    ) -> FsResult<()> {
+        let fs = self.account(account)?;
+        if count(fs.owner.trees())? >= most {
+            return Err(FsError::conflict(
+                "/",
+                format!("the account has {most} {what}, as many as it may: delete one first"),
+            ));
+        }
+        fs.owner.check_room()
     }
 
     /// The stack the account's own secret works on branch `id` through.

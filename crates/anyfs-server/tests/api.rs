@@ -2643,3 +2643,28 @@ fn snapshots_through_mcp_tools_take_the_account_secret() {
     let audit = json_of(get(&s, &a, "/v1/audit"));
     assert!(audit.to_string().contains("mcp restore_snapshot"));
 }
+
+#[test]
+fn snapshots_cannot_keep_more_than_the_quota_holds() {
+    let s = Running::start(); // a quota of 1 MiB
+    let (_, a) = signup(&s, "alice");
+    let big: &'static [u8] = Box::leak(vec![7u8; 700_000].into_boxed_slice());
+    assert_eq!(put(&s, &a, "/big.bin", big), StatusCode::CREATED);
+    let r = post_json(&s, &a, "/v1/snapshots", json!({"name": "first"}));
+    assert_eq!(r.status(), StatusCode::CREATED);
+    // The workspace lets go of it; the snapshot keeps it. Written again,
+    // the account stores more than its quota: no more snapshots.
+    let r = client()
+        .delete(s.url("/v1/files/big.bin"))
+        .bearer_auth(&a)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let other: &'static [u8] = Box::leak(vec![8u8; 700_000].into_boxed_slice());
+    assert_eq!(put(&s, &a, "/other.bin", other), StatusCode::CREATED);
+    let r = post_json(&s, &a, "/v1/snapshots", json!({"name": "second"}));
+    assert_eq!(r.status(), StatusCode::INSUFFICIENT_STORAGE);
+    assert_eq!(json_of(r)["error"]["kind"], "QuotaExceeded");
+    let listed = json_of(get(&s, &a, "/v1/snapshots"));
+    assert_eq!(listed["snapshots"].as_array().unwrap().len(), 1);
+}

@@ -67,6 +67,37 @@ impl SqliteBackend {
         })
     }
 
+    /// Bytes of the database file in use: every tree (the workspace, its
+    /// snapshots and branches) with content shared between them counted
+    /// once. Space freed inside the file is not counted.
+    pub fn stored_bytes(&self) -> FsResult<u64> {
+        self.store.db.read(|conn| {
+            // SQLCipher answers some of these as text.
+            let pragma = |name: &str| -> FsResult<i64> {
+                let value: rusqlite::types::Value = conn
+                    .query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))
+                    .map_err(|e| crate::db::sql_error(Path::new("/"), "measure the database", e))?;
+                match value {
+                    rusqlite::types::Value::Integer(n) => Ok(n),
+                    rusqlite::types::Value::Text(t) => t.trim().parse().map_err(|_| {
+                        anyfs::FsError::backend(
+                            "/",
+                            "measure the database",
+                            format!("{name}: {t:?}"),
+                        )
+                    }),
+                    other => Err(anyfs::FsError::backend(
+                        "/",
+                        "measure the database",
+                        format!("{name}: {other:?}"),
+                    )),
+                }
+            };
+            let pages = pragma("page_count")? - pragma("freelist_count")?;
+            Ok((pages.max(0) * pragma("page_size")?) as u64)
+        })
+    }
+
     /// Wraps the backend in a layer.
     pub fn layer<L: Layer<Self>>(self, layer: L) -> L::Backend {
         layer.layer(self)

@@ -283,3 +283,18 @@ fn a_restore_through_a_quota_must_fit_and_is_counted() {
         FsErrorKind::QuotaExceeded
     );
 }
+
+#[test]
+fn a_restore_waits_for_open_files() {
+    let fs = SqliteBackend::open_in_memory().unwrap();
+    fs.write(p("/f"), b"before").unwrap();
+    let snap = fs.create_snapshot("s").unwrap();
+    fs.write(p("/f"), b"after").unwrap();
+    let handle = fs.open(p("/f"), OpenFlags::READ).unwrap();
+    let err = fs.restore(snap.id).unwrap_err();
+    assert_eq!(err.kind(), anyfs::FsErrorKind::Conflict, "{err}");
+    assert_eq!(fs.read(p("/f")).unwrap(), b"after");
+    fs.close(handle).unwrap();
+    fs.restore(snap.id).unwrap();
+    assert_eq!(fs.read(p("/f")).unwrap(), b"before");
+}

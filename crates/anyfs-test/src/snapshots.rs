@@ -13,10 +13,8 @@ use anyfs::snapshots::{
     BranchId, Change, FsSnapshots, MergeOptions, MergeOutcome, SnapshotId, Take, TreeRef,
 };
 use anyfs::{FileType, FsDir, FsErrorKind, FsLink, FsPermissions, FsRead, FsWrite, Permissions};
-use proptest::strategy::{Strategy, ValueTree};
-use proptest::test_runner::{Config, TestRunner};
 
-use crate::trees::{self, Node, assert_diff, listing};
+use crate::trees::{Node, RandomOps, apply_all, assert_diff, listing};
 use crate::{assert_err, p};
 
 /// What these tests need of a backend.
@@ -268,37 +266,16 @@ pub fn deleting_trees_keeps_what_others_name<B: Subject>(fs: &B) {
     assert_eq!(everything(fs), b_tree);
 }
 
-fn random_ops(runner: &mut TestRunner, n: usize) -> Vec<trees::Op> {
-    let strategy = proptest::collection::vec(trees::op(), 1..n);
-    strategy.new_tree(runner).unwrap().current()
-}
-
-static STAMP: AtomicU64 = AtomicU64::new(1);
-
-fn apply_all<B: FsRead + FsWrite + FsDir + FsLink + FsPermissions + ?Sized>(
-    fs: &B,
-    ops: &[trees::Op],
-) {
-    for op in ops {
-        trees::apply(fs, op, STAMP.fetch_add(1, Ordering::Relaxed));
-    }
-}
-
 /// Random changes after a snapshot: the diff both ways, and between a
 /// branch and its snapshot, is exactly what comparing the two trees' full
 /// listings gives.
 pub fn diffs_match_a_reference<B: Subject>(fs: &B) {
-    let mut runner = TestRunner::new_with_rng(
-        Config::default(),
-        proptest::test_runner::TestRng::deterministic_rng(
-            proptest::test_runner::RngAlgorithm::ChaCha,
-        ),
-    );
+    let mut random = RandomOps::new();
     for _ in 0..24 {
-        apply_all(fs, &random_ops(&mut runner, 12));
+        apply_all(fs, &random.next(12));
         let snap = fs.create_snapshot("round").unwrap();
         let at_snap = everything(fs);
-        apply_all(fs, &random_ops(&mut runner, 16));
+        apply_all(fs, &random.next(16));
         let now = everything(fs);
         let (s, live) = (TreeRef::Snapshot(snap.id), TreeRef::Live);
         assert_diff(&changes(fs, s, live), &at_snap, &now);
@@ -306,7 +283,7 @@ pub fn diffs_match_a_reference<B: Subject>(fs: &B) {
 
         let info = fs.branch(snap.id, "round").unwrap();
         let branch = fs.open_branch(info.id).unwrap();
-        apply_all(&branch, &random_ops(&mut runner, 16));
+        apply_all(&branch, &random.next(16));
         let on_branch = everything(&branch);
         assert_diff(
             &changes(fs, s, TreeRef::Branch(info.id)),
@@ -478,14 +455,10 @@ pub fn a_merge_can_take_the_branch_side<B: Subject>(fs: &B) {
 /// still there is read in full and equals what it was: nothing one tree
 /// names is ever freed with another.
 pub fn random_tree_lifetimes_lose_nothing<B: Subject>(fs: &B) {
-    let mut runner = TestRunner::new_with_rng(
-        Config::default(),
-        proptest::test_runner::TestRng::deterministic_rng(
-            proptest::test_runner::RngAlgorithm::ChaCha,
-        ),
-    );
+    let mut random = RandomOps::new();
     let mut snaps: Vec<(SnapshotId, BTreeMap<PathBuf, Node>)> = Vec::new();
-    let mut branches: Vec<(BranchId, B::Branch)> = Vec::new();
+    // Each branch with what it held after its last change.
+    let mut branches: Vec<(BranchId, B::Branch, BTreeMap<PathBuf, Node>)> = Vec::new();
     for round in 0..40u32 {
         let pick = (round * 7 + 3) as usize;
         match round % 5 {
@@ -496,10 +469,13 @@ pub fn random_tree_lifetimes_lose_nothing<B: Subject>(fs: &B) {
             1 if !snaps.is_empty() => {
                 let (from, _) = snaps[pick % snaps.len()];
                 let info = fs.branch(from, &format!("b{round}")).unwrap();
-                branches.push((info.id, fs.open_branch(info.id).unwrap()));
+                let branch = fs.open_branch(info.id).unwrap();
+                let held = everything(&branch);
+                branches.push((info.id, branch, held));
             }
-            2 if !branches.is_empty() => {
-                let (id, _) = branches.remove(pick % branches.len());
+            // Every other round of deletions: some branches stay.
+            2 if !branches.is_empty() && round % 10 == 2 => {
+                let (id, ..) = branches.remove(pick % branches.len());
                 fs.delete_branch(id).unwrap();
             }
             4 if !snaps.is_empty() => {
@@ -511,19 +487,19 @@ pub fn random_tree_lifetimes_lose_nothing<B: Subject>(fs: &B) {
             }
             _ => {}
         }
-        apply_all(fs, &random_ops(&mut runner, 10));
-        if let Some((_, branch)) = branches.get(pick % branches.len().max(1)) {
-            apply_all(branch, &random_ops(&mut runner, 6));
+        apply_all(fs, &random.next(10));
+        let n = branches.len().max(1);
+        if let Some((_, branch, held)) = branches.get_mut(pick % n) {
+            apply_all(branch, &random.next(6));
+            *held = everything(branch);
         }
     }
+    assert!(!snaps.is_empty() && !branches.is_empty());
     for (id, expected) in &snaps {
         assert_eq!(&everything(&fs.open_snapshot(*id).unwrap()), expected);
     }
-    for (id, branch) in &branches {
-        assert_eq!(
-            everything(&fs.open_branch(*id).unwrap()),
-            everything(branch)
-        );
+    for (id, _, held) in &branches {
+        assert_eq!(&everything(&fs.open_branch(*id).unwrap()), held);
     }
 }
 
@@ -583,4 +559,67 @@ fn model_after(start: &BTreeMap<PathBuf, Node>, k: u64) -> BTreeMap<PathBuf, Nod
         );
     }
     out
+}
+
+/// A directory the branch turned into a file, while `into` added a file
+/// in it: a conflict; keeping `into`'s side keeps the directory and what
+/// was added in it.
+pub fn keeping_a_path_keeps_the_directory_it_is_in<B: Subject>(fs: &B) {
+    fs.create_dir(p("/d")).unwrap();
+    fs.write(p("/d/old"), b"old").unwrap();
+    let (_, id, branch) = branch_of(fs, "replace");
+    branch.remove_dir_all(p("/d")).unwrap();
+    branch.write(p("/d"), b"now a file").unwrap();
+    fs.write(p("/d/new"), b"added meanwhile").unwrap();
+
+    let outcome = fs
+        .merge(id, TreeRef::Live, &MergeOptions::default())
+        .unwrap();
+    let MergeOutcome::Conflicts(conflicts) = outcome else {
+        panic!("no conflict: {outcome:?}");
+    };
+    assert!(
+        conflicts.iter().any(|c| c.path == p("/d/new")),
+        "{conflicts:#?}"
+    );
+    let outcome = fs
+        .merge(id, TreeRef::Live, &MergeOptions::taking(Take::Into))
+        .unwrap();
+    assert!(
+        matches!(outcome, MergeOutcome::Applied { .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(fs.read(p("/d/new")).unwrap(), b"added meanwhile");
+}
+
+/// The workspace turned a directory into a file while the branch added a
+/// file in it: a conflict, not a failure half way.
+pub fn a_directory_made_a_file_meanwhile_is_a_conflict<B: Subject>(fs: &B) {
+    fs.create_dir(p("/d")).unwrap();
+    let (_, id, branch) = branch_of(fs, "add");
+    branch.write(p("/d/x"), b"branch").unwrap();
+    fs.remove_dir(p("/d")).unwrap();
+    fs.write(p("/d"), b"a file now").unwrap();
+    let before = everything(fs);
+    let outcome = fs
+        .merge(id, TreeRef::Live, &MergeOptions::default())
+        .unwrap();
+    let MergeOutcome::Conflicts(conflicts) = outcome else {
+        panic!("no conflict: {outcome:?}");
+    };
+    assert_eq!(conflicts[0].path, p("/d/x"), "{conflicts:#?}");
+    assert_eq!(everything(fs), before);
+}
+
+/// A branch starts only from a snapshot the workspace lists: the snapshot
+/// a merge left as another branch's base is not one.
+pub fn a_branch_starts_only_from_a_listed_snapshot<B: Subject>(fs: &B) {
+    fs.write(p("/f"), b"1").unwrap();
+    let (_, id, branch) = branch_of(fs, "first");
+    branch.write(p("/g"), b"2").unwrap();
+    fs.merge(id, TreeRef::Live, &MergeOptions::default())
+        .unwrap();
+    let base = fs.branches().unwrap()[0].base;
+    assert!(fs.snapshots().unwrap().iter().all(|s| s.id != base));
+    assert_err(fs.branch(base, "second").map(|_| ()), FsErrorKind::NotFound);
 }

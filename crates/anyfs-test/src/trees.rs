@@ -203,3 +203,55 @@ pub fn apply<B: FsRead + FsWrite + FsDir + FsLink + FsPermissions + ?Sized>(
         Op::Symlink(a, b) => fs.symlink(Path::new(&format!("{}?{stamp}", PATHS[*b])), at(*a)),
     };
 }
+
+/// Random changes from a fixed seed: the same sequence on every run.
+pub struct RandomOps(proptest::test_runner::TestRunner);
+
+impl std::fmt::Debug for RandomOps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RandomOps").finish_non_exhaustive()
+    }
+}
+
+impl Default for RandomOps {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RandomOps {
+    /// A generator with the fixed seed.
+    pub fn new() -> Self {
+        use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+        Self(TestRunner::new_with_rng(
+            Config::default(),
+            TestRng::deterministic_rng(RngAlgorithm::ChaCha),
+        ))
+    }
+
+    /// Between 1 and `most - 1` random changes.
+    pub fn next(&mut self, most: usize) -> Vec<Op> {
+        use proptest::strategy::{Strategy, ValueTree};
+        proptest::collection::vec(op(), 1..most.max(2))
+            .new_tree(&mut self.0)
+            .expect("a strategy of plain values never gives up")
+            .current()
+    }
+}
+
+static STAMP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// Makes every change of `ops` that applies, each writing content never
+/// written before.
+pub fn apply_all<B: FsRead + FsWrite + FsDir + FsLink + FsPermissions + ?Sized>(
+    fs: &B,
+    ops: &[Op],
+) {
+    for op in ops {
+        apply(
+            fs,
+            op,
+            STAMP.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        );
+    }
+}

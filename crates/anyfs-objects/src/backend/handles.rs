@@ -27,6 +27,28 @@ impl ObjectBackend {
 impl FsHandles for ObjectBackend {
     fn open(&self, path: &Path, flags: OpenFlags) -> FsResult<Handle> {
         let now = now_ns();
+        if self.frozen && !(flags.write || flags.append || flags.truncate) {
+            // A snapshot opens what is there for reading; creating a file
+            // in it is a change.
+            let meta = match anyfs::FsRead::metadata(self, path) {
+                Err(e) if e.is_absent() && (flags.create || flags.create_new) => {
+                    return Err(FsError::read_only(path, "create a file"));
+                }
+                other => other?,
+            };
+            match meta.file_type {
+                anyfs::FileType::File => {}
+                anyfs::FileType::Directory => return Err(FsError::is_a_directory(path)),
+                anyfs::FileType::Symlink => return Err(anyfs::path::crosses_symlink(path)),
+            }
+            let ino = meta.inode as i64;
+            self.pin(ino);
+            return Ok(self.handles.lock().open(OpenFile {
+                ino,
+                path: path.to_path_buf(),
+                flags,
+            }));
+        }
         let ino = self.change(path, "open", async |tx| {
             let (parent, name) = self.slot(tx, path).await?;
             let node = match self.child(tx, parent, name.as_bytes()).await? {

@@ -269,6 +269,27 @@ impl ObjectBackend {
         })
     }
 
+    /// Bytes of content the account stores, every workspace, snapshot and
+    /// branch of it together (content shared between them counted once,
+    /// content no longer named counted until garbage collection).
+    pub fn stored_bytes(&self) -> FsResult<u64> {
+        let account = self.account.clone();
+        run_plain(
+            &self.db,
+            Path::new("/"),
+            "measure the account",
+            async |client| {
+                let row = client
+                    .query_one(
+                        "SELECT coalesce(sum(size), 0)::bigint FROM fs_blobs WHERE account = $1",
+                        &[&account],
+                    )
+                    .await?;
+                Ok(row.get::<_, i64>(0).max(0) as u64)
+            },
+        )
+    }
+
     /// The account this workspace belongs to.
     pub fn account(&self) -> &str {
         &self.account
@@ -387,7 +408,8 @@ impl ObjectBackend {
                 None => false,
             }
         };
-        if last {
+        // A snapshot frees nothing (and refuses every change).
+        if last && !self.frozen {
             self.change(path, "close", async |tx| {
                 match tree::node(tx, path, self.workspace, ino).await {
                     Ok(node) if node.nlink == 0 => self.free(tx, path, &node).await,

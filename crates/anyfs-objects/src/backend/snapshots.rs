@@ -265,8 +265,10 @@ impl FsSnapshots for ObjectBackend {
         let (ws, account, scope) = (self.workspace, self.account.clone(), self.scope);
         run_plain(&self.db, path, "make a branch", async |client| {
             let tx = client.transaction().await?;
+            // Only a snapshot the workspace lists: a branch's own (a merge's
+            // base) goes with its branch.
             if tx
-                .query_opt(IS_SNAPSHOT_OF, &[&snapshot, &ws])
+                .query_opt(IS_LISTED_SNAPSHOT_OF, &[&snapshot, &ws])
                 .await?
                 .is_none()
             {
@@ -440,6 +442,10 @@ impl FsSnapshots for ObjectBackend {
 /// branches.
 const IS_SNAPSHOT_OF: &str = "SELECT 1 FROM fs_workspaces s WHERE s.id = $1 AND (s.snapshot_of = $2
     OR s.snapshot_of IN (SELECT b.id FROM fs_workspaces b WHERE b.branch_of = $2))";
+
+/// Finds snapshot `$1` if workspace `$2` lists it (its own).
+const IS_LISTED_SNAPSHOT_OF: &str =
+    "SELECT 1 FROM fs_workspaces WHERE id = $1 AND snapshot_of = $2";
 
 /// Finds branch `$1` if it is one of workspace `$2`.
 const IS_BRANCH_OF: &str = "SELECT 1 FROM fs_workspaces WHERE id = $1 AND branch_of = $2";

@@ -30,6 +30,7 @@ use crate::failure::Failure;
 use crate::registry::Account;
 
 pub(crate) use errors::{ApiError, ApiResult};
+pub(crate) use trees::{Most, room_for};
 
 type Shared = Arc<Service>;
 

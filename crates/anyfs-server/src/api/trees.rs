@@ -96,6 +96,29 @@ pub(crate) fn change_json(c: &Change) -> Value {
     out
 }
 
+/// Which of an account's limits a new tree counts against.
+pub(crate) enum Most {
+    Snapshots,
+    Branches,
+}
+
+/// Refuses a new snapshot or branch past the account's number of them, or
+/// once what it stores reaches its quota.
+pub(crate) fn room_for(
+    ws: &OpenWorkspace,
+    count: impl FnOnce(&dyn crate::workspace::Trees) -> Result<usize, FsError>,
+    most: Most,
+) -> Result<(), FsError> {
+    let config = &ws.service().config;
+    let (most, what) = match most {
+        Most::Snapshots => (config.max_snapshots, "snapshots"),
+        Most::Branches => (config.max_branches, "branches"),
+    };
+    ws.service()
+        .workspaces
+        .check_room(ws.account(), count, most, what)
+}
+
 /// Where a snapshot or branch is named in the audit log.
 fn snapshot_path(id: SnapshotId) -> String {
     format!("/.snapshot/{id}")
@@ -133,6 +156,7 @@ pub(super) async fn create_snapshot(
     }
     let audit = ("snapshot", "/".to_string());
     let info = account_op(&service, &headers, Access::Change, audit, move |ws| {
+        room_for(ws, |t| Ok(t.snapshots()?.len()), Most::Snapshots)?;
         ws.with_trees(|trees| trees.create_snapshot(&q.name))
     })
     .await?;
@@ -217,6 +241,7 @@ pub(super) async fn create_branch(
     let from = snapshot_id(&q.snapshot)?;
     let audit = ("branch", snapshot_path(from));
     let info = account_op(&service, &headers, Access::Change, audit, move |ws| {
+        room_for(ws, |t| Ok(t.branches()?.len()), Most::Branches)?;
         ws.with_trees(|trees| trees.branch(from, &q.name))
     })
     .await?;
@@ -307,6 +332,9 @@ fn live() -> String {
     "live".to_string()
 }
 
+/// How long a diff waits for its client to take the next line.
+const DIFF_IDLE_TIME: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The changes from one tree to another, one JSON object per line,
 /// streamed as they are found: a diff of any size is never held whole.
 pub(super) async fn diff(
@@ -321,6 +349,10 @@ pub(super) async fn diff(
     let service = service.clone();
     let mut work = tokio::spawn(async move {
         account_op(&service, &headers, Access::Read, audit, move |ws| {
+            // A diff holds a thread while its client reads: counted with the
+            // account's other streamed transfers.
+            let _permit = ws.heavy("/")?;
+            let runtime = tokio::runtime::Handle::current();
             let mut started = Some(started);
             let walked = ws.with_trees(|trees| {
                 trees.diff(from, to, &mut |change| {
@@ -329,8 +361,11 @@ pub(super) async fn diff(
                     }
                     let mut line = change_json(&change).to_string().into_bytes();
                     line.push(b'\n');
-                    // A client that went away ends the walk.
-                    Ok(lines.blocking_send(Ok(Bytes::from(line))).is_ok())
+                    // A client that went away, or stopped reading, ends the
+                    // walk.
+                    let sent =
+                        runtime.block_on(lines.send_timeout(Ok(Bytes::from(line)), DIFF_IDLE_TIME));
+                    Ok(sent.is_ok())
                 })
             });
             if let Err(e) = &walked
@@ -416,6 +451,11 @@ pub(super) async fn merge(
 ) -> ApiResult<Response> {
     let id = branch_id(&id)?;
     let into = tree_ref(&q.into)?;
+    if into != TreeRef::Live {
+        return Err(ApiError::bad_request(
+            "a branch merges into the workspace (`\"into\": \"live\"`)",
+        ));
+    }
     let mut options = MergeOptions::taking(q.take.map_or(Take::Neither, Take::from));
     for (path, side) in q.paths {
         let path = format!("/{}", path.trim_start_matches('/'));

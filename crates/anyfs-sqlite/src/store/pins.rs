@@ -34,6 +34,11 @@ impl Pins {
         }
     }
 
+    /// Whether anything holds any inode.
+    pub(super) fn any(&self) -> bool {
+        !self.counts.lock().is_empty()
+    }
+
     /// Whether anything holds `ino`.
     pub(super) fn is_pinned(&self, ino: i64) -> bool {
         self.counts.lock().contains_key(&ino)

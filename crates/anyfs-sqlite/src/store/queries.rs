@@ -181,7 +181,9 @@ pub(super) fn create_file(
     numbered(path, tree, ino)
 }
 
-/// A node just numbered: an error if the tree has no number left.
+/// A node just numbered: an error (rolling the change back) if it is not
+/// a number of the tree — the tree has none left, or is gone (a deleted
+/// branch has no root to number from).
 fn numbered(path: &Path, tree: Tree, ino: i64) -> FsResult<i64> {
     if ino > tree.last() {
         return Err(FsError::backend(
@@ -189,6 +191,9 @@ fn numbered(path: &Path, tree: Tree, ino: i64) -> FsResult<i64> {
             "create a node",
             "the tree has no inode number left",
         ));
+    }
+    if ino <= tree.root() {
+        return Err(FsError::not_found(path));
     }
     Ok(ino)
 }

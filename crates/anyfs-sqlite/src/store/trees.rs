@@ -123,6 +123,13 @@ impl<C: Content> Store<C> {
         .map_err(|e| sql_error(root(), "find a snapshot", e))
     }
 
+    /// Whether snapshot `tree` is one this tree lists (taken of it).
+    fn lists(&self, conn: &Connection, tree: Tree) -> FsResult<bool> {
+        conn.prepare_cached("SELECT 1 FROM trees WHERE id = ?1 AND of = ?2")
+            .and_then(|mut s| s.exists([tree.0, self.tree.0]))
+            .map_err(|e| sql_error(root(), "find a snapshot", e))
+    }
+
     /// Whether `id` is a branch of this tree.
     fn finds_branch(&self, conn: &Connection, id: BranchId) -> FsResult<Option<Tree>> {
         let Ok(id) = i64::try_from(id.0) else {
@@ -244,22 +251,34 @@ impl<C: Content> Store<C> {
         })
     }
 
-    /// Puts snapshot `id`'s tree in place of this one.
+    /// Puts snapshot `id`'s tree in place of this one. Refused while a
+    /// handle or stream holds a node of it: the restored tree reuses inode
+    /// numbers, and what is open would go on in another file.
     pub(crate) fn restore(&self, id: SnapshotId) -> FsResult<()> {
         self.db_write(root(), |tx, removals| {
             let snapshot = self
                 .finds_snapshot(tx, id)?
                 .ok_or_else(|| no_snapshot(id))?;
+            if self.pins.any() {
+                return Err(FsError::conflict(
+                    root(),
+                    "files of the workspace are open (handles, uploads or downloads): \
+                     restore once they are closed",
+                ));
+            }
             self.clear_tree(tx, self.tree, removals)?;
             copy_rows(tx, snapshot, self.tree)
         })
     }
 
-    /// A new branch of this tree, starting as snapshot `from`.
+    /// A new branch of this tree, starting as snapshot `from` — one this
+    /// tree lists (a branch's own snapshot, a merge's base, goes with its
+    /// branch).
     pub(crate) fn branch(&self, from: SnapshotId, name: &str) -> FsResult<BranchInfo> {
         self.db_write(root(), |tx, _| {
             let snapshot = self
                 .finds_snapshot(tx, from)?
+                .filter(|s| self.lists(tx, *s).unwrap_or(false))
                 .ok_or_else(|| no_snapshot(from))?;
             let (branch, created) = new_tree(tx, BRANCH, self.tree, Some(snapshot.0), name, 0)?;
             copy_rows(tx, snapshot, branch)?;

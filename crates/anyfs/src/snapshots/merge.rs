@@ -100,14 +100,33 @@ pub fn merge_trees<I>(
 where
     I: FsRead + FsWrite + FsDir + FsLink + FsPermissions,
 {
-    let theirs: BTreeMap<PathBuf, Change> = diff(Borrowed(base), Borrowed(into), options.compare)
-        .map(|c| c.map(|c| (c.path().to_path_buf(), c)))
-        .collect::<FsResult<_>>()?;
+    // One change per path: a kind changed (a deletion, then an addition
+    // at the same path) is one modification from the old node to the new.
+    let mut theirs: BTreeMap<PathBuf, Change> = BTreeMap::new();
+    for change in diff(Borrowed(base), Borrowed(into), options.compare) {
+        let change = change?;
+        let path = change.path().to_path_buf();
+        let change = match (theirs.remove(&path), change) {
+            (Some(Change::Deleted { old, .. }), Change::Added { new, .. }) => Change::Modified {
+                path: path.clone(),
+                old,
+                new,
+            },
+            (_, change) => change,
+        };
+        theirs.insert(path, change);
+    }
     let ours: Vec<Change> =
         diff(Borrowed(base), Borrowed(branch), options.compare).collect::<FsResult<_>>()?;
     let our_paths: BTreeSet<&Path> = ours.iter().map(Change::path).collect();
 
-    let removed_dir = |c: &Change| matches!(c, Change::Deleted { old, .. } if old.file_type == FileType::Directory);
+    // A change that leaves no directory where the base had one.
+    let removed_dir = |c: &Change| {
+        c.old()
+            .is_some_and(|old| old.file_type == FileType::Directory)
+            && c.new_state()
+                .is_none_or(|new| new.file_type != FileType::Directory)
+    };
     let above = |path: &Path, changes: &dyn Fn(&Path) -> Option<Change>| {
         path.ancestors().skip(1).find_map(changes)
     };
@@ -177,7 +196,9 @@ where
     }
     for change in &ours {
         for path in touched(change) {
-            if keep.contains(path) {
+            // A kept path, or one above a kept path (which must stay a
+            // directory for it), keeps what `into` has.
+            if keep.iter().any(|k| k.starts_with(path)) {
                 continue;
             }
             sync_path(branch, into, path)?;
