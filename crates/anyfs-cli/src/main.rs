@@ -136,8 +136,15 @@ enum Command {
     },
     /// What changed from one tree of a workspace file to another: `live`
     /// (the workspace now), `snapshot:ID` or `branch:ID`
-    /// (`anyfs diff work.db snapshot:1`).
+    /// (`anyfs diff work.db snapshot:1`); with no tree, for an overlay
+    /// workspace, what it changed in the directory it overlays.
     Diff(trees::DiffArgs),
+    /// Write what an overlay workspace (`anyfs run --over DIR WORKSPACE`)
+    /// changed into DIR: files, directories, links and deletions. A path
+    /// that changed in DIR since the overlay first changed it is a
+    /// conflict: nothing is written for it, it is listed, and the exit
+    /// status is 1.
+    Apply(trees::ApplyArgs),
     /// Apply what a branch changed since its base to the workspace (or
     /// another branch). Paths changed on both sides are conflicts: they
     /// are listed, nothing is applied, and the exit status is 1, unless
@@ -257,6 +264,12 @@ struct WorkspaceArgs {
     /// Open this snapshot of the workspace file instead (read-only).
     #[arg(long, value_name = "ID", conflicts_with_all = ["branch", "memory"])]
     snapshot: Option<u64>,
+    /// Show this host directory, read-only, with the workspace as a
+    /// copy-on-write layer on top: everything written goes to the
+    /// workspace, nothing to DIR (`anyfs diff WORKSPACE` lists it,
+    /// `anyfs apply WORKSPACE DIR` writes it back).
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["snapshot", "branch"])]
+    over: Option<PathBuf>,
     /// Open this branch of the workspace file instead.
     #[arg(long, value_name = "ID", conflicts_with = "memory")]
     branch: Option<u64>,
@@ -330,6 +343,10 @@ fn main() -> ExitCode {
         Command::Snapshot { command } => trees::snapshot(command),
         Command::Branch { command } => trees::branch(command),
         Command::Diff(args) => trees::diff(args),
+        Command::Apply(args) => match trees::apply(args) {
+            Ok(code) => return ExitCode::from(code),
+            Err(e) => Err(e),
+        },
         Command::Merge(args) => match trees::merge(args) {
             Ok(code) => return ExitCode::from(code),
             Err(e) => Err(e),

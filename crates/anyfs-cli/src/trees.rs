@@ -4,16 +4,16 @@
 use std::path::PathBuf;
 use std::time::UNIX_EPOCH;
 
-use anyfs::FsSnapshots;
 use anyfs::snapshots::{
     BranchId, BranchInfo, Change, MergeOptions, MergeOutcome, NodeState, SnapshotId, SnapshotInfo,
     Take, TreeRef,
 };
+use anyfs::{FsSnapshots, VRootFsBackend};
 use anyfs_sqlite::{SqliteBackend, SqliteOptions};
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 
-use crate::workspace::open_file;
+use crate::workspace::{Overlaid, open_file, open_overlay, overlaid_dir};
 
 /// The workspace file a command works on.
 #[derive(Debug, Clone, Args)]
@@ -113,11 +113,22 @@ pub(crate) enum BranchCommand {
 pub(crate) struct DiffArgs {
     #[command(flatten)]
     file: FileArgs,
-    /// The tree to compare from: `live`, `snapshot:ID` or `branch:ID`.
-    from: String,
+    /// The tree to compare from: `live`, `snapshot:ID` or `branch:ID`
+    /// (none, for an overlay workspace: the directory it overlays).
+    from: Option<String>,
     /// The tree to compare to.
     #[arg(default_value = "live")]
     to: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ApplyArgs {
+    #[command(flatten)]
+    file: FileArgs,
+    /// The directory to write the changes into (the one the workspace
+    /// overlays, usually).
+    #[arg(value_name = "DIR")]
+    dir: PathBuf,
 }
 
 /// The side conflicting paths take.
@@ -386,26 +397,94 @@ fn change_line(c: &Change) -> String {
     }
 }
 
+/// The overlay a workspace file is, over the directory it remembers.
+fn overlay_of(file: &FileArgs) -> Result<Overlaid<SqliteBackend>, String> {
+    let upper = file.open()?;
+    let label = file.workspace.display().to_string();
+    let dir = overlaid_dir(&upper)?.ok_or_else(|| {
+        format!("{label} overlays no directory (give trees to compare: `live`, `snapshot:ID`, `branch:ID`)")
+    })?;
+    open_overlay(upper, &dir, &label)
+}
+
 pub(crate) fn diff(args: DiffArgs) -> Result<(), String> {
-    let (from, to) = (tree(&args.from)?, tree(&args.to)?);
+    let Some(from) = &args.from else {
+        let overlay = overlay_of(&args.file)?;
+        let changes = overlay.changes();
+        return print_changes(
+            &args.file,
+            changes,
+            "the directory it overlays",
+            "the workspace",
+        );
+    };
+    let (from, to) = (tree(from)?, tree(&args.to)?);
     let fs = args.file.open()?;
+    let changes = fs.diff(from, to).map_err(|e| args.file.fail(e))?;
+    print_changes(&args.file, changes, &from.to_string(), &to.to_string())
+}
+
+/// Prints changes as they come, and how many there were.
+fn print_changes(
+    file: &FileArgs,
+    changes: impl Iterator<Item = anyfs::FsResult<Change>>,
+    from: &str,
+    to: &str,
+) -> Result<(), String> {
     let mut count = 0u64;
-    for change in fs.diff(from, to).map_err(|e| args.file.fail(e))? {
-        let change = change.map_err(|e| args.file.fail(e))?;
+    for change in changes {
+        let change = change.map_err(|e| file.fail(e))?;
         count += 1;
-        if args.file.json {
+        if file.json {
             print_json(&change_json(&change));
         } else {
             println!("{}", change_line(&change));
         }
     }
-    if !args.file.json {
+    if !file.json {
         match count {
             0 => eprintln!("no changes from {from} to {to}"),
             n => eprintln!("{n} change(s) from {from} to {to}"),
         }
     }
     Ok(())
+}
+
+/// Writes an overlay's changes into a directory; the exit status is 1
+/// when some paths were conflicts.
+pub(crate) fn apply(args: ApplyArgs) -> Result<u8, String> {
+    let overlay = overlay_of(&args.file)?;
+    let target =
+        VRootFsBackend::new(&args.dir).map_err(|e| format!("{}: {e}", args.dir.display()))?;
+    let applied = overlay
+        .apply(&target)
+        .map_err(|e| format!("{}: {e}", args.dir.display()))?;
+    if args.file.json {
+        print_json(&json!({
+            "written": applied.written,
+            "conflicts": applied.conflicts.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        }));
+    } else {
+        for path in &applied.conflicts {
+            println!(
+                "conflict  {}  (changed in {} since the overlay changed it)",
+                path.display(),
+                args.dir.display()
+            );
+        }
+        println!(
+            "{} path(s) written to {}",
+            applied.written,
+            args.dir.display()
+        );
+        if !applied.conflicts.is_empty() {
+            eprintln!(
+                "{} conflict(s): nothing was written for them",
+                applied.conflicts.len()
+            );
+        }
+    }
+    Ok(u8::from(!applied.conflicts.is_empty()))
 }
 
 /// Merges; the exit status is 1 when conflicts stopped it.

@@ -1,12 +1,17 @@
 //! Opening a workspace with the middleware the flags ask for, and mounting it.
 
 use std::io::Read;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
+use std::path::PathBuf;
 use std::sync::mpsc;
 
+use anyfs::overlay::{META_DIR, Overlay};
 use anyfs::prelude::*;
 use anyfs::snapshots::{BranchId, SnapshotId};
-use anyfs::{FsFuse, FsSnapshots, MemoryBackend, PathFilterLayer, QuotaLayer, ReadOnly};
+use anyfs::{
+    FsFuse, FsSnapshots, MemoryBackend, PathFilterLayer, QuotaLayer, ReadOnly, VRootFsBackend,
+};
 use anyfs_fuse::{MountOptions, mount};
 use anyfs_sqlite::{SqliteBackend, SqliteOptions};
 
@@ -28,6 +33,52 @@ fn looks_encrypted(file: &Path) -> bool {
         Ok(()) => &header != b"SQLite format 3\0",
         Err(_) => false,
     }
+}
+
+/// An overlay: `dir` read-only under `upper`.
+pub(crate) type Overlaid<U> = Overlay<ReadOnly<VRootFsBackend>, U>;
+
+/// Where a workspace remembers the directory it overlays.
+const OVERLAID_DIR: &str = "/.anyfs-overlay/base";
+
+/// The directory `upper` overlays, if it is an overlay workspace.
+pub(crate) fn overlaid_dir(upper: &dyn FsFuse) -> Result<Option<PathBuf>, String> {
+    match upper.read(Path::new(OVERLAID_DIR)) {
+        Ok(bytes) => Ok(Some(PathBuf::from(std::ffi::OsString::from_vec(bytes)))),
+        Err(e) if e.is_absent() => Ok(None),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// `upper` over the host directory `dir`, read-only. A workspace overlays
+/// one directory: it remembers which at the first time, and refuses
+/// another.
+pub(crate) fn open_overlay<U: FsFuse + 'static>(
+    upper: U,
+    dir: &Path,
+    label: &str,
+) -> Result<Overlaid<U>, String> {
+    let dir = dir
+        .canonicalize()
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    match overlaid_dir(&upper)? {
+        Some(known) if known != dir => {
+            return Err(format!(
+                "{label} is an overlay of {}, not of {}",
+                known.display(),
+                dir.display()
+            ));
+        }
+        Some(_) => {}
+        None => {
+            upper
+                .create_dir_all(Path::new(META_DIR))
+                .and_then(|()| upper.write(Path::new(OVERLAID_DIR), dir.as_os_str().as_bytes()))
+                .map_err(|e| format!("{label}: {e}"))?;
+        }
+    }
+    let base = VRootFsBackend::new(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    Overlay::open(ReadOnly::new(base), upper).map_err(|e| format!("{label}: {e}"))
 }
 
 /// Opens a workspace file: with the password in environment variable
@@ -93,6 +144,16 @@ impl Workspace {
                     }
                     (None, None) => (Box::new(backend), label),
                 }
+            }
+        };
+        let (base, label): (Box<dyn FsFuse>, String) = match &args.over {
+            None => (base, label),
+            Some(dir) => {
+                let overlay = open_overlay(base, dir, &label)?;
+                (
+                    Box::new(overlay),
+                    format!("{} over {}", label, dir.display()),
+                )
             }
         };
         let mut backend = base;

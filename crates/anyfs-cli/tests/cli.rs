@@ -386,3 +386,199 @@ fn snapshots_branches_diffs_and_merges_from_the_command_line() {
     anyfs_ok(&["snapshot", "delete", w, &snap], 0);
     assert_eq!(anyfs_ok(&["snapshot", "list", w, "--json"], 0).trim(), "[]");
 }
+
+/// Every path under `dir` with its content (a symlink's target) and
+/// mode, `.git` left out when `skip_git`.
+fn tree_of(
+    dir: &Path,
+    skip_git: bool,
+) -> std::collections::BTreeMap<std::path::PathBuf, (Vec<u8>, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = std::collections::BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            let rel = path.strip_prefix(dir).unwrap().to_path_buf();
+            if skip_git && rel.starts_with(".git") {
+                continue;
+            }
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            let mode = meta.permissions().mode() & 0o7777;
+            let content = if meta.is_symlink() {
+                std::fs::read_link(&path)
+                    .unwrap()
+                    .into_os_string()
+                    .into_encoded_bytes()
+            } else if meta.is_dir() {
+                todo.push(path.clone());
+                b"<dir>".to_vec()
+            } else {
+                std::fs::read(&path).unwrap()
+            };
+            out.insert(rel, (content, mode));
+        }
+    }
+    out
+}
+
+fn sh(dir: &Path, script: &str) {
+    let status = Command::new("sh")
+        .args(["-c", script])
+        .current_dir(dir)
+        .status()
+        .unwrap();
+    assert!(status.success(), "{script}");
+}
+
+/// What an agent does in a repository: git, an npm-style tree, removals,
+/// moves across base and new files, modes, truncations, a link.
+const AGENT_WORK: &str = "set -e
+git status --porcelain >/dev/null
+echo new > new.txt
+git add -A
+git -c user.email=agent@example.com -c user.name=agent commit -qm 'agent change'
+mkdir -p node_modules/pkg/lib
+for i in 1 2 3 4 5; do echo \"module $i\" > node_modules/pkg/lib/m$i.js; done
+echo '{}' > node_modules/pkg/package.json
+rm -rf docs
+mv src/a.txt src/b.txt
+mv new.txt src/new.txt
+mv src lib
+chmod 600 README.md
+truncate -s 3 data.txt
+: > emptied.txt
+ln -s lib/b.txt link
+printf 'appended\\n' >> big.bin
+";
+
+#[test]
+fn an_overlay_leaves_the_repository_untouched_until_applied() {
+    if !fuse_usable("an_overlay_leaves_the_repository_untouched_until_applied") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    sh(
+        &repo,
+        "set -e
+        mkdir -p src docs
+        echo a > src/a.txt
+        echo readme > README.md
+        echo docs > docs/guide.md
+        echo 0123456789 > data.txt
+        echo 'not empty' > emptied.txt
+        head -c 3000000 /dev/zero | tr '\\0' 'x' > big.bin
+        git init -q
+        git add -A
+        git -c user.email=a@example.com -c user.name=a commit -qm base",
+    );
+    let before = tree_of(&repo, false);
+    let expected_dir = dir.path().join("expected");
+    sh(dir.path(), "cp -a repo expected");
+    sh(&expected_dir, AGENT_WORK);
+    let expected = tree_of(&expected_dir, true);
+
+    let db = dir.path().join("work.db");
+    let out = anyfs()
+        .args(["run", "--over"])
+        .arg(&repo)
+        .arg(&db)
+        .args(["--", "sh", "-c", AGENT_WORK])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(tree_of(&repo, false), before, "the repository changed");
+
+    // The workspace, mounted again over it, shows the agent's work.
+    let out = anyfs()
+        .args(["run", "--over"])
+        .arg(&repo)
+        .arg(&db)
+        .args(["--", "git", "log", "--format=%s"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "agent change\nbase\n");
+
+    let diff = anyfs_ok(&["diff", db.to_str().unwrap()], 0);
+    for line in [
+        "deleted   /docs/",
+        "added     /lib/",
+        "modified  /README.md",
+    ] {
+        assert!(diff.contains(line), "{line:?} not in\n{diff}");
+    }
+    assert_eq!(tree_of(&repo, false), before, "diff changed the repository");
+
+    let applied = anyfs_ok(&["apply", db.to_str().unwrap(), repo.to_str().unwrap()], 0);
+    assert!(applied.contains("written"), "{applied}");
+    assert_eq!(tree_of(&repo, true), expected);
+    let log = Command::new("git")
+        .args(["log", "--format=%s"])
+        .current_dir(&repo)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&log.stdout), "agent change\nbase\n");
+    // Git sees the same work left uncommitted as where it was done plainly.
+    let status = |dir: &Path| {
+        let out = Command::new("git")
+            .args(["status", "--porcelain"])
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(status(&repo), status(&expected_dir));
+
+    // A path changed in the repository meanwhile is refused, alone.
+    let db2 = dir.path().join("second.db");
+    let out = anyfs()
+        .args(["run", "--over"])
+        .arg(&repo)
+        .arg(&db2)
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "echo ours > README.md && echo fine > other.txt",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(repo.join("README.md"), "theirs\n").unwrap();
+    let out = anyfs()
+        .args(["apply"])
+        .arg(&db2)
+        .arg(&repo)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("conflict  /README.md"));
+    assert_eq!(
+        std::fs::read_to_string(repo.join("README.md")).unwrap(),
+        "theirs\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(repo.join("other.txt")).unwrap(),
+        "fine\n"
+    );
+    // Another directory than the one it overlays is refused.
+    let out = anyfs()
+        .args(["run", "--over"])
+        .arg(dir.path())
+        .arg(&db2)
+        .args(["--", "true"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is an overlay of"));
+}

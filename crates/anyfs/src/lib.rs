@@ -66,6 +66,7 @@ mod error;
 mod handles;
 mod layer;
 pub mod middleware;
+pub mod overlay;
 pub mod path;
 pub mod snapshots;
 mod storage;
