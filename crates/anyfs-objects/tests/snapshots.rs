@@ -374,76 +374,28 @@ fn a_branch_and_its_workspace_change_apart() {
 }
 
 /// Random snapshots, branches, writes and deletions, with garbage
-/// collected (no grace period) after every step: every tree still there
+/// collected (no grace period) after every round: every tree still there
 /// reads in full as it was. Nothing a snapshot or branch names is freed.
 #[test]
 fn garbage_collection_never_frees_what_a_snapshot_or_branch_names() {
-    use anyfs::snapshots::{BranchId, SnapshotId};
-    use anyfs_test::trees::{Node, RandomOps, apply_all, listing};
-
     // A store of its own: collection with no grace period.
     let Some(services) = common::fresh_services() else {
         return;
     };
     let services = &services;
     let fs = common::fresh_backend(services);
-    let mut random = RandomOps::new();
-    let mut snaps: Vec<(SnapshotId, BTreeMap<std::path::PathBuf, Node>)> = Vec::new();
-    // Each branch with what it held before the last collection.
-    type Model = BTreeMap<std::path::PathBuf, Node>;
-    let mut branches: Vec<(BranchId, ObjectBackend, Model)> = Vec::new();
-    let collect = || collect_garbage(&services.db, &services.blobs, Duration::ZERO).unwrap();
-    for round in 0..30usize {
-        let pick = round * 7 + 3;
-        match round % 5 {
-            0 | 3 => {
-                let s = fs.create_snapshot(&format!("s{round}")).unwrap();
-                snaps.push((s.id, listing(&fs, p("/"))));
-            }
-            1 if !snaps.is_empty() => {
-                let (from, _) = snaps[pick % snaps.len()];
-                let made = fs.branch(from, &format!("b{round}")).unwrap();
-                branches.push((made.id, fs.open_branch(made.id).unwrap(), Model::new()));
-            }
-            // Every other round of deletions: some branches stay.
-            2 if !branches.is_empty() && round % 10 == 2 => {
-                let (id, ..) = branches.remove(pick % branches.len());
-                fs.delete_branch(id).unwrap();
-            }
-            4 if !snaps.is_empty() => {
-                let (id, _) = snaps[pick % snaps.len()];
-                match fs.delete_snapshot(id) {
-                    Ok(()) => snaps.retain(|(s, _)| *s != id),
-                    Err(e) => assert_eq!(e.kind(), FsErrorKind::Conflict, "{e}"),
-                }
-            }
-            _ => {}
-        }
-        apply_all(&fs, &random.next(10));
-        let n = branches.len().max(1);
-        if let Some((_, branch, _)) = branches.get(pick % n) {
-            apply_all(branch, &random.next(6));
-        }
-        for (_, branch, model) in &mut branches {
-            *model = listing(branch, p("/"));
-        }
-        collect();
-    }
-    assert!(!snaps.is_empty() && !branches.is_empty());
-    for (id, expected) in &snaps {
-        assert_eq!(&listing(&fs.open_snapshot(*id).unwrap(), p("/")), expected);
-    }
-    for (id, _, expected) in &branches {
-        assert_eq!(&listing(&fs.open_branch(*id).unwrap(), p("/")), expected);
-    }
+    let collect = || {
+        collect_garbage(&services.db, &services.blobs, Duration::ZERO).unwrap();
+    };
+    anyfs_test::snapshots::random_tree_lifetimes_with(&fs, collect);
     // Deleting every other tree leaves the workspace whole.
-    let live = listing(&fs, p("/"));
-    for (id, ..) in branches.drain(..) {
-        fs.delete_branch(id).unwrap();
+    let live = anyfs_test::trees::listing(&fs, p("/"));
+    for branch in fs.branches().unwrap() {
+        fs.delete_branch(branch.id).unwrap();
     }
-    for (id, _) in &snaps {
-        fs.delete_snapshot(*id).unwrap();
+    for snapshot in fs.snapshots().unwrap() {
+        fs.delete_snapshot(snapshot.id).unwrap();
     }
     collect();
-    assert_eq!(listing(&fs, p("/")), live);
+    assert_eq!(anyfs_test::trees::listing(&fs, p("/")), live);
 }
