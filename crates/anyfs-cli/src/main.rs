@@ -166,9 +166,13 @@ enum Command {
     /// mount's root, unmount, and exit with the command's status.
     ///
     /// `anyfs run work.db -- make test` or `anyfs run --memory -- sh`.
+    /// With `--sandbox` the command sees the workspace and nothing else of
+    /// the host: `anyfs run --sandbox work.db -- python3 agent.py`.
     Run {
         #[command(flatten)]
         workspace: WorkspaceArgs,
+        #[command(flatten)]
+        sandbox: SandboxArgs,
         /// The workspace file (omit with --memory).
         #[arg(value_name = "WORKSPACE")]
         path: Option<PathBuf>,
@@ -225,6 +229,75 @@ enum AuditCommand {
         )]
         database: Option<String>,
     },
+}
+
+/// `anyfs run --sandbox` and what the sandboxed command may use.
+#[derive(Debug, Clone, Args)]
+struct SandboxArgs {
+    /// Run the command in a sandbox: new user, mount, PID, IPC, UTS and
+    /// network namespaces; the workspace at /workspace (its working
+    /// directory and home), the host's /usr, /bin and /lib read-only, a
+    /// minimal /etc, a private /tmp, and nothing else of the host; an
+    /// unprivileged user with no capabilities and a system call filter; an
+    /// environment of PATH, HOME, LANG, TERM and each --env only. Needs
+    /// bubblewrap (`apt-get install bubblewrap`).
+    #[arg(long)]
+    sandbox: bool,
+    /// Give the command the host's network (all of it: the host's own
+    /// 127.0.0.1 services included). Default: no network at all.
+    #[arg(long, requires = "sandbox")]
+    net: bool,
+    /// Set NAME to VALUE in the command's environment, or pass on this
+    /// process's NAME (repeatable). Nothing else of the environment passes.
+    #[arg(long = "env", value_name = "NAME[=VALUE]", requires = "sandbox")]
+    env: Vec<String>,
+    /// End the command, and everything it started, after this many seconds
+    /// (exit status 124).
+    #[arg(long, value_name = "SECS", requires = "sandbox")]
+    timeout: Option<f64>,
+    /// Data memory per process (e.g. 512M, 2G); an allocation past it fails.
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes, requires = "sandbox")]
+    limit_memory: Option<u64>,
+    /// Processes and threads at once; a fork past it fails.
+    #[arg(long, value_name = "N", default_value_t = 1024, requires = "sandbox")]
+    limit_processes: u64,
+    /// CPU seconds per process; past it the process ends (SIGXCPU).
+    #[arg(long, value_name = "SECS", requires = "sandbox")]
+    limit_cpu: Option<u64>,
+    /// Pass on at most this much of standard output, and of standard error
+    /// (e.g. 10M); the rest is dropped, with a note.
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes, requires = "sandbox")]
+    limit_output: Option<u64>,
+    /// Size of the private /tmp, which lives in memory.
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes, default_value = "512M", requires = "sandbox")]
+    limit_tmp: u64,
+}
+
+/// A size: bytes, or with K, M, G or T (powers of 1,024).
+fn parse_bytes(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (digits, shift) = match text.char_indices().last() {
+        Some((at, unit)) if unit.is_ascii_alphabetic() => {
+            let shift = match unit.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                _ => {
+                    return Err(format!(
+                        "{text}: not a size (bytes, or a number with K, M, G or T)"
+                    ));
+                }
+            };
+            (&text[..at], shift)
+        }
+        _ => (text, 0),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text}: not a size (bytes, or a number with K, M, G or T)"))?;
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("{text}: too large"))
 }
 
 /// How a workspace is opened and what the mount allows.
@@ -363,13 +436,21 @@ fn main() -> ExitCode {
         }
         Command::Run {
             workspace,
+            sandbox,
             path,
             command,
         } => {
             if workspace.memory == path.is_some() {
                 return usage("give a workspace file or --memory (not both)");
             }
-            match Workspace::open(path.as_deref(), &workspace).and_then(|ws| ws.run(&command)) {
+            let ran = Workspace::open(path.as_deref(), &workspace).and_then(|ws| {
+                if sandbox.sandbox {
+                    ws.run_sandboxed(&command, &sandbox)
+                } else {
+                    ws.run(&command)
+                }
+            });
+            match ran {
                 Ok(code) => return ExitCode::from(code),
                 Err(e) => Err(e),
             }

@@ -238,6 +238,83 @@ impl Workspace {
             .map_err(|e| format!("{}: unmount failed: {e}", mountpoint.display()))
     }
 
+    /// Mounts for a sandbox, runs `command` in it (see `anyfs run
+    /// --sandbox`), unmounts, and gives back the command's exit status:
+    /// 124 when it ran out of time, as `timeout` says.
+    pub(crate) fn run_sandboxed(
+        self,
+        command: &[String],
+        args: &crate::SandboxArgs,
+    ) -> Result<u8, String> {
+        use anyfs_sandbox::{Ended, Io, Limits, Network, Sandbox, SandboxUser, WorkspaceMount};
+        let mut sandbox = Sandbox::new(SandboxUser::new())
+            .network(if args.net { Network::Host } else { Network::None })
+            .limits(Limits {
+                memory: args.limit_memory,
+                processes: Some(args.limit_processes),
+                cpu_time: args.limit_cpu.map(std::time::Duration::from_secs),
+                wall_time: args
+                    .timeout
+                    .map(std::time::Duration::try_from_secs_f64)
+                    .transpose()
+                    .map_err(|e| format!("--timeout: {e}"))?,
+                output: args.limit_output,
+                tmp_size: args.limit_tmp,
+            });
+        if let Ok(lang) = std::env::var("LANG") {
+            sandbox = sandbox.lang(lang);
+        }
+        if let Ok(term) = std::env::var("TERM") {
+            sandbox = sandbox.term(term);
+        }
+        for spec in &args.env {
+            let (name, value) = match spec.split_once('=') {
+                Some((name, value)) => (name.to_string(), value.to_string()),
+                None => {
+                    let value = std::env::var(spec).map_err(|_| {
+                        format!("--env {spec}: no such variable here to pass on (give NAME=VALUE)")
+                    })?;
+                    (spec.clone(), value)
+                }
+            };
+            if name.is_empty() {
+                return Err(format!("--env {spec}: the name is empty"));
+            }
+            sandbox = sandbox.env(name, value);
+        }
+        let mount = WorkspaceMount::mount(self.backend, &sandbox.user(), self.read_only)
+            .map_err(|e| format!("{}: {e}", self.label))?;
+        let io = match args.limit_output {
+            Some(limit) => Io::Forward { limit },
+            None => Io::Inherit,
+        };
+        let interactive = matches!(io, Io::Inherit) && std::io::IsTerminal::is_terminal(&std::io::stdin());
+        let running = sandbox
+            .spawn(&mount, command, io)
+            .map_err(|e| e.to_string())?;
+        let stopper = running.stopper();
+        // On a terminal, Ctrl-C reaches the command itself (an interactive
+        // shell keeps running); otherwise, and on SIGTERM, everything the
+        // command started ends.
+        ctrlc::set_handler(move || {
+            if !interactive {
+                stopper.stop();
+            }
+        })
+        .map_err(|e| format!("cannot catch Ctrl-C: {e}"))?;
+        let outcome = running.wait();
+        mount
+            .unmount()
+            .map_err(|e| format!("{}: {e}", self.label))?;
+        if let Some(ended) = outcome.ended {
+            eprintln!("anyfs: {ended}");
+            if matches!(ended, Ended::WallTime(_)) {
+                return Ok(124);
+            }
+        }
+        Ok(u8::try_from(outcome.code).unwrap_or(1))
+    }
+
     /// Mounts on a fresh directory, runs `command` there, unmounts, and
     /// gives back the command's exit status.
     pub(crate) fn run(self, command: &[String]) -> Result<u8, String> {

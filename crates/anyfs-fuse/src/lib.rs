@@ -70,6 +70,11 @@ pub struct MountOptions {
     pub ttl: Duration,
     /// The name shown as the mount's source (default `anyfs`).
     pub fs_name: String,
+    /// Show every file and directory as owned by this user and group
+    /// (host ids), whatever the backend records, and leave the recorded
+    /// owners alone: the mount a sandboxed command works in, whose one
+    /// user owns the whole workspace (default: the owners as recorded).
+    pub owner: Option<(u32, u32)>,
 }
 
 impl Default for MountOptions {
@@ -79,6 +84,7 @@ impl Default for MountOptions {
             allow_other: false,
             ttl: Duration::from_secs(1),
             fs_name: "anyfs".into(),
+            owner: None,
         }
     }
 }
@@ -130,6 +136,7 @@ impl MountHandle {
 
     fn finish(&mut self) {
         if let Some(session) = self.session.take() {
+            unmount_when_free(&self.mountpoint);
             // Unmounting ends the session; the filesystem's `destroy` then
             // commits whatever is still buffered before the thread ends.
             let guard = {
@@ -144,6 +151,33 @@ impl MountHandle {
                 Ok(Err(error)) => tracing::error!(%error, "the FUSE session ended with an error"),
                 Err(_) => tracing::error!("the FUSE session thread panicked"),
             }
+        }
+    }
+}
+
+/// Unmounts `mountpoint` where this process may (root), waiting out a
+/// moment of `EBUSY` (the last processes of a sandbox that used the mount
+/// are still being torn down), then detaching it lazily: the session ends
+/// when its last user lets go, instead of never. Elsewhere (`EPERM`),
+/// fuser unmounts through `fusermount3`.
+fn unmount_when_free(mountpoint: &Path) {
+    use rustix::io::Errno;
+    use rustix::mount::{UnmountFlags, unmount};
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match unmount(mountpoint, UnmountFlags::empty()) {
+            Err(Errno::BUSY) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(Errno::BUSY) => {
+                tracing::warn!(
+                    mountpoint = %mountpoint.display(),
+                    "still in use after 5 s: detached, to end when its last user lets go"
+                );
+                let _ = unmount(mountpoint, UnmountFlags::DETACH);
+                return;
+            }
+            _ => return,
         }
     }
 }
@@ -185,6 +219,7 @@ pub fn mount<B: FsFuse + 'static>(
         nodes: Nodes::new(root, node_ids.clone()),
         ttl: options.ttl,
         read_only: options.read_only,
+        owner: options.owner,
         files: HashMap::new(),
         handles: HashMap::new(),
         dirs: HashMap::new(),
@@ -359,6 +394,9 @@ struct AnyFuse<B> {
     nodes: Nodes,
     ttl: Duration,
     read_only: bool,
+    /// Every node shown as owned by this user and group (see
+    /// [`MountOptions::owner`]).
+    owner: Option<(u32, u32)>,
     files: HashMap<u64, OpenFile>,
     handles: HashMap<u64, Handle>,
     dirs: HashMap<u64, Vec<Listed>>,
@@ -478,8 +516,8 @@ impl<B: FsFuse> AnyFuse<B> {
             kind: kind(meta.file_type),
             perm: (meta.permissions.mode() & 0o7777) as u16,
             nlink: u32::try_from(meta.nlink).unwrap_or(u32::MAX),
-            uid: meta.uid,
-            gid: meta.gid,
+            uid: self.owner.map_or(meta.uid, |(uid, _)| uid),
+            gid: self.owner.map_or(meta.gid, |(_, gid)| gid),
             rdev: 0,
             blksize: 4096,
             flags: 0,
@@ -503,6 +541,9 @@ impl<B: FsFuse> AnyFuse<B> {
     /// Gives a new node at `path` to the caller, as POSIX does: its user,
     /// and its group (or the directory's, when the directory is set-group-ID).
     fn give_to_caller(&self, req: &Request<'_>, parent: u64, path: &Path) -> Result<()> {
+        if self.owner.is_some() {
+            return Ok(());
+        }
         let parent = self
             .fs
             .metadata_by_inode(self.inode_of(parent)?)
@@ -888,7 +929,7 @@ impl<B: FsFuse> AnyFuse<B> {
                 .set_permissions(&path, Permissions::from_mode(mode))
                 .map_err(fail)?;
         }
-        if uid.is_some() || gid.is_some() {
+        if (uid.is_some() || gid.is_some()) && self.owner.is_none() {
             self.fs.set_owner(&path, uid, gid).map_err(fail)?;
         }
         if atime.is_some() || mtime.is_some() {
