@@ -76,6 +76,32 @@ enum Command {
         /// AWS_ENDPOINT_URL.
         #[arg(long, value_name = "URL", requires = "objects")]
         objects_endpoint: Option<String>,
+        /// Let callers run commands in their own workspaces (POST /v1/exec,
+        /// the MCP tool run_command), each in a sandbox that sees the
+        /// caller's workspace (as its policy shows it) and the system's
+        /// programs, and nothing else. Needs bubblewrap and FUSE.
+        #[arg(long)]
+        allow_exec: bool,
+        /// Commands an account (with its agents) runs at once.
+        #[arg(long, default_value_t = 2, value_name = "N", requires = "allow_exec")]
+        exec_concurrency: usize,
+        /// Data memory per process of a command (e.g. 512M, 2G).
+        #[arg(long, default_value = "1G", value_name = "BYTES", value_parser = parse_bytes, requires = "allow_exec")]
+        exec_memory: u64,
+        /// Processes and threads of a command at once.
+        #[arg(long, default_value_t = 256, value_name = "N", requires = "allow_exec")]
+        exec_processes: u64,
+        /// The longest a command may run (callers may ask for less; 60 s
+        /// when they do not say).
+        #[arg(long, default_value_t = 300, value_name = "SECS", requires = "allow_exec")]
+        exec_max_timeout: u64,
+        /// Bytes kept of a command's standard output, and of its standard
+        /// error.
+        #[arg(long, default_value = "1M", value_name = "BYTES", value_parser = parse_bytes, requires = "allow_exec")]
+        exec_output: u64,
+        /// Give commands the host's network (default: none at all).
+        #[arg(long, requires = "allow_exec")]
+        exec_network: bool,
     },
     /// Move an embedded deployment (its data directory: accounts, agents,
     /// executions, the audit log, every workspace) into PostgreSQL and an
@@ -370,6 +396,13 @@ fn main() -> ExitCode {
             database,
             objects,
             objects_endpoint,
+            allow_exec,
+            exec_concurrency,
+            exec_memory,
+            exec_processes,
+            exec_max_timeout,
+            exec_output,
+            exec_network,
         } => serve::run(
             data_dir,
             listen,
@@ -382,6 +415,16 @@ fn main() -> ExitCode {
                 objects,
                 objects_endpoint,
             },
+            allow_exec.then(|| anyfs_server::ExecConfig {
+                max_concurrent: exec_concurrency.max(1),
+                memory: exec_memory,
+                processes: exec_processes,
+                max_timeout: std::time::Duration::from_secs(exec_max_timeout.max(1)),
+                default_timeout: std::time::Duration::from_secs(exec_max_timeout.clamp(1, 60)),
+                output: exec_output,
+                network: exec_network,
+                ..anyfs_server::ExecConfig::default()
+            }),
         ),
         Command::Migrate {
             from,

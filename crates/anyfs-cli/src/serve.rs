@@ -132,6 +132,7 @@ pub(crate) fn run(
     agent_rate: Option<u32>,
     max_open_workspaces: usize,
     stores: Stores,
+    exec: Option<anyfs_server::ExecConfig>,
 ) -> Result<(), String> {
     crate::hardening::owner_only_files();
     // Logs: RUST_LOG (default `info`): one line per request, never a header.
@@ -159,6 +160,7 @@ pub(crate) fn run(
     config.default_quota = quota;
     config.default_rate = agent_rate;
     config.max_open_workspaces = fit_open_files(max_open_workspaces);
+    config.exec = exec;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -19,6 +19,7 @@
 mod api;
 mod bundle;
 mod caller;
+mod exec;
 mod failure;
 mod mcp;
 mod migrate;
@@ -42,6 +43,7 @@ use zeroize::Zeroizing;
 
 pub use anyfs_objects::ObjectStoreConfig;
 pub use api::router;
+pub use exec::ExecConfig;
 pub use migrate::{Counts, MigrateError, MigrateOptions, Progress, Report, migrate};
 pub use registry::{ChainBreak, verify_chain, verify_postgres_chain};
 pub use start::{MIN_ADMIN_SECRET_CHARS, OpenError, write_private_file};
@@ -90,6 +92,10 @@ pub struct Config {
     pub max_snapshots: usize,
     /// Branches an account may keep (default 10).
     pub max_branches: usize,
+    /// Commands callers may run in their workspaces (`POST /v1/exec`, the
+    /// MCP tool `run_command`), in a sandbox, under these limits (`None`,
+    /// the default: refused). Needs bubblewrap and FUSE: checked at start.
+    pub exec: Option<ExecConfig>,
     /// The runtime the service will run on, when it exists before
     /// [`Service::open`]: connections to `database` are then driven by it
     /// rather than by threads of their own, so a request's queries wake
@@ -117,6 +123,7 @@ impl std::fmt::Debug for Config {
             .field("max_open_workspaces", &self.max_open_workspaces)
             .field("max_snapshots", &self.max_snapshots)
             .field("max_branches", &self.max_branches)
+            .field("exec", &self.exec)
             .field("runtime", &self.runtime.is_some())
             .finish()
     }
@@ -137,6 +144,7 @@ impl Config {
             max_open_workspaces: 256,
             max_snapshots: 100,
             max_branches: 10,
+            exec: None,
             runtime: None,
         }
     }
@@ -151,6 +159,8 @@ pub struct Service {
     pub(crate) sealer: Arc<sealing::Sealer>,
     pub(crate) admin_digest: [u8; 32],
     pub(crate) workspaces: workspace::Workspaces,
+    /// The commands running for each account.
+    pub(crate) executor: exec::Executor,
     pub(crate) config: Config,
     /// The data directory's lock, held while the service lives: one
     /// service per directory (two would interleave the audit chain).

@@ -151,7 +151,48 @@ fn tools() -> Vec<Tool> {
             ),
         )
         .annotate(ToolAnnotations::new().destructive(true).idempotent(true)),
+        tool(
+            "run_command",
+            "Run a command in the workspace, in a sandbox: the workspace is the working \
+             directory and home (/workspace), the system's programs are there read-only, \
+             nothing else of the server is, and there is no network. Give `command` (run by \
+             sh -c) or `argv`; answers with the exit code, standard output and standard \
+             error (each cut at the service's limit) once it has ended",
+            schema(
+                json!({
+                    "command": {"type": "string", "description": "a shell command line, like `python3 test.py | tail -5`"},
+                    "argv": {"type": "array", "items": {"type": "string"}, "description": "the program and its arguments, instead of `command`"},
+                    "stdin": {"type": "string", "description": "the command's standard input"},
+                    "env": {"type": "object", "additionalProperties": {"type": "string"}, "description": "environment variables to set"},
+                    "timeout_s": {"type": "number", "exclusiveMinimum": 0, "description": "end it after this many seconds (default and most: the service's)"}
+                }),
+                &[],
+            ),
+        )
+        .annotate(ToolAnnotations::new().destructive(true).open_world(false)),
     ]
+}
+
+/// A `run_command` call: its arguments as `POST /v1/exec` takes them.
+async fn run_command(
+    service: &Arc<Service>,
+    secret: Option<Zeroizing<String>>,
+    mut args: Map<String, Value>,
+) -> Result<String, Failure> {
+    match args.remove("command") {
+        Some(Value::String(line)) if !args.contains_key("argv") => {
+            args.insert("argv".into(), json!(["sh", "-c", line]));
+        }
+        Some(_) => {
+            return Err(Failure::BadRequest(
+                "give `command` (a string) or `argv` (an array), not both".into(),
+            ));
+        }
+        None => {}
+    }
+    let request = crate::exec::ExecRequest::from_json(&Value::Object(args))?;
+    let answer = crate::exec::run(service, secret, request, "mcp").await?;
+    Ok(serde_json::to_string_pretty(&answer).unwrap_or_default())
 }
 
 /// Tools on the account's snapshots, not its files: the account's secret
@@ -383,7 +424,11 @@ impl ServerHandler for McpFiles {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        Ok(ListToolsResult::with_all_items(tools()))
+        let mut tools = tools();
+        if self.service.config.exec.is_none() {
+            tools.retain(|t| t.name != "run_command");
+        }
+        Ok(ListToolsResult::with_all_items(tools))
     }
 
     async fn call_tool(
@@ -400,6 +445,17 @@ impl ServerHandler for McpFiles {
             .map(|s| Zeroizing::new(s.to_string()));
         let name = request.name.to_string();
         let args = request.arguments.unwrap_or_default();
+        let text = |text: String| vec![ContentBlock::text(text)];
+        if name == "run_command" {
+            return Ok(match run_command(&self.service, secret, args).await {
+                Ok(done) => CallToolResult::success(text(done)),
+                Err(Failure::Unauthorized) => CallToolResult::error(text(
+                    "a valid account secret or agent token is required".into(),
+                )),
+                Err(failure) => CallToolResult::error(text(failure.message())),
+            }
+            .into());
+        }
         let trees = is_tree_tool(&name);
         // Every path the call names is audited (a move's both); a snapshot
         // tool, the snapshot or the workspace.
@@ -440,7 +496,6 @@ impl ServerHandler for McpFiles {
             }
         })
         .await;
-        let text = |text: String| vec![ContentBlock::text(text)];
         Ok(match outcome {
             Ok(done) => CallToolResult::success(text(done)),
             Err(Failure::Forbidden(_)) if trees => CallToolResult::error(text(

@@ -95,6 +95,8 @@ pub(crate) struct FileRequest {
 pub(crate) struct OpenWorkspace {
     fs: FileStorage<Stack>,
     account: String,
+    /// Who acts, as the audit names them.
+    actor: String,
     service: Arc<Service>,
     /// The account's tree lock (see `Workspaces::tree`).
     tree: Arc<RwLock<()>>,
@@ -148,6 +150,24 @@ impl OpenWorkspace {
     /// The service.
     pub(crate) fn service(&self) -> &Arc<Service> {
         &self.service
+    }
+
+    /// Audits `action` with `detail` (sealed at rest like a path) for an
+    /// operation that names no path.
+    pub(crate) fn record(
+        &self,
+        action: &str,
+        detail: &str,
+        outcome: Outcome,
+    ) -> Result<(), RegistryError> {
+        self.service.registry.append_audit(AuditEntry {
+            account: Some(&self.account),
+            actor: &self.actor,
+            action,
+            path: Some(detail),
+            resolved: None,
+            outcome,
+        })
     }
 
     /// Audits `action` on `path` with the path as asked and, where the
@@ -243,6 +263,7 @@ where
         tree: service.workspaces.tree(&account),
         fs,
         account,
+        actor: caller.actor(),
         service: service.clone(),
     };
     // An operation that may take a whole folder runs alone in the

@@ -38,6 +38,9 @@ pub enum OpenError {
         /// Its lock file.
         lock: PathBuf,
     },
+    /// Commands were allowed, and they cannot be sandboxed here.
+    #[error("commands cannot run here (--allow-exec): {0}")]
+    Exec(String),
     /// `DATA_DIR/master.key` is not a key.
     #[error("{}: not a 32-byte key", .0.display())]
     NotAKey(PathBuf),
@@ -420,6 +423,9 @@ impl Service {
                 )?)
             }
         };
+        if config.exec.is_some() {
+            anyfs_sandbox::check().map_err(|e| OpenError::Exec(e.to_string()))?;
+        }
         let workspaces =
             workspace::Workspaces::new(home, config.default_quota, config.max_open_workspaces);
         check_master_keys(&config.data_dir, &keys, registry.as_ref(), &workspaces)?;
@@ -438,6 +444,7 @@ impl Service {
                 sealer,
                 admin_digest,
                 workspaces,
+                executor: crate::exec::Executor::default(),
                 config,
                 _lock: lock,
             }),

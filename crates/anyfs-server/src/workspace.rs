@@ -15,7 +15,7 @@ use anyfs::snapshots::{
     SnapshotInfo, TreeRef,
 };
 use anyfs::{
-    FsError, FsFull, FsResult, PathFilterLayer, Quota, QuotaLayer, RateLimitLayer, ReadOnlyLayer,
+    FsError, FsResult, PathFilterLayer, Quota, QuotaLayer, RateLimitLayer, ReadOnlyLayer,
 };
 use anyfs_objects::ObjectBackend;
 use anyfs_sqlite::SqliteBackend;
@@ -47,7 +47,7 @@ pub struct AgentPolicy {
 }
 
 /// A filesystem stack as the API uses it.
-pub(crate) type Stack = Arc<dyn FsFull>;
+pub(crate) type Stack = Arc<dyn FsFuse>;
 
 /// Where the workspaces live.
 pub(crate) enum Home {
@@ -95,7 +95,7 @@ pub(crate) trait Trees: Send + Sync {
 impl<T> Trees for T
 where
     T: FsSnapshots + FsWrite + FsLink + FsPermissions,
-    T::View: FsFull + 'static,
+    T::View: FsFuse + 'static,
 {
     fn create_snapshot(&self, name: &str) -> FsResult<SnapshotInfo> {
         FsSnapshots::create_snapshot(self, name)

@@ -3,158 +3,15 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 
 use anyfs_server::{Config, Service};
+use common::*;
 use reqwest::StatusCode;
-use reqwest::blocking::{Client, Response};
+use reqwest::blocking::Response;
 use serde_json::{Value, json};
-
-/// A service on an ephemeral loopback port, stopped on drop.
-struct Running {
-    base: String,
-    data: PathBuf,
-    _dir: Option<tempfile::TempDir>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-const ADMIN: &str = "afs_admin_for_tests_only_not_a_real_secret";
-
-impl Running {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().to_path_buf();
-        let mut r = Self::on(&data, 100);
-        r._dir = Some(dir);
-        r
-    }
-
-    fn on(data: &Path, signups: u32) -> Self {
-        let mut config = Config::new(data);
-        config.admin_secret = Some(ADMIN.into());
-        config.signups_per_hour = signups;
-        config.default_quota = 1 << 20;
-        Self::serving(Service::open(config).unwrap().service, data)
-    }
-
-    /// A service that keeps at most `max_open` workspaces open.
-    fn capped(max_open: usize) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = Config::new(dir.path());
-        config.admin_secret = Some(ADMIN.into());
-        config.signups_per_hour = 100;
-        config.default_quota = 128 << 20;
-        config.max_open_workspaces = max_open;
-        let mut r = Self::serving(Service::open(config).unwrap().service, dir.path());
-        r._dir = Some(dir);
-        r
-    }
-
-    fn serving(service: std::sync::Arc<Service>, data: &Path) -> Self {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                tx.send(listener.local_addr().unwrap()).unwrap();
-                let app = anyfs_server::router(service)
-                    .into_make_service_with_connect_info::<std::net::SocketAddr>();
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async {
-                        let _ = stopped.await;
-                    })
-                    .await
-                    .unwrap();
-            });
-        });
-        let addr = rx.recv().unwrap();
-        Self {
-            base: format!("http://{addr}"),
-            data: data.to_path_buf(),
-            _dir: None,
-            stop: Some(stop),
-            thread: Some(thread),
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap();
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn client() -> Client {
-    Client::new()
-}
-
-fn json_of(r: Response) -> Value {
-    r.json().unwrap()
-}
-
-/// Signs up; returns (account id, secret).
-fn signup(s: &Running, name: &str) -> (String, String) {
-    let r = client()
-        .post(s.url("/v1/accounts"))
-        .json(&json!({"name": name}))
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let v = json_of(r);
-    (
-        v["account"]["id"].as_str().unwrap().into(),
-        v["secret"].as_str().unwrap().into(),
-    )
-}
-
-fn agent(s: &Running, secret: &str, body: Value) -> (String, String, Value) {
-    let r = client()
-        .post(s.url("/v1/agents"))
-        .bearer_auth(secret)
-        .json(&body)
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let v = json_of(r);
-    (
-        v["id"].as_str().unwrap().into(),
-        v["token"].as_str().unwrap().into(),
-        v,
-    )
-}
-
-fn put(s: &Running, who: &str, path: &str, body: &'static [u8]) -> StatusCode {
-    client()
-        .put(s.url(&format!("/v1/files{path}")))
-        .bearer_auth(who)
-        .body(body)
-        .send()
-        .unwrap()
-        .status()
-}
-
-fn get(s: &Running, who: &str, path: &str) -> Response {
-    client().get(s.url(path)).bearer_auth(who).send().unwrap()
-}
 
 /// Every byte of the registry database, WAL included.
 fn registry_bytes(data: &Path) -> Vec<u8> {
@@ -963,63 +820,6 @@ fn a_new_master_key_encrypts_while_the_old_one_still_decrypts() {
         StatusCode::OK
     );
     let _ = account;
-}
-
-/// One MCP JSON-RPC exchange over Streamable HTTP: the reply to `id`.
-fn mcp(
-    s: &Running,
-    session: Option<&str>,
-    bearer: Option<&str>,
-    body: Value,
-) -> (Option<String>, Value) {
-    let mut req = client()
-        .post(s.url("/mcp"))
-        .header("accept", "application/json, text/event-stream")
-        .json(&body);
-    if let Some(session) = session {
-        req = req.header("mcp-session-id", session);
-    }
-    if let Some(bearer) = bearer {
-        req = req.bearer_auth(bearer);
-    }
-    let r = req.send().unwrap();
-    let session = r
-        .headers()
-        .get("mcp-session-id")
-        .map(|v| v.to_str().unwrap().to_string());
-    let text = r.text().unwrap();
-    let reply = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("data:"))
-        .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
-        .find(|v| v.get("id") == body.get("id"))
-        .unwrap_or(Value::Null);
-    (session, reply)
-}
-
-/// An initialized MCP session (its id); the server must offer tools.
-fn mcp_session(s: &Running) -> String {
-    let (session, init) = mcp(
-        s,
-        None,
-        None,
-        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": "2025-03-26", "capabilities": {},
-            "clientInfo": {"name": "test", "version": "1"}}}),
-    );
-    assert!(
-        init["result"]["capabilities"]["tools"].is_object(),
-        "{init}"
-    );
-    let session = session.expect("a session id");
-    let _ = client()
-        .post(s.url("/mcp"))
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-session-id", &session)
-        .json(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
-        .send()
-        .unwrap();
-    session
 }
 
 #[test]

@@ -9,6 +9,7 @@ mod accounts;
 mod agents;
 mod audit;
 mod errors;
+mod exec;
 mod executions;
 mod files;
 mod skills;
@@ -184,6 +185,10 @@ pub fn router(service: Arc<Service>) -> Router {
                 .delete(trees::branch_delete),
         )
         .route("/v1/diff", get(trees::diff))
+        .route(
+            "/v1/exec",
+            post(exec::run).layer(axum::extract::DefaultBodyLimit::max(exec::MAX_BODY)),
+        )
         .route("/v1/skills", get(skills::list))
         .route("/v1/audit", get(audit::page))
         .route("/openapi.json", get(openapi))
