@@ -93,7 +93,12 @@ enum Command {
         exec_processes: u64,
         /// The longest a command may run (callers may ask for less; 60 s
         /// when they do not say).
-        #[arg(long, default_value_t = 300, value_name = "SECS", requires = "allow_exec")]
+        #[arg(
+            long,
+            default_value_t = 300,
+            value_name = "SECS",
+            requires = "allow_exec"
+        )]
         exec_max_timeout: u64,
         /// Bytes kept of a command's standard output, and of its standard
         /// error.
@@ -406,25 +411,27 @@ fn main() -> ExitCode {
         } => serve::run(
             data_dir,
             listen,
-            signups_per_hour,
-            quota,
-            agent_rate,
-            max_open_workspaces,
+            serve::Allowances {
+                signups_per_hour,
+                quota,
+                agent_rate,
+                max_open_workspaces,
+                exec: allow_exec.then(|| anyfs_server::ExecConfig {
+                    max_concurrent: exec_concurrency.max(1),
+                    memory: exec_memory,
+                    processes: exec_processes,
+                    max_timeout: std::time::Duration::from_secs(exec_max_timeout.max(1)),
+                    default_timeout: std::time::Duration::from_secs(exec_max_timeout.clamp(1, 60)),
+                    output: exec_output,
+                    network: exec_network,
+                    ..anyfs_server::ExecConfig::default()
+                }),
+            },
             serve::Stores {
                 database,
                 objects,
                 objects_endpoint,
             },
-            allow_exec.then(|| anyfs_server::ExecConfig {
-                max_concurrent: exec_concurrency.max(1),
-                memory: exec_memory,
-                processes: exec_processes,
-                max_timeout: std::time::Duration::from_secs(exec_max_timeout.max(1)),
-                default_timeout: std::time::Duration::from_secs(exec_max_timeout.clamp(1, 60)),
-                output: exec_output,
-                network: exec_network,
-                ..anyfs_server::ExecConfig::default()
-            }),
         ),
         Command::Migrate {
             from,

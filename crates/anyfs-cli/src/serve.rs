@@ -124,16 +124,33 @@ impl Stores {
     }
 }
 
+/// What the service allows its callers.
+pub(crate) struct Allowances {
+    /// `--signups-per-hour`.
+    pub(crate) signups_per_hour: u32,
+    /// `--quota`.
+    pub(crate) quota: u64,
+    /// `--agent-rate`.
+    pub(crate) agent_rate: Option<u32>,
+    /// `--max-open-workspaces`.
+    pub(crate) max_open_workspaces: usize,
+    /// `--allow-exec` and its limits.
+    pub(crate) exec: Option<anyfs_server::ExecConfig>,
+}
+
 pub(crate) fn run(
     data_dir: PathBuf,
     listen: SocketAddr,
-    signups_per_hour: u32,
-    quota: u64,
-    agent_rate: Option<u32>,
-    max_open_workspaces: usize,
+    allowances: Allowances,
     stores: Stores,
-    exec: Option<anyfs_server::ExecConfig>,
 ) -> Result<(), String> {
+    let Allowances {
+        signups_per_hour,
+        quota,
+        agent_rate,
+        max_open_workspaces,
+        exec,
+    } = allowances;
     crate::hardening::owner_only_files();
     // Logs: RUST_LOG (default `info`): one line per request, never a header.
     let _ = tracing_subscriber::fmt()

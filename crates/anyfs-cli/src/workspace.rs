@@ -248,7 +248,11 @@ impl Workspace {
     ) -> Result<u8, String> {
         use anyfs_sandbox::{Ended, Io, Limits, Network, Sandbox, SandboxUser, WorkspaceMount};
         let mut sandbox = Sandbox::new(SandboxUser::new())
-            .network(if args.net { Network::Host } else { Network::None })
+            .network(if args.net {
+                Network::Host
+            } else {
+                Network::None
+            })
             .limits(Limits {
                 memory: args.limit_memory,
                 processes: Some(args.limit_processes),
@@ -288,7 +292,8 @@ impl Workspace {
             Some(limit) => Io::Forward { limit },
             None => Io::Inherit,
         };
-        let interactive = matches!(io, Io::Inherit) && std::io::IsTerminal::is_terminal(&std::io::stdin());
+        let interactive =
+            matches!(io, Io::Inherit) && std::io::IsTerminal::is_terminal(&std::io::stdin());
         let running = sandbox
             .spawn(&mount, command, io)
             .map_err(|e| e.to_string())?;

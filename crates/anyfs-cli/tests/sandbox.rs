@@ -79,7 +79,10 @@ fn the_command_works_in_the_workspace_and_sees_nothing_else() {
     );
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
-    assert!(stdout.starts_with("/workspace\n/workspace\n1000\n"), "{stdout}");
+    assert!(
+        stdout.starts_with("/workspace\n/workspace\n1000\n"),
+        "{stdout}"
+    );
     assert!(!stdout.contains("outside-secret"), "{stdout}");
     assert!(stdout.contains("No such file or directory"), "{stdout}");
     // Kept in the workspace file, as the plain `run` sees it.
@@ -100,7 +103,14 @@ fn the_environment_is_only_what_is_given() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("work.db");
     let out = anyfs()
-        .args(["run", "--sandbox", "--env", "GREETING=hello", "--env", "PASSED"])
+        .args([
+            "run",
+            "--sandbox",
+            "--env",
+            "GREETING=hello",
+            "--env",
+            "PASSED",
+        ])
         .arg(&db)
         .args(["--", "env"])
         .env("PASSED", "passed-on")
@@ -122,7 +132,11 @@ fn the_environment_is_only_what_is_given() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("NOT_SET_ANYWHERE"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("NOT_SET_ANYWHERE"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -165,7 +179,11 @@ fn a_timeout_ends_everything_with_124_and_the_workspace_is_kept() {
         "echo before > before.txt; sleep 1000 & sleep 1000",
     );
     assert_eq!(out.status.code(), Some(124), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("time limit"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("time limit"),
+        "{}",
+        text(&out.stderr)
+    );
     assert!(started.elapsed() < Duration::from_secs(15));
     let out = run(&db, &[], "cat before.txt");
     assert_eq!(text(&out.stdout), "before\n");
@@ -184,19 +202,35 @@ fn output_and_process_limits_hold() {
         "head -c 1000000 /dev/zero | tr '\\0' x",
     );
     assert_eq!(out.stdout.len(), 1024);
-    assert!(text(&out.stderr).contains("dropped"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("dropped"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = run(
         &db,
         &["--limit-processes", "8"],
         "for i in 1 2 3 4 5 6 7 8 9 10 11 12; do sleep 5 & done; wait",
     );
     assert!(text(&out.stderr).contains("fork"), "{}", text(&out.stderr));
-    let out = run(&db, &["--limit-memory", "64M"], "python3 -c 'x = bytearray(1 << 30)'");
+    let out = run(
+        &db,
+        &["--limit-memory", "64M"],
+        "python3 -c 'x = bytearray(1 << 30)'",
+    );
     assert_ne!(out.status.code(), Some(0));
-    assert!(text(&out.stderr).contains("MemoryError"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("MemoryError"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = run(&db, &["--limit-memory", "lots"], "true");
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("not a size"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("not a size"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]

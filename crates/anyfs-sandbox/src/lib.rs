@@ -317,7 +317,15 @@ pub fn check() -> Result<(), SandboxError> {
     let mut probe = std::process::Command::new(&bwrap);
     probe
         .env_clear()
-        .args(["--unshare-user", "--unshare-pid", "--ro-bind", "/", "/", "--", "/bin/true"])
+        .args([
+            "--unshare-user",
+            "--unshare-pid",
+            "--ro-bind",
+            "/",
+            "/",
+            "--",
+            "/bin/true",
+        ])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped());

@@ -108,7 +108,9 @@ pub struct Outcome {
 impl Outcome {
     /// The signal that ended the command, if one did.
     pub fn signal(&self) -> Option<i32> {
-        (129..=128 + 64).contains(&self.code).then(|| self.code - 128)
+        (129..=128 + 64)
+            .contains(&self.code)
+            .then(|| self.code - 128)
     }
 }
 
@@ -203,15 +205,10 @@ impl Running {
         });
         // Wait without reaping, then reap under the lock: a kill never
         // reaches a pid that was given to another process.
-        loop {
-            match rustix::process::waitid(
-                rustix::process::WaitId::Pid(self.shared.pid),
-                rustix::process::WaitIdOptions::EXITED | rustix::process::WaitIdOptions::NOWAIT,
-            ) {
-                Err(rustix::io::Errno::INTR) => continue,
-                _ => break,
-            }
-        }
+        while let Err(rustix::io::Errno::INTR) = rustix::process::waitid(
+            rustix::process::WaitId::Pid(self.shared.pid),
+            rustix::process::WaitIdOptions::EXITED | rustix::process::WaitIdOptions::NOWAIT,
+        ) {}
         let status = {
             let mut state = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
             let status = self.child.wait();
@@ -226,10 +223,7 @@ impl Running {
         if let Some(writer) = self.writer.take() {
             let _ = writer.join();
         }
-        let mut streams = self
-            .readers
-            .drain(..)
-            .map(|r| r.join().unwrap_or_default());
+        let mut streams = self.readers.drain(..).map(|r| r.join().unwrap_or_default());
         let stdout = streams.next().unwrap_or_default();
         let stderr = streams.next().unwrap_or_default();
         let code = match status {
@@ -330,7 +324,11 @@ pub(crate) fn spawn(
             ));
         }
     }
-    if sandbox.env.iter().any(|(n, _)| n.is_empty() || n.contains('=')) {
+    if sandbox
+        .env
+        .iter()
+        .any(|(n, _)| n.is_empty() || n.contains('='))
+    {
         return Err(SandboxError::Setup(
             "an environment variable's name is empty or holds `=`".into(),
         ));
@@ -426,7 +424,11 @@ pub(crate) fn spawn(
 /// descriptors open across exec, sets the limits, forbids gaining
 /// privileges, dies with its parent, and (unless interactive) leaves the
 /// caller's session.
-fn child_setup(keep: &[RawFd], limits: &[(Resource, Rlimit)], own_session: bool) -> std::io::Result<()> {
+fn child_setup(
+    keep: &[RawFd],
+    limits: &[(Resource, Rlimit)],
+    own_session: bool,
+) -> std::io::Result<()> {
     for &fd in keep {
         // SAFETY: each descriptor is owned by the parent's `Handoff` or
         // `WorkspaceMount`, both alive until the child has exec'd.
@@ -435,7 +437,7 @@ fn child_setup(keep: &[RawFd], limits: &[(Resource, Rlimit)], own_session: bool)
         rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())?;
     }
     for (resource, limit) in limits {
-        rustix::process::setrlimit(*resource, limit.clone())?;
+        rustix::process::setrlimit(*resource, *limit)?;
     }
     rustix::thread::set_no_new_privs(true)?;
     rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;

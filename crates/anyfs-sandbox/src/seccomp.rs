@@ -90,6 +90,7 @@ const NAMESPACE_FLAGS: &[u64] = &[
 /// `ioctl` requests refused with `EPERM`: pushing input into the terminal
 /// the command shares with the caller (`TIOCSTI`), and the console's
 /// (`TIOCLINUX`).
+#[allow(clippy::unnecessary_cast)] // the requests' type differs between C libraries
 const REFUSED_IOCTLS: &[u64] = &[libc::TIOCSTI as u64, libc::TIOCLINUX as u64];
 
 #[cfg(target_arch = "x86_64")]
@@ -112,9 +113,13 @@ fn refused() -> Result<BpfProgram, SandboxError> {
     let any_bit = |arg: u8, bits: &[u64]| -> Result<Vec<SeccompRule>, SandboxError> {
         bits.iter()
             .map(|&bit| {
-                let condition =
-                    SeccompCondition::new(arg, SeccompCmpArgLen::Qword, SeccompCmpOp::MaskedEq(bit), bit)
-                        .map_err(compile)?;
+                let condition = SeccompCondition::new(
+                    arg,
+                    SeccompCmpArgLen::Qword,
+                    SeccompCmpOp::MaskedEq(bit),
+                    bit,
+                )
+                .map_err(compile)?;
                 SeccompRule::new(vec![condition]).map_err(compile)
             })
             .collect()

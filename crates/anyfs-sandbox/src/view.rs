@@ -72,9 +72,8 @@ impl WorkspaceMount {
         };
         let handle = mount(backend, &point, options)
             .map_err(|e| SandboxError::Setup(format!("cannot mount the workspace: {e}")))?;
-        let root = File::open(&point).map_err(|e| {
-            SandboxError::Setup(format!("cannot open the mounted workspace: {e}"))
-        })?;
+        let root = File::open(&point)
+            .map_err(|e| SandboxError::Setup(format!("cannot open the mounted workspace: {e}")))?;
         Ok(Self {
             handle: Some(handle),
             root: Some(root),
@@ -123,7 +122,9 @@ impl Drop for WorkspaceMount {
 
 /// The host's directories of programs and libraries: bound read-only, or
 /// linked as on the host where they are links (merged `/usr`).
-const SYSTEM_DIRS: &[&str] = &["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"];
+const SYSTEM_DIRS: &[&str] = &[
+    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
+];
 
 /// The host's files under `/etc` a program may need and nobody minds it
 /// reading: the dynamic linker's cache, Debian's alternatives (`awk`,

@@ -172,26 +172,51 @@ fn nothing_else_of_the_host_is_visible() {
     if skip("nothing_else_of_the_host_is_visible") {
         return;
     }
-    let out = sh("ls / ; echo ---; ls -a /etc; echo ---; ls /home /root /var/lib /run /sys /srv /opt /mnt /media 2>&1; echo ---; ls -a /tmp");
+    let out = sh(
+        "ls / ; echo ---; ls -a /etc; echo ---; ls /home /root /var/lib /run /sys /srv /opt /mnt /media 2>&1; echo ---; ls -a /tmp",
+    );
     let listing = text(&out.stdout.bytes);
     let mut parts = listing.split("---\n");
     let root: Vec<&str> = parts.next().unwrap().lines().collect();
     for name in &root {
         assert!(
             [
-                "bin", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "sbin", "tmp",
-                "usr", "var", "workspace"
+                "bin",
+                "dev",
+                "etc",
+                "lib",
+                "lib32",
+                "lib64",
+                "libx32",
+                "proc",
+                "sbin",
+                "tmp",
+                "usr",
+                "var",
+                "workspace"
             ]
             .contains(name),
             "the root shows {name}: {root:?}"
         );
     }
     let etc = parts.next().unwrap();
-    for secret in ["shadow", "gshadow", "sudoers", "ssh", "fuse.conf", "machine-id"] {
-        assert!(!etc.lines().any(|l| l == secret), "/etc shows {secret}: {etc}");
+    for secret in [
+        "shadow",
+        "gshadow",
+        "sudoers",
+        "ssh",
+        "fuse.conf",
+        "machine-id",
+    ] {
+        assert!(
+            !etc.lines().any(|l| l == secret),
+            "/etc shows {secret}: {etc}"
+        );
     }
     let others = parts.next().unwrap();
-    for dir in ["/home", "/root", "/var/lib", "/run", "/sys", "/srv", "/opt", "/mnt", "/media"] {
+    for dir in [
+        "/home", "/root", "/var/lib", "/run", "/sys", "/srv", "/opt", "/mnt", "/media",
+    ] {
         assert!(
             others.contains(&format!("cannot access '{dir}': No such file or directory")),
             "the host's {dir} is visible: {others}"
@@ -221,7 +246,9 @@ fn writes_outside_the_workspace_and_tmp_fail() {
         let out = sh(&format!("echo hi > {target}"));
         assert_ne!(out.code, 0, "{target}: written: {out:?}");
     }
-    let out = sh("echo a > /tmp/a && echo b > /workspace/b && echo c > /dev/shm/c && echo d > /var/tmp/d && cat /tmp/a /workspace/b /dev/shm/c /tmp/d");
+    let out = sh(
+        "echo a > /tmp/a && echo b > /workspace/b && echo c > /dev/shm/c && echo d > /var/tmp/d && cat /tmp/a /workspace/b /dev/shm/c /tmp/d",
+    );
     assert_eq!(text(&out.stdout.bytes), "a\nb\nc\nd\n", "{out:?}");
 }
 
@@ -241,7 +268,9 @@ fn no_network_by_default_and_the_host_network_on_request() {
         assert_ne!(out.code, 0, "{host}: connected: {out:?}");
         no_canary(&out, host);
     }
-    let out = sh("cat /proc/net/tcp; ls /sys/class/net 2>&1; python3 -c 'import socket; print(socket.if_nameindex())'");
+    let out = sh(
+        "cat /proc/net/tcp; ls /sys/class/net 2>&1; python3 -c 'import socket; print(socket.if_nameindex())'",
+    );
     assert!(text(&out.stdout.bytes).contains("'lo'"), "{out:?}");
     assert!(!text(&out.stdout.bytes).contains("eth"), "{out:?}");
     // Asked for, the network is the host's.
@@ -260,7 +289,9 @@ fn host_processes_and_the_callers_environment_are_invisible() {
     if skip("host_processes_and_the_callers_environment_are_invisible") {
         return;
     }
-    let out = sh("ls /proc | grep -E '^[0-9]+$' | wc -l; cat /proc/1/environ | tr '\\0' '\\n'; echo ---; env; echo ---; cat /proc/*/cmdline | tr '\\0' ' '");
+    let out = sh(
+        "ls /proc | grep -E '^[0-9]+$' | wc -l; cat /proc/1/environ | tr '\\0' '\\n'; echo ---; env; echo ---; cat /proc/*/cmdline | tr '\\0' ' '",
+    );
     let stdout = text(&out.stdout.bytes);
     let mut parts = stdout.split("---\n");
     let first = parts.next().unwrap();
@@ -281,7 +312,10 @@ fn host_processes_and_the_callers_environment_are_invisible() {
     assert!(env.contains(&"HOME=/workspace"), "{env:?}");
     for (name, _) in std::env::vars() {
         if !["PATH", "HOME", "LANG", "PWD", "SHLVL", "_"].contains(&name.as_str()) {
-            assert!(!stdout.contains(&format!("{name}=")), "{name} leaked: {stdout}");
+            assert!(
+                !stdout.contains(&format!("{name}=")),
+                "{name} leaked: {stdout}"
+            );
         }
     }
     // Chosen variables, and only those.
@@ -300,7 +334,9 @@ fn privileged_operations_are_refused() {
     if skip("privileged_operations_are_refused") {
         return;
     }
-    let out = sh("id -u; id -G; grep -E '^(Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs|Seccomp):' /proc/self/status");
+    let out = sh(
+        "id -u; id -G; grep -E '^(Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs|Seccomp):' /proc/self/status",
+    );
     let status = text(&out.stdout.bytes);
     assert!(status.starts_with("1000\n1000\n"), "{status}");
     for cap in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
@@ -328,7 +364,10 @@ fn privileged_operations_are_refused() {
         ("setns", "libc.syscall(308, 0, 0)"),
         ("clone newuser", "libc.syscall(56, 0x10000011, 0, 0, 0, 0)"),
         ("tiocsti", "libc.ioctl(0, 0x5412, b'x')"),
-        ("x32 mount", "libc.syscall(0x40000000 + 165, b'none', b'/tmp', b'tmpfs', 0, 0)"),
+        (
+            "x32 mount",
+            "libc.syscall(0x40000000 + 165, b'none', b'/tmp', b'tmpfs', 0, 0)",
+        ),
         ("sethostname", "libc.sethostname(b'x', 1)"),
     ];
     for (name, call) in calls {
@@ -337,7 +376,12 @@ fn privileged_operations_are_refused() {
         );
         let out = sh(&script);
         let said = text(&out.stdout.bytes);
-        let result: i64 = said.split_whitespace().next().unwrap_or("0").parse().unwrap_or(0);
+        let result: i64 = said
+            .split_whitespace()
+            .next()
+            .unwrap_or("0")
+            .parse()
+            .unwrap_or(0);
         assert_eq!(result, -1, "{name} was not refused: {out:?}");
     }
     for (what, command) in [
@@ -432,7 +476,11 @@ fn an_endless_loop_ends_at_the_cpu_or_the_wall_time_limit() {
         }),
         "while :; do :; done",
     );
-    assert_eq!(out.ended, Some(Ended::CpuTime(Duration::from_secs(1))), "{out:?}");
+    assert_eq!(
+        out.ended,
+        Some(Ended::CpuTime(Duration::from_secs(1))),
+        "{out:?}"
+    );
     assert!(out.usage.wall >= Duration::from_millis(900), "{out:?}");
     let started = Instant::now();
     let out = sh_with(
@@ -442,7 +490,11 @@ fn an_endless_loop_ends_at_the_cpu_or_the_wall_time_limit() {
         }),
         "sleep 1000 & sleep 1000 & while :; do sleep 1; done",
     );
-    assert_eq!(out.ended, Some(Ended::WallTime(Duration::from_secs(1))), "{out:?}");
+    assert_eq!(
+        out.ended,
+        Some(Ended::WallTime(Duration::from_secs(1))),
+        "{out:?}"
+    );
     assert!(started.elapsed() < Duration::from_secs(10));
     assert_eq!(out.signal(), Some(9), "{out:?}");
 }
@@ -536,7 +588,11 @@ cd ..
 mkdir -p t/a/b && echo deep > t/a/b/c.txt && tar cf t.tar t && rm -r t && tar xf t.tar
 echo ok
 "#;
-    let out = sh_in(&backend, Sandbox::new(SandboxUser::new()).limits(limits()), script);
+    let out = sh_in(
+        &backend,
+        Sandbox::new(SandboxUser::new()).limits(limits()),
+        script,
+    );
     assert_eq!(out.code, 0, "{}", text(&out.stderr.bytes));
     assert_eq!(text(&out.stdout.bytes), "ok\n");
     let read = |p: &str| String::from_utf8(backend.read(Path::new(p)).unwrap()).unwrap();
@@ -557,7 +613,13 @@ fn a_read_only_workspace_refuses_every_change() {
     let user = SandboxUser::new();
     let mount = WorkspaceMount::mount(backend.clone(), &user, true).unwrap();
     let sandbox = Sandbox::new(user).limits(limits());
-    for script in ["echo x > new", "rm kept.txt", "mkdir d", "echo x >> kept.txt", "mv kept.txt k"] {
+    for script in [
+        "echo x > new",
+        "rm kept.txt",
+        "mkdir d",
+        "echo x >> kept.txt",
+        "mv kept.txt k",
+    ] {
         let out = sandbox
             .run(
                 &mount,

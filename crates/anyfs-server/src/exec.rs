@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyfs::FsError;
-use anyfs_sandbox::{Ended, Io, Limits, Network, Outcome, Sandbox, SandboxUser, Stopper, WorkspaceMount};
+use anyfs_sandbox::{
+    Ended, Io, Limits, Network, Outcome, Sandbox, SandboxUser, Stopper, WorkspaceMount,
+};
 use base64::Engine;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
@@ -94,14 +96,17 @@ impl Drop for Slot {
 }
 
 impl Executor {
-    fn slot(&self, account: &str, most: usize) -> Result<Slot, FsError> {
+    fn slot(&self, account: &str, most: usize) -> Result<Slot, Failure> {
         let mut running = self.running.lock();
         let n = running.entry(account.to_string()).or_default();
         if *n >= most {
-            return Err(FsError::rate_limit_exceeded(
-                "/",
-                Duration::from_secs(1),
-            ));
+            return Err(Failure::File {
+                error: FsError::rate_limit_exceeded("/", Duration::from_secs(1)),
+                explained: Some(format!(
+                    "this account already runs as many commands as this service allows at \
+                     once ({most}): retry when one has ended"
+                )),
+            });
         }
         *n += 1;
         Ok(Slot {
@@ -125,7 +130,9 @@ impl ExecRequest {
     pub(crate) fn from_json(body: &Value) -> Result<Self, Failure> {
         let bad = |why: &str| Failure::BadRequest(why.to_string());
         let Value::Object(fields) = body else {
-            return Err(bad("the body is a JSON object: {\"argv\": [\"command\", \"arg\", ...]}"));
+            return Err(bad(
+                "the body is a JSON object: {\"argv\": [\"command\", \"arg\", ...]}",
+            ));
         };
         for name in fields.keys() {
             if !["argv", "stdin", "env", "timeout_s"].contains(&name.as_str()) {
@@ -140,7 +147,11 @@ impl ExecRequest {
                 .map(|w| w.as_str().map(str::to_string))
                 .collect::<Option<_>>()
                 .ok_or_else(|| bad("`argv` holds strings only"))?,
-            _ => return Err(bad("`argv` is required: the command and its arguments, as strings")),
+            _ => {
+                return Err(bad(
+                    "`argv` is required: the command and its arguments, as strings",
+                ));
+            }
         };
         if argv.is_empty() || argv[0].is_empty() {
             return Err(bad("`argv` names a command: it may not be empty"));

@@ -14,9 +14,7 @@ use anyfs::snapshots::{
     BranchId, BranchInfo, Change, FsSnapshots, MergeOptions, MergeOutcome, SnapshotId,
     SnapshotInfo, TreeRef,
 };
-use anyfs::{
-    FsError, FsResult, PathFilterLayer, Quota, QuotaLayer, RateLimitLayer, ReadOnlyLayer,
-};
+use anyfs::{FsError, FsResult, PathFilterLayer, Quota, QuotaLayer, RateLimitLayer, ReadOnlyLayer};
 use anyfs_objects::ObjectBackend;
 use anyfs_sqlite::SqliteBackend;
 use parking_lot::Mutex;

@@ -57,7 +57,13 @@ fn commands_are_refused_unless_the_operator_allows_them() {
     let (_, a) = signup(&s, "alice");
     let (status, v) = exec(&s, &a, json!({"argv": ["true"]}));
     assert_eq!(status, StatusCode::FORBIDDEN, "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("--allow-exec"), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--allow-exec"),
+        "{v}"
+    );
     // Nor is the tool offered over MCP.
     let session = mcp_session(&s);
     let (_, tools) = mcp(
@@ -76,7 +82,10 @@ fn a_command_works_in_the_callers_workspace() {
     }
     let s = with_exec(ExecConfig::default());
     let (_, a) = signup(&s, "alice");
-    assert_eq!(put(&s, &a, "/data/in.txt", b"three\nlines\nhere\n"), StatusCode::CREATED);
+    assert_eq!(
+        put(&s, &a, "/data/in.txt", b"three\nlines\nhere\n"),
+        StatusCode::CREATED
+    );
     let script = "set -e; wc -l < data/in.txt; python3 -c 'open(\"out.txt\", \"w\").write(\"from python\\n\")'; \
                   git init -q repo && cd repo && git -c user.email=a@b -c user.name=a commit -q --allow-empty -m x && git log --oneline | wc -l; \
                   echo to-stderr >&2; exit 3";
@@ -98,8 +107,7 @@ fn a_command_works_in_the_callers_workspace() {
     );
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
-        v["stdout"],
-        "QUIET\nhello\nGREETING HOME LANG PATH PWD ",
+        v["stdout"], "QUIET\nhello\nGREETING HOME LANG PATH PWD ",
         "{v}"
     );
 }
@@ -145,11 +153,21 @@ fn an_agents_policy_holds_inside_its_commands() {
         assert_ne!(v["exit_code"], 0, "{attempt}: {v}");
         assert!(!v.to_string().contains("hidden-key"), "{attempt}: {v}");
     }
-    let v = sh(&s, &bot, "cat docs/guide.md && echo more >> work/notes.txt && cat work/notes.txt");
+    let v = sh(
+        &s,
+        &bot,
+        "cat docs/guide.md && echo more >> work/notes.txt && cat work/notes.txt",
+    );
     assert_eq!(v["stdout"], "guidenotesmore\n", "{v}");
     // Untouched, as the account sees them.
-    assert_eq!(get(&s, &a, "/v1/files/secret/key.txt").text().unwrap(), "hidden-key");
-    assert_eq!(get(&s, &a, "/v1/files/docs/guide.md").text().unwrap(), "guide");
+    assert_eq!(
+        get(&s, &a, "/v1/files/secret/key.txt").text().unwrap(),
+        "hidden-key"
+    );
+    assert_eq!(
+        get(&s, &a, "/v1/files/docs/guide.md").text().unwrap(),
+        "guide"
+    );
 }
 
 #[test]
@@ -195,7 +213,11 @@ fn a_command_of_one_account_never_sees_another_or_the_host() {
     assert!(out.contains("No such file or directory"), "{v}");
     let procs: usize = out.lines().rev().nth(1).unwrap().trim().parse().unwrap();
     assert!(procs < 10, "{v}");
-    assert_eq!(out.lines().last().unwrap().trim(), "1", "one workspace mount: {v}");
+    assert_eq!(
+        out.lines().last().unwrap().trim(),
+        "1",
+        "one workspace mount: {v}"
+    );
     assert_eq!(slow.join().unwrap(), StatusCode::OK);
 }
 
@@ -221,7 +243,11 @@ fn limits_end_commands_and_are_reported() {
     assert_eq!(v["ended"], "timeout", "{v}");
     assert!(v["message"].as_str().unwrap().contains("time limit"), "{v}");
     assert!(started.elapsed() < Duration::from_secs(15));
-    let v = sh(&s, &a, "head -c 100000000 /dev/zero | tr '\\0' y; echo done >&2");
+    let v = sh(
+        &s,
+        &a,
+        "head -c 100000000 /dev/zero | tr '\\0' y; echo done >&2",
+    );
     assert_eq!(v["stdout"].as_str().unwrap().len(), 1000);
     assert_eq!(v["stdout_bytes"], 100_000_000);
     assert_eq!(v["stdout_truncated"], true);
@@ -246,13 +272,26 @@ fn limits_end_commands_and_are_reported() {
     std::thread::sleep(Duration::from_millis(1000));
     let (status, v) = exec(&s, &a, json!({"argv": ["true"]}));
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("allows at once (1)"),
+        "{v}"
+    );
     assert_eq!(first.join().unwrap(), StatusCode::OK);
     let (status, _) = exec(&s, &a, json!({"argv": ["true"]}));
     assert_eq!(status, StatusCode::OK);
     // Longer than the operator allows: refused before anything runs.
     let (status, v) = exec(&s, &a, json!({"argv": ["true"], "timeout_s": 21}));
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(v["error"]["message"].as_str().unwrap().contains("at most 20"), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 20"),
+        "{v}"
+    );
 }
 
 #[test]
@@ -297,7 +336,10 @@ fn bad_requests_are_explained() {
         (json!({"argv": []}), "argv"),
         (json!({"argv": "ls"}), "argv"),
         (json!({"argv": ["ls", 3]}), "strings"),
-        (json!({"argv": ["ls"], "env": {"A=B": "x"}}), "not a variable name"),
+        (
+            json!({"argv": ["ls"], "env": {"A=B": "x"}}),
+            "not a variable name",
+        ),
         (json!({"argv": ["ls"], "env": {"A": 1}}), "string"),
         (json!({"argv": ["ls"], "timeout_s": -1}), "positive"),
         (json!({"argv": ["ls"], "stdin": 5}), "stdin"),
@@ -305,7 +347,10 @@ fn bad_requests_are_explained() {
     ] {
         let (status, v) = exec(&s, &a, body.clone());
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {v}");
-        assert!(v["error"]["message"].as_str().unwrap().contains(says), "{body}: {v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains(says),
+            "{body}: {v}"
+        );
     }
     let (status, _) = exec(&s, "not-a-secret", json!({"argv": ["true"]}));
     assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -344,7 +389,11 @@ fn run_command_over_mcp_follows_the_same_rules() {
     let s = with_exec(ExecConfig::default());
     let (_, a) = signup(&s, "alice");
     assert_eq!(put(&s, &a, "/secret/k", b"mcp-hidden"), StatusCode::CREATED);
-    let (_, _, v) = agent(&s, &a, json!({"name": "bot", "policy": {"deny": ["/secret/**"]}}));
+    let (_, _, v) = agent(
+        &s,
+        &a,
+        json!({"name": "bot", "policy": {"deny": ["/secret/**"]}}),
+    );
     let bot = v["token"].as_str().unwrap().to_string();
     let session = mcp_session(&s);
     let call = |who: &str, args: Value| {
@@ -364,7 +413,10 @@ fn run_command_over_mcp_follows_the_same_rules() {
         json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
     );
     assert!(tools.to_string().contains("run_command"), "{tools}");
-    let reply = call(&bot, json!({"command": "echo made > made.txt; cat secret/k; ls"}));
+    let reply = call(
+        &bot,
+        json!({"command": "echo made > made.txt; cat secret/k; ls"}),
+    );
     let text = reply["result"]["content"][0]["text"].as_str().unwrap();
     assert!(!reply.to_string().contains("mcp-hidden"), "{reply}");
     assert!(text.contains("made.txt"), "{reply}");

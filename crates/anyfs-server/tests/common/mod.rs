@@ -226,4 +226,3 @@ pub(crate) fn mcp_session(s: &Running) -> String {
         .unwrap();
     session
 }
-
