@@ -15,16 +15,7 @@ fi
 work="$(mktemp -d /var/tmp/anyfs-overlay-bench.XXXXXX)"
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/base/tree-src"
-python3 - "$work/base/tree-src" <<'PY'
-import os, sys, random
-random.seed(7)
-root = sys.argv[1]
-for d in range(50):
-    os.makedirs(f"{root}/d{d:02}", exist_ok=True)
-    for f in range(100):
-        with open(f"{root}/d{d:02}/f{f:03}.txt", "wb") as out:
-            out.write(os.urandom(random.randint(1024, 4096)))
-PY
+python3 scripts/small-tree.py "$work/base/tree-src"
 tar cf "$work/tree.tar" -C "$work/base" tree-src
 rm -rf "$work/base/tree-src"
 head -c $((256 * 1024 * 1024)) /dev/urandom > "$work/base/big.bin"

@@ -17,16 +17,7 @@ fi
 work="$(mktemp -d /var/tmp/anyfs-sandbox-bench.XXXXXX)"
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/src/tree"
-python3 - "$work/src/tree" <<'PY'
-import os, sys, random
-random.seed(7)
-root = sys.argv[1]
-for d in range(50):
-    os.makedirs(f"{root}/d{d:02}", exist_ok=True)
-    for f in range(100):
-        with open(f"{root}/d{d:02}/f{f:03}.txt", "wb") as out:
-            out.write(os.urandom(random.randint(1024, 4096)))
-PY
+python3 scripts/small-tree.py "$work/src/tree"
 tar cf "$work/tree.tar" -C "$work/src" tree
 # The workspace holds the tarball (the sandbox cannot see the host's copy).
 "$anyfs" run "$work/ws.db" -- cp "$work/tree.tar" tree.tar

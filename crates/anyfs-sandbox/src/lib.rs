@@ -303,6 +303,23 @@ pub fn bubblewrap() -> Result<PathBuf, SandboxError> {
     Err(SandboxError::NoBubblewrap)
 }
 
+/// For tests: whether `test` can run here. Without the sandbox's needs it
+/// says why and is skipped, unless `ANYFS_REQUIRE_FUSE=1` (CI) makes that
+/// a failure.
+#[doc(hidden)]
+pub fn usable_in_test(test: &str) -> bool {
+    match check() {
+        Ok(()) => true,
+        Err(e) if std::env::var("ANYFS_REQUIRE_FUSE").as_deref() == Ok("1") => {
+            panic!("{test}: the sandbox is required here but {e}")
+        }
+        Err(e) => {
+            eprintln!("{test}: skipped, {e}");
+            false
+        }
+    }
+}
+
 /// Whether commands can be sandboxed here: bubblewrap is installed, FUSE
 /// is available, and a user namespace can be made. The error says what is
 /// missing.

@@ -75,19 +75,8 @@ fn rand_word() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Whether the sandbox can run here; otherwise the test passes with a
-/// note, or fails under `ANYFS_REQUIRE_FUSE=1`.
 fn skip(test: &str) -> bool {
-    match anyfs_sandbox::check() {
-        Ok(()) => false,
-        Err(e) if std::env::var("ANYFS_REQUIRE_FUSE").as_deref() == Ok("1") => {
-            panic!("{test}: the sandbox is required here but {e}")
-        }
-        Err(e) => {
-            eprintln!("{test}: skipped, {e}");
-            true
-        }
-    }
+    !anyfs_sandbox::usable_in_test(test)
 }
 
 /// Limits every test command runs under unless it says otherwise: a

@@ -16,17 +16,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 fn usable(test: &str) -> bool {
-    match anyfs_sandbox::check() {
-        Ok(()) => true,
-        Err(e) => {
-            assert!(
-                std::env::var("ANYFS_REQUIRE_FUSE").as_deref() != Ok("1"),
-                "{test}: the sandbox is required here but {e}"
-            );
-            eprintln!("{test}: skipped, {e}");
-            false
-        }
-    }
+    anyfs_sandbox::usable_in_test(test)
 }
 
 fn with_exec(config: ExecConfig) -> Running {
