@@ -264,6 +264,7 @@ impl Workspace {
                     .map_err(|e| format!("--timeout: {e}"))?,
                 output: args.limit_output,
                 tmp_size: args.limit_tmp,
+                ..Limits::default()
             });
         if let Ok(lang) = std::env::var("LANG") {
             sandbox = sandbox.lang(lang);

@@ -141,10 +141,15 @@ pub struct Limits {
     /// writable mappings; address space merely reserved does not count).
     /// An allocation past it fails.
     pub memory: Option<u64>,
-    /// Processes and threads at once, all of the command's together
-    /// (`RLIMIT_NPROC` in the command's own user namespace). A `fork`
-    /// past it fails.
+    /// Processes and threads at once (`RLIMIT_NPROC`). Counted per user
+    /// namespace, and up the chain of them: run by root, the command's
+    /// own user is fresh, so the count is the command's alone; run by an
+    /// ordinary user, every process of that user counts. A `fork` past it
+    /// fails.
     pub processes: Option<u64>,
+    /// Open files per process (`RLIMIT_NOFILE`), which also bounds the
+    /// kernel memory pipes and sockets hold.
+    pub files: Option<u64>,
     /// CPU time per process (`RLIMIT_CPU`); a process past it is ended
     /// with `SIGXCPU`.
     pub cpu_time: Option<Duration>,
@@ -159,11 +164,13 @@ pub struct Limits {
 }
 
 impl Default for Limits {
-    /// 1,024 processes, a 512 MiB `/tmp`, nothing else limited.
+    /// 1,024 processes, 1,024 open files per process, a 512 MiB `/tmp`,
+    /// nothing else limited.
     fn default() -> Self {
         Self {
             memory: None,
             processes: Some(1024),
+            files: Some(1024),
             cpu_time: None,
             wall_time: None,
             output: None,

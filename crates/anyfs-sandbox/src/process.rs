@@ -128,7 +128,13 @@ impl Stopper {
 
 #[derive(Debug)]
 struct Shared {
+    /// The launcher (bubblewrap outside the namespaces).
     pid: Pid,
+    /// The namespace's first process, by pidfd: killing it ends every
+    /// process of the namespace, even while the launcher's own
+    /// `--die-with-parent` is not armed yet (it is only just before the
+    /// command starts).
+    first: Option<std::os::fd::OwnedFd>,
     state: Mutex<State>,
     done: Condvar,
 }
@@ -147,10 +153,16 @@ impl Shared {
             return;
         }
         state.ended.get_or_insert(why);
-        // The launcher's death takes its child, the namespace's first
-        // process, with it (`--die-with-parent`); the kernel then kills
-        // every process of the namespace.
+        self.kill_namespace();
         let _ = rustix::process::kill_process(self.pid, Signal::KILL);
+    }
+
+    /// Kills the namespace's first process, and with it every process of
+    /// the namespace (a pidfd never reaches a recycled pid).
+    fn kill_namespace(&self) {
+        if let Some(first) = &self.first {
+            let _ = rustix::process::pidfd_send_signal(first, Signal::KILL);
+        }
     }
 }
 
@@ -162,7 +174,8 @@ pub struct Running {
     started: Instant,
     wall_time: Option<Duration>,
     cpu_time: Option<Duration>,
-    readers: Vec<JoinHandle<Captured>>,
+    /// Standard output's and standard error's readers, in that order.
+    readers: Vec<std::sync::mpsc::Receiver<Captured>>,
     writer: Option<JoinHandle<()>>,
     /// Kept open until the launcher has read them.
     _handoff: Handoff,
@@ -220,10 +233,20 @@ impl Running {
         if let Some(timer) = timer {
             let _ = timer.join();
         }
+        // Nothing of the command outlives it.
+        self.shared.kill_namespace();
         if let Some(writer) = self.writer.take() {
             let _ = writer.join();
         }
-        let mut streams = self.readers.drain(..).map(|r| r.join().unwrap_or_default());
+        // A stream still held open elsewhere (passed to another process
+        // over a socket) is given up on, not waited for.
+        let mut streams = self.readers.drain(..).map(|r| {
+            r.recv_timeout(Duration::from_secs(5))
+                .unwrap_or_else(|_| Captured {
+                    truncated: true,
+                    ..Captured::default()
+                })
+        });
         let stdout = streams.next().unwrap_or_default();
         let stderr = streams.next().unwrap_or_default();
         let code = match status {
@@ -267,6 +290,7 @@ impl Drop for Running {
         if !reaped {
             self.shared.kill(Ended::Stopped);
             let _ = self.child.wait();
+            self.shared.kill_namespace();
             let mut state = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
             state.reaped = true;
             self.shared.done.notify_all();
@@ -293,6 +317,9 @@ fn rlimits(sandbox: &Sandbox) -> Vec<(Resource, Rlimit)> {
     }
     if let Some(n) = limits.processes {
         out.push((Resource::Nproc, both(n)));
+    }
+    if let Some(n) = limits.files {
+        out.push((Resource::Nofile, both(n)));
     }
     if let Some(cpu) = limits.cpu_time {
         let secs = cpu.as_secs().max(1);
@@ -339,7 +366,12 @@ pub(crate) fn spawn(
     // filter refuses the one way to push input into it (`TIOCSTI`); any
     // other runs in a session of its own.
     let interactive = matches!(io, Io::Inherit) && rustix::termios::isatty(std::io::stdin());
-    let args = arguments(sandbox, workspace, !interactive, &mut handoff)?;
+    // bubblewrap says there the pid of the namespace's first process.
+    let (info_read, info_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| SandboxError::Setup(format!("cannot make a pipe: {e}")))?;
+    let mut args = arguments(sandbox, workspace, !interactive, &mut handoff)?;
+    args.push("--info-fd".into());
+    args.push(info_write.as_raw_fd().to_string().into());
     let args_fd = handoff.data("arguments", &nul_separated(&args))?;
 
     let mut command = Command::new(&bwrap);
@@ -374,6 +406,7 @@ pub(crate) fn spawn(
     };
     let mut keep: Vec<RawFd> = handoff.fds.iter().map(AsRawFd::as_raw_fd).collect();
     keep.push(workspace.root()?.as_raw_fd());
+    keep.push(info_write.as_raw_fd());
     let limits = rlimits(sandbox);
     let own_session = !interactive;
     let prepare = move || child_setup(&keep, &limits, own_session);
@@ -386,9 +419,12 @@ pub(crate) fn spawn(
     }
     let started = Instant::now();
     let mut child = command.spawn().map_err(SandboxError::Spawn)?;
+    drop(info_write);
     let pid = Pid::from_child(&child);
+    let first = first_process(info_read, pid);
     let shared = Arc::new(Shared {
         pid,
+        first,
         state: Mutex::new(State::default()),
         done: Condvar::new(),
     });
@@ -429,6 +465,36 @@ fn child_setup(
     limits: &[(Resource, Rlimit)],
     own_session: bool,
 ) -> std::io::Result<()> {
+    // Every descriptor the process holds, whoever opened it (another
+    // thread's pipe, a descriptor the service was started with, a FUSE
+    // device being handed over), closes at exec; then the handed-off
+    // ones are kept open.
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only marks descriptors
+    // to close at exec; it closes nothing now and touches no memory.
+    #[allow(unsafe_code)]
+    let marked = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3 as libc::c_uint,
+            libc::c_uint::MAX,
+            CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if marked != 0 {
+        // Kernels before 5.11: one descriptor at a time.
+        let most = rustix::process::getrlimit(Resource::Nofile)
+            .current
+            .unwrap_or(4096)
+            .min(1 << 20);
+        for fd in 3..RawFd::try_from(most).unwrap_or(4096) {
+            // SAFETY: fcntl on a number that is not open only fails with
+            // EBADF.
+            #[allow(unsafe_code)]
+            let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+            let _ = rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC);
+        }
+    }
     for &fd in keep {
         // SAFETY: each descriptor is owned by the parent's `Handoff` or
         // `WorkspaceMount`, both alive until the child has exec'd.
@@ -459,7 +525,8 @@ fn read_stream(
     mut stream: impl Read + Send + 'static,
     limit: u64,
     forward: Option<Forward>,
-) -> JoinHandle<Captured> {
+) -> std::sync::mpsc::Receiver<Captured> {
+    let (done, result) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut captured = Captured::default();
         let mut buf = vec![0u8; 64 << 10];
@@ -490,6 +557,38 @@ fn read_stream(
                 None => captured.bytes.extend_from_slice(&buf[..keep]),
             }
         }
-        captured
-    })
+        let _ = done.send(captured);
+    });
+    result
+}
+
+/// The namespace's first process, from bubblewrap's `--info-fd` report
+/// (`{"child-pid": N, ...}`), held by pidfd once it is known to be the
+/// launcher's child (not a process that got a recycled pid).
+fn first_process(info: std::os::fd::OwnedFd, launcher: Pid) -> Option<std::os::fd::OwnedFd> {
+    let mut info = std::fs::File::from(info);
+    let mut text = Vec::new();
+    let mut buf = [0u8; 512];
+    while !text.contains(&b'}') && text.len() < 64 << 10 {
+        match info.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => text.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&text);
+    let after = &text[text.find("\"child-pid\"")? + "\"child-pid\"".len()..];
+    let digits: String = after
+        .chars()
+        .skip_while(|c| !c.is_ascii_digit())
+        .take_while(char::is_ascii_digit)
+        .collect();
+    let pid = Pid::from_raw(digits.parse().ok()?)?;
+    let fd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.as_raw_nonzero())).ok()?;
+    let parent: i32 = stat[stat.rfind(')')? + 2..]
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    (parent == launcher.as_raw_nonzero().get()).then_some(fd)
 }

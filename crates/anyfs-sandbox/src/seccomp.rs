@@ -59,10 +59,16 @@ const REFUSED: &[i64] = &[
     libc::SYS_syslog,
     libc::SYS_acct,
     libc::SYS_quotactl,
+    libc::SYS_quotactl_fd,
     libc::SYS_swapon,
     libc::SYS_swapoff,
     libc::SYS_reboot,
     libc::SYS_vhangup,
+    // Memory placement across the machine's nodes.
+    libc::SYS_mbind,
+    libc::SYS_set_mempolicy,
+    libc::SYS_migrate_pages,
+    libc::SYS_move_pages,
     // The machine's clock and names.
     libc::SYS_settimeofday,
     libc::SYS_clock_settime,
@@ -74,7 +80,29 @@ const REFUSED: &[i64] = &[
     libc::SYS_iopl,
     #[cfg(target_arch = "x86_64")]
     libc::SYS_ioperm,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_uselib,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_ustat,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_sysfs,
 ];
+
+/// The socket families a command may open: local sockets, IPv4 and IPv6
+/// (only the sandbox's own loopback without `--net`) and netlink (the C
+/// library asks it for addresses). Every other family (`AF_VSOCK`, which
+/// reaches the hypervisor and is not per network namespace; packet
+/// sockets; Bluetooth; ...) answers `EAFNOSUPPORT`.
+const SOCKET_FAMILIES: &[u64] = &[
+    libc::AF_UNIX as u64,
+    libc::AF_INET as u64,
+    libc::AF_INET6 as u64,
+    libc::AF_NETLINK as u64,
+];
+
+/// `personality` may only ask (`0xffffffff`) or set plain Linux (0):
+/// other personalities change how the kernel lays out memory.
+const PERSONALITIES: &[u64] = &[0, 0xffff_ffff];
 
 /// `clone` flags that make a namespace: refused with `EPERM`.
 const NAMESPACE_FLAGS: &[u64] = &[
@@ -101,7 +129,12 @@ const ARCH: TargetArch = TargetArch::aarch64;
 /// The programs, serialised as the kernel reads them (`struct sock_filter`
 /// in native byte order), in the order they are installed.
 pub(crate) fn programs() -> Result<Vec<Vec<u8>>, SandboxError> {
-    let mut programs = vec![refused()?, clone3()?];
+    let mut programs = vec![
+        refused()?,
+        clone3()?,
+        only(libc::SYS_socket, SOCKET_FAMILIES, libc::EAFNOSUPPORT)?,
+        only(libc::SYS_personality, PERSONALITIES, libc::EPERM)?,
+    ];
     #[cfg(target_arch = "x86_64")]
     programs.push(no_x32());
     Ok(programs.iter().map(|p| serialise(p)).collect())
@@ -154,6 +187,27 @@ fn clone3() -> Result<BpfProgram, SandboxError> {
         rules,
         SeccompAction::Allow,
         SeccompAction::Errno(libc::ENOSYS as u32),
+        ARCH,
+    )
+    .map_err(compile)?;
+    filter.try_into().map_err(compile)
+}
+
+/// `call` refused with `errno` unless its first argument is one of
+/// `allowed`.
+fn only(call: i64, allowed: &[u64], errno: i32) -> Result<BpfProgram, SandboxError> {
+    let conditions = allowed
+        .iter()
+        .map(|&value| {
+            SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Ne, value)
+                .map_err(compile)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let rules = BTreeMap::from([(call, vec![SeccompRule::new(conditions).map_err(compile)?])]);
+    let filter = SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(errno as u32),
         ARCH,
     )
     .map_err(compile)?;

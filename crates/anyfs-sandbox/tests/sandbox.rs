@@ -358,6 +358,10 @@ fn privileged_operations_are_refused() {
             "libc.syscall(0x40000000 + 165, b'none', b'/tmp', b'tmpfs', 0, 0)",
         ),
         ("sethostname", "libc.sethostname(b'x', 1)"),
+        ("personality", "libc.personality(0x0040000)"),
+        ("vsock", "libc.socket(40, 1, 0)"),
+        ("packet socket", "libc.socket(17, 3, 0)"),
+        ("mbind", "libc.syscall(237, 0, 0, 0, 0, 0, 0)"),
     ];
     for (name, call) in calls {
         let script = format!(
@@ -640,4 +644,86 @@ fn stdin_reaches_the_command() {
         .unwrap();
     assert_eq!(out.stdout.bytes, b"SHOUT\n");
     mount.unmount().unwrap();
+}
+
+#[test]
+fn descriptors_of_the_caller_never_reach_the_command() {
+    if skip("descriptors_of_the_caller_never_reach_the_command") {
+        return;
+    }
+    // Opened without close-on-exec, as a careless library or a service's
+    // start-up might.
+    let leaked = rustix::fs::open(
+        canary().files[0].as_path(),
+        rustix::fs::OFlags::RDONLY,
+        rustix::fs::Mode::empty(),
+    )
+    .unwrap();
+    let dir = rustix::fs::open(
+        canary().files[0].parent().unwrap(),
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY,
+        rustix::fs::Mode::empty(),
+    )
+    .unwrap();
+    let out = sh("ls /proc/self/fd | tr '\\n' ' '; cat /proc/self/fd/*/canary.txt 2>/dev/null");
+    let fds = text(&out.stdout.bytes);
+    assert_eq!(fds.split(' ').next().unwrap().trim(), "0", "{fds}");
+    let listed: Vec<&str> = fds.lines().next().unwrap().split_whitespace().collect();
+    assert!(listed.len() <= 4, "the command holds {listed:?}");
+    no_canary(&out, "inherited descriptors");
+    drop((leaked, dir));
+}
+
+#[test]
+fn a_command_killed_while_starting_leaves_nothing_behind() {
+    if skip("a_command_killed_while_starting_leaves_nothing_behind") {
+        return;
+    }
+    let user = SandboxUser::new();
+    let mount = WorkspaceMount::mount(MemoryBackend::new(), &user, false).unwrap();
+    for round in 0..20u64 {
+        let sandbox = Sandbox::new(user).limits(Limits {
+            wall_time: Some(Duration::from_micros(200 + round * 300)),
+            ..limits()
+        });
+        let started = Instant::now();
+        let out = sandbox
+            .run(
+                &mount,
+                &["sh".into(), "-c".into(), "sleep 1000 & while :; do :; done".into()],
+                Io::capture(Vec::new(), 1 << 10),
+            )
+            .unwrap();
+        assert!(started.elapsed() < Duration::from_secs(10), "{out:?}");
+        assert!(out.ended.is_some(), "{out:?}");
+    }
+    // No process of the sandbox's user is left on the host.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = processes_of(user.uid());
+        if left.is_empty() || rustix::process::geteuid().as_raw() != 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "left running: {left:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    mount.unmount().unwrap();
+}
+
+/// The pids of the host's processes running as `uid`.
+fn processes_of(uid: u32) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("status")).is_ok_and(|status| {
+                status
+                    .lines()
+                    .find(|l| l.starts_with("Uid:"))
+                    .is_some_and(|l| l.split_whitespace().nth(1) == Some(&uid.to_string()))
+            })
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
 }

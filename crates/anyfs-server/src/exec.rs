@@ -288,6 +288,7 @@ pub(crate) async fn run(
                 wall_time: Some(timeout),
                 output: Some(config.output),
                 tmp_size: config.tmp_size,
+                ..Limits::default()
             });
         for (name, value) in &request.env {
             sandbox = sandbox.env(name.clone(), value.as_str());
