@@ -156,7 +156,15 @@ pub(crate) fn run(
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+                // The MCP library logs whole requests and answers (file
+                // contents, a command's environment and input) below
+                // info: never, whatever RUST_LOG says.
+                .add_directive(
+                    "rmcp=info"
+                        .parse()
+                        .unwrap_or_else(|_| tracing_subscriber::filter::LevelFilter::INFO.into()),
+                ),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -293,21 +293,30 @@ impl Workspace {
             Some(limit) => Io::Forward { limit },
             None => Io::Inherit,
         };
-        let interactive =
-            matches!(io, Io::Inherit) && std::io::IsTerminal::is_terminal(&std::io::stdin());
+        // Ctrl-C and SIGTERM end the command and everything it started,
+        // also while it is still starting; the workspace is then flushed
+        // and unmounted.
+        let stopper = std::sync::Arc::new(std::sync::Mutex::new(None::<anyfs_sandbox::Stopper>));
+        let asked = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        {
+            let (stopper, asked) = (stopper.clone(), asked.clone());
+            ctrlc::set_handler(move || {
+                asked.store(true, std::sync::atomic::Ordering::SeqCst);
+                if let Some(stopper) = stopper.lock().ok().as_deref().and_then(Option::as_ref) {
+                    stopper.stop();
+                }
+            })
+            .map_err(|e| format!("cannot catch Ctrl-C: {e}"))?;
+        }
         let running = sandbox
             .spawn(&mount, command, io)
             .map_err(|e| e.to_string())?;
-        let stopper = running.stopper();
-        // On a terminal, Ctrl-C reaches the command itself (an interactive
-        // shell keeps running); otherwise, and on SIGTERM, everything the
-        // command started ends.
-        ctrlc::set_handler(move || {
-            if !interactive {
-                stopper.stop();
-            }
-        })
-        .map_err(|e| format!("cannot catch Ctrl-C: {e}"))?;
+        if let Ok(mut slot) = stopper.lock() {
+            *slot = Some(running.stopper());
+        }
+        if asked.load(std::sync::atomic::Ordering::SeqCst) {
+            running.stopper().stop();
+        }
         let outcome = running.wait();
         mount
             .unmount()

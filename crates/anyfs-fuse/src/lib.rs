@@ -242,6 +242,14 @@ pub fn errno(err: &FsError) -> i32 {
 
 /// Buffered writes past this many bytes are committed at once.
 const COMMIT_AT: usize = 8 << 20;
+/// Bytes buffered for all open files together: past it, every file's
+/// buffered writes are committed (a program, or a sandboxed command,
+/// holding many files open cannot make the mount hold gigabytes).
+const MAX_PENDING: usize = 64 << 20;
+/// Bytes held in memory for files unlinked while open, all together: a
+/// write or truncation past it, or an unlink that would load more, is
+/// refused (`ENOSPC`) rather than grow the mount's memory without bound.
+const MAX_ORPHAN_BYTES: u64 = 256 << 20;
 /// So are buffered writes in this many separate places.
 const COMMIT_EXTENTS: usize = 1024;
 
@@ -592,6 +600,13 @@ impl<B: FsFuse> AnyFuse<B> {
             Some(_) => {}
         }
         let path = self.path(ino)?;
+        let size = match &self.files.get(&ino).and_then(|f| f.patches.as_ref()) {
+            Some(patches) => patches.len(),
+            None => self.fs.metadata(&path).map_err(fail)?.len,
+        };
+        if self.orphan_bytes().saturating_add(size) > MAX_ORPHAN_BYTES {
+            return Err(libc::ENOSPC);
+        }
         let mut data = self.fs.read(&path).map_err(fail)?;
         if let Some(file) = self.files.get_mut(&ino) {
             if let Some(patches) = file.patches.take() {
@@ -600,6 +615,25 @@ impl<B: FsFuse> AnyFuse<B> {
                 patches.overlay(0, &mut data);
             }
             file.data = Some(data);
+        }
+        Ok(())
+    }
+
+    /// Bytes held in memory for files unlinked while open.
+    fn orphan_bytes(&self) -> u64 {
+        self.files
+            .values()
+            .filter_map(|f| f.data.as_ref())
+            .map(|d| d.len() as u64)
+            .sum()
+    }
+
+    /// Refuses growing a file held in memory from `from` to `to` bytes past
+    /// [`MAX_ORPHAN_BYTES`].
+    fn orphan_room(&self, from: usize, to: usize) -> Result<()> {
+        let growth = to.saturating_sub(from) as u64;
+        if growth > 0 && self.orphan_bytes().saturating_add(growth) > MAX_ORPHAN_BYTES {
+            return Err(libc::ENOSPC);
         }
         Ok(())
     }
@@ -637,6 +671,24 @@ impl<B: FsFuse> AnyFuse<B> {
             // Enough held: commit it before taking more. A failure is this
             // write's, which is not buffered.
             self.commit(ino)?;
+        }
+        let pending: usize = self
+            .files
+            .values()
+            .filter_map(|f| f.patches.as_ref())
+            .map(Patches::pending)
+            .sum();
+        if pending.saturating_add(data.len()) > MAX_PENDING {
+            // Many files each holding some: all of them are committed.
+            let held: Vec<u64> = self
+                .files
+                .iter()
+                .filter(|(_, f)| f.patches.as_ref().is_some_and(|p| p.pending() > 0))
+                .map(|(&ino, _)| ino)
+                .collect();
+            for other in held {
+                self.commit(other)?;
+            }
         }
         let file = self.files.get(&ino).ok_or(libc::EBADF)?;
         let (base_len, len) = match &file.patches {
@@ -680,8 +732,16 @@ impl<B: FsFuse> AnyFuse<B> {
             if let Some(patches) = &mut file.patches {
                 patches.truncate(size);
             }
-            if let Some(data) = &mut file.data {
-                data.resize(usize::try_from(size).map_err(|_| libc::EFBIG)?, 0);
+            if file.data.is_some() {
+                let to = usize::try_from(size).map_err(|_| libc::EFBIG)?;
+                let from = file.data.as_ref().map_or(0, Vec::len);
+                self.orphan_room(from, to)?;
+                if let Some(data) = node
+                    .and_then(|node| self.files.get_mut(&node))
+                    .and_then(|f| f.data.as_mut())
+                {
+                    data.resize(to, 0);
+                }
             }
         }
         Ok(())
@@ -912,16 +972,23 @@ impl<B: FsFuse> AnyFuse<B> {
         let uid = uid.filter(|&u| u != now.uid);
         let gid = gid.filter(|&g| g != now.gid);
         if let Some(size) = size {
-            match self.files.get_mut(&ino) {
-                Some(OpenFile {
-                    data: Some(data),
-                    dirty,
-                    ..
-                }) => {
-                    data.resize(usize::try_from(size).map_err(|_| libc::EFBIG)?, 0);
-                    *dirty = true;
+            let held = self
+                .files
+                .get(&ino)
+                .and_then(|f| f.data.as_ref())
+                .map(Vec::len);
+            match held {
+                Some(from) => {
+                    let to = usize::try_from(size).map_err(|_| libc::EFBIG)?;
+                    self.orphan_room(from, to)?;
+                    if let Some(file) = self.files.get_mut(&ino) {
+                        if let Some(data) = file.data.as_mut() {
+                            data.resize(to, 0);
+                        }
+                        file.dirty = true;
+                    }
                 }
-                _ => self.truncate(Some(ino), &path, size)?,
+                None => self.truncate(Some(ino), &path, size)?,
             }
         }
         if let Some(mode) = mode {
@@ -1338,7 +1405,9 @@ impl<B: FsFuse> Filesystem for AnyFuse<B> {
                 usize::try_from(offset).map_err(|_| libc::EINVAL)?
             };
             let end = at.checked_add(data.len()).ok_or(libc::EFBIG)?;
-            let growth = end.saturating_sub(buf.len()) as u64;
+            let held = buf.len();
+            let growth = end.saturating_sub(held) as u64;
+            self.orphan_room(held, end)?;
             if growth > 0 && !self.has_room(growth) {
                 return Err(libc::ENOSPC);
             }

@@ -355,3 +355,72 @@ fn an_open_file_losing_one_of_its_names_keeps_the_others() {
         0
     );
 }
+
+#[test]
+fn files_unlinked_while_open_cannot_grow_the_mounts_memory_without_bound() {
+    if skip("files_unlinked_while_open_cannot_grow_the_mounts_memory_without_bound") {
+        return;
+    }
+    use std::os::unix::fs::FileExt;
+    let backend = MemoryBackend::new();
+    let mounted = Mounted::new(backend.clone());
+    let mut held = Vec::new();
+    let mut refused = None;
+    // Each file is unlinked while open (held in the mount's memory), then
+    // grown: 8 × 64 MiB would be 512 MiB.
+    for i in 0..8 {
+        let path = mounted.path().join(format!("o{i}"));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        std::fs::remove_file(&path).unwrap();
+        match file.write_at(b"x", (64 << 20) - 1) {
+            Ok(_) => held.push(file),
+            Err(e) => {
+                refused = Some((i, e));
+                break;
+            }
+        }
+    }
+    let (at, error) = refused.expect("every orphan grew: the mount's memory is unbounded");
+    assert_eq!(error.raw_os_error(), Some(libc::ENOSPC), "{error}");
+    assert!((3..=4).contains(&at), "refused at file {at}");
+    // Room comes back as they close; the mount goes on serving.
+    drop(held);
+    let path = mounted.path().join("after");
+    std::fs::write(&path, b"fine").unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), b"fine");
+}
+
+#[test]
+fn many_open_files_each_holding_writes_are_committed_together() {
+    if skip("many_open_files_each_holding_writes_are_committed_together") {
+        return;
+    }
+    use std::io::Write;
+    let backend = MemoryBackend::new();
+    let mounted = Mounted::new(backend.clone());
+    // 40 files × 4 MiB held open: 160 MiB would be buffered; past 64 MiB
+    // everything held so far reaches the backend.
+    let mut files = Vec::new();
+    for i in 0..40 {
+        let mut file = std::fs::File::create(mounted.path().join(format!("f{i}"))).unwrap();
+        file.write_all(&vec![1u8; 4 << 20]).unwrap();
+        files.push(file);
+    }
+    let committed = (0..40)
+        .filter(|i| {
+            anyfs::FsRead::metadata(&backend, Path::new(&format!("/f{i}")))
+                .is_ok_and(|m| m.len == 4 << 20)
+        })
+        .count();
+    assert!(
+        committed >= 20,
+        "only {committed} of 40 files committed while open"
+    );
+    drop(files);
+}

@@ -690,7 +690,11 @@ fn a_command_killed_while_starting_leaves_nothing_behind() {
         let out = sandbox
             .run(
                 &mount,
-                &["sh".into(), "-c".into(), "sleep 1000 & while :; do :; done".into()],
+                &[
+                    "sh".into(),
+                    "-c".into(),
+                    "sleep 1000 & while :; do :; done".into(),
+                ],
                 Io::capture(Vec::new(), 1 << 10),
             )
             .unwrap();
@@ -715,7 +719,12 @@ fn processes_of(uid: u32) -> Vec<String> {
     std::fs::read_dir("/proc")
         .unwrap()
         .flatten()
-        .filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
         .filter(|e| {
             std::fs::read_to_string(e.path().join("status")).is_ok_and(|status| {
                 status

@@ -30,6 +30,9 @@ use crate::registry::Outcome as AuditOutcome;
 pub struct ExecConfig {
     /// Commands an account (with all its agents) runs at once (default 2).
     pub max_concurrent: usize,
+    /// Commands the whole service runs at once (default 16): each holds
+    /// a thread of the pool every file operation runs on.
+    pub max_total: usize,
     /// Data memory per process of a command (default 1 GiB).
     pub memory: u64,
     /// Processes and threads of a command at once (default 256).
@@ -52,6 +55,7 @@ impl Default for ExecConfig {
     fn default() -> Self {
         Self {
             max_concurrent: 2,
+            max_total: 16,
             memory: 1 << 30,
             processes: 256,
             max_timeout: Duration::from_secs(300),
@@ -96,8 +100,17 @@ impl Drop for Slot {
 }
 
 impl Executor {
-    fn slot(&self, account: &str, most: usize) -> Result<Slot, Failure> {
+    fn slot(&self, account: &str, most: usize, total: usize) -> Result<Slot, Failure> {
         let mut running = self.running.lock();
+        if running.values().sum::<usize>() >= total {
+            return Err(Failure::File {
+                error: FsError::rate_limit_exceeded("/", Duration::from_secs(1)),
+                explained: Some(format!(
+                    "the service already runs as many commands as it allows at once \
+                     ({total}): retry in a moment"
+                )),
+            });
+        }
         let n = running.entry(account.to_string()).or_default();
         if *n >= most {
             return Err(Failure::File {
@@ -271,10 +284,11 @@ pub(crate) async fn run(
     let guard = StopOnDrop::default();
     let stopper = guard.clone();
     let result = run_audited(service, file_request, move |open| {
-        let _slot = open
-            .service()
-            .executor
-            .slot(open.account(), config.max_concurrent)?;
+        let _slot = open.service().executor.slot(
+            open.account(),
+            config.max_concurrent,
+            config.max_total,
+        )?;
         let mut sandbox = Sandbox::new(SandboxUser::new())
             .network(if config.network {
                 Network::Host
@@ -293,6 +307,20 @@ pub(crate) async fn run(
         for (name, value) in &request.env {
             sandbox = sandbox.env(name.clone(), value.as_str());
         }
+        // Recorded before anything runs: a command whose end is never
+        // recorded (the service stopped) still shows.
+        let line = command_line(&request.argv);
+        open.record(
+            "exec start",
+            &json!({"transport": transport, "argv": line}).to_string(),
+            AuditOutcome::Ok,
+        )
+        .map_err(|e| Failure::audit_unavailable(e, false))?;
+        open.service().registry.flush_audit();
+        open.service()
+            .registry
+            .audit_ready()
+            .map_err(|e| Failure::audit_unavailable(e, false))?;
         let setup = |e: anyfs_sandbox::SandboxError| Failure::internal(format!("exec: {e}"));
         let mount = WorkspaceMount::mount(open.files().into_inner(), &sandbox.user(), false)
             .map_err(setup)?;
@@ -309,7 +337,7 @@ pub(crate) async fn run(
         mount.unmount().map_err(setup)?;
         let audit = json!({
             "transport": transport,
-            "argv": request.argv,
+            "argv": line,
             "exit_code": outcome.code,
             "ended": ended_word(outcome.ended),
             "duration_ms": outcome.usage.wall.as_millis() as u64,
@@ -327,6 +355,36 @@ pub(crate) async fn run(
     .await;
     drop(guard);
     result
+}
+
+/// Bytes of a command line the audit keeps; a longer one is kept as its
+/// start, its length and its SHA-256.
+const AUDITED_ARGV: usize = 4096;
+
+/// The command line as the audit records it.
+fn command_line(argv: &[String]) -> Value {
+    let whole: usize = argv.iter().map(|w| w.len() + 1).sum();
+    if whole <= AUDITED_ARGV {
+        return json!(argv);
+    }
+    let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+    for word in argv {
+        digest.update(word.as_bytes());
+        digest.update(&[0]);
+    }
+    let mut start = argv.join(" ");
+    let mut cut = AUDITED_ARGV;
+    while !start.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    start.truncate(cut);
+    let hex: String = digest
+        .finish()
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    json!({"start": start, "bytes": whole, "sha256": hex})
 }
 
 fn ended_word(ended: Option<Ended>) -> Option<&'static str> {

@@ -155,7 +155,8 @@ fn tools() -> Vec<Tool> {
             "run_command",
             "Run a command in the workspace, in a sandbox: the workspace is the working \
              directory and home (/workspace), the system's programs are there read-only, \
-             nothing else of the server is, and there is no network. Give `command` (run by \
+             nothing else of the server is, and (unless the service allows it) there is no \
+             network. Give `command` (run by \
              sh -c) or `argv`; answers with the exit code, standard output and standard \
              error (each cut at the service's limit) once it has ended",
             schema(

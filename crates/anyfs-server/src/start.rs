@@ -424,6 +424,16 @@ impl Service {
             }
         };
         if config.exec.is_some() {
+            // Run by root, every command runs as a fresh user of its own;
+            // run by an ordinary user, every tenant's commands would be
+            // that one user, sharing its process count.
+            if rustix::process::geteuid().as_raw() != 0 {
+                return Err(OpenError::Exec(
+                    "the service runs commands only when started as root (each command then \
+                     runs as a fresh unprivileged user of its own)"
+                        .into(),
+                ));
+            }
             anyfs_sandbox::check().map_err(|e| OpenError::Exec(e.to_string()))?;
         }
         let workspaces =
