@@ -30,6 +30,7 @@
 //! # }
 //! ```
 
+mod cgroup;
 mod process;
 mod seccomp;
 mod view;
@@ -137,9 +138,13 @@ pub enum Network {
 /// What a command may use. `None` is no limit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
-    /// Bytes of data memory per process (`RLIMIT_DATA`: heap and private
-    /// writable mappings; address space merely reserved does not count).
-    /// An allocation past it fails.
+    /// Bytes of memory. Per process always (`RLIMIT_DATA`: heap and private
+    /// writable mappings; address space merely reserved does not count):
+    /// an allocation past it fails. Where the command gets a control group
+    /// of its own (run by root, with the memory and pids controllers, v2
+    /// or v1), also for the whole command, shared memory and `/tmp`
+    /// included: past it the kernel kills a process of it
+    /// ([`Ended::Memory`]).
     pub memory: Option<u64>,
     /// Processes and threads at once (`RLIMIT_NPROC`). Counted per user
     /// namespace, and up the chain of them: run by root, the command's

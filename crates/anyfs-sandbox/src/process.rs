@@ -63,6 +63,9 @@ pub enum Ended {
     CpuTime(Duration),
     /// Stopped by the caller ([`Stopper::stop`]): Ctrl-C, a client gone.
     Stopped,
+    /// The memory limit of the whole command (a control group's): the
+    /// kernel killed a process.
+    Memory(u64),
 }
 
 impl std::fmt::Display for Ended {
@@ -79,6 +82,10 @@ impl std::fmt::Display for Ended {
                 limit.as_secs_f64()
             ),
             Ended::Stopped => f.write_str("the command was stopped, with everything it started"),
+            Ended::Memory(limit) => write!(
+                f,
+                "the command used its memory limit of {limit} bytes and a process of it was killed"
+            ),
         }
     }
 }
@@ -88,6 +95,11 @@ impl std::fmt::Display for Ended {
 pub struct Usage {
     /// From start to end.
     pub wall: Duration,
+    /// CPU time of every process of the command (where it runs in a
+    /// control group of its own).
+    pub cpu: Option<Duration>,
+    /// The most memory the command held at once (likewise).
+    pub memory_peak: Option<u64>,
 }
 
 /// How a command ended.
@@ -177,6 +189,9 @@ pub struct Running {
     /// Standard output's and standard error's readers, in that order.
     readers: Vec<std::sync::mpsc::Receiver<Captured>>,
     writer: Option<JoinHandle<()>>,
+    /// The command's control group, if it has one.
+    cgroup: Option<crate::cgroup::Cgroup>,
+    memory: Option<u64>,
     /// Kept open until the launcher has read them.
     _handoff: Handoff,
 }
@@ -267,12 +282,24 @@ impl Running {
         if ended.is_none() && code == 128 + libc::SIGXCPU {
             ended = self.cpu_time.map(Ended::CpuTime);
         }
+        let seen = self
+            .cgroup
+            .take()
+            .map(|group| group.seen())
+            .unwrap_or_default();
+        if ended.is_none() && seen.out_of_memory {
+            ended = self.memory.map(Ended::Memory);
+        }
         Outcome {
             code,
             ended,
             stdout,
             stderr,
-            usage: Usage { wall },
+            usage: Usage {
+                wall,
+                cpu: seen.cpu,
+                memory_peak: seen.memory_peak,
+            },
         }
     }
 }
@@ -374,6 +401,11 @@ pub(crate) fn spawn(
     args.push(info_write.as_raw_fd().to_string().into());
     let args_fd = handoff.data("arguments", &nul_separated(&args))?;
 
+    let cgroup = crate::cgroup::Cgroup::new(&sandbox.limits);
+    let join: Vec<std::ffi::CString> = cgroup
+        .as_ref()
+        .map(|g| g.procs().to_vec())
+        .unwrap_or_default();
     let mut command = Command::new(&bwrap);
     command
         .env_clear()
@@ -383,10 +415,7 @@ pub(crate) fn spawn(
         .arg("--")
         .args(argv);
     let user = sandbox.user;
-    if user.switch {
-        // Also drops every supplementary group.
-        command.uid(user.uid).gid(user.gid);
-    }
+    let switch = user.switch.then_some((user.uid, user.gid));
     let (stdin_bytes, limit, forward) = match io {
         Io::Inherit => (None, None, false),
         Io::Forward { limit } => {
@@ -409,10 +438,11 @@ pub(crate) fn spawn(
     keep.push(info_write.as_raw_fd());
     let limits = rlimits(sandbox);
     let own_session = !interactive;
-    let prepare = move || child_setup(&keep, &limits, own_session);
+    let prepare = move || child_setup(&keep, &join, &limits, switch, own_session);
     // SAFETY: `child_setup` runs between fork and exec and makes only
-    // system calls (fcntl, setrlimit, prctl, setsid) on data prepared
-    // before the fork: it neither allocates nor takes a lock.
+    // system calls (close_range, fcntl, open, write, setrlimit, the id
+    // changes, prctl, setsid) on data prepared before the fork: it neither
+    // allocates nor takes a lock.
     #[allow(unsafe_code)]
     unsafe {
         command.pre_exec(prepare);
@@ -452,17 +482,22 @@ pub(crate) fn spawn(
         cpu_time: sandbox.limits.cpu_time,
         readers,
         writer,
+        cgroup,
+        memory: sandbox.limits.memory,
         _handoff: handoff,
     })
 }
 
 /// In the launcher between fork and exec: keeps the handed-off
-/// descriptors open across exec, sets the limits, forbids gaining
-/// privileges, dies with its parent, and (unless interactive) leaves the
-/// caller's session.
+/// descriptors open across exec (and no other), joins the command's
+/// control group, sets the limits, becomes the sandbox's user, forbids
+/// gaining privileges, dies with its parent (set after the change of user,
+/// which clears it), and (unless interactive) leaves the caller's session.
 fn child_setup(
     keep: &[RawFd],
+    join: &[std::ffi::CString],
     limits: &[(Resource, Rlimit)],
+    switch: Option<(u32, u32)>,
     own_session: bool,
 ) -> std::io::Result<()> {
     // Every descriptor the process holds, whoever opened it (another
@@ -502,8 +537,25 @@ fn child_setup(
         let fd = unsafe { BorrowedFd::borrow_raw(fd) };
         rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())?;
     }
+    // Into the command's control group, while still root.
+    for procs in join {
+        let fd = rustix::fs::open(
+            procs.as_c_str(),
+            rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )?;
+        rustix::io::write(&fd, b"0")?;
+    }
     for (resource, limit) in limits {
         rustix::process::setrlimit(*resource, *limit)?;
+    }
+    if let Some((uid, gid)) = switch {
+        // The launcher's own thread is the whole process here.
+        let gid = rustix::fs::Gid::from_raw(gid);
+        let uid = rustix::fs::Uid::from_raw(uid);
+        rustix::thread::set_thread_groups(&[])?;
+        rustix::thread::set_thread_res_gid(gid, gid, gid)?;
+        rustix::thread::set_thread_res_uid(uid, uid, uid)?;
     }
     rustix::thread::set_no_new_privs(true)?;
     rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;

@@ -736,3 +736,67 @@ fn processes_of(uid: u32) -> Vec<String> {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect()
 }
+
+/// Whether commands here get a control group of their own (root, with the
+/// memory and pids controllers): CI runs as root on such a machine, and
+/// must see them used.
+fn control_groups(out: &Outcome, test: &str) -> bool {
+    let used = out.usage.cpu.is_some();
+    if !used {
+        assert!(
+            !(rustix::process::geteuid().as_raw() == 0
+                && std::env::var("ANYFS_REQUIRE_FUSE").as_deref() == Ok("1")),
+            "{test}: run as root, the command got no control group: {out:?}"
+        );
+        eprintln!("{test}: no control groups here, the rlimits alone were checked");
+    }
+    used
+}
+
+#[test]
+fn shared_memory_counts_against_the_whole_commands_memory_limit() {
+    if skip("shared_memory_counts_against_the_whole_commands_memory_limit") {
+        return;
+    }
+    let sandbox = Sandbox::new(SandboxUser::new()).limits(Limits {
+        memory: Some(128 << 20),
+        ..limits()
+    });
+    // Shared memory is not data memory: the per-process rlimit misses it.
+    let out = sh_with(
+        sandbox,
+        "python3 -c '\nimport mmap\nm = mmap.mmap(-1, 512 << 20)\nfor i in range(0, 512 << 20, 4096):\n    m[i] = 1\nprint(\"touched\")\n'",
+    );
+    if !control_groups(
+        &out,
+        "shared_memory_counts_against_the_whole_commands_memory_limit",
+    ) {
+        return;
+    }
+    assert!(!text(&out.stdout.bytes).contains("touched"), "{out:?}");
+    assert_eq!(out.ended, Some(Ended::Memory(128 << 20)), "{out:?}");
+    assert!(out.usage.memory_peak.unwrap() <= 129 << 20, "{out:?}");
+    assert_eq!(sh("echo alive").stdout.bytes, b"alive\n");
+}
+
+#[test]
+fn the_cpu_time_and_peak_memory_of_every_process_are_reported() {
+    if skip("the_cpu_time_and_peak_memory_of_every_process_are_reported") {
+        return;
+    }
+    let out = sh(
+        "python3 -c 'x = bytearray(64 << 20); t = sum(range(3000000))' & python3 -c 't = sum(range(3000000))'; wait",
+    );
+    if !control_groups(
+        &out,
+        "the_cpu_time_and_peak_memory_of_every_process_are_reported",
+    ) {
+        return;
+    }
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.usage.cpu.unwrap() >= Duration::from_millis(50),
+        "{out:?}"
+    );
+    assert!(out.usage.memory_peak.unwrap() >= 64 << 20, "{out:?}");
+}
