@@ -104,9 +104,14 @@ enum Command {
         /// error.
         #[arg(long, default_value = "1M", value_name = "BYTES", value_parser = parse_bytes, requires = "allow_exec")]
         exec_output: u64,
-        /// Give commands the host's network (default: none at all).
+        /// Give commands the host's network (default: none at all). All of
+        /// it: the host's own 127.0.0.1 services and any cloud metadata
+        /// address included; for trusted tenants only.
         #[arg(long, requires = "allow_exec")]
         exec_network: bool,
+        /// Commands the whole service runs at once.
+        #[arg(long, default_value_t = 16, value_name = "N", requires = "allow_exec")]
+        exec_total: usize,
     },
     /// Move an embedded deployment (its data directory: accounts, agents,
     /// executions, the audit log, every workspace) into PostgreSQL and an
@@ -408,6 +413,7 @@ fn main() -> ExitCode {
             exec_max_timeout,
             exec_output,
             exec_network,
+            exec_total,
         } => serve::run(
             data_dir,
             listen,
@@ -418,6 +424,7 @@ fn main() -> ExitCode {
                 max_open_workspaces,
                 exec: allow_exec.then(|| anyfs_server::ExecConfig {
                     max_concurrent: exec_concurrency.max(1),
+                    max_total: exec_total.max(1),
                     memory: exec_memory,
                     processes: exec_processes,
                     max_timeout: std::time::Duration::from_secs(exec_max_timeout.max(1)),

@@ -341,6 +341,7 @@ pub(crate) async fn run(
             "exit_code": outcome.code,
             "ended": ended_word(outcome.ended),
             "duration_ms": outcome.usage.wall.as_millis() as u64,
+            "cpu_ms": outcome.usage.cpu.map(|d| d.as_millis() as u64),
             "stdout_bytes": outcome.stdout.total,
             "stderr_bytes": outcome.stderr.total,
         });
@@ -392,6 +393,7 @@ fn ended_word(ended: Option<Ended>) -> Option<&'static str> {
         Ended::WallTime(_) => "timeout",
         Ended::CpuTime(_) => "cpu_time",
         Ended::Stopped => "stopped",
+        Ended::Memory(_) => "memory",
     })
 }
 
@@ -418,6 +420,8 @@ fn answer(outcome: &Outcome, timeout: Duration) -> Value {
         "ended": ended_word(outcome.ended),
         "message": outcome.ended.map(|e| e.to_string()),
         "duration_ms": outcome.usage.wall.as_millis() as u64,
+        "cpu_ms": outcome.usage.cpu.map(|d| d.as_millis() as u64),
+        "memory_peak_bytes": outcome.usage.memory_peak,
         "timeout_s": timeout.as_secs_f64(),
     });
     if let Value::Object(fields) = &mut body {

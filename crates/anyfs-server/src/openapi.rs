@@ -278,8 +278,9 @@ pub(crate) const ROUTES: &[(&str, &str, &str, &str)] = &[
         "Run a command in the caller's workspace, sandboxed (only when the service runs with \
          `--allow-exec`; 403 otherwise). Body: `{\"argv\": [...], \"stdin\": \"...\", \
          \"env\": {...}, \"timeout_s\": N}`. Answers once it ended: `exit_code`, `signal`, \
-         `ended` (`timeout`, `cpu_time`, `stopped` or null), `message`, `stdout` and `stderr` \
-         (each with `_bytes`, `_truncated`, `_encoding`: utf-8 or base64), `duration_ms`; 429 \
+         `ended` (`timeout`, `cpu_time`, `memory`, `stopped` or null), `message`, `stdout` and `stderr` \
+         (each with `_bytes`, `_truncated`, `_encoding`: utf-8 or base64), `duration_ms`, `cpu_ms` and `memory_peak_bytes` \
+         (null where unknown); 429 \
          while the account runs its most commands at once",
         "account or agent",
     ),

@@ -85,6 +85,12 @@ fn a_command_works_in_the_callers_workspace() {
     assert_eq!(v["stderr"], "to-stderr\n", "{v}");
     assert_eq!(v["stdout_truncated"], false);
     assert!(v["duration_ms"].as_u64().is_some());
+    // Run by root, each command has a control group: its CPU time and
+    // peak memory are known.
+    if rustix::process::geteuid().as_raw() == 0 {
+        assert!(v["cpu_ms"].as_u64().is_some(), "{v}");
+        assert!(v["memory_peak_bytes"].as_u64().unwrap() > 0, "{v}");
+    }
     let r = get(&s, &a, "/v1/files/out.txt");
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.text().unwrap(), "from python\n");
