@@ -168,14 +168,7 @@ fn refused() -> Result<BpfProgram, SandboxError> {
         })
         .collect::<Result<_, _>>()?;
     rules.insert(libc::SYS_ioctl, ioctls);
-    let filter = SeccompFilter::new(
-        rules,
-        SeccompAction::Allow,
-        SeccompAction::Errno(libc::EPERM as u32),
-        ARCH,
-    )
-    .map_err(compile)?;
-    filter.try_into().map_err(compile)
+    program(rules, libc::EPERM)
 }
 
 /// `clone3` passes its flags in memory, where a filter cannot look: it is
@@ -183,14 +176,7 @@ fn refused() -> Result<BpfProgram, SandboxError> {
 /// flags the filter sees.
 fn clone3() -> Result<BpfProgram, SandboxError> {
     let rules = BTreeMap::from([(libc::SYS_clone3, Vec::new())]);
-    let filter = SeccompFilter::new(
-        rules,
-        SeccompAction::Allow,
-        SeccompAction::Errno(libc::ENOSYS as u32),
-        ARCH,
-    )
-    .map_err(compile)?;
-    filter.try_into().map_err(compile)
+    program(rules, libc::ENOSYS)
 }
 
 /// `call` refused with `errno` unless its first argument is one of
@@ -204,6 +190,12 @@ fn only(call: i64, allowed: &[u64], errno: i32) -> Result<BpfProgram, SandboxErr
         })
         .collect::<Result<Vec<_>, _>>()?;
     let rules = BTreeMap::from([(call, vec![SeccompRule::new(conditions).map_err(compile)?])]);
+    program(rules, errno)
+}
+
+/// A program that answers `errno` to the calls `rules` match and lets
+/// every other through.
+fn program(rules: BTreeMap<i64, Vec<SeccompRule>>, errno: i32) -> Result<BpfProgram, SandboxError> {
     let filter = SeccompFilter::new(
         rules,
         SeccompAction::Allow,

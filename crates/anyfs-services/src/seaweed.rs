@@ -86,6 +86,7 @@ struct Launch {
     dir: PathBuf,
     s3_port: u16,
     filer_port: u16,
+    master_port: u16,
 }
 
 #[derive(Debug)]
@@ -184,7 +185,8 @@ impl Seaweed {
                 .position(|f| *f == flag)
                 .map_or(0, |i| ports[i])
         };
-        let (s3_port, filer_port) = (port("-s3.port"), port("-filer.port"));
+        let (s3_port, filer_port, master_port) =
+            (port("-s3.port"), port("-filer.port"), port("-master.port"));
         let access_key_id = format!("anyfs{}", random_hex(8).map_err(unavailable)?);
         let secret_access_key = random_hex(20).map_err(unavailable)?;
 
@@ -239,6 +241,7 @@ impl Seaweed {
                 dir,
                 s3_port,
                 filer_port,
+                master_port,
             },
             processes: Mutex::new(Processes {
                 watchdog,
@@ -301,7 +304,7 @@ impl Seaweed {
             return Err(unavailable("the watchdog is gone".to_owned()));
         }
         drop(processes);
-        wait_until_ready(launch.s3_port, launch.filer_port).map_err(|why| {
+        wait_until_ready(launch.s3_port, launch.filer_port, launch.master_port).map_err(|why| {
             let log = std::fs::read_to_string(launch.dir.join("weed.log")).unwrap_or_default();
             let tail: Vec<&str> = log.lines().rev().take(15).collect();
             let tail: Vec<&str> = tail.into_iter().rev().collect();
@@ -378,18 +381,25 @@ fn free_ports(n: usize) -> Result<Vec<u16>, String> {
         .map_err(|e| format!("cannot find a free port on 127.0.0.1: {e}"))
 }
 
-/// Waits until the S3 gateway answers its health check and the filer holds
-/// the bucket (created by the server at start, a moment after S3 is up).
-fn wait_until_ready(s3_port: u16, filer_port: u16) -> Result<(), String> {
+/// Waits until the S3 gateway answers its health check, the filer holds
+/// the bucket (created by the server at start, a moment after S3 is up),
+/// and the volume server has told the master of itself and its volumes
+/// (after a restart, objects written before are readable only then).
+fn wait_until_ready(s3_port: u16, filer_port: u16, master_port: u16) -> Result<(), String> {
     let deadline = Instant::now() + START_TIMEOUT;
     let mut last = String::from("no answer yet");
     while Instant::now() < deadline {
         let s3 = http_status(s3_port, "/healthz");
         let bucket = http_status(filer_port, &format!("/buckets/{BUCKET}/"));
-        match (s3, bucket) {
-            (Ok(200), Ok(200)) => return Ok(()),
-            (s3, bucket) => {
-                last = format!("S3 health check: {s3:?}, bucket in the filer: {bucket:?}");
+        let volumes =
+            http_body(master_port, "/dir/status").map(|body| body.contains("\"DataNodes\":[{"));
+        match (s3, bucket, volumes) {
+            (Ok(200), Ok(200), Ok(true)) => return Ok(()),
+            (s3, bucket, volumes) => {
+                last = format!(
+                    "S3 health check: {s3:?}, bucket in the filer: {bucket:?}, a volume server \
+                     known to the master: {volumes:?}"
+                );
             }
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -398,6 +408,27 @@ fn wait_until_ready(s3_port: u16, filer_port: u16) -> Result<(), String> {
         "no answer within {}s ({last})",
         START_TIMEOUT.as_secs()
     ))
+}
+
+/// The whole answer to `GET path` on 127.0.0.1:`port`.
+fn http_body(port: u16, path: &str) -> Result<String, String> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1))
+        .map_err(|e| format!("connect: {e}"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .map_err(|e| e.to_string())?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nAccept: application/json\r\n\r\n"
+    )
+    .map_err(|e| format!("send: {e}"))?;
+    let mut answer = String::new();
+    stream
+        .take(1 << 20)
+        .read_to_string(&mut answer)
+        .map_err(|e| format!("read: {e}"))?;
+    Ok(answer)
 }
 
 /// The status code of `GET path` on 127.0.0.1:`port`.
