@@ -275,7 +275,8 @@ pub(crate) async fn run(
         callers: Callers::AccountOrAgent,
         target: Target::Own,
         // Every file operation of the command goes through the caller's
-        // stack, each judged by its policy there.
+        // stack, each judged by its policy there, and takes the account's
+        // tree lock as an HTTP request would (`TreeLocked`).
         access: Access::InSteps,
         audits: Vec::new(),
     };
@@ -322,8 +323,12 @@ pub(crate) async fn run(
             .audit_ready()
             .map_err(|e| Failure::audit_unavailable(e, false))?;
         let setup = |e: anyfs_sandbox::SandboxError| Failure::internal(format!("exec: {e}"));
-        let mount = WorkspaceMount::mount(open.files().into_inner(), &sandbox.user(), false)
-            .map_err(setup)?;
+        let mount = WorkspaceMount::mount(
+            crate::tree_lock::TreeLocked::new(open.files().into_inner(), open.tree_lock()),
+            &sandbox.user(),
+            false,
+        )
+        .map_err(setup)?;
         let running = sandbox
             .spawn(
                 &mount,

@@ -31,6 +31,7 @@ mod sealing;
 pub mod secrets;
 mod shared;
 mod start;
+mod tree_lock;
 mod workspace;
 
 use std::net::IpAddr;

@@ -142,6 +142,12 @@ impl OpenWorkspace {
         self.service.workspaces.with_trees(&self.account, f)
     }
 
+    /// The account's tree lock itself, for a stack mounted for a command
+    /// (see [`crate::tree_lock`]).
+    pub(crate) fn tree_lock(&self) -> Arc<RwLock<()>> {
+        self.tree.clone()
+    }
+
     /// The account this workspace is.
     pub(crate) fn account(&self) -> &str {
         &self.account
