@@ -410,7 +410,8 @@ fn wait_until_ready(s3_port: u16, filer_port: u16, master_port: u16) -> Result<(
     ))
 }
 
-/// The whole answer to `GET path` on 127.0.0.1:`port`.
+/// The whole answer to `GET path` on 127.0.0.1:`port`, its status line
+/// first.
 fn http_body(port: u16, path: &str) -> Result<String, String> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1))
@@ -433,23 +434,10 @@ fn http_body(port: u16, path: &str) -> Result<String, String> {
 
 /// The status code of `GET path` on 127.0.0.1:`port`.
 fn http_status(port: u16, path: &str) -> Result<u16, String> {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1))
-        .map_err(|e| format!("connect: {e}"))?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(2)))
-        .map_err(|e| e.to_string())?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nAccept: application/json\r\n\r\n"
-    )
-    .map_err(|e| format!("send: {e}"))?;
-    let mut head = [0u8; 32];
-    let n = stream.read(&mut head).map_err(|e| format!("read: {e}"))?;
     // "HTTP/1.1 200 OK"
-    std::str::from_utf8(&head[..n])
-        .ok()
-        .and_then(|line| line.split(' ').nth(1))
+    http_body(port, path)?
+        .split(' ')
+        .nth(1)
         .and_then(|code| code.parse().ok())
         .ok_or_else(|| "not an HTTP answer".to_owned())
 }
