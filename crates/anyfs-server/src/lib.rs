@@ -45,6 +45,7 @@ use zeroize::Zeroizing;
 pub use anyfs_objects::ObjectStoreConfig;
 pub use api::router;
 pub use exec::ExecConfig;
+pub use mcp::{StdioOptions, serve_stdio};
 pub use migrate::{Counts, MigrateError, MigrateOptions, Progress, Report, migrate};
 pub use registry::{ChainBreak, verify_chain, verify_postgres_chain};
 pub use start::{MIN_ADMIN_SECRET_CHARS, OpenError, write_private_file};

@@ -22,6 +22,7 @@ pub use postgres::{Postgres, postgres};
 pub use seaweed::{Seaweed, seaweed};
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 
 /// Why a test service could not be started (the server is not installed,
 /// it failed to start, ...).
@@ -52,6 +53,49 @@ impl fmt::Display for Unavailable {
 }
 
 impl std::error::Error for Unavailable {}
+
+/// A program the install script put in the repository's virtualenv
+/// (`.venv/test-services/bin`), of this checkout or, in a git worktree, of
+/// the main checkout.
+pub(crate) fn venv_program(name: &str) -> Option<PathBuf> {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let installed = |root: &Path| root.join(".venv/test-services/bin").join(name);
+    if installed(&repo).is_file() {
+        return Some(installed(&repo));
+    }
+    main_checkout(&repo)
+        .map(|main| installed(&main))
+        .filter(|p| p.is_file())
+}
+
+/// For a git worktree (whose `.git` is a file naming
+/// `<main>/.git/worktrees/<name>`), the main checkout.
+fn main_checkout(repo: &Path) -> Option<PathBuf> {
+    let link = std::fs::read_to_string(repo.join(".git")).ok()?;
+    let gitdir = PathBuf::from(link.strip_prefix("gitdir:")?.trim());
+    Some(gitdir.parent()?.parent()?.parent()?.to_path_buf())
+}
+
+/// The virtualenv's Python with the clients the tests drive (the MCP
+/// Python SDK, openapi-spec-validator, schemathesis), as the install script
+/// puts them there.
+pub fn python_clients() -> Result<PathBuf, Unavailable> {
+    let python = venv_program("python")
+        .ok_or_else(|| Unavailable::new("The Python test clients", "no .venv/test-services"))?;
+    let installed = std::process::Command::new(&python)
+        .args(["-c", "import mcp, openapi_spec_validator"])
+        .output()
+        .map_err(|e| Unavailable::new("The Python test clients", e.to_string()))?;
+    if !installed.status.success() {
+        return Err(Unavailable::new(
+            "The Python test clients",
+            String::from_utf8_lossy(&installed.stderr)
+                .trim()
+                .to_string(),
+        ));
+    }
+    Ok(python)
+}
 
 /// True when `ANYFS_REQUIRE_SERVICES=1`: a missing service then fails the
 /// test instead of skipping it.

@@ -346,25 +346,7 @@ fn weed_binary() -> PathBuf {
     if let Some(weed) = std::env::var_os("ANYFS_WEED") {
         return PathBuf::from(weed);
     }
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let installed = |root: &Path| root.join(".venv/test-services/bin/weed");
-    if installed(&repo).is_file() {
-        return installed(&repo);
-    }
-    if let Some(main) = main_checkout(&repo)
-        && installed(&main).is_file()
-    {
-        return installed(&main);
-    }
-    PathBuf::from("weed")
-}
-
-/// For a git worktree (whose `.git` is a file naming
-/// `<main>/.git/worktrees/<name>`), the main checkout.
-fn main_checkout(repo: &Path) -> Option<PathBuf> {
-    let link = std::fs::read_to_string(repo.join(".git")).ok()?;
-    let gitdir = PathBuf::from(link.strip_prefix("gitdir:")?.trim());
-    Some(gitdir.parent()?.parent()?.parent()?.to_path_buf())
+    crate::venv_program("weed").unwrap_or_else(|| PathBuf::from("weed"))
 }
 
 /// `n` distinct ports free on 127.0.0.1 right now.

@@ -195,6 +195,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/healthz", get(healthz))
         .nest_service("/mcp", crate::mcp::http_service(service.clone()))
         .fallback(no_route)
+        .layer(axum::middleware::from_fn(crate::mcp::session_ended))
         .layer(axum::middleware::from_fn(json_errors))
         .layer(axum::middleware::from_fn(log_request))
         .with_state(service)
