@@ -153,22 +153,7 @@ pub(crate) fn run(
     } = allowances;
     crate::hardening::owner_only_files();
     // Logs: RUST_LOG (default `info`): one line per request, never a header.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
-                // The MCP library logs whole requests and answers (file
-                // contents, a command's environment and input) below
-                // info: never, whatever RUST_LOG says.
-                .add_directive(
-                    "rmcp=info"
-                        .parse()
-                        .unwrap_or_else(|_| tracing_subscriber::filter::LevelFilter::INFO.into()),
-                ),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+    init_logging("info");
     let mut config = anyfs_server::Config::new(&data_dir);
     config.objects = stores.objects()?;
     // What the start line names: the workspaces' store.
@@ -204,4 +189,27 @@ pub(crate) fn run(
             .await
             .map_err(|e| format!("server: {e}"))
     })
+}
+
+/// Logs to standard error: `RUST_LOG`'s levels (`default` without it), but
+/// never the MCP library below `info`, however `RUST_LOG` names it (its
+/// `debug` logs whole messages: file contents, a command's environment and
+/// input).
+pub(crate) fn init_logging(default: &str) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer, filter};
+    let levels = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let no_payloads = filter::filter_fn(|meta| {
+        !(meta.target().starts_with("rmcp") && *meta.level() > tracing::Level::INFO)
+    });
+    let _ = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_filter(levels)
+                .with_filter(no_payloads),
+        )
+        .try_init();
 }

@@ -201,20 +201,7 @@ impl Workspace {
     /// Serves the workspace's files as MCP tools on standard input and
     /// output until the client closes its end.
     pub(crate) fn serve_mcp(self, over: Option<PathBuf>, ignore_roots: bool) -> Result<(), String> {
-        let _ =
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_default_env()
-                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"))
-                        // Below info the MCP library logs whole messages (file
-                        // contents): never.
-                        .add_directive("rmcp=warn".parse().unwrap_or_else(|_| {
-                            tracing_subscriber::filter::LevelFilter::WARN.into()
-                        })),
-                )
-                .with_writer(std::io::stderr)
-                .with_ansi(false)
-                .try_init();
+        crate::serve::init_logging("warn");
         let options = anyfs_server::StdioOptions {
             label: self.label.clone(),
             over,

@@ -833,11 +833,11 @@ fn agents_use_their_workspace_through_mcp_tools() {
         json!({"name": "bot", "policy": {"deny": ["/private/**"]}}),
     );
     assert_eq!(put(&s, &a, "/private/key", b"k"), StatusCode::CREATED);
-    let session = mcp_session(&s);
+    let session = mcp_session(&s, &bot);
     let (_, tools) = mcp(
         &s,
         Some(&session),
-        None,
+        Some(&bot),
         json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
     );
     let names: Vec<&str> = tools["result"]["tools"]
@@ -880,8 +880,9 @@ fn agents_use_their_workspace_through_mcp_tools() {
         "ship it"
     );
     // No secret: refused. Another tenant: its own (empty) workspace. Policy: holds.
+    // No secret: refused before the MCP layer (no reply at all).
     let anon = call(None, 5, "read_file", json!({"path": "/notes/todo.md"}));
-    assert_eq!(anon["isError"], true);
+    assert_eq!(anon, Value::Null);
     let other = call(Some(&b), 6, "read_file", json!({"path": "/notes/todo.md"}));
     assert_eq!(other["isError"], true);
     assert!(!other.to_string().contains("ship it"));
@@ -2385,11 +2386,11 @@ fn snapshots_through_mcp_tools_take_the_account_secret() {
     let (_, a) = signup(&s, "alice");
     let (_, bot, _) = agent(&s, &a, json!({"name": "bot", "policy": {}}));
     assert_eq!(put(&s, &a, "/plan.md", b"v1"), StatusCode::CREATED);
-    let session = mcp_session(&s);
+    let session = mcp_session(&s, &a);
     let (_, tools) = mcp(
         &s,
         Some(&session),
-        None,
+        Some(&a),
         json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
     );
     let restore = tools["result"]["tools"]

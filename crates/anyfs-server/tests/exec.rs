@@ -55,7 +55,7 @@ fn commands_are_refused_unless_the_operator_allows_them() {
         "{v}"
     );
     // Nor is the tool offered over MCP.
-    let session = mcp_session(&s);
+    let session = mcp_session(&s, &a);
     let (_, tools) = mcp(
         &s,
         Some(&session),
@@ -391,7 +391,7 @@ fn run_command_over_mcp_follows_the_same_rules() {
         json!({"name": "bot", "policy": {"deny": ["/secret/**"]}}),
     );
     let bot = v["token"].as_str().unwrap().to_string();
-    let session = mcp_session(&s);
+    let session = mcp_session(&s, &bot);
     let call = |who: &str, args: Value| {
         mcp(
             &s,
@@ -419,6 +419,7 @@ fn run_command_over_mcp_follows_the_same_rules() {
     assert_eq!(get(&s, &a, "/v1/files/made.txt").text().unwrap(), "made\n");
     let reply = call(&bot, json!({"command": "true", "argv": ["true"]}));
     assert_eq!(reply["result"]["isError"], true, "{reply}");
+    // A wrong secret is refused before the MCP layer: no reply at all.
     let reply = call("nobody", json!({"command": "true"}));
-    assert_eq!(reply["result"]["isError"], true, "{reply}");
+    assert_eq!(reply, Value::Null, "{reply}");
 }

@@ -168,6 +168,20 @@ async def common_checks(session, where, *, secret_leak_markers=()):
     check(f"{where}: an edit not found changes nothing and says which", err and "edit 2 of 2" in out and "/w/e.py" in out
           and "return 2" in now, out)
 
+    # Tabs stay tabs; a file with mixed line ends keeps them.
+    await call(session, "write_file", {"path": "/w/t.py", "content": "if x:\n\tif y:\n\t\tz()\n"})
+    err, out, _ = await call(session, "edit_file", {"path": "/w/t.py", "edits": [
+        {"oldText": "if y:\n    z()", "newText": "if y:\n    w()"}]})
+    _, now, _ = await call(session, "read_text_file", {"path": "/w/t.py"})
+    check(f"{where}: a loose match keeps the file's tabs", not err and now == "if x:\n\tif y:\n\t\tw()\n", repr(now))
+    await call(session, "write_file", {"path": "/w/m.txt", "content": "a\r\nb\nc\n"})
+    err, out, _ = await call(session, "edit_file", {"path": "/w/m.txt", "edits": [{"oldText": "c", "newText": "d"}]})
+    _, now, _ = await call(session, "read_text_file", {"path": "/w/m.txt"})
+    check(f"{where}: mixed line ends are kept", not err and now == "a\r\nb\nd\n", repr(now))
+    err, out, _ = await call(session, "edit_file", {"path": "/w/m.txt", "dryRun": True,
+                                                    "edits": [{"oldText": "d", "newText": "`" * 5000}]})
+    check(f"{where}: a diff full of backticks gets a longer fence", not err and out.startswith("`" * 5001 + "diff"), out[:50])
+
     # Directories.
     err, out, _ = await call(session, "create_directory", {"path": "/w/d/e/f"})
     check(f"{where}: create_directory", not err, out)
@@ -188,7 +202,7 @@ async def common_checks(session, where, *, secret_leak_markers=()):
           and '"name": "big.txt"' in flat and '"children"' in flat, out)
     err, out, res = await call(session, "search_files", {"path": "/w", "pattern": "*.txt"})
     found = (res.structured_content or {}).get("matches") if res else None
-    check(f"{where}: search_files", not err and found and set(found) == {"/w/a/b.txt", "/w/d/big.txt"}, out)
+    check(f"{where}: search_files", not err and found and set(found) == {"/w/a/b.txt", "/w/d/big.txt", "/w/m.txt"}, out)
     err, out, res = await call(session, "get_file_info", {"path": "/w/d/big.txt"})
     info = res.structured_content if res else {}
     check(f"{where}: get_file_info", not err and info.get("size") == 5000 and info.get("type") == "file"
@@ -355,11 +369,15 @@ def http_json(method, url, secret, body=None):
 
 
 @asynccontextmanager
-async def http_session(url, secret):
+async def http_session(url, secret, roots=None):
     headers = {"Authorization": f"Bearer {secret}"} if secret else {}
+    callback = None
+    if roots is not None:
+        async def callback(_context):
+            return types.ListRootsResult(roots=[types.Root(uri=u) for u in roots])
     async with httpx2.AsyncClient(headers=headers, timeout=60) as client:
         async with streamable_http_client(url + "/mcp", http_client=client) as (read, write):
-            async with ClientSession(read, write) as session:
+            async with ClientSession(read, write, list_roots_callback=callback) as session:
                 await session.initialize()
                 yield session
 
@@ -415,12 +433,31 @@ async def run_http(url, account, agent, other):
         _, out, _ = await call(s, "grep", {"pattern": "plan|agent"})
         check("http other account: grep sees only its own files", "the plan" not in out and "by the agent" not in out, out)
 
-    async with http_session(url, None) as s:
-        err, out, _ = await call(s, "read_text_file", {"path": "/agent.txt"})
-        check("http: no secret, no files", err and "secret" in out and "by the agent" not in out, out)
-    async with http_session(url, "anyfs_sk_not-a-real-secret") as s:
-        err, out, _ = await call(s, "list_directory", {"path": "/"})
-        check("http: a wrong secret, no files", err and "agent.txt" not in out, out)
+    for label, secret in [("no secret", None), ("a wrong secret", "anyfs_sk_not-a-real-secret")]:
+        seen = ""
+        try:
+            async with http_session(url, secret) as s:
+                _, seen, _ = await call(s, "read_text_file", {"path": "/agent.txt"})
+                check(f"http: {label}: no session is opened", False, seen)
+        except Exception as e:  # the session itself is refused
+            seen = repr(e)
+            check(f"http: {label}: no session is opened", True)
+        check(f"http: {label}: no files", "by the agent" not in seen, seen)
+    async with httpx2.AsyncClient() as client:
+        refused = await client.post(url + "/mcp", headers={"Accept": "application/json, text/event-stream"}, json={
+            "jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})
+        check("http: initialize without a secret is 401 with WWW-Authenticate",
+              refused.status_code == 401 and refused.headers.get("www-authenticate") == "Bearer", refused.status_code)
+
+    # Roots narrow over HTTP too, and the whole-workspace tools are refused.
+    async with http_session(url, account, roots=["file:///w/g"]) as s:
+        err, out, _ = await call(s, "read_text_file", {"path": "/w/g/one.rs"})
+        check("http roots: inside a root is reachable", not err and "fn main" in out, out)
+        err, out, _ = await call(s, "read_text_file", {"path": "/private/plan.txt"})
+        check("http roots: outside the roots is refused", err and "outside the roots" in out and "the plan" not in out, out)
+        err, out, _ = await call(s, "list_snapshots", {})
+        check("http roots: snapshot tools are refused while roots narrow", err and "roots" in out, out)
 
     # The audit has the MCP calls, as the HTTP API's.
     audit = http_json("GET", url + "/v1/audit?limit=1000", account)

@@ -195,10 +195,51 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/healthz", get(healthz))
         .nest_service("/mcp", crate::mcp::http_service(service.clone()))
         .fallback(no_route)
-        .layer(axum::middleware::from_fn(crate::mcp::session_ended))
+        .layer(axum::middleware::from_fn_with_state(
+            service.clone(),
+            mcp_gate,
+        ))
         .layer(axum::middleware::from_fn(json_errors))
         .layer(axum::middleware::from_fn(log_request))
         .with_state(service)
+}
+
+/// `/mcp` serves only a caller with a valid bearer secret, from the first
+/// message on (`initialize`, the event stream, the session's end): no
+/// session is made or kept for anyone else. Each tool call is still
+/// authenticated again, by its own request's header, as it runs. A client
+/// ending its session is told 204 No Content: the MCP library says 202
+/// Accepted, which clients read as the session not ended.
+async fn mcp_gate(
+    State(service): State<Arc<Service>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = request.uri().path();
+    if path != "/mcp" && !path.starts_with("/mcp/") {
+        return next.run(request).await;
+    }
+    let presented = secret(request.headers());
+    let checked = crate::operation::blocking(&service, move |service| {
+        caller::authenticate(service, presented.as_deref().map(String::as_str)).map(drop)
+    })
+    .await;
+    if let Err(failure) = checked {
+        let mut response = errors::ApiError::from(failure).into_response();
+        if response.status() == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        return response;
+    }
+    let ending = request.method() == axum::http::Method::DELETE;
+    let mut response = next.run(request).await;
+    if ending && response.status() == StatusCode::ACCEPTED {
+        *response.status_mut() = StatusCode::NO_CONTENT;
+    }
+    response
 }
 
 /// What answers a path no route matches: the JSON error, not an empty 404.

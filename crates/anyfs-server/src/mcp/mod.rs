@@ -54,21 +54,6 @@ pub(crate) fn http_service(
     )
 }
 
-/// A client ending its session (`DELETE /mcp`) is told 204 No Content once
-/// it has ended: the MCP library says 202 Accepted, which clients read as
-/// the session not (yet) ended.
-pub(crate) async fn session_ended(
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    let ending = request.method() == axum::http::Method::DELETE && request.uri().path() == "/mcp";
-    let mut response = next.run(request).await;
-    if ending && response.status() == axum::http::StatusCode::ACCEPTED {
-        *response.status_mut() = axum::http::StatusCode::NO_CONTENT;
-    }
-    response
-}
-
 /// How `anyfs mcp` serves a local workspace over standard input/output.
 #[derive(Debug, Clone, Default)]
 pub struct StdioOptions {
@@ -226,6 +211,15 @@ fn uri_path(uri: &str) -> Option<PathBuf> {
 fn root_in_workspace(uri: &str, over: Option<&Path>) -> Option<String> {
     let path = uri_path(uri)?;
     let inside = match over {
+        // The same place however the client spells it (a link on the way).
+        Some(dir) if path.canonicalize().is_ok() => {
+            let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+            path.canonicalize()
+                .ok()?
+                .strip_prefix(&dir)
+                .ok()?
+                .to_path_buf()
+        }
         Some(dir) => {
             let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
             path.strip_prefix(&dir).ok()?.to_path_buf()
@@ -425,6 +419,9 @@ impl FileTools {
         let Host::Service(service) = &self.host else {
             return Err("snapshots are not served here".into());
         };
+        if self.narrowing(context).await?.is_some() {
+            return Err(NARROWED.into());
+        }
         let request = FileRequest {
             secret: secret_of(context),
             target: Target::Own,
@@ -445,6 +442,11 @@ impl FileTools {
             .map_err(|f| said(f, &call))
     }
 }
+
+/// Why a tool that reaches the whole workspace is refused in a session
+/// the client's roots narrow.
+const NARROWED: &str = "this tool reaches the whole workspace, and this client's roots narrow \
+                        what it may reach: it is not available in this session";
 
 /// Changes a `diff` call lists at most (a tool result is held whole).
 const MOST_CHANGES: usize = 1000;
@@ -538,7 +540,12 @@ impl FileTools {
                 .collect(),
             None => Vec::new(),
         };
-        call.paths = args.paths.iter().filter_map(|p| ws_path(p).ok()).collect();
+        call.paths = args
+            .paths
+            .iter()
+            .filter(|p| !outside.contains(p))
+            .filter_map(|p| ws_path(p).ok())
+            .collect();
         self.files(&context, call, move |fs| {
             let mut args = args;
             args.paths.retain(|p| !outside.contains(p));
@@ -732,6 +739,9 @@ impl FileTools {
         &self,
         context: RequestContext<RoleServer>,
     ) -> Result<String, String> {
+        // Only for a caller with files (over HTTP: a valid secret).
+        let call = Call::new("list_allowed_directories", Access::Read, &[]);
+        self.files(&context, call, |_| Ok(())).await?;
         let narrowing = self.narrowing(&context).await?;
         let mut text = String::from("Allowed directories:\n");
         match narrowing {
@@ -942,6 +952,9 @@ impl FileTools {
         let Host::Service(service) = &self.host else {
             return Err("commands are not run here".into());
         };
+        if self.narrowing(&context).await?.is_some() {
+            return Err(NARROWED.into());
+        }
         let argv = match (args.command, args.argv) {
             (Some(line), None) => vec!["sh".to_string(), "-c".to_string(), line],
             (None, Some(argv)) => argv,

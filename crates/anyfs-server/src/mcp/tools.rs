@@ -47,6 +47,14 @@ pub(crate) const GREP_FILE_LIMIT: u64 = 16 << 20;
 pub(crate) const GREP_TOTAL: u64 = 256 << 20;
 /// The longest line `grep` shows (longer ones are cut).
 const GREP_LINE: usize = 300;
+/// The most bytes of paths and names one listing result carries
+/// (`directory_tree`, `search_files`, `grep`), whatever their count.
+pub(crate) const RESULT_BYTES: usize = 256 << 10;
+/// How deep `directory_tree` shows (deeper directories are shown without
+/// their entries).
+pub(crate) const TREE_DEPTH: usize = 64;
+/// The longest one walk may take.
+const WALK_TIME: std::time::Duration = std::time::Duration::from_secs(20);
 /// The most entries one walk visits (`directory_tree`, `search_files`,
 /// `grep`, `copy`), so that no call runs unbounded over a huge tree.
 pub(crate) const WALK_LIMIT: usize = 200_000;
@@ -315,7 +323,8 @@ pub(crate) struct TreeResult {
     pub(crate) tree: Vec<TreeNode>,
     /// How many entries are shown.
     pub(crate) entries: usize,
-    /// Whether the tree was cut at the limit; `note` says where.
+    /// Whether the tree was cut at the limit; `note` says so, or that the
+    /// deepest directories are shown without their entries.
     pub(crate) truncated: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) note: Option<String>,
@@ -353,6 +362,10 @@ pub(crate) struct GrepResult {
     /// Files not searched, and why (binary, too large, unreadable); at most
     /// 100 are named.
     pub(crate) skipped: Vec<String>,
+    /// The result's size so far.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub(crate) bytes: usize,
 }
 
 /// `list_snapshots`.
@@ -732,7 +745,7 @@ pub(crate) fn copy(fs: &Files, args: &FromToArgs) -> Result<String, Failure> {
     let from = real_from;
     fs.create_dir(&to).map_err(file_error(&to))?;
     let mut copied = 1usize;
-    walk(fs, &from, &mut |rel, kind| {
+    let walked = walk(fs, &from, &mut |rel, kind| {
         let (src, dst) = (join(&from, rel), join(&to, rel));
         copied += 1;
         if kind == FileType::Directory {
@@ -741,7 +754,12 @@ pub(crate) fn copy(fs: &Files, args: &FromToArgs) -> Result<String, Failure> {
             copy_node(fs, &src, &dst, kind)?;
         }
         Ok(Walk::Go)
-    })?;
+    });
+    // No half copy is left behind.
+    if let Err(failure) = walked {
+        let _ = fs.remove_dir_all(&to);
+        return Err(failure);
+    }
     Ok(format!(
         "Successfully copied {from} to {to} ({copied} entries)"
     ))
@@ -781,8 +799,15 @@ pub(crate) fn edit_file(fs: &Files, args: &EditArgs) -> Result<String, Failure> 
         )));
     }
     let original = as_text(&path, fs.read(&path).map_err(&err)?, false)?;
-    let crlf = original.contains("\r\n");
-    let original = original.replace("\r\n", "\n");
+    // A file whose every line ends in CRLF is edited as LF and written back
+    // as CRLF; any other is edited as it is (mixed line ends are kept).
+    let crlf = original.contains("\r\n")
+        && original.matches('\n').count() == original.matches("\r\n").count();
+    let original = if crlf {
+        original.replace("\r\n", "\n")
+    } else {
+        original
+    };
     let mut text = original.clone();
     let count = args.edits.len();
     for (i, edit) in args.edits.iter().enumerate() {
@@ -802,11 +827,22 @@ pub(crate) fn edit_file(fs: &Files, args: &EditArgs) -> Result<String, Failure> 
             ))
         })?;
     }
-    let diff = similar::TextDiff::from_lines(&original, &text)
+    // A diff that takes too long is approximated, never unbounded.
+    let mut diff = similar::TextDiff::configure()
+        .timeout(std::time::Duration::from_secs(1))
+        .diff_lines(&original, &text)
         .unified_diff()
         .context_radius(3)
         .header(&format!("{path}\toriginal"), &format!("{path}\tmodified"))
         .to_string();
+    if diff.len() > TEXT_LIMIT {
+        let mut end = TEXT_LIMIT;
+        while !diff.is_char_boundary(end) {
+            end -= 1;
+        }
+        diff.truncate(end);
+        diff.push_str("\n[the diff is cut at 256 KiB; read the file for the rest]\n");
+    }
     if !args.dry_run && text != original {
         let out = if crlf {
             text.replace('\n', "\r\n")
@@ -816,10 +852,13 @@ pub(crate) fn edit_file(fs: &Files, args: &EditArgs) -> Result<String, Failure> 
         fs.write(&path, out).map_err(&err)?;
     }
     // A fence longer than any run of backticks in the diff.
-    let mut fence = "```".to_string();
-    while diff.contains(&fence) {
-        fence.push('`');
+    let mut longest = 0;
+    let mut run = 0;
+    for b in diff.bytes() {
+        run = if b == b'`' { run + 1 } else { 0 };
+        longest = longest.max(run);
     }
+    let fence = "`".repeat((longest + 1).max(3));
     Ok(format!("{fence}diff\n{diff}{fence}\n"))
 }
 
@@ -847,31 +886,43 @@ pub(crate) fn apply_edit(text: &str, old: &str, new: &str) -> Option<String> {
             .all(|(w, l)| w.trim() == l.trim())
     })?;
     let matched = &lines[start..start + wanted.len()];
-    let indent = |s: &str| s.len() - s.trim_start().len();
-    // The block's indentation in the file, and in the edit's own text: the
-    // replacement keeps each line's depth relative to the edit's first
-    // line, placed at the file's.
-    let file_indent = &matched[0][..indent(matched[0])];
-    let edit_base = indent(wanted[0]);
+    // The edit's first non-blank line and its match in the file set the
+    // base: a new line indented like one of the edit's old lines takes
+    // that file line's own indentation (tabs stay tabs); any other keeps
+    // its depth relative to the edit's base, placed at the file's.
+    let first = wanted
+        .iter()
+        .position(|l| !l.trim().is_empty())
+        .unwrap_or(0);
+    let file_base = lead(matched[first]);
+    let edit_base = lead(wanted[first]).chars().count();
     let replacement: Vec<String> = new
         .trim_end_matches('\n')
         .split('\n')
-        .enumerate()
-        .map(|(i, line)| {
+        .map(|line| {
             if line.trim().is_empty() {
-                String::new()
-            } else if i == 0 {
-                format!("{file_indent}{}", line.trim_start())
-            } else {
-                let depth = indent(line).saturating_sub(edit_base);
-                format!("{file_indent}{}{}", " ".repeat(depth), line.trim_start())
+                return String::new();
             }
+            let own = lead(line);
+            if let Some(i) = wanted
+                .iter()
+                .position(|w| !w.trim().is_empty() && lead(w) == own)
+            {
+                return format!("{}{}", lead(matched[i]), line.trim_start());
+            }
+            let depth = own.chars().count().saturating_sub(edit_base);
+            format!("{file_base}{}{}", " ".repeat(depth), line.trim_start())
         })
         .collect();
     let mut out: Vec<String> = lines[..start].iter().map(|s| s.to_string()).collect();
     out.extend(replacement);
     out.extend(lines[start + wanted.len()..].iter().map(|s| s.to_string()));
     Some(out.join("\n"))
+}
+
+/// A line's leading whitespace.
+fn lead(line: &str) -> &str {
+    &line[..line.len() - line.trim_start().len()]
 }
 
 // ------------------------------------------------------------------ listing
@@ -1032,8 +1083,8 @@ fn walk(
     visit: &mut dyn FnMut(&str, FileType) -> Result<Walk, Failure>,
 ) -> Result<bool, Failure> {
     let mut seen = 0usize;
-    let mut stack: Vec<(String, Entries, usize)> =
-        vec![(String::new(), entries(fs, root)?, 0)];
+    let started = std::time::Instant::now();
+    let mut stack: Vec<(String, Entries, usize)> = vec![(String::new(), entries(fs, root)?, 0)];
     while let Some((rel_dir, list, next)) = stack.last_mut() {
         let Some((name, kind, _)) = list.get(*next).cloned() else {
             stack.pop();
@@ -1041,6 +1092,12 @@ fn walk(
         };
         *next += 1;
         seen += 1;
+        if started.elapsed() > WALK_TIME {
+            return Err(Failure::BadRequest(format!(
+                "{root}: walking it took over {} s; narrow the call to a smaller directory",
+                WALK_TIME.as_secs()
+            )));
+        }
         if seen > WALK_LIMIT {
             return Err(Failure::BadRequest(format!(
                 "{root}: more than {WALK_LIMIT} entries below it; narrow the call to a \
@@ -1117,18 +1174,26 @@ pub(crate) fn directory_tree(fs: &Files, args: &TreeArgs) -> Result<TreeResult, 
     let exclude = Patterns::new(&args.exclude_patterns)?;
     // Nodes by their parent's relative path, then assembled.
     let mut shown = 0usize;
+    let mut bytes = 0usize;
     let mut truncated = false;
+    let mut too_deep = false;
     let mut flat: Vec<(String, FileType)> = Vec::new();
     walk(fs, &path, &mut |rel, kind| {
         if exclude.matches(rel) {
             return Ok(Walk::Skip);
         }
-        if shown >= ENTRY_LIMIT {
+        let name_len = rel.rsplit('/').next().map_or(0, str::len) + 40;
+        if shown >= ENTRY_LIMIT || bytes + name_len > RESULT_BYTES {
             truncated = true;
             return Ok(Walk::Stop);
         }
         shown += 1;
+        bytes += name_len;
         flat.push((rel.to_string(), kind));
+        if rel.matches('/').count() + 1 >= TREE_DEPTH {
+            too_deep |= kind == FileType::Directory;
+            return Ok(Walk::Skip);
+        }
         Ok(Walk::Go)
     })?;
     let tree = assemble(&flat, "");
@@ -1136,12 +1201,16 @@ pub(crate) fn directory_tree(fs: &Files, args: &TreeArgs) -> Result<TreeResult, 
         tree,
         entries: shown,
         truncated,
-        note: truncated.then(|| {
-            format!(
-                "cut at {ENTRY_LIMIT} entries: call directory_tree on a subdirectory, or \
-                 exclude some"
-            )
-        }),
+        note: match (truncated, too_deep) {
+            (true, _) => Some(format!(
+                "cut at {shown} entries: call directory_tree on a subdirectory, or exclude some"
+            )),
+            (false, true) => Some(format!(
+                "directories {TREE_DEPTH} levels down are shown without their entries: call \
+                 directory_tree on one of them"
+            )),
+            (false, false) => None,
+        },
     })
 }
 
@@ -1188,16 +1257,19 @@ pub(crate) fn search_files(fs: &Files, args: &SearchArgs) -> Result<SearchResult
     let exclude = Patterns::new(&args.exclude_patterns)?;
     let mut matches = Vec::new();
     let mut truncated = false;
+    let mut bytes = 0usize;
     walk(fs, &path, &mut |rel, _| {
         if exclude.matches(rel) {
             return Ok(Walk::Skip);
         }
         if wanted.matches(rel) {
-            if matches.len() == SEARCH_LIMIT {
+            let found = join(&path, rel);
+            bytes += found.len() + 4;
+            if matches.len() == SEARCH_LIMIT || bytes > RESULT_BYTES {
                 truncated = true;
                 return Ok(Walk::Stop);
             }
-            matches.push(join(&path, rel));
+            matches.push(found);
         }
         Ok(Walk::Go)
     })?;
@@ -1229,6 +1301,7 @@ pub(crate) fn grep(fs: &Files, args: &GrepArgs) -> Result<GrepResult, Failure> {
         files_searched: 0,
         truncated: false,
         skipped: Vec::new(),
+        bytes: 0,
     };
     let mut budget = GREP_TOTAL;
     let meta = fs.metadata(&path).map_err(file_error(&path))?;
@@ -1265,13 +1338,23 @@ fn grep_file(
     budget: &mut u64,
     result: &mut GrepResult,
 ) -> Result<bool, Failure> {
-    let mut skip = |why: String| {
-        if result.skipped.len() < 100 {
-            result.skipped.push(why);
-        }
+    let mut skip = |why: String| match result.skipped.len() {
+        0..100 => result.skipped.push(why),
+        100 => result
+            .skipped
+            .push("… and more files were skipped (not named)".into()),
+        _ => {}
+    };
+    // A refusal that every other file would get too ends the search.
+    let fatal = |e: &FsError| {
+        matches!(
+            e.kind(),
+            anyfs::FsErrorKind::RateLimitExceeded | anyfs::FsErrorKind::Io
+        )
     };
     let size = match fs.metadata(path) {
         Ok(m) => m.len,
+        Err(e) if fatal(&e) => return Err(Failure::from(e)),
         Err(e) => {
             skip(format!("{path}: {e}"));
             return Ok(true);
@@ -1288,6 +1371,7 @@ fn grep_file(
     *budget -= size;
     let bytes = match fs.read(path) {
         Ok(b) => b,
+        Err(e) if fatal(&e) => return Err(Failure::from(e)),
         Err(e) => {
             skip(format!("{path}: {e}"));
             return Ok(true);
@@ -1301,7 +1385,8 @@ fn grep_file(
     for (number, line) in String::from_utf8_lossy(&bytes).split('\n').enumerate() {
         let line = line.strip_suffix('\r').unwrap_or(line);
         if regex.is_match(line) {
-            if result.matches.len() == most {
+            result.bytes += path.len() + line.len().min(GREP_LINE) + 30;
+            if result.matches.len() == most || result.bytes > RESULT_BYTES {
                 result.truncated = true;
                 return Ok(false);
             }

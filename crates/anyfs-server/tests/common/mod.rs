@@ -202,12 +202,13 @@ pub(crate) fn mcp(
     (session, reply)
 }
 
-/// An initialized MCP session (its id); the server must offer tools.
-pub(crate) fn mcp_session(s: &Running) -> String {
+/// An initialized MCP session (its id), opened with `bearer` (`/mcp`
+/// serves only a valid secret); the server must offer tools.
+pub(crate) fn mcp_session(s: &Running, bearer: &str) -> String {
     let (session, init) = mcp(
         s,
         None,
-        None,
+        Some(bearer),
         json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
             "protocolVersion": "2025-03-26", "capabilities": {},
             "clientInfo": {"name": "test", "version": "1"}}}),
@@ -221,6 +222,7 @@ pub(crate) fn mcp_session(s: &Running) -> String {
         .post(s.url("/mcp"))
         .header("accept", "application/json, text/event-stream")
         .header("mcp-session-id", &session)
+        .bearer_auth(bearer)
         .json(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
         .send()
         .unwrap();
