@@ -214,9 +214,14 @@ impl Workspace {
             .build()
             .map_err(|e| format!("cannot start: {e}"))?;
         let label = self.label;
-        runtime
+        let served = runtime
             .block_on(anyfs_server::serve_stdio(self.backend, options))
-            .map_err(|e| format!("{label}: MCP over standard input/output: {e}"))
+            .map_err(|e| format!("{label}: MCP over standard input/output: {e}"));
+        // A call still running when the client left gets a moment to end
+        // (each is bounded); a change it makes is one transaction, whole or
+        // not at all.
+        runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+        served
     }
 
     /// Mounts and waits for Ctrl-C or SIGTERM, or for the mount to be

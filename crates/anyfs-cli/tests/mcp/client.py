@@ -200,13 +200,19 @@ async def common_checks(session, where, *, secret_leak_markers=()):
     flat = json.dumps(tree)
     check(f"{where}: directory_tree is structured and excludes", not err and tree and "small.log" not in flat
           and '"name": "big.txt"' in flat and '"children"' in flat, out)
+    check(f"{where}: directory_tree's text is the reference's JSON array", not err and isinstance(json.loads(out), list)
+          and json.loads(out) == tree["tree"], out[:200])
     err, out, res = await call(session, "search_files", {"path": "/w", "pattern": "*.txt"})
     found = (res.structured_content or {}).get("matches") if res else None
-    check(f"{where}: search_files", not err and found and set(found) == {"/w/a/b.txt", "/w/d/big.txt", "/w/m.txt"}, out)
+    check(f"{where}: search_files", not err and found and set(found) == {"/w/a/b.txt", "/w/d/big.txt", "/w/m.txt"}
+          and set(out.split("\n")) == set(found), out)
+    err, out, _ = await call(session, "search_files", {"path": "/w", "pattern": "*.nothing"})
+    check(f"{where}: search_files with no match says so", not err and out == "No matches found", out)
     err, out, res = await call(session, "get_file_info", {"path": "/w/d/big.txt"})
     info = res.structured_content if res else {}
     check(f"{where}: get_file_info", not err and info.get("size") == 5000 and info.get("type") == "file"
-          and info.get("isFile") is True and "T" in info.get("modified", ""), out)
+          and info.get("isFile") is True and "T" in info.get("modified", "") and "size: 5000" in out
+          and "isDirectory: false" in out, out)
     err, out, _ = await call(session, "list_allowed_directories", {})
     check(f"{where}: list_allowed_directories", not err and out.startswith("Allowed directories:"), out)
 

@@ -443,6 +443,21 @@ impl FileTools {
     }
 }
 
+/// A result that is data: the value as structured output, and as text the
+/// words the reference server gives for it (so a client that reads only
+/// the text reads what it is used to).
+fn data<T: serde::Serialize>(value: &T, text: String) -> Result<CallToolResult, String> {
+    let value = serde_json::to_value(value).map_err(|e| format!("the result: {e}"))?;
+    let mut result = CallToolResult::structured(value);
+    result.content = vec![ContentBlock::text(text)];
+    Ok(result)
+}
+
+/// The output schema of a tool whose result is `T`.
+fn output<T: schemars::JsonSchema + 'static>() -> Arc<rmcp::model::JsonObject> {
+    rmcp::handler::server::tool::schema_for_output::<T>()
+}
+
 /// Why a tool that reaches the whole workspace is refused in a session
 /// the client's roots narrow.
 const NARROWED: &str = "this tool reaches the whole workspace, and this client's roots narrow \
@@ -661,17 +676,23 @@ impl FileTools {
         description = "Everything below a directory as a JSON tree of {name, type, children}; \
                        `excludePatterns` leaves out matching names or paths. At most 5,000 \
                        entries.",
-        annotations(read_only_hint = true, open_world_hint = false)
+        annotations(read_only_hint = true, open_world_hint = false),
+        output_schema = output::<TreeResult>()
     )]
     async fn directory_tree(
         &self,
         context: RequestContext<RoleServer>,
         Parameters(args): Parameters<TreeArgs>,
-    ) -> Result<Json<TreeResult>, String> {
+    ) -> Result<CallToolResult, String> {
         let call = Call::new("directory_tree", Access::Read, &[&args.path]);
-        self.files(&context, call, move |fs| directory_tree(fs, &args))
-            .await
-            .map(Json)
+        let tree = self
+            .files(&context, call, move |fs| directory_tree(fs, &args))
+            .await?;
+        let mut text = serde_json::to_string_pretty(&tree.tree).unwrap_or_default();
+        if let Some(note) = &tree.note {
+            text.push_str(&format!("\n[{note}]"));
+        }
+        data(&tree, text)
     }
 
     #[tool(
@@ -701,33 +722,57 @@ impl FileTools {
         description = "Find files and directories below `path` whose name (or, for a pattern \
                        with `/`, path below `path`) matches a glob such as `*.rs` or \
                        `src/**/test_*.py`. At most 1,000 results.",
-        annotations(read_only_hint = true, open_world_hint = false)
+        annotations(read_only_hint = true, open_world_hint = false),
+        output_schema = output::<SearchResult>()
     )]
     async fn search_files(
         &self,
         context: RequestContext<RoleServer>,
         Parameters(args): Parameters<SearchArgs>,
-    ) -> Result<Json<SearchResult>, String> {
+    ) -> Result<CallToolResult, String> {
         let call = Call::new("search_files", Access::Read, &[&args.path]);
-        self.files(&context, call, move |fs| search_files(fs, &args))
-            .await
-            .map(Json)
+        let found = self
+            .files(&context, call, move |fs| search_files(fs, &args))
+            .await?;
+        let mut text = if found.matches.is_empty() {
+            "No matches found".to_string()
+        } else {
+            found.matches.join("\n")
+        };
+        if found.truncated {
+            text.push_str("\n[more matches not shown: narrow the pattern or the directory]");
+        }
+        data(&found, text)
     }
 
     #[tool(
         description = "Type, size, times and permissions of a path (a link is described, not \
                        followed).",
-        annotations(read_only_hint = true, open_world_hint = false)
+        annotations(read_only_hint = true, open_world_hint = false),
+        output_schema = output::<FileInfo>()
     )]
     async fn get_file_info(
         &self,
         context: RequestContext<RoleServer>,
         Parameters(args): Parameters<PathArgs>,
-    ) -> Result<Json<FileInfo>, String> {
+    ) -> Result<CallToolResult, String> {
         let call = Call::new("get_file_info", Access::Read, &[&args.path]);
-        self.files(&context, call, move |fs| get_file_info(fs, &args))
-            .await
-            .map(Json)
+        let info = self
+            .files(&context, call, move |fs| get_file_info(fs, &args))
+            .await?;
+        let text = format!(
+            "type: {}\nsize: {}\ncreated: {}\nmodified: {}\naccessed: {}\nisDirectory: {}\n\
+             isFile: {}\npermissions: {}",
+            info.kind,
+            info.size,
+            info.created,
+            info.modified,
+            info.accessed,
+            info.is_directory,
+            info.is_file,
+            info.permissions
+        );
+        data(&info, text)
     }
 
     #[tool(
@@ -804,18 +849,34 @@ impl FileTools {
         description = "Search file contents for a regular expression: the matching lines with \
                        their paths and line numbers (default 100, at most 500; lines cut at \
                        300 bytes). Binary files and files over 16 MiB are skipped and named.",
-        annotations(read_only_hint = true, open_world_hint = false)
+        annotations(read_only_hint = true, open_world_hint = false),
+        output_schema = output::<GrepResult>()
     )]
     async fn grep(
         &self,
         context: RequestContext<RoleServer>,
         Parameters(args): Parameters<GrepArgs>,
-    ) -> Result<Json<GrepResult>, String> {
+    ) -> Result<CallToolResult, String> {
         let path = args.path.clone().unwrap_or_else(|| "/".into());
         let call = Call::new("grep", Access::Read, &[&path]);
-        self.files(&context, call, move |fs| grep(fs, &args))
-            .await
-            .map(Json)
+        let found = self
+            .files(&context, call, move |fs| grep(fs, &args))
+            .await?;
+        let mut lines: Vec<String> = found
+            .matches
+            .iter()
+            .map(|m| format!("{}:{}: {}", m.path, m.line, m.text))
+            .collect();
+        if lines.is_empty() {
+            lines.push("No matches found".into());
+        }
+        if found.truncated {
+            lines.push("[more matches not shown: raise maxResults or narrow the search]".into());
+        }
+        for skipped in &found.skipped {
+            lines.push(format!("[skipped {skipped}]"));
+        }
+        data(&found, lines.join("\n"))
     }
 
     #[tool(
