@@ -413,14 +413,30 @@ pub(crate) fn document() -> Value {
             op["security"] = json!([{"bearer": []}]);
             op["x-caller"] = json!(needs);
         }
-        let parameters: Vec<Value> = PARAMETERS
-            .iter()
-            .filter(|(m, p, ..)| m == method && p == path)
-            .map(|(_, _, name, kind, description)| {
-                json!({"name": name, "in": "query", "required": false,
-                       "description": description, "schema": {"type": kind}})
+        // Every `{name}` of the path is a required path parameter; a
+        // `{path}` is the rest of the URL, slashes and all.
+        let mut parameters: Vec<Value> = path
+            .split('/')
+            .filter_map(|part| part.strip_prefix('{')?.strip_suffix('}'))
+            .map(|name| {
+                let description = if name == "path" {
+                    "A path in the workspace, without its leading `/` (it may hold more `/`)"
+                } else {
+                    "The resource's id or name, as the API gave it"
+                };
+                json!({"name": name, "in": "path", "required": true,
+                       "description": description, "schema": {"type": "string"}})
             })
             .collect();
+        parameters.extend(
+            PARAMETERS
+                .iter()
+                .filter(|(m, p, ..)| m == method && p == path)
+                .map(|(_, _, name, kind, description)| {
+                    json!({"name": name, "in": "query", "required": false,
+                           "description": description, "schema": {"type": kind}})
+                }),
+        );
         if !parameters.is_empty() {
             op["parameters"] = Value::Array(parameters);
         }
