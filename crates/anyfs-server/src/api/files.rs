@@ -473,15 +473,7 @@ pub(super) async fn delete_in(
         audits,
         move |fs| {
             let meta = fs.symlink_metadata(&path)?;
-            if meta.is_dir() {
-                if q.recursive {
-                    fs.remove_dir_all(&path)
-                } else {
-                    fs.remove_dir(&path)
-                }
-            } else {
-                fs.remove_file(&path)
-            }
+            crate::mcp::remove_node(fs, &path, meta.is_dir(), q.recursive)
         },
     )
     .await?;

@@ -14,6 +14,8 @@
 
 mod tools;
 
+pub(crate) use tools::remove_node;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

@@ -688,16 +688,7 @@ pub(crate) fn delete(fs: &Files, args: &DeleteArgs) -> Result<String, Failure> {
             "{path}: this is the workspace's root, which cannot be deleted; delete what is in it"
         )));
     }
-    if meta.is_dir() {
-        if args.recursive {
-            fs.remove_dir_all(&path)
-        } else {
-            fs.remove_dir(&path)
-        }
-    } else {
-        fs.remove_file(&path)
-    }
-    .map_err(|e| {
+    remove_node(fs, &path, meta.is_dir(), args.recursive).map_err(|e| {
         if e.kind() == anyfs::FsErrorKind::DirectoryNotEmpty {
             Failure::BadRequest(format!(
                 "{path}: a directory that is not empty; give `recursive: true` to delete it \
@@ -708,6 +699,21 @@ pub(crate) fn delete(fs: &Files, args: &DeleteArgs) -> Result<String, Failure> {
         }
     })?;
     Ok(format!("Successfully deleted {path}"))
+}
+
+/// Removes what is at `path`: a file or link, or a directory (`is_dir`),
+/// empty unless `recursive`. The HTTP API's delete and the MCP tool's.
+pub(crate) fn remove_node(
+    fs: &Files,
+    path: &str,
+    is_dir: bool,
+    recursive: bool,
+) -> anyfs::FsResult<()> {
+    match (is_dir, recursive) {
+        (true, true) => fs.remove_dir_all(path),
+        (true, false) => fs.remove_dir(path),
+        (false, _) => fs.remove_file(path),
+    }
 }
 
 /// `copy`: a file (or link), or (`recursive`) a directory and everything
